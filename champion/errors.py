@@ -1,0 +1,51 @@
+"""Typed errors. Every message names the problem and the fix.
+
+A rejected challenger is not an error: it is a gate Decision. These exceptions are for inputs and
+faults that stop a run; they never lead to a promotion.
+"""
+
+from __future__ import annotations
+
+
+class ChampionError(Exception):
+    """Root of every error champion raises on purpose.
+
+    ``problem`` says what is wrong, ``fix`` what the user can do about it.
+    """
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{problem} Fix: {fix}" if fix else problem)
+
+
+class DataError(ChampionError):
+    """The evaluation set cannot be used (missing columns, empty, wrong types)."""
+
+
+class PromptError(ChampionError):
+    """A prompt template is missing, malformed, or fails to render."""
+
+
+class ModelSourceError(ChampionError):
+    """A model source cannot be resolved to safetensors weights."""
+
+
+class BackendError(ChampionError):
+    """A generation backend is missing or failed."""
+
+
+class ConfigError(ChampionError):
+    """A gate or evaluator configuration is invalid."""
+
+
+class EvaluationError(ChampionError):
+    """Scoring failed or produced unusable values."""
+
+
+class RegistryError(ChampionError):
+    """The model/prompt registry (MLflow) cannot record or promote a bundle."""
+
+
+class ManifestError(ChampionError):
+    """A rendered Kubernetes manifest does not satisfy the CRD schema."""

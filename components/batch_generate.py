@@ -1,0 +1,86 @@
+"""batch_generate: render the bundle's prompt for every example and generate, batched."""
+
+import time
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from champion.errors import DataError
+from components import gpu_step
+from prompts import PromptTemplate
+from serving.generation import Generator
+
+VERSION = "1.0.0"
+
+
+@dataclass
+class GenerationRun:
+    rows: list[dict]
+    tokens_per_second: float
+    seconds: float
+    completion_tokens: int
+
+
+def generate_answers(examples: list[dict], prompt: PromptTemplate, generator: Generator) -> GenerationRun:
+    """One output row per example: the input columns plus output, token counts and finish reason."""
+    if not examples:
+        raise DataError("there are no examples to generate for.", "check the evaluation set and --limit.")
+    conversations = []
+    for example in examples:
+        missing = [v for v in prompt.variables if v not in example]
+        if missing:
+            raise DataError(
+                f"prompt {prompt.name} v{prompt.version} needs column(s) {missing}, which example {example.get('id')!r} lacks.",
+                "add the column to the evaluation set, or use a prompt that does not need it.",
+            )
+        conversations.append(prompt.render(**{v: example[v] for v in prompt.variables}))
+    started = time.perf_counter()
+    generations = generator.generate(conversations, prompt.decoding)
+    seconds = time.perf_counter() - started
+    rows = [
+        {
+            **example,
+            "output": generation.text,
+            "finish_reason": generation.finish_reason,
+            "prompt_tokens": generation.prompt_tokens,
+            "completion_tokens": generation.completion_tokens,
+        }
+        for example, generation in zip(examples, generations, strict=True)
+    ]
+    completion_tokens = sum(g.completion_tokens for g in generations)
+    return GenerationRun(rows=rows, tokens_per_second=completion_tokens / seconds if seconds else 0.0, seconds=seconds, completion_tokens=completion_tokens)
+
+
+@gpu_step
+def batch_generate_op(
+    eval_set: Input[Dataset],
+    model: Input[Model],
+    model_digest: str,
+    dataset_digest: str,
+    prompt: str,
+    backend: str,
+    batch_size: int,
+    generations: Output[Dataset],
+    metrics: Output[Metrics],
+) -> NamedTuple("GenerateOutputs", [("bundle", str)]):
+    """batch_generate v1.0.0: render the prompt for every example and generate (transformers or vLLM)."""
+    from collections import namedtuple
+
+    from champion.bundle import Bundle
+    from champion.jsonl import read_jsonl, write_jsonl
+    from components.batch_generate import generate_answers
+    from components.fetch_weights import verify_weights
+    from prompts import load_prompt
+    from serving.generation import get_generator
+
+    if verify_weights(model.path) != model_digest:
+        raise RuntimeError("the model folder does not match the digest fetch_weights reported; refusing to generate.")
+    template = load_prompt(prompt)
+    run = generate_answers(read_jsonl(eval_set.path), template, get_generator(backend, model.path, batch_size=batch_size))
+    write_jsonl(run.rows, generations.path)
+    for name, value in {"tokens_per_second": run.tokens_per_second, "generation_seconds": run.seconds, "completion_tokens": run.completion_tokens, "examples": len(run.rows)}.items():
+        metrics.log_metric(name, value)
+    bundle = Bundle(model_digest=model_digest, prompt=template.ref, decoding=template.decoding.model_dump(mode="json"), dataset_digest=dataset_digest)
+    generations.metadata.update({"rows": len(run.rows), "prompt": f"{template.name}@{template.version}", "backend": backend})
+    return namedtuple("GenerateOutputs", ["bundle"])(bundle.model_dump_json())

@@ -1,0 +1,222 @@
+"""preprocess_data: load an evaluation set, validate it, normalise it, split it, digest it."""
+
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from kfp.dsl import Dataset, Output
+
+from champion.digests import canonical_json, sha256_json
+from champion.errors import DataError
+from components import cpu_step
+
+VERSION = "1.0.0"
+REQUIRED_COLUMNS = ("question", "reference")
+OPTIONAL_COLUMNS = ("id", "context", "tags")
+DEMO_DATA = Path(__file__).resolve().parent.parent / "pipelines" / "data" / "demo_eval.jsonl"
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass
+class PreprocessResult:
+    eval_rows: list[dict]
+    train_rows: list[dict]
+    digest: str
+    dropped_duplicates: int
+    ignored_columns: list[str] = field(default_factory=list)
+
+
+def resolve_source(source: str) -> str:
+    """``demo`` names the evaluation set packaged with champion."""
+    return str(DEMO_DATA) if source == "demo" else source
+
+
+def load_rows(source: str) -> list[dict]:
+    """Load rows with ``datasets``: a JSONL/JSON/CSV/Parquet file, a ``save_to_disk`` folder, or a
+    dataset in the local Hugging Face cache (``hf://datasets/<name>``). Nothing is downloaded."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        if source.startswith("hf://datasets/"):
+            name = source.removeprefix("hf://datasets/")
+            return list(datasets.load_dataset(name, split="train", download_mode="reuse_cache_if_exists"))
+        path = Path(source)
+        if not path.exists():
+            raise DataError(f"evaluation set {source} does not exist.", "pass --data with a JSONL, CSV or Parquet file, or 'demo'.")
+        if path.is_dir():
+            loaded = datasets.load_from_disk(str(path))
+            if isinstance(loaded, datasets.DatasetDict):
+                loaded = loaded["test"] if "test" in loaded else next(iter(loaded.values()))
+            return list(loaded)
+        builder = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower())
+        if builder is None:
+            raise DataError(f"{source}: unsupported file type {path.suffix!r}.", "use .jsonl, .json, .csv or .parquet.")
+        if path.stat().st_size == 0:
+            raise DataError(f"{source} is empty.", "add rows with 'question' and 'reference' columns.")
+        if builder == "json":
+            _check_json_lines(path)
+        load_kwargs = {"keep_default_na": False} if builder == "csv" else {}
+        dataset = datasets.load_dataset(builder, data_files=str(path), split="train", keep_in_memory=True, **load_kwargs)
+        return list(dataset)
+    except DataError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{source} is not UTF-8 text (byte {exc.start}).", "re-encode the file as UTF-8.") from exc
+    except Exception as exc:  # datasets wraps parser errors in many types; name the source and the cause
+        raise DataError(f"could not load evaluation set {source}: {type(exc).__name__}: {exc}", "check the file format and columns.") from exc
+
+
+def _check_json_lines(path: Path) -> None:
+    """Find the first bad line ourselves: arrow's errors do not say which row broke."""
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}, line {line}: not UTF-8 text.", "re-encode the file as UTF-8.") from exc
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}, line {number}: invalid JSON ({exc.msg}).", "each line must be one JSON object.") from exc
+        if not isinstance(value, dict):
+            raise DataError(f"{path}, line {number}: expected a JSON object, got {type(value).__name__}.", "each line must be one JSON object.")
+        for column in REQUIRED_COLUMNS + ("id", "context"):
+            if column in value and value[column] is not None and not isinstance(value[column], str):
+                raise DataError(
+                    f"{path}, row {number}, column {column!r}: expected text, got {type(value[column]).__name__} {value[column]!r}.",
+                    f"quote the value so {column!r} is a string.",
+                )
+
+
+def normalise_text(value: str) -> str:
+    return _WHITESPACE.sub(" ", value).strip()
+
+
+def validate_and_normalise(rows: list[dict], source: str) -> tuple[list[dict], int, list[str]]:
+    if not rows:
+        raise DataError(f"evaluation set {source} has no rows.", "add rows with 'question' and 'reference' columns.")
+    columns = set().union(*(row.keys() for row in rows))
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise DataError(
+            f"evaluation set {source} lacks required column(s) {missing}; it has {sorted(columns)}.",
+            "rename your columns to 'question' and 'reference' (optional: id, context, tags).",
+        )
+    ignored = sorted(columns - set(REQUIRED_COLUMNS) - set(OPTIONAL_COLUMNS))
+    clean: list[dict] = []
+    seen_content: set[str] = set()
+    seen_ids: dict[str, int] = {}
+    duplicates = 0
+    for number, row in enumerate(rows, start=1):
+        record: dict = {}
+        for column in REQUIRED_COLUMNS:
+            value = row.get(column)
+            if not isinstance(value, str):
+                raise DataError(
+                    f"{source}, row {number}, column {column!r}: expected text, got {type(value).__name__} {value!r}.",
+                    f"give every row a text {column!r}.",
+                )
+            record[column] = normalise_text(value)
+            if not record[column]:
+                raise DataError(f"{source}, row {number}, column {column!r} is empty.", f"fill in {column!r} or drop the row.")
+        context = row.get("context")
+        if context not in (None, ""):
+            if not isinstance(context, str):
+                raise DataError(f"{source}, row {number}, column 'context': expected text, got {type(context).__name__}.", "make 'context' a string.")
+            record["context"] = normalise_text(context)
+        tags = row.get("tags")
+        if tags not in (None, "", []):
+            tags = [tags] if isinstance(tags, str) else tags
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise DataError(f"{source}, row {number}, column 'tags': expected a list of strings.", "write tags as [\"a\", \"b\"].")
+            record["tags"] = sorted(set(tags))
+        content_key = canonical_json(record)
+        if content_key in seen_content:
+            duplicates += 1
+            continue
+        seen_content.add(content_key)
+        given_id = row.get("id")
+        if given_id not in (None, ""):
+            if not isinstance(given_id, (str, int)):
+                raise DataError(f"{source}, row {number}, column 'id': expected text, got {type(given_id).__name__}.", "make ids strings.")
+            record_id = str(given_id)
+        else:
+            record_id = "q-" + sha256_json(record)[:12]
+        if record_id in seen_ids:
+            raise DataError(
+                f"{source}, row {number}: id {record_id!r} is already used by row {seen_ids[record_id]} with different content.",
+                "give every example a unique id.",
+            )
+        seen_ids[record_id] = number
+        clean.append({"id": record_id, **record})
+    return clean, duplicates, ignored
+
+
+def split(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Assign each example by a seeded hash of its id: deterministic, and stable when rows are added."""
+    if not 0.0 < eval_fraction <= 1.0:
+        raise DataError(f"eval_fraction must be in (0, 1], got {eval_fraction}.", "use e.g. 0.5 to keep half for evaluation.")
+    eval_rows, train_rows = [], []
+    for row in rows:
+        bucket = int(sha256_json([seed, row["id"]])[:8], 16) / 0xFFFFFFFF
+        (eval_rows if bucket < eval_fraction or eval_fraction == 1.0 else train_rows).append(row)
+    return eval_rows, train_rows
+
+
+def preprocess_data(source: str, *, eval_fraction: float = 1.0, seed: int = 0, limit: int = 0) -> PreprocessResult:
+    """Load, validate, normalise, de-duplicate and split an evaluation set.
+
+    ``limit`` > 0 keeps the first N evaluation examples (in id order), for quick runs.
+    """
+    source = resolve_source(source)
+    rows, duplicates, ignored = validate_and_normalise(load_rows(source), source)
+    rows.sort(key=lambda r: r["id"])
+    eval_rows, train_rows = split(rows, eval_fraction, seed)
+    if limit < 0:
+        raise DataError(f"limit must be 0 (all) or positive, got {limit}.", "pass --limit N with N >= 1.")
+    if limit:
+        eval_rows = eval_rows[:limit]
+    if not eval_rows:
+        raise DataError(f"no evaluation examples left in {source} after the split.", "raise eval_fraction or add rows.")
+    return PreprocessResult(
+        eval_rows=eval_rows,
+        train_rows=train_rows,
+        digest=sha256_json(eval_rows),
+        dropped_duplicates=duplicates,
+        ignored_columns=ignored,
+    )
+
+
+@cpu_step
+def preprocess_data_op(
+    data_source: str,
+    eval_fraction: float,
+    seed: int,
+    limit: int,
+    eval_set: Output[Dataset],
+    train_set: Output[Dataset],
+) -> NamedTuple("PreprocessOutputs", [("dataset_digest", str), ("n_eval", int)]):
+    """preprocess_data v1.0.0: validate, normalise, de-duplicate and split an evaluation set."""
+    from collections import namedtuple
+
+    from champion.jsonl import write_jsonl
+    from components.preprocess_data import preprocess_data
+
+    result = preprocess_data(data_source, eval_fraction=eval_fraction, seed=seed, limit=limit)
+    write_jsonl(result.eval_rows, eval_set.path)
+    write_jsonl(result.train_rows, train_set.path)
+    eval_set.metadata.update({"rows": len(result.eval_rows), "digest": result.digest, "dropped_duplicates": result.dropped_duplicates})
+    train_set.metadata.update({"rows": len(result.train_rows)})
+    if result.ignored_columns:
+        print(f"preprocess_data: ignored columns {result.ignored_columns}")
+    return namedtuple("PreprocessOutputs", ["dataset_digest", "n_eval"])(result.digest, len(result.eval_rows))

@@ -1,0 +1,1 @@
+"""The pipeline graphs (they only wire steps from components/) and the ``champion`` CLI."""

@@ -1,0 +1,121 @@
+"""The ``champion`` command line.
+
+    champion run                 evaluate, gate and (if it passes) promote the demo bundle, locally
+    champion run --prompt qa-oneline --limit 10 --json
+    champion compile --output dist
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from champion.errors import ChampionError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluation-gated promotion of LLM model+prompt bundles on Kubeflow Pipelines.")
+err = Console(stderr=True)
+
+STEP_TITLES = {
+    "preprocess-data-op": "Preprocess evaluation set",
+    "fetch-weights-op": "Fetch weights",
+    "batch-generate-op": "Generate answers",
+    "evaluate-op": "Score answers",
+    "gate-op": "Gate",
+    "register-op": "Register in MLflow",
+    "deploy-op": "Render KServe manifest",
+    "skip-deploy-op": "Skip deployment",
+}
+
+
+@app.command()
+def run(
+    data: str = typer.Option("demo", help="Evaluation set: JSONL/CSV/Parquet path, a save_to_disk folder, hf://datasets/NAME (local cache), or 'demo'."),
+    prompt: str = typer.Option("qa-concise", help="Prompt: a name in prompts/ (NAME or NAME@VERSION) or a path to a prompt YAML."),
+    model: str = typer.Option("smollm2", help="Model source: 'smollm2' (packaged), a folder, a .gguf file, hf://org/name, s3://…"),
+    gate_config: str = typer.Option("default", help="Gate policy: a name in evaluators/policies/ or a path to a YAML file."),
+    workspace: Path = typer.Option(Path(".champion"), help="Where runs, the weights cache, logs and the sqlite MLflow live."),
+    limit: int = typer.Option(0, help="Evaluate only the first N examples (0 = all)."),
+    backend: str = typer.Option("transformers", help="Generation backend: transformers or vllm."),
+    batch_size: int = typer.Option(16, help="Generation batch size."),
+    registered_model_name: str = typer.Option("champion-qa", help="MLflow registered model that holds the bundles."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout (progress goes to stderr)."),
+    fail_on_reject: bool = typer.Option(False, help="Exit with status 1 when the gate rejects the bundle (for CI)."),
+) -> None:
+    """Run the promotion pipeline locally (kfp.local) and print the decision."""
+    from pipelines.local import RunOptions, run_promotion
+
+    options = RunOptions(data=data, prompt=prompt, model=model, gate_config=gate_config, workspace=workspace, limit=limit, backend=backend, batch_size=batch_size, registered_model_name=registered_model_name)
+    try:
+        with err.status("Starting the local pipeline…") as status:
+            def on_event(task: str, state: str) -> None:
+                title = STEP_TITLES.get(task, task)
+                if state == "running":
+                    status.update(f"{title}…")
+                elif state in ("success", "skipped"):
+                    err.print(f"[green]✓[/] {title}" if state == "success" else f"[dim]– {title} (skipped)[/]")
+                else:
+                    err.print(f"[red]✗[/] {title} ({state})")
+
+            summary = run_promotion(options, on_event)
+    except ChampionError as exc:
+        err.print(f"[bold red]error:[/] {exc.problem}")
+        if exc.fix:
+            err.print(f"[bold]fix:[/] {exc.fix}")
+        raise typer.Exit(2) from None
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    else:
+        _print_summary(summary)
+    if fail_on_reject and summary["decision"] != "promoted":
+        raise typer.Exit(1)
+
+
+def _print_summary(summary: dict) -> None:
+    out = Console()
+    promoted = summary["decision"] == "promoted"
+    table = Table(title="champion run", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("decision", f"[green]PROMOTED[/]" if promoted else "[red]REJECTED[/]")
+    table.add_row("bundle", f"{summary['bundle_id'][:16]}…  ({summary['bundle']['prompt']['name']}@{summary['bundle']['prompt']['version']})")
+    for check in summary["checks"]:
+        mark = "[green]pass[/]" if check["passed"] else "[red]fail[/]"
+        table.add_row(f"  {check['metric']}", f"{check['reason']}  {mark}")
+    for name, value in sorted(summary["metrics"].items()):
+        if name not in {c["metric"] for c in summary["checks"]}:
+            table.add_row(f"  {name}", f"{value:.3f}")
+    table.add_row("why", "; ".join(summary["reasons"]))
+    table.add_row("MLflow", f"{summary['registered_model']} v{summary['model_version']}" + ("  alias → champion" if promoted else "  (alias unchanged)"))
+    for name, path in summary["reports"].items():
+        if path:
+            table.add_row(name, path)
+    table.add_row("wall time", f"{summary['wall_seconds']} s")
+    out.print(table)
+
+
+@app.command("compile")
+def compile_command(
+    output: Path = typer.Option(Path("dist"), help="Folder for pipelines/<name>.yaml and components/<name>.yaml."),
+    cpu_image: Optional[str] = typer.Option(None, envvar="CHAMPION_CPU_IMAGE", help="Image for CPU steps (prefer repo@sha256:…)."),
+    gpu_image: Optional[str] = typer.Option(None, envvar="CHAMPION_GPU_IMAGE", help="Image for GPU steps (prefer repo@sha256:…)."),
+) -> None:
+    """Compile every pipeline and component to IR YAML, byte-identical from run to run, and load each back."""
+    from pipelines.compile import compile_all
+
+    try:
+        written = compile_all(output, cpu_image=cpu_image, gpu_image=gpu_image)
+    except ChampionError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    for path in written:
+        typer.echo(str(path))
+
+
+if __name__ == "__main__":
+    app()

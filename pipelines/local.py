@@ -1,0 +1,224 @@
+"""Run the promotion pipeline on this machine through kfp.local: the embedded default.
+
+Every step runs as a subprocess of the current virtual environment (``SubprocessRunner(use_venv=False)``),
+with no network: models and data come from installed packages or local paths, MLflow is a sqlite
+file in the workspace. The same pipeline function compiles for a Kubeflow cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from champion.errors import ChampionError
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "RAGAS_DO_NOT_TRACK": "true",
+    "DO_NOT_TRACK": "true",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TQDM_DISABLE": "1",
+}
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STARTED = re.compile(r"Executing task '?([\w-]+)'?")
+_FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
+_SKIPPED = re.compile(r"Skipping (?:conditional )?task '?([\w-]+)'?")
+_CHAMPION_ERROR = re.compile(r"(?:champion\.errors\.)?(\w+Error): (.+)")
+
+
+class PipelineFailed(ChampionError):
+    """A step of the local run failed; the message carries the step and its error."""
+
+
+@dataclass
+class Workspace:
+    root: Path
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def weights_cache(self) -> Path:
+        return self.root / "cache" / "weights"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    def create(self) -> "Workspace":
+        for folder in (self.runs, self.weights_cache, self.logs, self.root / "cache" / "datasets"):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+@dataclass
+class RunOptions:
+    data: str = "demo"
+    prompt: str = "qa-concise"
+    model: str = "smollm2"
+    gate_config: str = "default"
+    workspace: Path = Path(".champion")
+    limit: int = 0
+    backend: str = "transformers"
+    batch_size: int = 16
+    registered_model_name: str = "champion-qa"
+    extra: dict = field(default_factory=dict)
+
+
+class _TaskLog(io.TextIOBase):
+    """Stands in for sys.stdout during a run: keeps the full log in a file and reports task events."""
+
+    def __init__(self, handle, on_event: Callable[[str, str], None]) -> None:
+        self._handle = handle
+        self._on_event = on_event
+        self._pending = ""
+        self.lines: list[str] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._handle.write(text)
+        self._handle.flush()
+        self._pending += text
+        *complete, self._pending = self._pending.split("\n")
+        for line in complete:
+            clean = _ANSI.sub("", line)
+            self.lines.append(clean)
+            if match := _FINISHED.search(clean):
+                self._on_event(match.group(1), match.group(2).lower())
+            elif match := _STARTED.search(clean):
+                self._on_event(match.group(1), "running")
+            elif match := _SKIPPED.search(clean):
+                self._on_event(match.group(1), "skipped")
+        return len(text)
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _failure_message(lines: list[str], error: Exception) -> str:
+    failed_step = re.search(r"Inner task failed: '([\w-]+)'", str(error)) or re.search(r"Task '?([\w-]+)'? finished with status FAILURE", "\n".join(lines))
+    step = failed_step.group(1) if failed_step else "a step"
+    for line in reversed(lines):
+        match = _CHAMPION_ERROR.search(line.strip())
+        if match and not line.strip().startswith("File "):
+            return f"step {step} failed: {match.group(1)}: {match.group(2)}"
+    return f"step {step} failed: {error}"
+
+
+def pipeline_arguments(options: RunOptions, workspace: Workspace) -> dict:
+    return {
+        "data_source": str(Path(options.data).resolve()) if options.data != "demo" and "://" not in options.data else options.data,
+        "limit": options.limit,
+        "model_source": str(Path(options.model).resolve()) if Path(options.model).exists() else options.model,
+        "weights_cache": str(workspace.weights_cache),
+        "prompt": str(Path(options.prompt).resolve()) if options.prompt.endswith((".yaml", ".yml")) else options.prompt,
+        "generation_backend": options.backend,
+        "batch_size": options.batch_size,
+        "gate_config": str(Path(options.gate_config).resolve()) if options.gate_config.endswith((".yaml", ".yml")) else options.gate_config,
+        "mlflow_tracking_uri": workspace.mlflow_uri,
+        "registered_model_name": options.registered_model_name,
+        **options.extra,
+    }
+
+
+def preflight(options: RunOptions) -> None:
+    """Fail in a second on inputs that would otherwise fail minutes into the run."""
+    from evaluators.gate import load_policy
+    from prompts import load_prompt
+    from serving.generation import BACKENDS
+
+    load_prompt(options.prompt)
+    load_policy(options.gate_config)
+    if options.backend not in BACKENDS:
+        from serving.generation import get_generator
+
+        get_generator(options.backend, "")  # raises the typed error with a suggestion
+    if options.data != "demo" and "://" not in options.data and not Path(options.data).exists():
+        from champion.errors import DataError
+
+        raise DataError(f"evaluation set {options.data} does not exist.", "pass --data with a JSONL, CSV or Parquet file, or leave it out for the demo set.")
+    if options.limit < 0:
+        from champion.errors import DataError
+
+        raise DataError(f"--limit must be 0 (all) or positive, got {options.limit}.", "pass --limit N with N >= 1.")
+
+
+def run_promotion(options: RunOptions, on_event: Callable[[str, str], None] = lambda task, state: None) -> dict:
+    """Run the promotion pipeline locally and return its summary (what ``champion run --json`` prints)."""
+    from kfp import local
+
+    from pipelines.promotion import PIPELINE_NAME, promotion_pipeline
+
+    preflight(options)
+    workspace = Workspace(options.workspace.resolve()).create()
+    os.environ.update(OFFLINE_ENV)
+    os.environ["HF_DATASETS_CACHE"] = str(workspace.root / "cache" / "datasets")
+    os.environ.setdefault("CHAMPION_GIT_COMMIT", _git_commit())
+    # Expected here: the steps name the cluster image but run in this virtual environment on purpose.
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner", category=UserWarning)
+    # workspace_root stays unset: kfp.local deletes it after every run.
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workspace.runs), raise_on_error=True)
+    log_path = workspace.logs / f"{PIPELINE_NAME}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    started = time.perf_counter()
+    with open(log_path, "w", encoding="utf-8") as log_handle:
+        task_log = _TaskLog(log_handle, on_event)
+        try:
+            with contextlib.redirect_stdout(task_log):
+                run = promotion_pipeline(**pipeline_arguments(options, workspace))
+        except Exception as exc:
+            raise PipelineFailed(_failure_message(task_log.lines, exc), f"see the full log: {log_path}") from exc
+    return summarise(run.outputs, workspace, log_path, time.perf_counter() - started, options)
+
+
+def summarise(outputs, workspace: Workspace, log_path: Path, seconds: float, options: RunOptions) -> dict:
+    decision = json.loads(Path(outputs["decision"].path).read_text())
+    deployment = json.loads(outputs["deployment"])
+    metrics = {k: v for k, v in outputs["eval_metrics"].metadata.items() if k != "display_name"}
+    return {
+        "bundle_id": decision["bundle_id"],
+        "decision": decision["decision"],
+        "reasons": decision["reasons"],
+        "metrics": metrics,
+        "checks": decision["checks"],
+        "bundle": decision["bundle"],
+        "model_version": outputs["model_version"],
+        "registered_model": options.registered_model_name,
+        "mlflow_tracking_uri": workspace.mlflow_uri,
+        "reports": {
+            "gate_report": outputs["gate_report"].path,
+            "decision": outputs["decision"].path,
+            "scores": outputs["scores"].path,
+            "deploy_report": deployment["report"],
+            "manifest": deployment["manifest"],
+            "log": str(log_path),
+        },
+        "deployment": deployment["status"],
+        "run_dir": str(Path(outputs["decision"].path).parent.parent),
+        "wall_seconds": round(seconds, 1),
+    }

@@ -1,0 +1,9 @@
+"""Versioned prompt templates, as data (YAML + Jinja2), and the code that loads and renders them.
+
+Each template lives at ``prompts/<name>/v<version>.yaml``. A published version is never edited:
+changing a prompt means adding ``v<version+1>.yaml``.
+"""
+
+from prompts.loader import Decoding, Message, PromptTemplate, list_prompts, load_prompt
+
+__all__ = ["Decoding", "Message", "PromptTemplate", "list_prompts", "load_prompt"]

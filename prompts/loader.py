@@ -1,0 +1,164 @@
+"""Load, validate and render prompt templates.
+
+Templates render in a Jinja2 sandbox with undefined variables as errors, so a typo in a variable
+name fails before any GPU time is spent instead of silently producing an empty prompt.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import jinja2
+import yaml
+from jinja2 import meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from champion.bundle import PromptRef
+from champion.digests import sha256_json
+from champion.errors import PromptError
+
+PROMPTS_DIR = Path(__file__).resolve().parent
+_VERSION_FILE = re.compile(r"^v(\d+)\.ya?ml$")
+
+_SANDBOX = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+class Decoding(BaseModel):
+    """Decoding parameters, with OpenAI-compatible names. Every field is explicit and recorded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(64, ge=1, le=8192)
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class PromptTemplate(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    version: int = Field(ge=1)
+    description: str = ""
+    variables: tuple[str, ...]
+    messages: tuple[Message, ...] = Field(min_length=1)
+    decoding: Decoding = Decoding()
+
+    @field_validator("messages")
+    @classmethod
+    def _ends_with_user_turn(cls, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        if messages[-1].role != "user":
+            raise ValueError("the last message must have role 'user' (the model answers it)")
+        return messages
+
+    @model_validator(mode="after")
+    def _declared_variables_match_template(self) -> "PromptTemplate":
+        used: set[str] = set()
+        for message in self.messages:
+            try:
+                used |= meta.find_undeclared_variables(_SANDBOX.parse(message.content))
+            except jinja2.TemplateSyntaxError as exc:
+                raise ValueError(f"Jinja2 syntax error in a {message.role} message, line {exc.lineno}: {exc.message}") from exc
+        declared = set(self.variables)
+        if used - declared:
+            raise ValueError(f"template uses undeclared variables {sorted(used - declared)}; add them to 'variables'")
+        if declared - used:
+            raise ValueError(f"declared variables {sorted(declared - used)} are not used by any message")
+        return self
+
+    @cached_property
+    def digest(self) -> str:
+        """Digest of everything that changes what the model sees or how it decodes."""
+        return sha256_json(self.model_dump(mode="json", exclude={"description"}))
+
+    @property
+    def ref(self) -> PromptRef:
+        return PromptRef(name=self.name, version=self.version, digest=self.digest)
+
+    def render(self, **values: str) -> list[dict[str, str]]:
+        """Render to chat messages. Unknown or missing variables are errors."""
+        missing = set(self.variables) - set(values)
+        if missing:
+            raise PromptError(
+                f"prompt {self.name} v{self.version} needs variables {sorted(missing)}.",
+                "pass them, or declare fewer variables in the template.",
+            )
+        rendered = []
+        for message in self.messages:
+            try:
+                content = _SANDBOX.from_string(message.content).render(**values)
+            except jinja2.exceptions.SecurityError as exc:
+                raise PromptError(
+                    f"prompt {self.name} v{self.version} tried an unsafe operation: {exc}.",
+                    "templates may only use variables and filters, not Python attributes.",
+                ) from exc
+            except jinja2.UndefinedError as exc:
+                raise PromptError(f"prompt {self.name} v{self.version}: {exc}.", "fix the variable name in the template.") from exc
+            rendered.append({"role": message.role, "content": content})
+        return rendered
+
+
+def _parse(path: Path) -> PromptTemplate:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PromptError(f"{path} is not valid YAML: {exc}", "fix the YAML syntax.") from exc
+    except OSError as exc:
+        raise PromptError(f"cannot read prompt file {path}: {exc.strerror}.", "check the path.") from exc
+    if not isinstance(data, dict):
+        raise PromptError(f"{path} must hold a mapping with name, version, variables, messages.", "see prompts/qa-concise/v1.yaml.")
+    try:
+        template = PromptTemplate.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
+        raise PromptError(f"{path} is not a valid prompt template: {problems}.", "fix the fields named.") from exc
+    match = _VERSION_FILE.match(path.name)
+    if path.parent.parent == PROMPTS_DIR and (path.parent.name != template.name or not match or int(match.group(1)) != template.version):
+        raise PromptError(
+            f"{path} declares {template.name} v{template.version} but lives at {path.parent.name}/{path.name}.",
+            f"move it to prompts/{template.name}/v{template.version}.yaml.",
+        )
+    return template
+
+
+def list_prompts(root: Path = PROMPTS_DIR) -> dict[str, list[int]]:
+    """Every packaged prompt name with its versions, oldest first."""
+    found: dict[str, list[int]] = {}
+    for path in sorted(root.glob("*/v*.y*ml")):
+        match = _VERSION_FILE.match(path.name)
+        if match:
+            found.setdefault(path.parent.name, []).append(int(match.group(1)))
+    return {name: sorted(versions) for name, versions in sorted(found.items())}
+
+
+def load_prompt(ref: str, root: Path = PROMPTS_DIR) -> PromptTemplate:
+    """Load a prompt by path (``my/prompt.yaml``), name (``qa-concise``, latest version) or ``name@version``."""
+    as_path = Path(ref)
+    if as_path.suffix in {".yaml", ".yml"}:
+        return _parse(as_path)
+    name, _, version = ref.partition("@")
+    available = list_prompts(root)
+    if name not in available:
+        raise PromptError(
+            f"no prompt named {name!r}.",
+            f"use one of {sorted(available)} or a path to a .yaml file.",
+        )
+    if version:
+        if not version.isdigit() or int(version) not in available[name]:
+            raise PromptError(f"prompt {name} has no version {version!r}.", f"available versions: {available[name]}.")
+        chosen = int(version)
+    else:
+        chosen = available[name][-1]
+    return _parse(root / name / f"v{chosen}.yaml")

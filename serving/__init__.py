@@ -1,0 +1,1 @@
+"""Running a model: generation backends, KServe manifests, and (later) the local server."""

@@ -1,0 +1,50 @@
+"""Generation backends behind one interface.
+
+``batch_generate``, the judge and the local server all generate through a ``Generator``: a list of
+chat conversations in, one ``Generation`` per conversation out, in the same order.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from champion.errors import BackendError
+from prompts import Decoding
+
+Conversation = Sequence[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    finish_reason: str  # "stop" (end of sequence or a stop string) or "length" (hit max_tokens)
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Generator(Protocol):
+    name: str
+
+    def generate(self, conversations: Sequence[Conversation], decoding: Decoding) -> list[Generation]: ...
+
+
+# The only registry of backends. Values are "module:Class", imported on demand so that the CPU
+# image never needs vLLM and the GPU image never pays for what it does not use.
+BACKENDS = {
+    "transformers": "serving.generation.transformers_backend:TransformersGenerator",
+    "vllm": "serving.generation.vllm_backend:VllmGenerator",
+}
+
+
+def get_generator(backend: str, model_path: str | Path, **options) -> Generator:
+    if backend not in BACKENDS:
+        close = difflib.get_close_matches(backend, BACKENDS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise BackendError(f"unknown generation backend {backend!r}.", f"{hint}choose one of {sorted(BACKENDS)}.")
+    module_name, class_name = BACKENDS[backend].split(":")
+    generator_class = getattr(importlib.import_module(module_name), class_name)
+    return generator_class(str(model_path), **options)

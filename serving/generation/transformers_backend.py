@@ -1,0 +1,91 @@
+"""Batched generation with transformers: CPU or GPU, left padding, safetensors only."""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from champion.errors import BackendError
+from prompts import Decoding
+from serving.generation import Conversation, Generation
+
+log = logging.getLogger(__name__)
+
+
+class TransformersGenerator:
+    name = "transformers"
+
+    def __init__(self, model_path: str, *, batch_size: int = 16, device: str | None = None, trust_remote_code: bool = False) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if batch_size < 1:
+            raise BackendError(f"batch_size must be at least 1, got {batch_size}.", "pass a positive batch size.")
+        self.batch_size = batch_size
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        # Left padding keeps every prompt's last token next to the first generated one, so batched
+        # and one-by-one greedy decoding give the same text.
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left", trust_remote_code=trust_remote_code)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if self.tokenizer.chat_template is None:
+            raise BackendError(f"the tokenizer in {model_path} has no chat template.", "use an instruction-tuned model that ships one.")
+        dtype = torch.float32 if self.device == "cpu" else torch.bfloat16  # bf16 is ~3x slower than fp32 on CPUs
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+        ).to(self.device).eval()
+        self._torch = torch
+
+    def generate(self, conversations: Sequence[Conversation], decoding: Decoding) -> list[Generation]:
+        prompts = [
+            self.tokenizer.apply_chat_template(list(conv), tokenize=False, add_generation_prompt=True) for conv in conversations
+        ]
+        # Sorting by length puts similar prompts in one batch (less padding); results go back in input order.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        results: list[Generation | None] = [None] * len(prompts)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            for index, generation in zip(batch, self._generate_batch([prompts[i] for i in batch], decoding)):
+                results[index] = generation
+        return results  # type: ignore[return-value]
+
+    def _generate_batch(self, prompts: list[str], decoding: Decoding) -> list[Generation]:
+        torch = self._torch
+        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        sampling = decoding.temperature > 0
+        kwargs = dict(max_new_tokens=decoding.max_tokens, do_sample=sampling, pad_token_id=self.tokenizer.pad_token_id)
+        if sampling:
+            kwargs.update(temperature=decoding.temperature, top_p=decoding.top_p)
+            torch.manual_seed(decoding.seed)
+        else:
+            # Greedy: unset the sampling knobs a model's generation_config may carry, so they do not warn or apply.
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if decoding.stop:
+            kwargs.update(stop_strings=list(decoding.stop), tokenizer=self.tokenizer)
+        with torch.inference_mode():
+            output = self.model.generate(**encoded, **kwargs)
+        prompt_width = encoded["input_ids"].shape[1]
+        prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
+        eos_ids = self._eos_ids()
+        generations = []
+        for row, n_prompt in zip(output[:, prompt_width:].tolist(), prompt_tokens):
+            completion = []
+            finish_reason = "length"
+            for token in row:
+                if token in eos_ids:
+                    finish_reason = "stop"
+                    break
+                completion.append(token)
+            text = self.tokenizer.decode(completion, skip_special_tokens=True)
+            for stop in decoding.stop:
+                if stop in text:
+                    text, finish_reason = text.split(stop, 1)[0], "stop"
+            generations.append(Generation(text=text.strip(), finish_reason=finish_reason, prompt_tokens=int(n_prompt), completion_tokens=len(completion)))
+        return generations
+
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return ids

@@ -1,0 +1,75 @@
+"""Offline batch generation with vLLM (the GPU image). Every sampling field is set explicitly,
+because vLLM's own defaults (temperature 1.0, max_tokens 16) differ from the model's and the server's."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from champion.errors import BackendError
+from prompts import Decoding
+from serving.generation import Conversation, Generation
+
+
+def sampling_kwargs(decoding: Decoding) -> dict:
+    """The full SamplingParams for one decoding config; kept pure so it is tested without vLLM."""
+    return dict(
+        n=1,
+        temperature=decoding.temperature,
+        top_p=decoding.top_p,
+        top_k=-1 if decoding.temperature > 0 else 0,
+        min_p=0.0,
+        presence_penalty=0.0,
+        frequency_penalty=0.0,
+        repetition_penalty=1.0,
+        max_tokens=decoding.max_tokens,
+        seed=decoding.seed,
+        stop=list(decoding.stop),
+        skip_special_tokens=True,
+    )
+
+
+class VllmGenerator:
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        batch_size: int = 0,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.90,
+        max_model_len: int = 4096,
+        trust_remote_code: bool = False,
+        device: str | None = None,
+    ) -> None:
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise BackendError(
+                "the vllm backend needs the vllm package, which is not installed here.",
+                "run batch_generate in the GPU image (pip install 'champion[vllm]'), or use backend 'transformers'.",
+            ) from exc
+        # vLLM schedules its own batches; batch_size and device are accepted for interface parity.
+        self.llm = LLM(
+            model=model_path,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            trust_remote_code=trust_remote_code,
+            dtype="auto",
+            seed=0,
+        )
+
+    def generate(self, conversations: Sequence[Conversation], decoding: Decoding) -> list[Generation]:
+        from vllm import SamplingParams
+
+        outputs = self.llm.chat([list(c) for c in conversations], SamplingParams(**sampling_kwargs(decoding)), use_tqdm=False)
+        return [
+            Generation(
+                text=out.outputs[0].text.strip(),
+                finish_reason="length" if out.outputs[0].finish_reason == "length" else "stop",
+                prompt_tokens=len(out.prompt_token_ids or []),
+                completion_tokens=len(out.outputs[0].token_ids),
+            )
+            for out in outputs
+        ]

