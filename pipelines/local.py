@@ -81,6 +81,7 @@ class RunOptions:
     backend: str = "transformers"
     batch_size: int = 16
     registered_model_name: str = "champion-qa"
+    weights_cache: Path | None = None  # default: CHAMPION_WEIGHTS_CACHE, else <workspace>/cache/weights
     extra: dict = field(default_factory=dict)
 
 
@@ -135,7 +136,7 @@ def pipeline_arguments(options: RunOptions, workspace: Workspace) -> dict:
         "data_source": str(Path(options.data).resolve()) if options.data != "demo" and "://" not in options.data else options.data,
         "limit": options.limit,
         "model_source": str(Path(options.model).resolve()) if Path(options.model).exists() else options.model,
-        "weights_cache": str(workspace.weights_cache),
+        "weights_cache": str(options.weights_cache or os.environ.get("CHAMPION_WEIGHTS_CACHE") or workspace.weights_cache),
         "prompt": str(Path(options.prompt).resolve()) if options.prompt.endswith((".yaml", ".yml")) else options.prompt,
         "generation_backend": options.backend,
         "batch_size": options.batch_size,

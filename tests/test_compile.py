@@ -1,0 +1,69 @@
+"""Compiling for a cluster: determinism, loading back, and the GPU settings in the IR."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipelines.compile import COMPONENTS, PIPELINES, compile_all
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    first, second = tmp_path_factory.mktemp("a"), tmp_path_factory.mktemp("b")
+    return compile_all(first), compile_all(second)
+
+
+def test_every_pipeline_and_component_compiles_byte_identically(compiled):
+    first, second = compiled
+    assert {p.stem for p in first if p.parent.name == "pipelines"} == set(PIPELINES)
+    assert {p.stem for p in first if p.parent.name == "components"} == set(COMPONENTS)
+    for a, b in zip(first, second):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def promotion_docs(compiled):
+    path = next(p for p in compiled[0] if p.name == "promotion.yaml")
+    return list(yaml.safe_load_all(path.read_text()))
+
+
+def test_gpu_step_carries_accelerator_node_selector_and_tolerations(compiled):
+    spec, platform = promotion_docs(compiled)
+    resources = spec["deploymentSpec"]["executors"]["exec-batch-generate-op"]["container"]["resources"]["accelerator"]
+    assert "accelerator_count" in resources["resourceCount"] and "accelerator_type" in resources["resourceType"]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-batch-generate-op"]
+    assert "nodeSelector" in k8s and "tolerations" in k8s
+    assert k8s["podMetadata"]["labels"]["champion.io/component-version"]
+
+
+def test_side_effect_steps_are_never_cached(compiled):
+    spec, _ = promotion_docs(compiled)
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["register-op"]["cachingOptions"] == {}
+    assert tasks["preprocess-data-op"]["cachingOptions"] == {}
+    assert tasks["evaluate-op"]["cachingOptions"]["enableCache"] is True
+
+
+def test_deploy_is_conditional_on_the_gate(compiled):
+    spec, _ = promotion_docs(compiled)
+    condition = spec["root"]["dag"]["tasks"]["condition-branches-1"]
+    assert condition["componentRef"]["name"] == "comp-condition-branches-1"
+    branches = spec["components"]["comp-condition-branches-1"]["dag"]["tasks"]
+    if_branch = next(t for t in branches.values() if "== true" in t.get("triggerPolicy", {}).get("condition", ""))
+    assert "gate-op-passed" in if_branch["triggerPolicy"]["condition"]
+
+
+def test_no_runtime_pip_install_and_images_come_from_the_environment(tmp_path):
+    code = "from pipelines.compile import compile_all; import sys; compile_all(sys.argv[1], cpu_image='registry.example/champion@sha256:' + 'a' * 64)"
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, cwd=REPO)
+    text = (tmp_path / "pipelines" / "promotion.yaml").read_text()
+    assert "registry.example/champion@sha256:" in text
+    assert "pip install" not in text
+
+
+def test_compile_sh_writes_dist(tmp_path):
+    result = subprocess.run(["bash", str(REPO / "compile.sh"), str(tmp_path)], capture_output=True, text=True, cwd=REPO, env={"CHAMPION": str(REPO / ".venv" / "bin" / "champion"), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "pipelines" / "promotion.yaml").is_file() and (tmp_path / "components" / "gate.yaml").is_file()

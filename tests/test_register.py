@@ -1,0 +1,85 @@
+"""register against a real MLflow (sqlite file): versions, aliases, prompt registry, failure modes."""
+
+import pytest
+
+from champion.bundle import Bundle
+from champion.errors import RegistryError
+from components.register import CHAMPION_ALIAS, current_champion, register_bundle
+from prompts import load_prompt
+
+
+def make_bundle(prompt, model_digest="m" * 64):
+    return Bundle(model_digest=model_digest, prompt=prompt.ref, decoding=prompt.decoding.model_dump(mode="json"), dataset_digest="d" * 64, evaluator_digest="e" * 64)
+
+
+@pytest.fixture
+def registry(tmp_path):
+    report = tmp_path / "report"
+    report.write_text("# report\n")
+    return {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "registered_model_name": "qa", "files": {"gate_report.md": str(report)}, "weights_source": "smollm2"}
+
+
+def register(registry, bundle, prompt, passed):
+    return register_bundle(bundle=bundle, prompt=prompt, decision={"passed": passed, "checks": [{"metric": "sim", "value": 0.7}]}, **registry)
+
+
+def client_for(registry):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=registry["tracking_uri"], registry_uri=registry["tracking_uri"])
+
+
+def test_alias_moves_only_on_a_passing_gate(registry):
+    prompt = load_prompt("qa-concise")
+    first = register(registry, make_bundle(prompt, "a" * 64), prompt, passed=True)
+    assert first.alias_moved and first.previous_champion is None
+    rejected = register(registry, make_bundle(prompt, "b" * 64), prompt, passed=False)
+    assert not rejected.alias_moved and rejected.model_version != first.model_version
+    client = client_for(registry)
+    assert current_champion(client, "qa") == first.model_version
+    assert client.get_model_version("qa", rejected.model_version).tags["champion.decision"] == "rejected"
+    second = register(registry, make_bundle(prompt, "c" * 64), prompt, passed=True)
+    assert second.previous_champion == first.model_version
+    assert current_champion(client, "qa") == second.model_version
+
+
+def test_same_bundle_reuses_its_version_and_prompt_version(registry):
+    prompt = load_prompt("qa-concise")
+    bundle = make_bundle(prompt)
+    a = register(registry, bundle, prompt, passed=False)
+    b = register(registry, bundle, prompt, passed=True)
+    assert a.model_version == b.model_version and a.prompt_version == b.prompt_version
+    tags = client_for(registry).get_model_version("qa", b.model_version).tags
+    assert tags["champion.bundle_id"] == bundle.id and tags["champion.decision"] == "promoted"
+
+
+def test_prompt_registry_holds_the_template_and_alias(registry):
+    import mlflow
+
+    prompt = load_prompt("qa-oneline")
+    register(registry, make_bundle(prompt), prompt, passed=True)
+    mlflow.set_registry_uri(registry["tracking_uri"])
+    loaded = mlflow.genai.load_prompt(f"prompts:/qa-oneline@{CHAMPION_ALIAS}")
+    assert loaded.tags["champion.digest"] == prompt.digest
+
+
+def test_anything_but_an_explicit_pass_is_a_rejection(registry):
+    prompt = load_prompt("qa-concise")
+    result = register_bundle(bundle=make_bundle(prompt), prompt=prompt, decision={"passed": "yes"}, **registry)
+    assert not result.alias_moved
+
+
+def test_unreachable_mlflow_is_a_clear_error_and_promotes_nothing(registry):
+    prompt = load_prompt("qa-concise")
+    registry["tracking_uri"] = "http://127.0.0.1:9"
+    with pytest.raises(RegistryError, match="unreachable") as info:
+        register(registry, make_bundle(prompt), prompt, passed=True)
+    assert "nothing was promoted" in info.value.fix
+
+
+def test_empty_tracking_uri_and_mismatched_prompt(registry):
+    prompt = load_prompt("qa-concise")
+    with pytest.raises(RegistryError, match="no MLflow tracking URI"):
+        register({**registry, "tracking_uri": ""}, make_bundle(prompt), prompt, passed=True)
+    with pytest.raises(RegistryError, match="does not match"):
+        register(registry, make_bundle(prompt), load_prompt("qa-oneline"), passed=True)
