@@ -90,7 +90,7 @@ def current_champion(client, name: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(name, CHAMPION_ALIAS).version
+        return str(client.get_model_version_by_alias(name, CHAMPION_ALIAS).version)
     except MlflowException:
         return None
 
@@ -136,11 +136,11 @@ def register_bundle(
     _ensure_registered_model(client, registered_model_name)
     found = client.search_model_versions(f"name='{registered_model_name}' and tags.`champion.bundle_id`='{bundle.id}'")
     if found:
-        version = found[0].version
+        version = str(found[0].version)
         for key in ("champion.decision",):
             client.set_model_version_tag(registered_model_name, version, key, tags[key])
     else:
-        version = client.create_model_version(registered_model_name, source=source, run_id=run_id, tags=tags, description=f"bundle {bundle.id}").version
+        version = str(client.create_model_version(registered_model_name, source=source, run_id=run_id, tags=tags, description=f"bundle {bundle.id}").version)
     prompt_version = _ensure_prompt_version(client, prompt)
     previous = current_champion(client, registered_model_name)
     if passed:

@@ -19,7 +19,7 @@ from rich.table import Table
 from champion.errors import ChampionError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluation-gated promotion of LLM model+prompt bundles on Kubeflow Pipelines.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 STEP_TITLES = {
     "preprocess-data-op": "Preprocess evaluation set",
@@ -44,13 +44,14 @@ def run(
     backend: str = typer.Option("transformers", help="Generation backend: transformers or vllm."),
     batch_size: int = typer.Option(16, help="Generation batch size."),
     registered_model_name: str = typer.Option("champion-qa", help="MLflow registered model that holds the bundles."),
+    weights_cache: Optional[Path] = typer.Option(None, envvar="CHAMPION_WEIGHTS_CACHE", help="Cache of converted/fetched weights (default: <workspace>/cache/weights)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout (progress goes to stderr)."),
     fail_on_reject: bool = typer.Option(False, help="Exit with status 1 when the gate rejects the bundle (for CI)."),
 ) -> None:
     """Run the promotion pipeline locally (kfp.local) and print the decision."""
     from pipelines.local import RunOptions, run_promotion
 
-    options = RunOptions(data=data, prompt=prompt, model=model, gate_config=gate_config, workspace=workspace, limit=limit, backend=backend, batch_size=batch_size, registered_model_name=registered_model_name)
+    options = RunOptions(data=data, prompt=prompt, model=model, gate_config=gate_config, workspace=workspace, limit=limit, backend=backend, batch_size=batch_size, registered_model_name=registered_model_name, weights_cache=weights_cache)
     try:
         with err.status("Starting the local pipeline…") as status:
             def on_event(task: str, state: str) -> None:
