@@ -37,6 +37,11 @@ def _connect(tracking_uri: str):
     import mlflow
     from mlflow import MlflowClient
 
+    # MLflow's default (7 retries, doubling backoff) takes minutes to report a dead server; a
+    # pipeline step should fail in seconds. Users can still raise both through the environment.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     if not tracking_uri:
         raise RegistryError("no MLflow tracking URI was given, so nothing can be registered or promoted.", "set mlflow_tracking_uri (a server URL, or sqlite:///path/mlflow.db).")
     parsed = urlparse(tracking_uri)

@@ -69,7 +69,8 @@ def test_anything_but_an_explicit_pass_is_a_rejection(registry):
     assert not result.alias_moved
 
 
-def test_unreachable_mlflow_is_a_clear_error_and_promotes_nothing(registry):
+def test_unreachable_mlflow_is_a_clear_error_and_promotes_nothing(registry, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     prompt = load_prompt("qa-concise")
     registry["tracking_uri"] = "http://127.0.0.1:9"
     with pytest.raises(RegistryError, match="unreachable") as info:
