@@ -7,6 +7,8 @@ The prompt goes to MLflow's prompt registry under its own name, with the same al
 
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -134,8 +136,11 @@ def register_bundle(
         mlflow.log_metrics({c["metric"]: c["value"] for c in decision.get("checks", []) if c.get("value") is not None})
         mlflow.log_dict(bundle.model_dump(mode="json") | {"id": bundle.id}, "bundle/bundle.json")
         mlflow.log_dict(decision, "gate/decision.json")
-        for name, path in files.items():
-            mlflow.log_artifact(path, artifact_path="gate" if name.startswith("gate") else "evaluation")
+        with tempfile.TemporaryDirectory() as staging:
+            for name, path in files.items():  # KFP names files after the output, without an extension
+                named = Path(staging) / name
+                shutil.copyfile(path, named)
+                mlflow.log_artifact(str(named), artifact_path="gate" if name.startswith("gate") else "evaluation")
         run_id = run.info.run_id
         source = f"{run.info.artifact_uri}/bundle"
     _ensure_registered_model(client, registered_model_name)

@@ -78,26 +78,31 @@ def run(
 
 
 def _print_summary(summary: dict) -> None:
-    out = Console()
+    out = Console(soft_wrap=True)
     promoted = summary["decision"] == "promoted"
     table = Table(title="champion run", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("decision", f"[green]PROMOTED[/]" if promoted else "[red]REJECTED[/]")
-    table.add_row("bundle", f"{summary['bundle_id'][:16]}…  ({summary['bundle']['prompt']['name']}@{summary['bundle']['prompt']['version']})")
+    table.add_row("decision", "[green]PROMOTED[/]" if promoted else "[red]REJECTED[/]")
+    prompt = summary["bundle"]["prompt"]
+    table.add_row("bundle", f"{summary['bundle_id'][:16]}…  ({prompt['name']}@{prompt['version']})")
     for check in summary["checks"]:
         mark = "[green]pass[/]" if check["passed"] else "[red]fail[/]"
-        table.add_row(f"  {check['metric']}", f"{check['reason']}  {mark}")
+        table.add_row(f"  {check['metric']}", f"{mark}  {check['reason']}")
+    gated = {c["metric"] for c in summary["checks"]}
     for name, value in sorted(summary["metrics"].items()):
-        if name not in {c["metric"] for c in summary["checks"]}:
-            table.add_row(f"  {name}", f"{value:.3f}")
-    table.add_row("why", "; ".join(summary["reasons"]))
-    table.add_row("MLflow", f"{summary['registered_model']} v{summary['model_version']}" + ("  alias → champion" if promoted else "  (alias unchanged)"))
-    for name, path in summary["reports"].items():
-        if path:
-            table.add_row(name, path)
+        if name not in gated:
+            table.add_row(f"  {name}", f"{value:.3f} (reported, not gated)")
+    table.add_row("MLflow", f"{summary['registered_model']} v{summary['model_version']}" + (", alias champion moved here" if promoted else ", alias unchanged"))
+    table.add_row("deployment", "InferenceService rendered and validated" if summary["deployment"] == "rendered" else "skipped")
     table.add_row("wall time", f"{summary['wall_seconds']} s")
     out.print(table)
+    out.print("[bold]Why:[/] " + "; ".join(summary["reasons"]))
+    out.print("[bold]Reports:[/]")
+    for name, path in summary["reports"].items():
+        if path:
+            out.print(f"  {name:<14} {path}")
+    out.print(f"  {'mlflow':<14} {summary['mlflow_tracking_uri']}")
 
 
 @app.command("compile")

@@ -67,3 +67,13 @@ def test_compile_sh_writes_dist(tmp_path):
     result = subprocess.run(["bash", str(REPO / "compile.sh"), str(tmp_path)], capture_output=True, text=True, cwd=REPO, env={"CHAMPION": str(REPO / ".venv" / "bin" / "champion"), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "pipelines" / "promotion.yaml").is_file() and (tmp_path / "components" / "gate.yaml").is_file()
+
+
+def test_each_component_description_states_its_module_version():
+    import importlib
+
+    for target in COMPONENTS.values():
+        module_name, _, op_name = target.partition(":")
+        module = importlib.import_module(module_name)
+        description = getattr(module, op_name).component_spec.description
+        assert f"v{module.VERSION}" in description, f"{op_name}: docstring says {description!r}, module VERSION is {module.VERSION}"

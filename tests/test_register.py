@@ -38,6 +38,8 @@ def test_alias_moves_only_on_a_passing_gate(registry):
     client = client_for(registry)
     assert current_champion(client, "qa") == first.model_version
     assert client.get_model_version("qa", rejected.model_version).tags["champion.decision"] == "rejected"
+    artifacts = {a.path for a in client.list_artifacts(first.run_id, "gate")}
+    assert artifacts == {"gate/decision.json", "gate/gate_report.md"}
     second = register(registry, make_bundle(prompt, "c" * 64), prompt, passed=True)
     assert second.previous_champion == first.model_version
     assert current_champion(client, "qa") == second.model_version
