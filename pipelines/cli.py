@@ -39,6 +39,7 @@ def run(
     prompt: str = typer.Option("qa-concise", help="Prompt: a name in prompts/ (NAME or NAME@VERSION) or a path to a prompt YAML."),
     model: str = typer.Option("smollm2", help="Model source: 'smollm2' (packaged), a folder, a .gguf file, hf://org/name, s3://…"),
     gate_config: str = typer.Option("default", help="Gate policy: a name in evaluators/policies/ or a path to a YAML file."),
+    evaluator_config: str = typer.Option("default", help="Evaluator config: a name in evaluators/configs/ or a path to a YAML file."),
     workspace: Path = typer.Option(Path(".champion"), help="Where runs, the weights cache, logs and the sqlite MLflow live."),
     limit: int = typer.Option(0, help="Evaluate only the first N examples (0 = all)."),
     backend: str = typer.Option("transformers", help="Generation backend: transformers or vllm."),
@@ -51,7 +52,7 @@ def run(
     """Run the promotion pipeline locally (kfp.local) and print the decision."""
     from pipelines.local import RunOptions, run_promotion
 
-    options = RunOptions(data=data, prompt=prompt, model=model, gate_config=gate_config, workspace=workspace, limit=limit, backend=backend, batch_size=batch_size, registered_model_name=registered_model_name, weights_cache=weights_cache)
+    options = RunOptions(data=data, prompt=prompt, model=model, gate_config=gate_config, evaluator_config=evaluator_config, workspace=workspace, limit=limit, backend=backend, batch_size=batch_size, registered_model_name=registered_model_name, weights_cache=weights_cache)
     try:
         with err.status("Starting the local pipeline…") as status:
             def on_event(task: str, state: str) -> None:
@@ -87,7 +88,7 @@ def _print_summary(summary: dict) -> None:
     prompt = summary["bundle"]["prompt"]
     table.add_row("bundle", f"{summary['bundle_id'][:16]}…  ({prompt['name']}@{prompt['version']})")
     for check in summary["checks"]:
-        mark = "[green]pass[/]" if check["passed"] else "[red]fail[/]"
+        mark = "[yellow]excluded[/]" if check.get("excluded") else ("[green]pass[/]" if check["passed"] else "[red]fail[/]")
         table.add_row(f"  {check['metric']}", f"{mark}  {check['reason']}")
     gated = {c["metric"] for c in summary["checks"]}
     for name, value in sorted(summary["metrics"].items()):

@@ -76,6 +76,7 @@ class RunOptions:
     prompt: str = "qa-concise"
     model: str = "smollm2"
     gate_config: str = "default"
+    evaluator_config: str = "default"
     workspace: Path = Path(".champion")
     limit: int = 0
     backend: str = "transformers"
@@ -141,6 +142,7 @@ def pipeline_arguments(options: RunOptions, workspace: Workspace) -> dict:
         "generation_backend": options.backend,
         "batch_size": options.batch_size,
         "gate_config": str(Path(options.gate_config).resolve()) if options.gate_config.endswith((".yaml", ".yml")) else options.gate_config,
+        "evaluator_config": str(Path(options.evaluator_config).resolve()) if options.evaluator_config.endswith((".yaml", ".yml")) else options.evaluator_config,
         "mlflow_tracking_uri": workspace.mlflow_uri,
         "registered_model_name": options.registered_model_name,
         **options.extra,
@@ -149,12 +151,14 @@ def pipeline_arguments(options: RunOptions, workspace: Workspace) -> dict:
 
 def preflight(options: RunOptions) -> None:
     """Fail in a second on inputs that would otherwise fail minutes into the run."""
+    from evaluators.config import load_evaluator_config
     from evaluators.gate import load_policy
     from prompts import load_prompt
     from serving.generation import BACKENDS
 
     load_prompt(options.prompt)
     load_policy(options.gate_config)
+    load_evaluator_config(options.evaluator_config)
     if options.backend not in BACKENDS:
         from serving.generation import get_generator
 
@@ -215,6 +219,7 @@ def summarise(outputs, workspace: Workspace, log_path: Path, seconds: float, opt
             "gate_report": outputs["gate_report"].path,
             "decision": outputs["decision"].path,
             "scores": outputs["scores"].path,
+            "judge_report": outputs["judge_report"].path,
             "deploy_report": deployment["report"],
             "manifest": deployment["manifest"],
             "log": str(log_path),

@@ -49,7 +49,7 @@ def promotion_pipeline(
     prompt: str = "qa-concise",
     generation_backend: str = "transformers",
     batch_size: int = 16,
-    embedding_model: str = "",
+    evaluator_config: str = "default",
     gate_config: str = "default",
     mlflow_tracking_uri: str = "http://mlflow.mlflow.svc.cluster.local:5000",
     registered_model_name: str = "champion-qa",
@@ -71,6 +71,7 @@ def promotion_pipeline(
         ("gate_report", Markdown),
         ("scores", Dataset),
         ("eval_metrics", Metrics),
+        ("judge_report", Markdown),
         ("deployment", str),
     ],
 ):
@@ -93,9 +94,19 @@ def promotion_pipeline(
     kubernetes.add_toleration_json(generate_task, gpu_tolerations)
 
     evaluate_task = _configure(
-        evaluate.evaluate_op(generations=generate_task.outputs["generations"], bundle=generate_task.outputs["bundle"], embedding_model=embedding_model)
+        evaluate.evaluate_op(
+            generations=generate_task.outputs["generations"],
+            bundle=generate_task.outputs["bundle"],
+            evaluator_config=evaluator_config,
+            weights_cache=weights_cache,
+        )
     )
-    gate_task = _configure(gate.gate_op(scores=evaluate_task.outputs["scores"], bundle=evaluate_task.outputs["bundle"], gate_config=gate_config))
+    gate_task = _configure(gate.gate_op(
+            scores=evaluate_task.outputs["scores"],
+            bundle=evaluate_task.outputs["bundle"],
+            gate_config=gate_config,
+            judge_reliability=evaluate_task.outputs["judge_reliability"],
+        ))
     register_task = _configure(
         register.register_op(
             bundle=evaluate_task.outputs["bundle"],
@@ -126,7 +137,7 @@ def promotion_pipeline(
 
     outputs = NamedTuple(
         "PromotionOutputs",
-        [("passed", bool), ("bundle", str), ("model_version", str), ("decision", Artifact), ("gate_report", Markdown), ("scores", Dataset), ("eval_metrics", Metrics), ("deployment", str)],
+        [("passed", bool), ("bundle", str), ("model_version", str), ("decision", Artifact), ("gate_report", Markdown), ("scores", Dataset), ("eval_metrics", Metrics), ("judge_report", Markdown), ("deployment", str)],
     )
     return outputs(
         passed=gate_task.outputs["passed"],
@@ -136,5 +147,6 @@ def promotion_pipeline(
         gate_report=gate_task.outputs["report"],
         scores=evaluate_task.outputs["scores"],
         eval_metrics=evaluate_task.outputs["metrics"],
+        judge_report=evaluate_task.outputs["judge_report"],
         deployment=dsl.OneOf(deploy_task.outputs["deployment"], skip_task.outputs["deployment"]),
     )

@@ -4,6 +4,6 @@ Each template lives at ``prompts/<name>/v<version>.yaml``. A published version i
 changing a prompt means adding ``v<version+1>.yaml``.
 """
 
-from prompts.loader import Decoding, Message, PromptTemplate, list_prompts, load_prompt
+from prompts.loader import Decoding, JudgeRubric, Message, PromptTemplate, list_prompts, load_prompt, load_rubric
 
-__all__ = ["Decoding", "Message", "PromptTemplate", "list_prompts", "load_prompt"]
+__all__ = ["Decoding", "JudgeRubric", "Message", "PromptTemplate", "list_prompts", "load_prompt", "load_rubric"]

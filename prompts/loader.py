@@ -22,6 +22,7 @@ from champion.digests import sha256_json
 from champion.errors import PromptError
 
 PROMPTS_DIR = Path(__file__).resolve().parent
+JUDGES_DIR = PROMPTS_DIR / "judges"
 _VERSION_FILE = re.compile(r"^v(\d+)\.ya?ml$")
 
 _SANDBOX = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -110,7 +111,22 @@ class PromptTemplate(BaseModel):
         return rendered
 
 
-def _parse(path: Path) -> PromptTemplate:
+class JudgeRubric(PromptTemplate):
+    """A judge prompt: the verdict is one of ``labels`` on the line starting with ``verdict_prefix``."""
+
+    kind: Literal["pointwise", "pairwise"]
+    labels: tuple[str, ...] = Field(min_length=2)
+    verdict_prefix: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _variables_fit_the_kind(self) -> "JudgeRubric":
+        needed = {"pointwise": {"question", "answer"}, "pairwise": {"question", "answer_a", "answer_b"}}[self.kind]
+        if not needed <= set(self.variables):
+            raise ValueError(f"a {self.kind} rubric must use variables {sorted(needed)}")
+        return self
+
+
+def _parse(path: Path, model: type[PromptTemplate] = PromptTemplate, root: Path = PROMPTS_DIR) -> PromptTemplate:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -120,15 +136,15 @@ def _parse(path: Path) -> PromptTemplate:
     if not isinstance(data, dict):
         raise PromptError(f"{path} must hold a mapping with name, version, variables, messages.", "see prompts/qa-concise/v1.yaml.")
     try:
-        template = PromptTemplate.model_validate(data)
+        template = model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
         raise PromptError(f"{path} is not a valid prompt template: {problems}.", "fix the fields named.") from exc
     match = _VERSION_FILE.match(path.name)
-    if path.parent.parent == PROMPTS_DIR and (path.parent.name != template.name or not match or int(match.group(1)) != template.version):
+    if path.parent.parent == root and (path.parent.name != template.name or not match or int(match.group(1)) != template.version):
         raise PromptError(
             f"{path} declares {template.name} v{template.version} but lives at {path.parent.name}/{path.name}.",
-            f"move it to prompts/{template.name}/v{template.version}.yaml.",
+            f"move it to {path.parent.parent.name}/{template.name}/v{template.version}.yaml.",
         )
     return template
 
@@ -143,11 +159,16 @@ def list_prompts(root: Path = PROMPTS_DIR) -> dict[str, list[int]]:
     return {name: sorted(versions) for name, versions in sorted(found.items())}
 
 
-def load_prompt(ref: str, root: Path = PROMPTS_DIR) -> PromptTemplate:
+def load_rubric(ref: str) -> JudgeRubric:
+    """Load a judge rubric from prompts/judges/ by name or name@version, or by path."""
+    return load_prompt(ref, root=JUDGES_DIR, model=JudgeRubric)  # type: ignore[return-value]
+
+
+def load_prompt(ref: str, root: Path = PROMPTS_DIR, model: type[PromptTemplate] = PromptTemplate) -> PromptTemplate:
     """Load a prompt by path (``my/prompt.yaml``), name (``qa-concise``, latest version) or ``name@version``."""
     as_path = Path(ref)
     if as_path.suffix in {".yaml", ".yml"}:
-        return _parse(as_path)
+        return _parse(as_path, model, root)
     name, _, version = ref.partition("@")
     available = list_prompts(root)
     if name not in available:
@@ -161,4 +182,4 @@ def load_prompt(ref: str, root: Path = PROMPTS_DIR) -> PromptTemplate:
         chosen = int(version)
     else:
         chosen = available[name][-1]
-    return _parse(root / name / f"v{chosen}.yaml")
+    return _parse(root / name / f"v{chosen}.yaml", model, root)

@@ -37,6 +37,7 @@ class Generator(Protocol):
 BACKENDS = {
     "transformers": "serving.generation.transformers_backend:TransformersGenerator",
     "vllm": "serving.generation.vllm_backend:VllmGenerator",
+    "openai": "serving.generation.openai_backend:OpenAIChatGenerator",
 }
 
 

@@ -83,6 +83,33 @@ class TransformersGenerator:
             generations.append(Generation(text=text.strip(), finish_reason=finish_reason, prompt_tokens=int(n_prompt), completion_tokens=len(completion)))
         return generations
 
+    def choice_logprobs(self, conversations: Sequence[Conversation], choices: Sequence[str], prefix: str) -> list[dict[str, float]]:
+        """Log-probability of each choice as the next token after ``prefix`` in the assistant turn.
+
+        One forward pass per batch instead of free generation: the judge's verdict is constrained to
+        the allowed labels and cannot be unparseable.
+        """
+        torch = self._torch
+        first_tokens = {}
+        for choice in choices:
+            ids = self.tokenizer.encode(choice, add_special_tokens=False)
+            first_tokens[choice] = ids[0]
+        if len(set(first_tokens.values())) != len(choices):
+            raise BackendError(f"the labels {list(choices)} share a first token in this tokenizer.", "use labels that start differently.")
+        prompts = [
+            self.tokenizer.apply_chat_template(list(conv), tokenize=False, add_generation_prompt=True) + prefix.rstrip() + " "
+            for conv in conversations
+        ]
+        results: list[dict[str, float]] = []
+        for start in range(0, len(prompts), self.batch_size):
+            encoded = self.tokenizer(prompts[start : start + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            with torch.inference_mode():
+                logits = self.model(**encoded).logits[:, -1, :].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            for row in logprobs:
+                results.append({choice: float(row[token]) for choice, token in first_tokens.items()})
+        return results
+
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
         ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()

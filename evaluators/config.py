@@ -1,0 +1,98 @@
+"""The versioned evaluator configuration, and building evaluators from it."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from champion.digests import sha256_json
+from champion.errors import ConfigError
+
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+BUILTIN_METRICS = ("semantic_similarity", "exact_match", "token_f1")
+RAGAS_METRICS = ("ragas_bleu", "ragas_rouge_l", "ragas_chrf", "ragas_string_similarity")
+KNOWN_METRICS = BUILTIN_METRICS + RAGAS_METRICS
+
+
+class Reliability(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_swap_consistency: float = Field(0.8, ge=0.0, le=1.0)
+    min_calibration_accuracy: float = Field(0.8, ge=0.0, le=1.0)
+
+
+class JudgeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    backend: Literal["transformers", "openai"] = "transformers"
+    base_url: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    pointwise_rubric: str = "correctness"
+    pairwise_rubric: str = "pairwise-correctness"
+    max_repairs: int = Field(1, ge=0, le=3)
+    reliability: Reliability = Reliability()
+
+
+class EvaluatorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: int = Field(ge=1)
+    embedding_model: str = "packaged"
+    metrics: tuple[str, ...] = Field(min_length=1)
+    judge: JudgeConfig | None = None
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, metrics: tuple[str, ...]) -> tuple[str, ...]:
+        for metric in metrics:
+            if metric not in KNOWN_METRICS:
+                close = difflib.get_close_matches(metric, KNOWN_METRICS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"unknown evaluator {metric!r}{hint}; known: {', '.join(KNOWN_METRICS)}")
+        if len(set(metrics)) != len(metrics):
+            raise ValueError("an evaluator is listed twice")
+        return metrics
+
+    @property
+    def digest(self) -> str:
+        return sha256_json(self.model_dump(mode="json"))
+
+
+def load_evaluator_config(ref: str) -> EvaluatorConfig:
+    """A packaged config by name (``default``) or a path to a YAML file."""
+    path = Path(ref) if ref.endswith((".yaml", ".yml")) else CONFIGS_DIR / f"{ref}.yaml"
+    if not path.is_file():
+        packaged = sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+        raise ConfigError(f"evaluator config {ref!r} not found.", f"pass a path to a YAML file or one of {packaged}.")
+    try:
+        return EvaluatorConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"evaluator config {path} is not valid YAML: {exc}", "fix the YAML syntax.") from exc
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"evaluator config {path} is invalid: {problems}.", "fix the fields named; see evaluators/configs/default.yaml.") from exc
+
+
+def build_metrics(config: EvaluatorConfig) -> list:
+    """The evaluators a config names, each constructed once."""
+    from evaluators.lexical import ExactMatch, TokenF1
+    from evaluators.ragas_metrics import RagasMetric
+    from evaluators.semantic import SemanticSimilarity
+
+    built = []
+    for name in config.metrics:
+        if name == "semantic_similarity":
+            built.append(SemanticSimilarity(None if config.embedding_model == "packaged" else config.embedding_model))
+        elif name == "exact_match":
+            built.append(ExactMatch())
+        elif name == "token_f1":
+            built.append(TokenF1())
+        else:
+            built.append(RagasMetric(name))
+    return built
