@@ -20,6 +20,7 @@ COMPONENTS = {
     "fetch_weights": "components.fetch_weights:fetch_weights_op",
     "batch_generate": "components.batch_generate:batch_generate_op",
     "evaluate": "components.evaluate:evaluate_op",
+    "drift": "components.drift:drift_op",
     "gate": "components.gate:gate_op",
     "register": "components.register:register_op",
     "deploy": "components.deploy:deploy_op",

@@ -205,6 +205,7 @@ def summarise(outputs, workspace: Workspace, log_path: Path, seconds: float, opt
     decision = json.loads(Path(outputs["decision"].path).read_text())
     deployment = json.loads(outputs["deployment"])
     metrics = {k: v for k, v in outputs["eval_metrics"].metadata.items() if k != "display_name"}
+    metrics.update({k: v for k, v in outputs["drift_metrics"].metadata.items() if k != "display_name"})
     return {
         "bundle_id": decision["bundle_id"],
         "decision": decision["decision"],
@@ -220,6 +221,7 @@ def summarise(outputs, workspace: Workspace, log_path: Path, seconds: float, opt
             "decision": outputs["decision"].path,
             "scores": outputs["scores"].path,
             "judge_report": outputs["judge_report"].path,
+            "drift_report": outputs["drift_report"].path,
             "deploy_report": deployment["report"],
             "manifest": deployment["manifest"],
             "log": str(log_path),

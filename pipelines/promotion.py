@@ -8,21 +8,22 @@ under kfp.local.
 from typing import NamedTuple
 
 from kfp import dsl, kubernetes
-from kfp.dsl import Artifact, Dataset, Markdown, Metrics
+from kfp.dsl import HTML, Artifact, Dataset, Markdown, Metrics
 
-from components import batch_generate, deploy, evaluate, fetch_weights, gate, preprocess_data, register
+from components import batch_generate, deploy, drift, evaluate, fetch_weights, gate, preprocess_data, register
 
 PIPELINE_NAME = "champion-promotion"
 
 # KFP's step cache keys on parameters and artifact ids, not on what a path or URI currently holds.
 # Steps that read mutable sources (a data path, a model URI) or have side effects (MLflow, KServe)
 # must always run; pure functions of their inputs may be cached.
-_CACHE_SAFE = {"batch-generate-op", "evaluate-op", "gate-op"}
+_CACHE_SAFE = {"batch-generate-op", "evaluate-op", "gate-op"}  # drift-op reads a mutable reference URI
 _VERSIONS = {
     "preprocess-data-op": preprocess_data.VERSION,
     "fetch-weights-op": fetch_weights.VERSION,
     "batch-generate-op": batch_generate.VERSION,
     "evaluate-op": evaluate.VERSION,
+    "drift-op": drift.VERSION,
     "gate-op": gate.VERSION,
     "register-op": register.VERSION,
     "deploy-op": deploy.VERSION,
@@ -50,6 +51,7 @@ def promotion_pipeline(
     generation_backend: str = "transformers",
     batch_size: int = 16,
     evaluator_config: str = "default",
+    drift_reference: str = "demo",
     gate_config: str = "default",
     mlflow_tracking_uri: str = "http://mlflow.mlflow.svc.cluster.local:5000",
     registered_model_name: str = "champion-qa",
@@ -72,6 +74,8 @@ def promotion_pipeline(
         ("scores", Dataset),
         ("eval_metrics", Metrics),
         ("judge_report", Markdown),
+        ("drift_report", HTML),
+        ("drift_metrics", Metrics),
         ("deployment", str),
     ],
 ):
@@ -101,6 +105,7 @@ def promotion_pipeline(
             weights_cache=weights_cache,
         )
     )
+    drift_task = _configure(drift.drift_op(generations=generate_task.outputs["generations"], drift_reference=drift_reference))
     gate_task = _configure(gate.gate_op(
             scores=evaluate_task.outputs["scores"],
             bundle=evaluate_task.outputs["bundle"],
@@ -137,7 +142,7 @@ def promotion_pipeline(
 
     outputs = NamedTuple(
         "PromotionOutputs",
-        [("passed", bool), ("bundle", str), ("model_version", str), ("decision", Artifact), ("gate_report", Markdown), ("scores", Dataset), ("eval_metrics", Metrics), ("judge_report", Markdown), ("deployment", str)],
+        [("passed", bool), ("bundle", str), ("model_version", str), ("decision", Artifact), ("gate_report", Markdown), ("scores", Dataset), ("eval_metrics", Metrics), ("judge_report", Markdown), ("drift_report", HTML), ("drift_metrics", Metrics), ("deployment", str)],
     )
     return outputs(
         passed=gate_task.outputs["passed"],
@@ -148,5 +153,7 @@ def promotion_pipeline(
         scores=evaluate_task.outputs["scores"],
         eval_metrics=evaluate_task.outputs["metrics"],
         judge_report=evaluate_task.outputs["judge_report"],
+        drift_report=drift_task.outputs["report"],
+        drift_metrics=drift_task.outputs["metrics"],
         deployment=dsl.OneOf(deploy_task.outputs["deployment"], skip_task.outputs["deployment"]),
     )
