@@ -46,12 +46,12 @@ def evaluate_generations(rows: list[dict], config: EvaluatorConfig, *, weights_c
     from evaluators.config import build_metrics
     from evaluators.judge import check_reliability
 
-    metrics = build_metrics(config)
-    table = score_examples(rows, metrics)
-    names = [m.spec.name for m in metrics]
     reliability = {"reliable": False, "reasons": ["no judge configured"], "metrics": {}}
     if judge is None and config.judge is not None:
         judge = build_judge(config.judge, weights_cache)
+    metrics = build_metrics(config, judge.generator if judge is not None else None)
+    table = score_examples(rows, metrics)
+    names = [m.spec.name for m in metrics]
     if judge is not None:
         top = len(judge.pointwise.labels) - 1
         for row, verdict in zip(table, judge.grade(rows)):

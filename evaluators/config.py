@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from champion.digests import sha256_json
 from champion.errors import ConfigError
@@ -15,7 +15,8 @@ from champion.errors import ConfigError
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 BUILTIN_METRICS = ("semantic_similarity", "exact_match", "token_f1")
 RAGAS_METRICS = ("ragas_bleu", "ragas_rouge_l", "ragas_chrf", "ragas_string_similarity")
-KNOWN_METRICS = BUILTIN_METRICS + RAGAS_METRICS
+RAGAS_LLM_METRICS = ("ragas_answer_accuracy", "ragas_faithfulness")  # need the judge backend
+KNOWN_METRICS = BUILTIN_METRICS + RAGAS_METRICS + RAGAS_LLM_METRICS
 
 
 class Reliability(BaseModel):
@@ -59,6 +60,13 @@ class EvaluatorConfig(BaseModel):
             raise ValueError("an evaluator is listed twice")
         return metrics
 
+    @model_validator(mode="after")
+    def _llm_metrics_need_a_judge(self) -> "EvaluatorConfig":
+        needing = [m for m in self.metrics if m in RAGAS_LLM_METRICS]
+        if needing and self.judge is None:
+            raise ValueError(f"{needing} are judged by an LLM: add a 'judge' section")
+        return self
+
     @property
     def digest(self) -> str:
         return sha256_json(self.model_dump(mode="json"))
@@ -79,10 +87,10 @@ def load_evaluator_config(ref: str) -> EvaluatorConfig:
         raise ConfigError(f"evaluator config {path} is invalid: {problems}.", "fix the fields named; see evaluators/configs/default.yaml.") from exc
 
 
-def build_metrics(config: EvaluatorConfig) -> list:
-    """The evaluators a config names, each constructed once."""
+def build_metrics(config: EvaluatorConfig, judge_generator=None) -> list:
+    """The evaluators a config names, each constructed once. LLM-based ones use ``judge_generator``."""
     from evaluators.lexical import ExactMatch, TokenF1
-    from evaluators.ragas_metrics import RagasMetric
+    from evaluators.ragas_metrics import RagasLLMMetric, RagasMetric
     from evaluators.semantic import SemanticSimilarity
 
     built = []
@@ -93,6 +101,10 @@ def build_metrics(config: EvaluatorConfig) -> list:
             built.append(ExactMatch())
         elif name == "token_f1":
             built.append(TokenF1())
+        elif name in RAGAS_LLM_METRICS:
+            if judge_generator is None:
+                raise ConfigError(f"{name} needs a judge backend, and none was built.", "add a 'judge' section to the evaluator config.")
+            built.append(RagasLLMMetric(name, judge_generator))
         else:
             built.append(RagasMetric(name))
     return built

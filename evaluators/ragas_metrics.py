@@ -1,13 +1,18 @@
-"""ragas' non-LLM metrics (BLEU, ROUGE-L, chrF, string similarity), in our evaluator interface.
+"""ragas metrics in our evaluator interface.
 
-Semantic similarity is not taken from ragas: ``evaluators.semantic`` computes the same cosine with
-the same local embeddings, once.
+Non-LLM: BLEU, ROUGE-L, chrF, string similarity. LLM-based: answer accuracy, and faithfulness when
+the examples carry a ``context``; they run on the same judge backend as our own judge (a local
+model, vLLM, or an OpenAI-compatible endpoint). Semantic similarity is not taken from ragas:
+``evaluators.semantic`` computes the same cosine with the same local embeddings, once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import json
 import math
+import re
 import os
 import sys
 import types
@@ -57,3 +62,58 @@ class RagasMetric:
             value = result.value
             values.append(float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan)
         return values
+
+
+def ragas_llm(generator, decoding=None):
+    """Our Generator as the instructor-style LLM ragas' collections metrics expect: the reply's last
+    JSON object is validated against the metric's response model; anything else raises, and ragas
+    retries, then scores NaN."""
+    import_ragas()
+    from ragas.llms import InstructorBaseRagasLLM
+
+    from prompts import Decoding
+
+    settings = decoding or Decoding(temperature=0.0, max_tokens=64)
+
+    class GeneratorRagasLLM(InstructorBaseRagasLLM):
+        def generate(self, prompt, response_model):
+            text = generator.generate([[{"role": "user", "content": prompt}]], settings)[0].text
+            objects = re.findall(r"\{[^{}]*\}", text, re.S)
+            if not objects:
+                raise ValueError(f"no JSON object in the judge's reply: {text[:120]!r}")
+            return response_model.model_validate(json.loads(objects[-1]))
+
+        async def agenerate(self, prompt, response_model):
+            return await asyncio.to_thread(self.generate, prompt, response_model)
+
+    return GeneratorRagasLLM()
+
+
+class RagasLLMMetric:
+    """An LLM-based ragas metric driven by a judge generator. A failed or unparseable judgement is NaN."""
+
+    NAMES = ("ragas_answer_accuracy", "ragas_faithfulness")
+
+    def __init__(self, name: str, generator) -> None:
+        if name not in self.NAMES:
+            raise EvaluationError(f"unknown LLM-based ragas metric {name!r}.", f"choose one of {list(self.NAMES)}.")
+        module = import_ragas()
+        llm = ragas_llm(generator)
+        self.spec = MetricSpec(name, "higher", 0.0, 1.0)
+        self._metric = module.AnswerAccuracy(llm=llm, max_retries=2) if name == "ragas_answer_accuracy" else module.Faithfulness(llm=llm)
+
+    def score(self, records: Sequence[dict]) -> list[float]:
+        return [self._score_one(r) for r in records]
+
+    def _score_one(self, record: dict) -> float:
+        try:
+            if self.spec.name == "ragas_faithfulness":
+                if not record.get("context"):
+                    return math.nan  # faithfulness is defined against a context; without one there is nothing to check
+                result = asyncio.run(self._metric.ascore(user_input=record["question"], response=record["output"], retrieved_contexts=[record["context"]]))
+            else:
+                result = asyncio.run(self._metric.ascore(user_input=record["question"], response=record["output"], reference=record["reference"]))
+        except Exception:  # ragas raises on empty inputs and on judges that never answer in JSON
+            return math.nan
+        value = result.value
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan

@@ -22,7 +22,17 @@ def _contains(answer: str, reference: str) -> bool:
     return _key(reference) in answer.lower()
 
 
+def scripted_rating(prompt: str) -> str:
+    """ragas' answer-accuracy prompt: the last JSON input block, answered as {"rating": 0|4}."""
+    block = json.loads(re.findall(r"input: (\{.*?\n\})", prompt, re.S)[-1])
+    user, reference = block["user_answer"], block["reference_answer"]
+    match = _contains(user, reference) or _contains(reference, user)
+    return json.dumps({"rating": 4 if match else 0})
+
+
 def scripted_verdict(prompt: str) -> str:
+    if 'Return your response as JSON in this format: {"rating"' in prompt:
+        return scripted_rating(prompt)
     reference = re.search(r"Reference answer: (.*)", prompt).group(1)
     if "Answer A:" in prompt:
         a = _contains(re.search(r"Answer A: (.*)", prompt).group(1), reference)

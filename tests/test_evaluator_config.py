@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from champion.errors import ConfigError
@@ -34,6 +36,7 @@ def test_packaged_config_loads_and_has_a_stable_digest():
         (BASE + "judge: {model: smollm2, reliability: {min_swap_consistency: 1.5}}\n", "min_swap_consistency"),
         (BASE + "judges: {}\n", "judges"),
         (BASE.replace("metrics: [exact_match, token_f1]", "metrics: []"), "metrics"),
+        (BASE.replace("token_f1", "ragas_answer_accuracy"), "add a 'judge' section"),
     ],
 )
 def test_bad_configs_name_the_problem(tmp_path, body, message):
@@ -65,3 +68,36 @@ def test_reliable_judge_votes_and_unreliable_judge_is_excluded(tmp_path):
     assert not voting.passed and any("judge_correctness: 0.000 < floor 0.500" in r for r in voting.reasons)
     excluded = decide(evaluation.table, policy, judge_reliable=False, judge_reasons=["calibration accuracy 0.10 < 0.80"])
     assert excluded.passed and any("judge excluded from voting (calibration accuracy 0.10 < 0.80)" in r for r in excluded.reasons)
+
+
+def test_ragas_answer_accuracy_runs_on_the_judge_backend(tmp_path):
+    from evaluators.ragas_metrics import RagasLLMMetric
+
+    records = [{"question": "Capital of France?", "reference": "Paris", "output": "The capital is Paris."}, {"question": "Capital of France?", "reference": "Paris", "output": "Lyon."}]
+    with JudgeServer() as server:
+        metric = RagasLLMMetric("ragas_answer_accuracy", get_generator("openai", "scripted", base_url=server.base_url))
+        assert metric.score(records) == [1.0, 0.0]
+        assert any("rating" in m["content"] for body in server.requests for m in body["messages"])
+
+
+def test_llm_metrics_are_nan_when_they_cannot_be_judged(smollm2):
+    from evaluators.ragas_metrics import RagasLLMMetric
+
+    generator = get_generator("transformers", smollm2.path, batch_size=4)
+    faithfulness = RagasLLMMetric("ragas_faithfulness", generator)
+    assert math.isnan(faithfulness.score([{"question": "q", "reference": "r", "output": "o"}])[0])  # no context column
+
+
+def test_empty_and_blank_outputs_score_without_crashing(tmp_path):
+    config = load_evaluator_config(write(tmp_path, "name: t\nversion: 1\nmetrics: [semantic_similarity, exact_match, token_f1, ragas_bleu, ragas_rouge_l, ragas_chrf, ragas_string_similarity]\n"))
+    rows = [{"id": "a", "question": "q", "reference": "Paris", "output": ""}, {"id": "b", "question": "q", "reference": "Paris", "output": "Paris"}]
+    evaluation = evaluate_generations(rows, config)
+    assert evaluation.table[0]["semantic_similarity"] == 0.0 and evaluation.table[1]["token_f1"] == 1.0
+    assert all(isinstance(v, float) for row in evaluation.table for k, v in row.items() if k != "id")
+
+
+def test_every_packaged_config_loads():
+    from evaluators.config import CONFIGS_DIR
+
+    for path in CONFIGS_DIR.glob("*.yaml"):
+        assert load_evaluator_config(path.stem).name == path.stem
