@@ -11,7 +11,7 @@ from components import gpu_step
 from prompts import PromptTemplate
 from serving.generation import Generator
 
-VERSION = "1.0.0"
+VERSION = "1.1.0"
 
 
 @dataclass
@@ -61,10 +61,12 @@ def batch_generate_op(
     prompt: str,
     backend: str,
     batch_size: int,
+    gpu_type: str,
+    gpu_count: int,
     generations: Output[Dataset],
     metrics: Output[Metrics],
 ) -> NamedTuple("GenerateOutputs", [("bundle", str)]):
-    """batch_generate v1.0.0: render the prompt for every example and generate (transformers or vLLM)."""
+    """batch_generate v1.1.0: render the prompt for every example and generate (transformers or vLLM)."""
     from collections import namedtuple
 
     from champion.bundle import Bundle
@@ -82,5 +84,8 @@ def batch_generate_op(
     for name, value in {"tokens_per_second": run.tokens_per_second, "generation_seconds": run.seconds, "completion_tokens": run.completion_tokens, "examples": len(run.rows)}.items():
         metrics.log_metric(name, value)
     bundle = Bundle(model_digest=model_digest, prompt=template.ref, decoding=template.decoding.model_dump(mode="json"), dataset_digest=dataset_digest)
-    generations.metadata.update({"rows": len(run.rows), "prompt": f"{template.name}@{template.version}", "backend": backend})
+    # The accelerator is recorded (scores can shift with hardware) but is not part of the bundle id.
+    # Taking it as an input also makes KFP's compiler pass it into condition sub-DAGs, whose GPU
+    # resource placeholders would otherwise reference an undeclared parent input.
+    generations.metadata.update({"rows": len(run.rows), "prompt": f"{template.name}@{template.version}", "backend": backend, "accelerator": f"{gpu_count} x {gpu_type}"})
     return namedtuple("GenerateOutputs", ["bundle"])(bundle.model_dump_json())

@@ -36,11 +36,11 @@ def build_judge(config: JudgeConfig, weights_cache: str = ""):
         from components.fetch_weights import fetch_weights
 
         weights = fetch_weights(config.model, tempfile.mkdtemp(prefix="judge-weights-"), cache_dir=weights_cache or None)
-        generator = get_generator("transformers", weights.path, batch_size=16)
+        generator = get_generator(config.backend, weights.path, batch_size=16)
     return Judge(generator, load_rubric(config.pointwise_rubric), load_rubric(config.pairwise_rubric), max_repairs=config.max_repairs)
 
 
-def evaluate_generations(rows: list[dict], config: EvaluatorConfig, *, weights_cache: str = "", judge=None) -> Evaluation:
+def evaluate_generations(rows: list[dict], config: EvaluatorConfig, *, weights_cache: str = "", judge=None, check_judge: bool = True) -> Evaluation:
     """The per-example score table, its means, and the judge's reliability. ``judge`` overrides the configured one."""
     from evaluators import aggregate, score_examples
     from evaluators.config import build_metrics
@@ -50,7 +50,7 @@ def evaluate_generations(rows: list[dict], config: EvaluatorConfig, *, weights_c
     if judge is None and config.judge is not None:
         judge = build_judge(config.judge, weights_cache)
     metrics = build_metrics(config, judge.generator if judge is not None else None)
-    table = score_examples(rows, metrics)
+    table = [{"question": r["question"], "reference": r["reference"], "output": r["output"], **scored} for r, scored in zip(rows, score_examples(rows, metrics))]
     names = [m.spec.name for m in metrics]
     if judge is not None:
         top = len(judge.pointwise.labels) - 1
@@ -60,6 +60,8 @@ def evaluate_generations(rows: list[dict], config: EvaluatorConfig, *, weights_c
             row[f"{judge.spec.name}_rationale"] = verdict.rationale
         names.append(judge.spec.name)
         thresholds = config.judge.reliability if config.judge else None
+        if not check_judge:  # the champion's evaluation in the same run: the challenger's check covers the judge
+            return Evaluation(table=table, aggregates={name: aggregate(table, name) for name in names}, judge_reliability={"reliable": False, "reasons": ["checked with the challenger"], "metrics": {}})
         report = check_reliability(
             judge,
             min_swap_consistency=thresholds.min_swap_consistency if thresholds else 0.8,
@@ -83,6 +85,7 @@ def evaluate_op(
     bundle: str,
     evaluator_config: str,
     weights_cache: str,
+    check_judge: bool,
     scores: Output[Dataset],
     metrics: Output[Metrics],
     judge_report: Output[Markdown],
@@ -98,7 +101,7 @@ def evaluate_op(
     from evaluators.config import load_evaluator_config
 
     config = load_evaluator_config(evaluator_config)
-    result = evaluate_generations(read_jsonl(generations.path), config, weights_cache=weights_cache)
+    result = evaluate_generations(read_jsonl(generations.path), config, weights_cache=weights_cache, check_judge=check_judge)
     write_jsonl(result.table, scores.path)
     for name, value in {**result.aggregates, **result.judge_reliability["metrics"]}.items():
         if math.isfinite(value):  # KFP Metrics cannot hold NaN; a NaN mean is in the score table and fails the gate

@@ -1,24 +1,41 @@
-"""gate: decide from the per-example scores whether the bundle may be promoted (fails closed)."""
+"""gate: decide whether the challenger may replace the champion (paired statistics; bootstrap rule without one)."""
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
 
 from components import cpu_step
 
-VERSION = "1.1.0"
+VERSION = "2.0.0"
 
 
-def decision_record(decision, bundle) -> dict:
-    """The JSON record of one gate decision, as written to the run and to MLflow."""
+def decision_record(decision, bundle, champion_bundle=None, champion_version: str = "") -> dict:
+    """The JSON record of one gate decision, as written to the run, the audit log and MLflow."""
+    champion_label = f"version {champion_version} ({champion_bundle.prompt.name}@{champion_bundle.prompt.version}, bundle {champion_bundle.short_id})" if champion_bundle else None
     return {
         "bundle_id": bundle.id,
         "bundle": bundle.model_dump(mode="json"),
         "decision": decision.label,
         "passed": decision.passed,
         "reasons": decision.reasons,
-        **decision.model_dump(mode="json", include={"policy", "policy_digest", "n_examples", "checks"}),
+        "champion": {"version": champion_version, "bundle_id": champion_bundle.id, "bundle": champion_bundle.model_dump(mode="json")} if champion_bundle else None,
+        "champion_label": champion_label,
+        "gate": decision.model_dump(mode="json"),
+        **decision.model_dump(mode="json", include={"mode", "policy", "policy_digest", "n_examples", "checks"}),
     }
+
+
+def run_gate(challenger_rows: list[dict], bundle, policy_ref: str, judge_reliability: dict, champion_rows: Optional[list[dict]] = None, champion_bundle=None, champion_version: str = ""):
+    """(decision record, Markdown, HTML) for one challenger, with or without a champion."""
+    from evaluators.gate import decide, load_policy, markdown_report
+    from evaluators.report import gate_html
+
+    policy = load_policy(policy_ref)
+    verdict = decide(challenger_rows, policy, champion_table=champion_rows, judge_reliable=judge_reliability.get("reliable") is True, judge_reasons=judge_reliability.get("reasons", []))
+    record = decision_record(verdict, bundle, champion_bundle, champion_version)
+    markdown = markdown_report(verdict, bundle.id, f"{bundle.prompt.name}@{bundle.prompt.version}", record["champion_label"])
+    html = gate_html(record, challenger_rows, champion_rows, policy.primary or next(iter(policy.metrics)))
+    return record, markdown, html
 
 
 @cpu_step
@@ -29,23 +46,39 @@ def gate_op(
     judge_reliability: str,
     decision: Output[Artifact],
     report: Output[Markdown],
+    html_report: Output[HTML],
     metrics: Output[Metrics],
-) -> NamedTuple("GateOutputs", [("passed", bool)]):
-    """gate v1.1.0: absolute floors from a versioned gate policy; a decision record and a Markdown report."""
+    champion_scores: Optional[Input[Dataset]] = None,
+    champion_bundle: str = "",
+    champion_version: str = "",
+) -> NamedTuple("GateOutputs", [("passed", bool), ("decision_json", str)]):
+    """gate v2.0.0: challenger vs champion on the same examples (paired bootstrap, McNemar, Bonferroni), or floors only without a champion."""
     import json
     from collections import namedtuple
 
     from champion.bundle import Bundle
     from champion.jsonl import read_jsonl, write_json
-    from components.gate import decision_record
-    from evaluators.gate import decide, load_policy, markdown_report
+    from components.gate import run_gate
 
-    record = Bundle.model_validate_json(bundle)
-    judge = json.loads(judge_reliability or "{}")
-    verdict = decide(read_jsonl(scores.path), load_policy(gate_config), judge_reliable=judge.get("reliable") is True, judge_reasons=judge.get("reasons", []))
-    write_json(decision_record(verdict, record), decision.path)
+    record, markdown, html = run_gate(
+        read_jsonl(scores.path),
+        Bundle.model_validate_json(bundle),
+        gate_config,
+        json.loads(judge_reliability or "{}"),
+        champion_rows=read_jsonl(champion_scores.path) if champion_scores is not None else None,
+        champion_bundle=Bundle.model_validate_json(champion_bundle) if champion_bundle else None,
+        champion_version=champion_version,
+    )
+    record["reports"] = {"decision": decision.uri, "markdown": report.uri, "html": html_report.uri}
+    write_json(record, decision.path)
     with open(report.path, "w", encoding="utf-8") as handle:
-        handle.write(markdown_report(verdict, record.id, f"{record.prompt.name}@{record.prompt.version}"))
-    metrics.log_metric("gate_passed", float(verdict.passed))
-    decision.metadata.update({"decision": verdict.label, "bundle_id": record.id})
-    return namedtuple("GateOutputs", ["passed"])(verdict.passed)
+        handle.write(markdown)
+    with open(html_report.path, "w", encoding="utf-8") as handle:
+        handle.write(html)
+    metrics.log_metric("gate_passed", float(record["passed"]))
+    for check in record["checks"]:
+        for key in ("difference", "ci_low", "ci_high"):
+            if check.get(key) is not None and check["test"] in ("non-inferiority", "superiority"):
+                metrics.log_metric(f"{check['metric']}_{key}", check[key])
+    decision.metadata.update({"decision": record["decision"], "bundle_id": record["bundle_id"]})
+    return namedtuple("GateOutputs", ["passed", "decision_json"])(record["passed"], json.dumps(record, sort_keys=True))

@@ -1,66 +1,38 @@
-"""register: record the bundle in MLflow and move the ``champion`` alias only when the gate passed.
+"""register: record the bundle and the gate decision in MLflow; promote it only if the gate passed.
 
-Every evaluated bundle becomes a registered model version (tagged with its id and gate decision),
-so rejected challengers stay auditable; the alias, which names what is live, moves only on a pass.
-The prompt goes to MLflow's prompt registry under its own name, with the same alias rule.
+Every evaluated bundle becomes a registered model version (tagged with its id and decision), so
+rejected challengers stay auditable. On a pass, the ``champion`` alias moves by compare-and-set
+against the champion this run was compared with; the prompt's alias follows. Each decision and alias
+move is appended to the audit log and logged on both bundles' MLflow runs.
 """
 
 import json
+import math
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import urlparse
 
-from kfp.dsl import Artifact, Dataset, Input, Markdown
+from kfp.dsl import Dataset, Input
 
 from champion.bundle import Bundle
 from champion.errors import RegistryError
 from components import cpu_step
 from prompts import PromptTemplate
+from serving.registry import CHAMPION_ALIAS, ChampionMoved, append_audit, connect, current_champion, move_alias
 
-VERSION = "1.0.0"
-CHAMPION_ALIAS = "champion"
-EXPERIMENT = "champion-promotion"
+VERSION = "2.0.0"
 
 
 @dataclass
 class Registration:
     model_version: str
-    alias_moved: bool
+    promoted: bool
     previous_champion: str | None
     run_id: str
     prompt_version: int
-
-
-def _connect(tracking_uri: str):
-    import mlflow
-    from mlflow import MlflowClient
-
-    # MLflow's default (7 retries, doubling backoff) takes minutes to report a dead server; a
-    # pipeline step should fail in seconds. Users can still raise both through the environment.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    if not tracking_uri:
-        raise RegistryError("no MLflow tracking URI was given, so nothing can be registered or promoted.", "set mlflow_tracking_uri (a server URL, or sqlite:///path/mlflow.db).")
-    parsed = urlparse(tracking_uri)
-    artifact_location = None
-    if parsed.scheme == "sqlite":
-        db_path = Path(tracking_uri.removeprefix("sqlite:///"))
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        # With sqlite, MLflow would put artifacts under ./mlruns of whatever the working directory is.
-        artifact_location = (db_path.parent / "mlartifacts").resolve().as_uri()
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    try:
-        experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-        experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location)
-    except Exception as exc:
-        raise RegistryError(f"MLflow at {tracking_uri} is unreachable or refused the request: {exc}", "check the tracking URI and that the server is up; nothing was promoted.") from exc
-    return mlflow, MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), experiment_id
 
 
 def _ensure_registered_model(client, name: str) -> None:
@@ -93,13 +65,12 @@ def _ensure_prompt_version(client, prompt: PromptTemplate) -> int:
     return int(registered.version)
 
 
-def current_champion(client, name: str) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(name, CHAMPION_ALIAS).version)
-    except MlflowException:
-        return None
+def _log_files(mlflow, files: dict[str, str], artifact_path: str) -> None:
+    with tempfile.TemporaryDirectory() as staging:
+        for name, path in files.items():  # KFP names files after the output, without an extension
+            named = Path(staging) / name
+            shutil.copyfile(path, named)
+            mlflow.log_artifact(str(named), artifact_path=artifact_path)
 
 
 def register_bundle(
@@ -111,52 +82,69 @@ def register_bundle(
     decision: dict,
     files: dict[str, str],
     weights_source: str,
+    expected_champion: str | None = None,
+    audit_log: str = "",
+    metrics: dict[str, float] | None = None,
 ) -> Registration:
-    """Log the evaluation as an MLflow run, register the bundle version, and promote it if ``decision['passed']``.
+    """Log the evaluation, register the bundle version, and promote it if ``decision['passed']`` is True.
 
-    ``files`` maps artifact names (``gate_report.md``) to local paths to attach to the run.
+    ``expected_champion`` is the champion version the decision was made against (None: there was none);
+    the alias moves only if it still points there. ``files`` maps artifact names to local paths.
     """
     if bundle.prompt != prompt.ref:
         raise RegistryError("the prompt given does not match the bundle's prompt digest.", "register with the prompt the bundle was generated with.")
-    mlflow, client, experiment_id = _connect(tracking_uri)
+    mlflow, client, experiment_id = connect(tracking_uri)
     passed = decision.get("passed") is True  # anything but an explicit True is a rejection
+    commit = os.environ.get("CHAMPION_GIT_COMMIT", "unknown")
+    run_name = os.environ.get("CHAMPION_PIPELINE_RUN", "")
     tags = {
         "champion.bundle_id": bundle.id,
+        "champion.bundle": json.dumps(bundle.model_dump(mode="json"), sort_keys=True),
         "champion.decision": "promoted" if passed else "rejected",
         "champion.model_digest": bundle.model_digest,
         "champion.prompt": f"{prompt.name}@{prompt.version}",
         "champion.prompt_digest": prompt.digest,
         "champion.dataset_digest": bundle.dataset_digest,
         "champion.weights_source": weights_source,
-        "champion.git_commit": os.environ.get("CHAMPION_GIT_COMMIT", "unknown"),
+        "champion.compared_with": expected_champion or "none (bootstrap rule)",
+        "champion.git_commit": commit,
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{prompt.name}@{prompt.version} {bundle.short_id}") as run:
         mlflow.set_tags(tags)
         mlflow.log_params({"prompt": f"{prompt.name}@{prompt.version}", "decoding": json.dumps(bundle.decoding, sort_keys=True), "policy": decision.get("policy", "")})
-        mlflow.log_metrics({c["metric"]: c["value"] for c in decision.get("checks", []) if c.get("value") is not None})
+        mlflow.log_metrics({name: value for name, value in (metrics or {}).items() if math.isfinite(value)})
+        paired = {f"{c['metric']}_{key}": c[key] for c in decision.get("checks", []) if c.get("test") in ("non-inferiority", "superiority") for key in ("difference", "ci_low", "ci_high") if c.get(key) is not None}
+        mlflow.log_metrics(paired)
         mlflow.log_dict(bundle.model_dump(mode="json") | {"id": bundle.id}, "bundle/bundle.json")
         mlflow.log_dict(decision, "gate/decision.json")
-        with tempfile.TemporaryDirectory() as staging:
-            for name, path in files.items():  # KFP names files after the output, without an extension
-                named = Path(staging) / name
-                shutil.copyfile(path, named)
-                mlflow.log_artifact(str(named), artifact_path="gate" if name.startswith("gate") else "evaluation")
+        _log_files(mlflow, files, "evaluation")
         run_id = run.info.run_id
         source = f"{run.info.artifact_uri}/bundle"
     _ensure_registered_model(client, registered_model_name)
     found = client.search_model_versions(f"name='{registered_model_name}' and tags.`champion.bundle_id`='{bundle.id}'")
     if found:
         version = str(found[0].version)
-        for key in ("champion.decision",):
-            client.set_model_version_tag(registered_model_name, version, key, tags[key])
+        client.set_model_version_tag(registered_model_name, version, "champion.decision", tags["champion.decision"])
     else:
         version = str(client.create_model_version(registered_model_name, source=source, run_id=run_id, tags=tags, description=f"bundle {bundle.id}").version)
+    if expected_champion:  # the decision is part of the champion's record too
+        champion_run = client.get_model_version(registered_model_name, expected_champion).run_id
+        if champion_run:
+            client.log_dict(champion_run, decision, f"challenges/{bundle.short_id}/decision.json")
     prompt_version = _ensure_prompt_version(client, prompt)
     previous = current_champion(client, registered_model_name)
+    audit = {"bundle_id": bundle.id, "model": registered_model_name, "version": version, "decision": tags["champion.decision"], "compared_with": expected_champion, "mlflow_run": run_id, "pipeline_run": run_name, "git_commit": commit}
+    append_audit(audit_log, {"event": "gate_decision", **audit, "reasons": decision.get("reasons", [])})
     if passed:
-        client.set_registered_model_alias(registered_model_name, CHAMPION_ALIAS, version)
+        try:
+            move_alias(tracking_uri, client, registered_model_name, version, expected=expected_champion)
+        except ChampionMoved as exc:
+            client.set_model_version_tag(registered_model_name, version, "champion.decision", "refused: champion moved during evaluation")
+            append_audit(audit_log, {"event": "alias_refused", **audit, "reason": exc.problem})
+            raise
         client.set_prompt_alias(prompt.name, CHAMPION_ALIAS, prompt_version)
-    return Registration(model_version=str(version), alias_moved=passed, previous_champion=previous, run_id=run_id, prompt_version=prompt_version)
+        append_audit(audit_log, {"event": "alias_moved", **audit, "alias": CHAMPION_ALIAS, "from_version": previous, "to_version": version})
+    return Registration(model_version=version, promoted=passed, previous_champion=previous, run_id=run_id, prompt_version=prompt_version)
 
 
 @cpu_step
@@ -166,28 +154,40 @@ def register_op(
     model_source: str,
     mlflow_tracking_uri: str,
     registered_model_name: str,
-    decision: Input[Artifact],
-    report: Input[Markdown],
+    audit_log: str,
+    decision: str,
+    expected_champion: str,
     scores: Input[Dataset],
-) -> NamedTuple("RegisterOutputs", [("model_version", str), ("alias_moved", bool)]):
-    """register v1.0.0: record the bundle in MLflow; move the 'champion' alias only if the gate passed."""
+) -> NamedTuple("RegisterOutputs", [("model_version", str), ("promoted", bool)]):
+    """register v2.0.0: record bundle and decision in MLflow; move the 'champion' alias (compare-and-set) only if the gate passed."""
     import json
+    import tempfile
     from collections import namedtuple
 
     from champion.bundle import Bundle
+    from champion.jsonl import read_jsonl
     from components.register import register_bundle
+    from evaluators import aggregate
+    from evaluators.gate import Decision, markdown_report
     from prompts import load_prompt
+    from serving.registry import default_audit_log
 
-    with open(decision.path, encoding="utf-8") as handle:
-        verdict = json.load(handle)
+    verdict = json.loads(decision)
+    record = Bundle.model_validate_json(bundle)
+    report = tempfile.NamedTemporaryFile("w", suffix=".md", delete=False)
+    report.write(markdown_report(Decision.model_validate(verdict["gate"]), record.id, f"{record.prompt.name}@{record.prompt.version}", verdict.get("champion_label")))
+    report.close()
     result = register_bundle(
         tracking_uri=mlflow_tracking_uri,
         registered_model_name=registered_model_name,
-        bundle=Bundle.model_validate_json(bundle),
+        bundle=record,
         prompt=load_prompt(prompt),
         decision=verdict,
-        files={"gate_report.md": report.path, "scores.jsonl": scores.path},
+        files={"gate_report.md": report.name, "scores.jsonl": scores.path},
         weights_source=model_source,
+        expected_champion=expected_champion or None,
+        audit_log=audit_log or default_audit_log(mlflow_tracking_uri),
+        metrics={name: aggregate(table, name) for name in table[0] if isinstance(table[0][name], float)} if (table := read_jsonl(scores.path)) else {},
     )
-    print(f"register: {registered_model_name} version {result.model_version}; alias moved: {result.alias_moved} (previous champion: {result.previous_champion})")
-    return namedtuple("RegisterOutputs", ["model_version", "alias_moved"])(result.model_version, result.alias_moved)
+    print(f"register: {registered_model_name} version {result.model_version}; promoted: {result.promoted} (previous champion: {result.previous_champion})")
+    return namedtuple("RegisterOutputs", ["model_version", "promoted"])(result.model_version, result.promoted)

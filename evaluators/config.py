@@ -30,7 +30,7 @@ class JudgeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str
-    backend: Literal["transformers", "openai"] = "transformers"
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
     base_url: str = ""
     api_key_env: str = "OPENAI_API_KEY"
     pointwise_rubric: str = "correctness"

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -24,6 +25,7 @@ err = Console(stderr=True, soft_wrap=True)
 STEP_TITLES = {
     "preprocess-data-op": "Preprocess evaluation set",
     "fetch-weights-op": "Fetch weights",
+    "resolve-champion-op": "Resolve the champion",
     "batch-generate-op": "Generate answers",
     "evaluate-op": "Score answers and check the judge",
     "drift-op": "Drift report",
@@ -32,6 +34,9 @@ STEP_TITLES = {
     "deploy-op": "Render KServe manifest",
     "skip-deploy-op": "Skip deployment",
 }
+
+
+CHAMPION_STEPS = {"fetch-weights-op", "batch-generate-op", "evaluate-op"}
 
 
 @app.command()
@@ -57,7 +62,8 @@ def run(
     try:
         with err.status("Starting the local pipeline…") as status:
             def on_event(task: str, state: str) -> None:
-                title = STEP_TITLES.get(task, task)
+                base = re.sub(r"-\d+$", "", task)
+                title = STEP_TITLES.get(base, task) + (" (champion)" if base != task and base in CHAMPION_STEPS else "")
                 if state == "running":
                     status.update(f"{title}…")
                 elif state in ("success", "skipped"):
@@ -86,11 +92,13 @@ def _print_summary(summary: dict) -> None:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("decision", "[green]PROMOTED[/]" if promoted else "[red]REJECTED[/]")
+    champion = summary["champion"]
+    table.add_row("compared with", f"champion version {champion['version']} (bundle {champion['bundle_id'][:12]}…)" if champion else "no champion yet: bootstrap rule (absolute floors only)")
     prompt = summary["bundle"]["prompt"]
     table.add_row("bundle", f"{summary['bundle_id'][:16]}…  ({prompt['name']}@{prompt['version']})")
     for check in summary["checks"]:
         mark = "[yellow]excluded[/]" if check.get("excluded") else ("[green]pass[/]" if check["passed"] else "[red]fail[/]")
-        table.add_row(f"  {check['metric']}", f"{mark}  {check['reason']}")
+        table.add_row(f"  {check['metric']} ({check['test']})", f"{mark}  {check['reason']}")
     gated = {c["metric"] for c in summary["checks"]}
     for name, value in sorted(summary["metrics"].items()):
         if name not in gated:

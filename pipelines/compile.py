@@ -18,6 +18,7 @@ PIPELINES = {"promotion": "pipelines.promotion:promotion_pipeline"}
 COMPONENTS = {
     "preprocess_data": "components.preprocess_data:preprocess_data_op",
     "fetch_weights": "components.fetch_weights:fetch_weights_op",
+    "resolve_champion": "components.resolve_champion:resolve_champion_op",
     "batch_generate": "components.batch_generate:batch_generate_op",
     "evaluate": "components.evaluate:evaluate_op",
     "drift": "components.drift:drift_op",

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -201,32 +202,58 @@ def run_promotion(options: RunOptions, on_event: Callable[[str, str], None] = la
     return summarise(run.outputs, workspace, log_path, time.perf_counter() - started, options)
 
 
+def collect_reports(run_dir: Path, reports: dict[str, str | None], target: Path) -> dict[str, str | None]:
+    """Copy the run's reports under names a browser and editor understand (KFP saves them without extensions)."""
+    names = {"gate_report": "gate_report.html", "gate_summary": "gate_summary.md", "decision": "decision.json", "scores": "scores.jsonl",
+             "judge_report": "judge_report.md", "drift_report": "drift_report.html", "deploy_report": "deploy_report.md", "manifest": "inferenceservice.yaml"}
+    target.mkdir(parents=True, exist_ok=True)
+    collected = {}
+    for key, path in reports.items():
+        if path and key in names and Path(path).is_file():
+            shutil.copyfile(path, target / names[key])
+            collected[key] = str(target / names[key])
+        else:
+            collected[key] = path
+    return collected
+
+
 def summarise(outputs, workspace: Workspace, log_path: Path, seconds: float, options: RunOptions) -> dict:
-    decision = json.loads(Path(outputs["decision"].path).read_text())
+    decision = json.loads(outputs["decision"])
     deployment = json.loads(outputs["deployment"])
+    run_dir = Path(outputs["scores"].path).parent.parent
     metrics = {k: v for k, v in outputs["eval_metrics"].metadata.items() if k != "display_name"}
     metrics.update({k: v for k, v in outputs["drift_metrics"].metadata.items() if k != "display_name"})
+    intervals = {
+        c["metric"]: {"test": c["test"], "challenger": c["value"], "champion": c["champion"], "difference": c["difference"], "ci_low": c["ci_low"], "ci_high": c["ci_high"], "threshold": c["threshold"], "passed": c["passed"]}
+        for c in decision["checks"]
+        if c["test"] in ("non-inferiority", "superiority", "mcnemar")
+    }
     return {
         "bundle_id": decision["bundle_id"],
         "decision": decision["decision"],
         "reasons": decision["reasons"],
+        "mode": decision["mode"],
+        "champion": decision["champion"],
         "metrics": metrics,
+        "intervals": intervals,
         "checks": decision["checks"],
         "bundle": decision["bundle"],
         "model_version": outputs["model_version"],
         "registered_model": options.registered_model_name,
         "mlflow_tracking_uri": workspace.mlflow_uri,
-        "reports": {
-            "gate_report": outputs["gate_report"].path,
-            "decision": outputs["decision"].path,
+        "reports": collect_reports(run_dir, {
+            "gate_report": decision["reports"]["html"],
+            "gate_summary": decision["reports"]["markdown"],
+            "decision": decision["reports"]["decision"],
             "scores": outputs["scores"].path,
             "judge_report": outputs["judge_report"].path,
             "drift_report": outputs["drift_report"].path,
             "deploy_report": deployment["report"],
             "manifest": deployment["manifest"],
+            "audit_log": str(workspace.root / "audit.jsonl"),
             "log": str(log_path),
-        },
+        }, workspace.root / "reports" / run_dir.name),
         "deployment": deployment["status"],
-        "run_dir": str(Path(outputs["decision"].path).parent.parent),
+        "run_dir": str(run_dir),
         "wall_seconds": round(seconds, 1),
     }

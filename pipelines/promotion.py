@@ -1,4 +1,9 @@
-"""The promotion pipeline: preprocess → fetch weights → generate → evaluate → gate → register → (if passed) deploy.
+"""The promotion pipeline: evaluate a challenger bundle against the live champion, in the same run.
+
+    preprocess_data ─┬─► batch_generate (challenger) ─► evaluate ─┬─► drift
+    fetch_weights ───┘                                             │
+    resolve_champion ─► If champion: fetch · generate · evaluate ──┴─► gate (paired)  ┐
+                        Else:                                          gate (floors)   ┴─► register ─► If promoted: deploy
 
 It only wires steps; the work is in components/. GPU settings (accelerator, node selector,
 tolerations) come from parameters: they are in the compiled IR for a cluster and have no effect
@@ -8,19 +13,20 @@ under kfp.local.
 from typing import NamedTuple
 
 from kfp import dsl, kubernetes
-from kfp.dsl import HTML, Artifact, Dataset, Markdown, Metrics
+from kfp.dsl import HTML, Dataset, Markdown, Metrics
 
-from components import batch_generate, deploy, drift, evaluate, fetch_weights, gate, preprocess_data, register
+from components import batch_generate, deploy, drift, evaluate, fetch_weights, gate, preprocess_data, register, resolve_champion
 
 PIPELINE_NAME = "champion-promotion"
 
 # KFP's step cache keys on parameters and artifact ids, not on what a path or URI currently holds.
-# Steps that read mutable sources (a data path, a model URI) or have side effects (MLflow, KServe)
-# must always run; pure functions of their inputs may be cached.
-_CACHE_SAFE = {"batch-generate-op", "evaluate-op", "gate-op"}  # drift-op reads a mutable reference URI
+# Steps that read mutable sources (a data path, a model URI, the registry, a drift reference) or
+# have side effects (MLflow, KServe) must always run; pure functions of their inputs may be cached.
+_CACHE_SAFE = {"batch-generate-op", "evaluate-op", "gate-op"}
 _VERSIONS = {
     "preprocess-data-op": preprocess_data.VERSION,
     "fetch-weights-op": fetch_weights.VERSION,
+    "resolve-champion-op": resolve_champion.VERSION,
     "batch-generate-op": batch_generate.VERSION,
     "evaluate-op": evaluate.VERSION,
     "drift-op": drift.VERSION,
@@ -38,7 +44,30 @@ def _configure(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return task
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="Evaluation-gated promotion of an LLM model+prompt bundle (champion).")
+def _on_gpu(task: dsl.PipelineTask, accelerator_type, accelerator_count, node_selector, tolerations) -> dsl.PipelineTask:
+    task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
+    kubernetes.add_node_selector_json(task, node_selector)
+    kubernetes.add_toleration_json(task, tolerations)
+    return task
+
+
+PromotionOutputs = NamedTuple(
+    "PromotionOutputs",
+    [
+        ("decision", str),
+        ("bundle", str),
+        ("model_version", str),
+        ("scores", Dataset),
+        ("eval_metrics", Metrics),
+        ("judge_report", Markdown),
+        ("drift_report", HTML),
+        ("drift_metrics", Metrics),
+        ("deployment", str),
+    ],
+)
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="Evaluation-gated promotion of an LLM model+prompt bundle against the live champion (champion).")
 def promotion_pipeline(
     data_source: str = "demo",
     eval_fraction: float = 1.0,
@@ -55,6 +84,7 @@ def promotion_pipeline(
     gate_config: str = "default",
     mlflow_tracking_uri: str = "http://mlflow.mlflow.svc.cluster.local:5000",
     registered_model_name: str = "champion-qa",
+    audit_log: str = "",
     service_name: str = "champion-qa",
     namespace: str = "kubeflow-user-example-com",
     storage_uri: str = "pvc://champion-models/{model_digest}",
@@ -63,55 +93,90 @@ def promotion_pipeline(
     accelerator_count: int = 1,
     gpu_node_selector: dict = {},
     gpu_tolerations: list = [],
-) -> NamedTuple(
-    "PromotionOutputs",
-    [
-        ("passed", bool),
-        ("bundle", str),
-        ("model_version", str),
-        ("decision", Artifact),
-        ("gate_report", Markdown),
-        ("scores", Dataset),
-        ("eval_metrics", Metrics),
-        ("judge_report", Markdown),
-        ("drift_report", HTML),
-        ("drift_metrics", Metrics),
-        ("deployment", str),
-    ],
-):
+) -> PromotionOutputs:
+    gpu = dict(accelerator_type=accelerator_type, accelerator_count=accelerator_count, node_selector=gpu_node_selector, tolerations=gpu_tolerations)
     data_task = _configure(preprocess_data.preprocess_data_op(data_source=data_source, eval_fraction=eval_fraction, seed=seed, limit=limit))
+    champion_task = _configure(resolve_champion.resolve_champion_op(mlflow_tracking_uri=mlflow_tracking_uri, registered_model_name=registered_model_name))
+
     weights_task = _configure(fetch_weights.fetch_weights_op(model_source=model_source, weights_cache=weights_cache, trust_remote_code=trust_remote_code))
-
-    generate_task = _configure(
-        batch_generate.batch_generate_op(
-            eval_set=data_task.outputs["eval_set"],
-            model=weights_task.outputs["model"],
-            model_digest=weights_task.outputs["model_digest"],
-            dataset_digest=data_task.outputs["dataset_digest"],
-            prompt=prompt,
-            backend=generation_backend,
-            batch_size=batch_size,
-        )
+    generate_task = _on_gpu(
+        _configure(
+            batch_generate.batch_generate_op(
+                eval_set=data_task.outputs["eval_set"],
+                model=weights_task.outputs["model"],
+                model_digest=weights_task.outputs["model_digest"],
+                dataset_digest=data_task.outputs["dataset_digest"],
+                prompt=prompt,
+                backend=generation_backend,
+                batch_size=batch_size,
+                gpu_type=accelerator_type,
+                gpu_count=accelerator_count,
+            )
+        ),
+        **gpu,
     )
-    generate_task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
-    kubernetes.add_node_selector_json(generate_task, gpu_node_selector)
-    kubernetes.add_toleration_json(generate_task, gpu_tolerations)
-
     evaluate_task = _configure(
         evaluate.evaluate_op(
             generations=generate_task.outputs["generations"],
             bundle=generate_task.outputs["bundle"],
             evaluator_config=evaluator_config,
             weights_cache=weights_cache,
+            check_judge=True,
         )
     )
     drift_task = _configure(drift.drift_op(generations=generate_task.outputs["generations"], drift_reference=drift_reference))
-    gate_task = _configure(gate.gate_op(
-            scores=evaluate_task.outputs["scores"],
-            bundle=evaluate_task.outputs["bundle"],
-            gate_config=gate_config,
-            judge_reliability=evaluate_task.outputs["judge_reliability"],
-        ))
+
+    with dsl.If(champion_task.outputs["has_champion"] == True):  # noqa: E712 (compiled to a CEL condition)
+        champion_weights_task = _configure(
+            fetch_weights.fetch_weights_op(model_source=champion_task.outputs["champion_model_source"], weights_cache=weights_cache, trust_remote_code=trust_remote_code)
+        )
+        champion_generate_task = _on_gpu(
+            _configure(
+                batch_generate.batch_generate_op(
+                    eval_set=data_task.outputs["eval_set"],
+                    model=champion_weights_task.outputs["model"],
+                    model_digest=champion_weights_task.outputs["model_digest"],
+                    dataset_digest=data_task.outputs["dataset_digest"],
+                    prompt=champion_task.outputs["champion_prompt"],
+                    backend=generation_backend,
+                    batch_size=batch_size,
+                    gpu_type=accelerator_type,
+                    gpu_count=accelerator_count,
+                )
+            ),
+            **gpu,
+        )
+        champion_evaluate_task = _configure(
+            evaluate.evaluate_op(
+                generations=champion_generate_task.outputs["generations"],
+                bundle=champion_generate_task.outputs["bundle"],
+                evaluator_config=evaluator_config,
+                weights_cache=weights_cache,
+                check_judge=False,
+            )
+        )
+        paired_gate_task = _configure(
+            gate.gate_op(
+                scores=evaluate_task.outputs["scores"],
+                bundle=evaluate_task.outputs["bundle"],
+                gate_config=gate_config,
+                judge_reliability=evaluate_task.outputs["judge_reliability"],
+                champion_scores=champion_evaluate_task.outputs["scores"],
+                champion_bundle=champion_evaluate_task.outputs["bundle"],
+                champion_version=champion_task.outputs["champion_version"],
+            )
+        )
+    with dsl.Else():
+        bootstrap_gate_task = _configure(
+            gate.gate_op(
+                scores=evaluate_task.outputs["scores"],
+                bundle=evaluate_task.outputs["bundle"],
+                gate_config=gate_config,
+                judge_reliability=evaluate_task.outputs["judge_reliability"],
+            )
+        )
+    decision = dsl.OneOf(paired_gate_task.outputs["decision_json"], bootstrap_gate_task.outputs["decision_json"])
+
     register_task = _configure(
         register.register_op(
             bundle=evaluate_task.outputs["bundle"],
@@ -119,13 +184,13 @@ def promotion_pipeline(
             model_source=model_source,
             mlflow_tracking_uri=mlflow_tracking_uri,
             registered_model_name=registered_model_name,
-            decision=gate_task.outputs["decision"],
-            report=gate_task.outputs["report"],
+            audit_log=audit_log,
+            decision=decision,
+            expected_champion=champion_task.outputs["champion_version"],
             scores=evaluate_task.outputs["scores"],
         )
     )
-
-    with dsl.If(gate_task.outputs["passed"] == True):  # noqa: E712 (compiled to a CEL condition)
+    with dsl.If(register_task.outputs["promoted"] == True):  # noqa: E712
         deploy_task = _configure(
             deploy.deploy_op(
                 bundle=evaluate_task.outputs["bundle"],
@@ -138,18 +203,12 @@ def promotion_pipeline(
             )
         )
     with dsl.Else():
-        skip_task = _configure(deploy.skip_deploy_op(gate_passed=gate_task.outputs["passed"]))
+        skip_task = _configure(deploy.skip_deploy_op(gate_passed=register_task.outputs["promoted"]))
 
-    outputs = NamedTuple(
-        "PromotionOutputs",
-        [("passed", bool), ("bundle", str), ("model_version", str), ("decision", Artifact), ("gate_report", Markdown), ("scores", Dataset), ("eval_metrics", Metrics), ("judge_report", Markdown), ("drift_report", HTML), ("drift_metrics", Metrics), ("deployment", str)],
-    )
-    return outputs(
-        passed=gate_task.outputs["passed"],
+    return PromotionOutputs(
+        decision=decision,
         bundle=evaluate_task.outputs["bundle"],
         model_version=register_task.outputs["model_version"],
-        decision=gate_task.outputs["decision"],
-        gate_report=gate_task.outputs["report"],
         scores=evaluate_task.outputs["scores"],
         eval_metrics=evaluate_task.outputs["metrics"],
         judge_report=evaluate_task.outputs["judge_report"],

@@ -5,6 +5,8 @@ checked in the compiled IR (test_compile.py) and against the CRD schema (test_ma
 """
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 
@@ -34,6 +36,13 @@ def policies(tmp_path_factory):
     return folder
 
 
+def mlflow_client(workspace):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{workspace / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def champion_version(workspace):
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -52,10 +61,13 @@ def promoted(workspace, policies, weights_cache):
 
 
 def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted, workspace):
-    assert promoted["decision"] == "promoted" and promoted["reasons"] == ["every check passed"]
+    assert promoted["decision"] == "promoted" and promoted["mode"] == "bootstrap"
+    assert promoted["reasons"][0].startswith("every check passed (no champion yet")
     assert set(promoted["metrics"]) >= {"semantic_similarity", "exact_match", "token_f1"}
     assert promoted["metrics"]["semantic_similarity"] > 0.3
     assert champion_version(workspace) == promoted["model_version"]
+    run = mlflow_client(workspace).get_run(mlflow_client(workspace).get_model_version("champion-qa", promoted["model_version"]).run_id)
+    assert {"semantic_similarity", "ragas_chrf", "token_f1"} <= set(run.data.metrics)
     manifest = yaml.safe_load(open(promoted["reports"]["manifest"]))
     validate_strict(manifest)
     annotations = manifest["metadata"]["annotations"]
@@ -65,7 +77,7 @@ def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted
     assert decision["passed"] is True and decision["n_examples"] == 4
     scores = [json.loads(line) for line in open(promoted["reports"]["scores"])]
     assert len(scores) == 4 and all("semantic_similarity" in row for row in scores)
-    assert "PROMOTED" in open(promoted["reports"]["gate_report"]).read()
+    assert "PROMOTED" in open(promoted["reports"]["gate_report"]).read() and "PROMOTED" in open(promoted["reports"]["gate_summary"]).read()
 
 
 def test_rejected_bundle_leaves_the_alias_where_it_was(promoted, workspace, policies, weights_cache):
@@ -77,7 +89,8 @@ def test_rejected_bundle_leaves_the_alias_where_it_was(promoted, workspace, poli
     )
     assert result.returncode == 1, result.stderr[-2000:]
     summary = json.loads(result.stdout)  # stdout is exactly one JSON object: progress went to stderr
-    assert summary["decision"] == "rejected"
+    assert summary["decision"] == "rejected" and summary["mode"] == "paired"
+    assert summary["champion"]["version"] == before
     assert any("semantic_similarity" in reason and "floor 0.990" in reason for reason in summary["reasons"])
     assert summary["deployment"] == "skipped" and summary["reports"]["manifest"] is None
     assert summary["model_version"] != before
@@ -104,3 +117,94 @@ def test_cli_reports_bad_input_before_running(tmp_path):
     assert "does not exist" in result.stderr and "fix:" in result.stderr
     result = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--prompt", "qa-concize", "--workspace", str(tmp_path / "ws")], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2 and "qa-concise" in result.stderr
+
+
+E2E_POLICY = """
+name: e2e
+version: 1
+min_examples: 20
+primary: semantic_similarity
+metrics:
+  semantic_similarity: {direction: higher, floor: 0.45, margin: 0.10}
+  token_f1: {direction: higher, floor: 0.15, margin: 0.10}
+  judge_correctness: {direction: higher, floor: 0.5, margin: 0.05}
+"""
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory, weights_cache):
+    """The same workspace through three bundles: baseline, a degraded prompt, a good alternative."""
+    workspace = tmp_path_factory.mktemp("sequence")
+    policy = workspace / "policy.yaml"
+    policy.write_text(E2E_POLICY)
+    runs = {}
+    for prompt in ("qa-concise", "qa-evasive", "qa-oneline"):
+        runs[prompt] = run_promotion(RunOptions(prompt=prompt, limit=24, gate_config=str(policy), workspace=workspace, weights_cache=weights_cache))
+        runs[prompt]["alias_after"] = champion_version(workspace)
+    return workspace, runs
+
+
+def test_first_bundle_is_promoted_by_the_bootstrap_rule(sequence):
+    _, runs = sequence
+    baseline = runs["qa-concise"]
+    assert baseline["decision"] == "promoted" and baseline["mode"] == "bootstrap" and baseline["champion"] is None
+    assert baseline["alias_after"] == baseline["model_version"]
+
+
+def test_degraded_prompt_is_rejected_against_the_champion_and_the_alias_stays(sequence):
+    _, runs = sequence
+    degraded, baseline = runs["qa-evasive"], runs["qa-concise"]
+    assert degraded["decision"] == "rejected" and degraded["mode"] == "paired"
+    assert degraded["champion"]["version"] == baseline["model_version"]
+    assert degraded["champion"]["bundle_id"] == baseline["bundle_id"]  # the champion was re-generated and re-scored: same bundle
+    interval = degraded["intervals"]["semantic_similarity"]
+    assert interval["ci_high"] < -0.10 and not interval["passed"]
+    assert degraded["alias_after"] == baseline["model_version"]
+    assert degraded["deployment"] == "skipped"
+    for metric in ("semantic_similarity", "ragas_chrf", "ragas_rouge_l", "ragas_bleu", "ragas_string_similarity"):
+        assert degraded["metrics"][metric] < baseline["metrics"][metric] - 0.02, metric  # clearly below on semantic and ragas metrics
+
+
+def test_good_prompt_is_promoted_and_the_alias_moves(sequence):
+    _, runs = sequence
+    good, baseline = runs["qa-oneline"], runs["qa-concise"]
+    assert good["decision"] == "promoted" and good["mode"] == "paired", good["reasons"]
+    interval = good["intervals"]["semantic_similarity"]
+    assert interval["ci_low"] > -0.10 and interval["champion"] == pytest.approx(baseline["metrics"]["semantic_similarity"])
+    assert good["alias_after"] == good["model_version"] != baseline["model_version"]
+    assert good["deployment"] == "rendered"
+
+
+def test_audit_log_records_every_decision_and_alias_move(sequence):
+    workspace, runs = sequence
+    events = [json.loads(line) for line in open(workspace / "audit.jsonl")]
+    assert [(e["event"], e["decision"]) for e in events] == [
+        ("gate_decision", "promoted"), ("alias_moved", "promoted"),
+        ("gate_decision", "rejected"),
+        ("gate_decision", "promoted"), ("alias_moved", "promoted"),
+    ]
+    assert events[-1]["from_version"] == runs["qa-concise"]["model_version"]
+
+
+def test_gate_report_shows_champion_and_challenger_side_by_side_worst_first(sequence):
+    _, runs = sequence
+    html = open(runs["qa-evasive"]["reports"]["gate_report"], encoding="utf-8").read()
+    assert "champion answer" in html and "challenger answer" in html and "worst regressions first" in html
+    assert "The sea" in html  # the degraded answers are shown, escaped
+    decision = json.load(open(runs["qa-evasive"]["reports"]["decision"]))
+    assert decision["champion"]["version"] == runs["qa-concise"]["model_version"]
+    first_delta = html.index('class="worse"')
+    assert first_delta < html.index("</table>", html.index('id="examples"'))
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it; locally: apt-get install chromium)")
+def test_gate_report_renders_in_headless_chromium(sequence, tmp_path):
+    _, runs = sequence
+    page = runs["qa-evasive"]["reports"]["gate_report"]
+    assert page.endswith(".html")
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path}", "--dump-dom", f"file://{page}"],
+        capture_output=True, text=True, timeout=120,
+    ).stdout
+    assert re.search(r'<h1 class="rejected" id="decision">\s*REJECTED\s*</h1>', dom)
+    assert re.search(r"<td>semantic_similarity</td>\s*<td>non-inferiority</td>", dom)

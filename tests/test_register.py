@@ -4,8 +4,9 @@ import pytest
 
 from champion.bundle import Bundle
 from champion.errors import RegistryError
-from components.register import CHAMPION_ALIAS, current_champion, register_bundle
+from components.register import register_bundle
 from prompts import load_prompt
+from serving.registry import CHAMPION_ALIAS, ChampionMoved, current_champion
 
 
 def make_bundle(prompt, model_digest="m" * 64):
@@ -19,8 +20,9 @@ def registry(tmp_path):
     return {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "registered_model_name": "qa", "files": {"gate_report.md": str(report)}, "weights_source": "smollm2"}
 
 
-def register(registry, bundle, prompt, passed):
-    return register_bundle(bundle=bundle, prompt=prompt, decision={"passed": passed, "checks": [{"metric": "sim", "value": 0.7}]}, **registry)
+def register(registry, bundle, prompt, passed, expected=None):
+    decision = {"passed": passed, "reasons": ["test"], "checks": [{"metric": "sim", "test": "floor", "value": 0.7}]}
+    return register_bundle(bundle=bundle, prompt=prompt, decision=decision, expected_champion=expected, **registry)
 
 
 def client_for(registry):
@@ -32,15 +34,15 @@ def client_for(registry):
 def test_alias_moves_only_on_a_passing_gate(registry):
     prompt = load_prompt("qa-concise")
     first = register(registry, make_bundle(prompt, "a" * 64), prompt, passed=True)
-    assert first.alias_moved and first.previous_champion is None
+    assert first.promoted and first.previous_champion is None
     rejected = register(registry, make_bundle(prompt, "b" * 64), prompt, passed=False)
-    assert not rejected.alias_moved and rejected.model_version != first.model_version
+    assert not rejected.promoted and rejected.model_version != first.model_version
     client = client_for(registry)
     assert current_champion(client, "qa") == first.model_version
     assert client.get_model_version("qa", rejected.model_version).tags["champion.decision"] == "rejected"
     artifacts = {a.path for a in client.list_artifacts(first.run_id, "gate")}
-    assert artifacts == {"gate/decision.json", "gate/gate_report.md"}
-    second = register(registry, make_bundle(prompt, "c" * 64), prompt, passed=True)
+    assert artifacts == {"gate/decision.json"}
+    second = register(registry, make_bundle(prompt, "c" * 64), prompt, passed=True, expected=first.model_version)
     assert second.previous_champion == first.model_version
     assert current_champion(client, "qa") == second.model_version
 
@@ -49,7 +51,7 @@ def test_same_bundle_reuses_its_version_and_prompt_version(registry):
     prompt = load_prompt("qa-concise")
     bundle = make_bundle(prompt)
     a = register(registry, bundle, prompt, passed=False)
-    b = register(registry, bundle, prompt, passed=True)
+    b = register(registry, bundle, prompt, passed=True)  # nothing promoted yet, so None is still the champion
     assert a.model_version == b.model_version and a.prompt_version == b.prompt_version
     tags = client_for(registry).get_model_version("qa", b.model_version).tags
     assert tags["champion.bundle_id"] == bundle.id and tags["champion.decision"] == "promoted"
@@ -67,8 +69,8 @@ def test_prompt_registry_holds_the_template_and_alias(registry):
 
 def test_anything_but_an_explicit_pass_is_a_rejection(registry):
     prompt = load_prompt("qa-concise")
-    result = register_bundle(bundle=make_bundle(prompt), prompt=prompt, decision={"passed": "yes"}, **registry)
-    assert not result.alias_moved
+    result = register_bundle(bundle=make_bundle(prompt), prompt=prompt, decision={"passed": "yes"}, expected_champion=None, **registry)
+    assert not result.promoted
 
 
 def test_unreachable_mlflow_is_a_clear_error_and_promotes_nothing(registry, monkeypatch):
@@ -86,3 +88,43 @@ def test_empty_tracking_uri_and_mismatched_prompt(registry):
         register({**registry, "tracking_uri": ""}, make_bundle(prompt), prompt, passed=True)
     with pytest.raises(RegistryError, match="does not match"):
         register(registry, make_bundle(prompt), load_prompt("qa-oneline"), passed=True)
+
+
+def test_promotion_against_a_stale_champion_is_refused_and_audited(registry, tmp_path):
+    registry["audit_log"] = str(tmp_path / "audit.jsonl")
+    prompt = load_prompt("qa-concise")
+    first = register(registry, make_bundle(prompt, "a" * 64), prompt, passed=True)
+    second = register(registry, make_bundle(prompt, "b" * 64), prompt, passed=True, expected=first.model_version)
+    with pytest.raises(ChampionMoved, match="champion changed while this run was evaluating") as info:
+        register(registry, make_bundle(prompt, "c" * 64), prompt, passed=True, expected=first.model_version)  # evaluated against v1, but v2 is live now
+    assert "re-run" in info.value.fix
+    assert current_champion(client_for(registry), "qa") == second.model_version
+    import json
+
+    events = [json.loads(line) for line in open(registry["audit_log"])]
+    assert [e["event"] for e in events] == ["gate_decision", "alias_moved", "gate_decision", "alias_moved", "gate_decision", "alias_refused"]
+    assert events[3]["from_version"] == first.model_version and events[3]["to_version"] == second.model_version
+    assert all(e["git_commit"] and e["time"] for e in events)
+
+
+def _promote_in_a_process(args):
+    registry, model_digest, expected = args
+    prompt = load_prompt("qa-concise")
+    try:
+        register(registry, make_bundle(prompt, model_digest), prompt, passed=True, expected=expected)
+        return "won"
+    except ChampionMoved:
+        return "refused"
+
+
+def test_two_concurrent_promotions_from_the_same_champion_exactly_one_wins(registry, tmp_path):
+    import multiprocessing
+
+    registry["audit_log"] = str(tmp_path / "audit.jsonl")
+    prompt = load_prompt("qa-concise")
+    first = register(registry, make_bundle(prompt, "a" * 64), prompt, passed=True)
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        outcomes = pool.map(_promote_in_a_process, [(registry, "b" * 64, first.model_version), (registry, "c" * 64, first.model_version)])
+    assert sorted(outcomes) == ["refused", "won"]
+    live = current_champion(client_for(registry), "qa")
+    assert live != first.model_version

@@ -1,0 +1,163 @@
+"""The MLflow registry as champion uses it: which bundle is live, and moving that, safely.
+
+The alias ``champion`` on the registered model names the live bundle. Moving it is compare-and-set:
+a promotion states which version it evaluated against, and is refused if the alias moved since.
+Every decision and alias move is appended to an audit log (a JSONL file beside a sqlite store, or
+any fsspec URL) and recorded as tags in MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from champion.errors import RegistryError
+
+CHAMPION_ALIAS = "champion"
+EXPERIMENT = "champion-promotion"
+
+
+class ChampionMoved(RegistryError):
+    """The alias moved after this run resolved the champion it was compared against."""
+
+
+def connect(tracking_uri: str):
+    """(mlflow module, client, experiment id) for a tracking URI; sqlite stores keep artifacts beside the DB."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    # MLflow's default (7 retries, doubling backoff) takes minutes to report a dead server; a
+    # pipeline step should fail in seconds. Users can still raise both through the environment.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    if not tracking_uri:
+        raise RegistryError("no MLflow tracking URI was given, so nothing can be registered or promoted.", "set mlflow_tracking_uri (a server URL, or sqlite:///path/mlflow.db).")
+    artifact_location = None
+    db_path = sqlite_path(tracking_uri)
+    if db_path is not None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        # With sqlite, MLflow would put artifacts under ./mlruns of whatever the working directory is.
+        artifact_location = (db_path.parent / "mlartifacts").resolve().as_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+        experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location)
+    except Exception as exc:
+        raise RegistryError(f"MLflow at {tracking_uri} is unreachable or refused the request: {exc}", "check the tracking URI and that the server is up; nothing was promoted.") from exc
+    return mlflow, MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), experiment_id
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    return Path(tracking_uri.removeprefix("sqlite:///")) if urlparse(tracking_uri).scheme == "sqlite" else None
+
+
+def default_audit_log(tracking_uri: str) -> str:
+    db_path = sqlite_path(tracking_uri)
+    return str(db_path.parent / "audit.jsonl") if db_path else ""
+
+
+def current_champion(client, name: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, CHAMPION_ALIAS).version)
+    except MlflowException:
+        return None
+
+
+@dataclass
+class ChampionRef:
+    version: str
+    bundle: dict
+    model_source: str
+    prompt: str  # name@version
+
+
+def resolve_champion(tracking_uri: str, name: str) -> ChampionRef | None:
+    """The live bundle, or None when nothing has been promoted yet."""
+    _, client, _ = connect(tracking_uri)
+    version = current_champion(client, name)
+    if version is None:
+        return None
+    tags = client.get_model_version(name, version).tags
+    try:
+        return ChampionRef(version=version, bundle=json.loads(tags["champion.bundle"]), model_source=tags["champion.weights_source"], prompt=tags["champion.prompt"])
+    except (KeyError, ValueError) as exc:
+        raise RegistryError(
+            f"{name} version {version} (alias {CHAMPION_ALIAS}) lacks champion's bundle tags ({exc}); it cannot be re-evaluated.",
+            f"promote a bundle through champion, or remove the alias: MlflowClient().delete_registered_model_alias({name!r}, {CHAMPION_ALIAS!r})",
+        ) from exc
+
+
+@contextlib.contextmanager
+def _alias_lock(tracking_uri: str, timeout_s: float = 60.0):
+    """An exclusive lock around read-compare-set of the alias. With sqlite it is a file lock beside the
+    database, so concurrent promotions on one machine serialise. A tracking server offers no atomic
+    alias swap; there the check and the set are as close as the API allows (see move_alias)."""
+    db_path = sqlite_path(tracking_uri)
+    if db_path is None:
+        yield
+        return
+    lock_path = db_path.with_suffix(".alias.lock")
+    with open(lock_path, "a") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RegistryError(f"another promotion has held {lock_path} for over {timeout_s:.0f} s.", "wait for it to finish, or remove a stale lock file.") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def move_alias(tracking_uri: str, client, name: str, version: str, *, expected: str | None) -> None:
+    """Point the champion alias at ``version`` if it still points at ``expected`` (None: no champion)."""
+    with _alias_lock(tracking_uri):
+        current = current_champion(client, name)
+        if current != expected:
+            raise ChampionMoved(
+                f"the champion changed while this run was evaluating (it compared against {expected or 'no champion'}, the alias now points at version {current}); promotion refused.",
+                "re-run the pipeline so the challenger is compared with the current champion.",
+            )
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+    if current_champion(client, name) != version:  # a tracking server has no lock: verify nobody overwrote us
+        raise ChampionMoved(f"another promotion moved the alias at the same moment; version {version} is not the champion.", "re-run the pipeline.")
+
+
+def append_audit(audit_log: str, record: dict) -> None:
+    """Append one JSON line. Local files are locked and fsynced; fsspec URLs get one object per record."""
+    if not audit_log:
+        return
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
+    line = json.dumps(record, sort_keys=True) + "\n"
+    if "://" in audit_log and not audit_log.startswith("file://"):
+        import fsspec
+
+        # Object stores cannot append: each record is its own object under the audit prefix, never overwritten.
+        key = f"{audit_log.rstrip('/')}/{record['time']}-{record.get('bundle_id', 'x')[:12]}-{record['event']}.json"
+        with fsspec.open(key, "w") as handle:
+            handle.write(line)
+        return
+    path = Path(audit_log.removeprefix("file://"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
