@@ -6,9 +6,9 @@ import difflib
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from champion.config import load_versioned_yaml
 from champion.digests import sha256_json
 from champion.errors import ConfigError
 
@@ -74,17 +74,7 @@ class EvaluatorConfig(BaseModel):
 
 def load_evaluator_config(ref: str) -> EvaluatorConfig:
     """A packaged config by name (``default``) or a path to a YAML file."""
-    path = Path(ref) if ref.endswith((".yaml", ".yml")) else CONFIGS_DIR / f"{ref}.yaml"
-    if not path.is_file():
-        packaged = sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
-        raise ConfigError(f"evaluator config {ref!r} not found.", f"pass a path to a YAML file or one of {packaged}.")
-    try:
-        return EvaluatorConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"evaluator config {path} is not valid YAML: {exc}", "fix the YAML syntax.") from exc
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"evaluator config {path} is invalid: {problems}.", "fix the fields named; see evaluators/configs/default.yaml.") from exc
+    return load_versioned_yaml(ref, EvaluatorConfig, CONFIGS_DIR, "evaluator config")
 
 
 def build_metrics(config: EvaluatorConfig, judge_generator=None) -> list:

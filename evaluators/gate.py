@@ -17,11 +17,10 @@ import math
 from pathlib import Path
 from typing import Literal, Sequence
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from champion.config import load_versioned_yaml
 from champion.digests import sha256_json
-from champion.errors import ConfigError
 from evaluators.scores import aggregate
 from evaluators.stats import bonferroni_confidence, mcnemar_exact, paired_bootstrap_ci
 
@@ -64,18 +63,7 @@ class GatePolicy(BaseModel):
 
 def load_policy(ref: str) -> GatePolicy:
     """A packaged policy by name (``default``) or a path to a YAML file."""
-    path = Path(ref) if ref.endswith((".yaml", ".yml")) else POLICIES_DIR / f"{ref}.yaml"
-    if not path.is_file():
-        packaged = sorted(p.stem for p in POLICIES_DIR.glob("*.yaml"))
-        raise ConfigError(f"gate config {ref!r} not found.", f"pass a path to a YAML file or one of {packaged}.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return GatePolicy.model_validate(data)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"gate config {path} is not valid YAML: {exc}", "fix the YAML syntax.") from exc
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"gate config {path} is invalid: {problems}.", "fix the fields named; see evaluators/policies/default.yaml.") from exc
+    return load_versioned_yaml(ref, GatePolicy, POLICIES_DIR, "gate config")
 
 
 class Check(BaseModel):

@@ -51,6 +51,42 @@ def _on_gpu(task: dsl.PipelineTask, accelerator_type, accelerator_count, node_se
     return task
 
 
+class _BundleTasks(NamedTuple):
+    generate: dsl.PipelineTask
+    evaluate: dsl.PipelineTask
+
+
+def _evaluate_bundle(data_task, model_source, prompt, *, check_judge, weights_cache, trust_remote_code, generation_backend, batch_size, evaluator_config, gpu) -> _BundleTasks:
+    """fetch weights → generate on a GPU node → score: the same three steps for challenger and champion."""
+    weights_task = _configure(fetch_weights.fetch_weights_op(model_source=model_source, weights_cache=weights_cache, trust_remote_code=trust_remote_code))
+    generate_task = _on_gpu(
+        _configure(
+            batch_generate.batch_generate_op(
+                eval_set=data_task.outputs["eval_set"],
+                model=weights_task.outputs["model"],
+                model_digest=weights_task.outputs["model_digest"],
+                dataset_digest=data_task.outputs["dataset_digest"],
+                prompt=prompt,
+                backend=generation_backend,
+                batch_size=batch_size,
+                gpu_type=gpu["accelerator_type"],
+                gpu_count=gpu["accelerator_count"],
+            )
+        ),
+        **gpu,
+    )
+    evaluate_task = _configure(
+        evaluate.evaluate_op(
+            generations=generate_task.outputs["generations"],
+            bundle=generate_task.outputs["bundle"],
+            evaluator_config=evaluator_config,
+            weights_cache=weights_cache,
+            check_judge=check_judge,
+        )
+    )
+    return _BundleTasks(generate_task, evaluate_task)
+
+
 PromotionOutputs = NamedTuple(
     "PromotionOutputs",
     [
@@ -94,92 +130,49 @@ def promotion_pipeline(
     gpu_node_selector: dict = {},
     gpu_tolerations: list = [],
 ) -> PromotionOutputs:
-    gpu = dict(accelerator_type=accelerator_type, accelerator_count=accelerator_count, node_selector=gpu_node_selector, tolerations=gpu_tolerations)
+    settings = dict(
+        weights_cache=weights_cache,
+        trust_remote_code=trust_remote_code,
+        generation_backend=generation_backend,
+        batch_size=batch_size,
+        evaluator_config=evaluator_config,
+        gpu=dict(accelerator_type=accelerator_type, accelerator_count=accelerator_count, node_selector=gpu_node_selector, tolerations=gpu_tolerations),
+    )
     data_task = _configure(preprocess_data.preprocess_data_op(data_source=data_source, eval_fraction=eval_fraction, seed=seed, limit=limit))
     champion_task = _configure(resolve_champion.resolve_champion_op(mlflow_tracking_uri=mlflow_tracking_uri, registered_model_name=registered_model_name))
 
-    weights_task = _configure(fetch_weights.fetch_weights_op(model_source=model_source, weights_cache=weights_cache, trust_remote_code=trust_remote_code))
-    generate_task = _on_gpu(
-        _configure(
-            batch_generate.batch_generate_op(
-                eval_set=data_task.outputs["eval_set"],
-                model=weights_task.outputs["model"],
-                model_digest=weights_task.outputs["model_digest"],
-                dataset_digest=data_task.outputs["dataset_digest"],
-                prompt=prompt,
-                backend=generation_backend,
-                batch_size=batch_size,
-                gpu_type=accelerator_type,
-                gpu_count=accelerator_count,
-            )
-        ),
-        **gpu,
-    )
-    evaluate_task = _configure(
-        evaluate.evaluate_op(
-            generations=generate_task.outputs["generations"],
-            bundle=generate_task.outputs["bundle"],
-            evaluator_config=evaluator_config,
-            weights_cache=weights_cache,
-            check_judge=True,
-        )
-    )
-    drift_task = _configure(drift.drift_op(generations=generate_task.outputs["generations"], drift_reference=drift_reference))
+    challenger = _evaluate_bundle(data_task, model_source, prompt, check_judge=True, **settings)
+    drift_task = _configure(drift.drift_op(generations=challenger.generate.outputs["generations"], drift_reference=drift_reference))
 
     with dsl.If(champion_task.outputs["has_champion"] == True):  # noqa: E712 (compiled to a CEL condition)
-        champion_weights_task = _configure(
-            fetch_weights.fetch_weights_op(model_source=champion_task.outputs["champion_model_source"], weights_cache=weights_cache, trust_remote_code=trust_remote_code)
-        )
-        champion_generate_task = _on_gpu(
-            _configure(
-                batch_generate.batch_generate_op(
-                    eval_set=data_task.outputs["eval_set"],
-                    model=champion_weights_task.outputs["model"],
-                    model_digest=champion_weights_task.outputs["model_digest"],
-                    dataset_digest=data_task.outputs["dataset_digest"],
-                    prompt=champion_task.outputs["champion_prompt"],
-                    backend=generation_backend,
-                    batch_size=batch_size,
-                    gpu_type=accelerator_type,
-                    gpu_count=accelerator_count,
-                )
-            ),
-            **gpu,
-        )
-        champion_evaluate_task = _configure(
-            evaluate.evaluate_op(
-                generations=champion_generate_task.outputs["generations"],
-                bundle=champion_generate_task.outputs["bundle"],
-                evaluator_config=evaluator_config,
-                weights_cache=weights_cache,
-                check_judge=False,
-            )
+        champion = _evaluate_bundle(
+            data_task, champion_task.outputs["champion_model_source"], champion_task.outputs["champion_prompt"], check_judge=False, **settings
         )
         paired_gate_task = _configure(
             gate.gate_op(
-                scores=evaluate_task.outputs["scores"],
-                bundle=evaluate_task.outputs["bundle"],
+                scores=challenger.evaluate.outputs["scores"],
+                bundle=challenger.evaluate.outputs["bundle"],
                 gate_config=gate_config,
-                judge_reliability=evaluate_task.outputs["judge_reliability"],
-                champion_scores=champion_evaluate_task.outputs["scores"],
-                champion_bundle=champion_evaluate_task.outputs["bundle"],
+                judge_reliability=challenger.evaluate.outputs["judge_reliability"],
+                champion_scores=champion.evaluate.outputs["scores"],
+                champion_bundle=champion.evaluate.outputs["bundle"],
                 champion_version=champion_task.outputs["champion_version"],
             )
         )
     with dsl.Else():
         bootstrap_gate_task = _configure(
             gate.gate_op(
-                scores=evaluate_task.outputs["scores"],
-                bundle=evaluate_task.outputs["bundle"],
+                scores=challenger.evaluate.outputs["scores"],
+                bundle=challenger.evaluate.outputs["bundle"],
                 gate_config=gate_config,
-                judge_reliability=evaluate_task.outputs["judge_reliability"],
+                judge_reliability=challenger.evaluate.outputs["judge_reliability"],
             )
         )
     decision = dsl.OneOf(paired_gate_task.outputs["decision_json"], bootstrap_gate_task.outputs["decision_json"])
 
     register_task = _configure(
         register.register_op(
-            bundle=evaluate_task.outputs["bundle"],
+            bundle=challenger.evaluate.outputs["bundle"],
             prompt=prompt,
             model_source=model_source,
             mlflow_tracking_uri=mlflow_tracking_uri,
@@ -187,13 +180,13 @@ def promotion_pipeline(
             audit_log=audit_log,
             decision=decision,
             expected_champion=champion_task.outputs["champion_version"],
-            scores=evaluate_task.outputs["scores"],
+            scores=challenger.evaluate.outputs["scores"],
         )
     )
     with dsl.If(register_task.outputs["promoted"] == True):  # noqa: E712
         deploy_task = _configure(
             deploy.deploy_op(
-                bundle=evaluate_task.outputs["bundle"],
+                bundle=challenger.evaluate.outputs["bundle"],
                 model_version=register_task.outputs["model_version"],
                 registered_model_name=registered_model_name,
                 service_name=service_name,
@@ -207,11 +200,11 @@ def promotion_pipeline(
 
     return PromotionOutputs(
         decision=decision,
-        bundle=evaluate_task.outputs["bundle"],
+        bundle=challenger.evaluate.outputs["bundle"],
         model_version=register_task.outputs["model_version"],
-        scores=evaluate_task.outputs["scores"],
-        eval_metrics=evaluate_task.outputs["metrics"],
-        judge_report=evaluate_task.outputs["judge_report"],
+        scores=challenger.evaluate.outputs["scores"],
+        eval_metrics=challenger.evaluate.outputs["metrics"],
+        judge_report=challenger.evaluate.outputs["judge_report"],
         drift_report=drift_task.outputs["report"],
         drift_metrics=drift_task.outputs["metrics"],
         deployment=dsl.OneOf(deploy_task.outputs["deployment"], skip_task.outputs["deployment"]),
