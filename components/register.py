@@ -85,6 +85,7 @@ def register_bundle(
     expected_champion: str | None = None,
     audit_log: str = "",
     metrics: dict[str, float] | None = None,
+    pipeline_run: str = "",
 ) -> Registration:
     """Log the evaluation, register the bundle version, and promote it if ``decision['passed']`` is True.
 
@@ -96,7 +97,6 @@ def register_bundle(
     mlflow, client, experiment_id = connect(tracking_uri)
     passed = decision.get("passed") is True  # anything but an explicit True is a rejection
     commit = os.environ.get("CHAMPION_GIT_COMMIT", "unknown")
-    run_name = os.environ.get("CHAMPION_PIPELINE_RUN", "")
     tags = {
         "champion.bundle_id": bundle.id,
         "champion.bundle": json.dumps(bundle.model_dump(mode="json"), sort_keys=True),
@@ -108,6 +108,7 @@ def register_bundle(
         "champion.weights_source": weights_source,
         "champion.compared_with": expected_champion or "none (bootstrap rule)",
         "champion.git_commit": commit,
+        "champion.pipeline_run": pipeline_run or "unknown",
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{prompt.name}@{prompt.version} {bundle.short_id}") as run:
         mlflow.set_tags(tags)
@@ -133,7 +134,7 @@ def register_bundle(
             client.log_dict(champion_run, decision, f"challenges/{bundle.short_id}/decision.json")
     prompt_version = _ensure_prompt_version(client, prompt)
     previous = current_champion(client, registered_model_name)
-    audit = {"bundle_id": bundle.id, "model": registered_model_name, "version": version, "decision": tags["champion.decision"], "compared_with": expected_champion, "mlflow_run": run_id, "pipeline_run": run_name, "git_commit": commit}
+    audit = {"bundle_id": bundle.id, "model": registered_model_name, "version": version, "decision": tags["champion.decision"], "compared_with": expected_champion, "mlflow_run": run_id, "pipeline_run": pipeline_run, "git_commit": commit}
     append_audit(audit_log, {"event": "gate_decision", **audit, "reasons": decision.get("reasons", [])})
     if passed:
         try:
@@ -157,6 +158,7 @@ def register_op(
     audit_log: str,
     decision: str,
     expected_champion: str,
+    pipeline_run: str,
     scores: Input[Dataset],
 ) -> NamedTuple("RegisterOutputs", [("model_version", str), ("promoted", bool)]):
     """register v2.0.0: record bundle and decision in MLflow; move the 'champion' alias (compare-and-set) only if the gate passed."""
@@ -188,6 +190,7 @@ def register_op(
         expected_champion=expected_champion or None,
         audit_log=audit_log or default_audit_log(mlflow_tracking_uri),
         metrics={name: aggregate(table, name) for name in table[0] if isinstance(table[0][name], float)} if (table := read_jsonl(scores.path)) else {},
+        pipeline_run=pipeline_run,
     )
     print(f"register: {registered_model_name} version {result.model_version}; promoted: {result.promoted} (previous champion: {result.previous_champion})")
     return namedtuple("RegisterOutputs", ["model_version", "promoted"])(result.model_version, result.promoted)

@@ -180,6 +180,7 @@ def promotion_pipeline(
             audit_log=audit_log,
             decision=decision,
             expected_champion=champion_task.outputs["champion_version"],
+            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             scores=challenger.evaluate.outputs["scores"],
         )
     )

@@ -184,6 +184,8 @@ def test_audit_log_records_every_decision_and_alias_move(sequence):
         ("gate_decision", "promoted"), ("alias_moved", "promoted"),
     ]
     assert events[-1]["from_version"] == runs["qa-concise"]["model_version"]
+    assert all(e["pipeline_run"].startswith("champion-promotion-") for e in events)  # the kfp run that decided
+    assert len({e["pipeline_run"] for e in events}) == 3
 
 
 def test_gate_report_shows_champion_and_challenger_side_by_side_worst_first(sequence):
