@@ -5,7 +5,6 @@ Scores: semantic similarity, exact match, token F1, ragas' BLEU/ROUGE-L/chrF/str
 shipped calibration set every run; the gate counts its grades only if it passed.
 """
 
-import math
 import tempfile
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -13,7 +12,7 @@ from typing import NamedTuple
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
 
 from components import cpu_step
-from evaluators.config import EvaluatorConfig, JudgeConfig
+from evaluators.config import EvaluatorConfig, JudgeConfig, Reliability
 
 VERSION = "1.1.0"
 
@@ -53,21 +52,17 @@ def evaluate_generations(rows: list[dict], config: EvaluatorConfig, *, weights_c
     table = [{"question": r["question"], "reference": r["reference"], "output": r["output"], **scored} for r, scored in zip(rows, score_examples(rows, metrics))]
     names = [m.spec.name for m in metrics]
     if judge is not None:
-        top = len(judge.pointwise.labels) - 1
         for row, verdict in zip(table, judge.grade(rows)):
-            row[judge.spec.name] = math.nan if verdict.label is None else judge.pointwise.labels.index(verdict.label) / top
+            row[judge.spec.name] = judge.value(verdict)
             row[f"{judge.spec.name}_verdict"] = verdict.label
             row[f"{judge.spec.name}_rationale"] = verdict.rationale
         names.append(judge.spec.name)
-        thresholds = config.judge.reliability if config.judge else None
-        if not check_judge:  # the champion's evaluation in the same run: the challenger's check covers the judge
-            return Evaluation(table=table, aggregates={name: aggregate(table, name) for name in names}, judge_reliability={"reliable": False, "reasons": ["checked with the challenger"], "metrics": {}})
-        report = check_reliability(
-            judge,
-            min_swap_consistency=thresholds.min_swap_consistency if thresholds else 0.8,
-            min_calibration_accuracy=thresholds.min_calibration_accuracy if thresholds else 0.8,
-        )
-        reliability = {"reliable": report.reliable, "reasons": report.reasons, "metrics": report.as_metrics()}
+        if check_judge:
+            thresholds = config.judge.reliability if config.judge else Reliability()
+            report = check_reliability(judge, min_swap_consistency=thresholds.min_swap_consistency, min_calibration_accuracy=thresholds.min_calibration_accuracy)
+            reliability = {"reliable": report.reliable, "reasons": report.reasons, "metrics": report.as_metrics()}
+        else:  # the champion's evaluation in the same run: the challenger's check covers the judge
+            reliability = {"reliable": False, "reasons": ["checked with the challenger"], "metrics": {}}
     return Evaluation(table=table, aggregates={name: aggregate(table, name) for name in names}, judge_reliability=reliability)
 
 

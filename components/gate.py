@@ -20,7 +20,6 @@ def decision_record(decision, bundle, champion_bundle=None, champion_version: st
         "reasons": decision.reasons,
         "champion": {"version": champion_version, "bundle_id": champion_bundle.id, "bundle": champion_bundle.model_dump(mode="json")} if champion_bundle else None,
         "champion_label": champion_label,
-        "gate": decision.model_dump(mode="json"),
         **decision.model_dump(mode="json", include={"mode", "policy", "policy_digest", "n_examples", "checks"}),
     }
 
@@ -59,6 +58,7 @@ def gate_op(
     from champion.bundle import Bundle
     from champion.jsonl import read_jsonl, write_json
     from components.gate import run_gate
+    from evaluators.gate import interval_metrics
 
     record, markdown, html = run_gate(
         read_jsonl(scores.path),
@@ -76,9 +76,7 @@ def gate_op(
     with open(html_report.path, "w", encoding="utf-8") as handle:
         handle.write(html)
     metrics.log_metric("gate_passed", float(record["passed"]))
-    for check in record["checks"]:
-        for key in ("difference", "ci_low", "ci_high"):
-            if check.get(key) is not None and check["test"] in ("non-inferiority", "superiority"):
-                metrics.log_metric(f"{check['metric']}_{key}", check[key])
+    for name, value in interval_metrics(record["checks"]).items():
+        metrics.log_metric(name, value)
     decision.metadata.update({"decision": record["decision"], "bundle_id": record["bundle_id"]})
     return namedtuple("GateOutputs", ["passed", "decision_json"])(record["passed"], json.dumps(record, sort_keys=True))

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from kfp.dsl import Dataset, Input
+from kfp.dsl import Dataset, Input, Metrics
 
 from champion.bundle import Bundle
 from champion.errors import RegistryError
 from components import cpu_step
+from evaluators.gate import interval_metrics
 from prompts import PromptTemplate
 from serving.registry import CHAMPION_ALIAS, ChampionMoved, append_audit, connect, current_champion, move_alias
 
@@ -114,8 +115,7 @@ def register_bundle(
         mlflow.set_tags(tags)
         mlflow.log_params({"prompt": f"{prompt.name}@{prompt.version}", "decoding": json.dumps(bundle.decoding, sort_keys=True), "policy": decision.get("policy", "")})
         mlflow.log_metrics({name: value for name, value in (metrics or {}).items() if math.isfinite(value)})
-        paired = {f"{c['metric']}_{key}": c[key] for c in decision.get("checks", []) if c.get("test") in ("non-inferiority", "superiority") for key in ("difference", "ci_low", "ci_high") if c.get(key) is not None}
-        mlflow.log_metrics(paired)
+        mlflow.log_metrics(interval_metrics(decision.get("checks", [])))
         mlflow.log_dict(bundle.model_dump(mode="json") | {"id": bundle.id}, "bundle/bundle.json")
         mlflow.log_dict(decision, "gate/decision.json")
         _log_files(mlflow, files, "evaluation")
@@ -160,6 +160,7 @@ def register_op(
     expected_champion: str,
     pipeline_run: str,
     scores: Input[Dataset],
+    eval_metrics: Input[Metrics],
 ) -> NamedTuple("RegisterOutputs", [("model_version", str), ("promoted", bool)]):
     """register v2.0.0: record bundle and decision in MLflow; move the 'champion' alias (compare-and-set) only if the gate passed."""
     import json
@@ -167,9 +168,7 @@ def register_op(
     from collections import namedtuple
 
     from champion.bundle import Bundle
-    from champion.jsonl import read_jsonl
     from components.register import register_bundle
-    from evaluators import aggregate
     from evaluators.gate import Decision, markdown_report
     from prompts import load_prompt
     from serving.registry import default_audit_log
@@ -177,7 +176,7 @@ def register_op(
     verdict = json.loads(decision)
     record = Bundle.model_validate_json(bundle)
     report = tempfile.NamedTemporaryFile("w", suffix=".md", delete=False)
-    report.write(markdown_report(Decision.model_validate(verdict["gate"]), record.id, f"{record.prompt.name}@{record.prompt.version}", verdict.get("champion_label")))
+    report.write(markdown_report(Decision.model_validate({field: verdict[field] for field in Decision.model_fields}), record.id, f"{record.prompt.name}@{record.prompt.version}", verdict.get("champion_label")))
     report.close()
     result = register_bundle(
         tracking_uri=mlflow_tracking_uri,
@@ -189,7 +188,7 @@ def register_op(
         weights_source=model_source,
         expected_champion=expected_champion or None,
         audit_log=audit_log or default_audit_log(mlflow_tracking_uri),
-        metrics={name: aggregate(table, name) for name in table[0] if isinstance(table[0][name], float)} if (table := read_jsonl(scores.path)) else {},
+        metrics={name: value for name, value in eval_metrics.metadata.items() if isinstance(value, (int, float))},
         pipeline_run=pipeline_run,
     )
     print(f"register: {registered_model_name} version {result.model_version}; promoted: {result.promoted} (previous champion: {result.previous_champion})")

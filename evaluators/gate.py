@@ -199,6 +199,17 @@ def decide(
     )
 
 
+def interval_metrics(checks: Sequence[dict]) -> dict[str, float]:
+    """``<metric>_difference`` / ``_ci_low`` / ``_ci_high`` of every paired interval check, for KFP Metrics and MLflow."""
+    return {
+        f"{c['metric']}_{key}": c[key]
+        for c in checks
+        if c.get("test") in ("non-inferiority", "superiority")
+        for key in ("difference", "ci_low", "ci_high")
+        if c.get(key) is not None
+    }
+
+
 def _fmt(value: float | None, signed: bool = False) -> str:
     if value is None or not math.isfinite(value):
         return "—"

@@ -91,10 +91,14 @@ class Judge:
         ]
         return self._ask(self.pointwise, conversations)
 
+    def value(self, verdict: Verdict) -> float:
+        """A pointwise grade mapped onto [0, 1] by label position; an unparseable verdict is NaN."""
+        if verdict.label is None:
+            return math.nan
+        return self.pointwise.labels.index(verdict.label) / (len(self.pointwise.labels) - 1)
+
     def score(self, records: Sequence[dict]) -> list[float]:
-        """Pointwise grades mapped onto [0, 1] by label position; unparseable verdicts are NaN."""
-        top = len(self.pointwise.labels) - 1
-        return [math.nan if v.label is None else self.pointwise.labels.index(v.label) / top for v in self.grade(records)]
+        return [self.value(v) for v in self.grade(records)]
 
     def compare(self, records: Sequence[dict], first: Sequence[str], second: Sequence[str]) -> list[PairVerdict]:
         """Compare two answers per record, in both orders; a verdict counts only if both orders agree."""

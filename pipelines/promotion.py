@@ -144,30 +144,26 @@ def promotion_pipeline(
     challenger = _evaluate_bundle(data_task, model_source, prompt, check_judge=True, **settings)
     drift_task = _configure(drift.drift_op(generations=challenger.generate.outputs["generations"], drift_reference=drift_reference))
 
+    gate_inputs = dict(
+        scores=challenger.evaluate.outputs["scores"],
+        bundle=challenger.evaluate.outputs["bundle"],
+        gate_config=gate_config,
+        judge_reliability=challenger.evaluate.outputs["judge_reliability"],
+    )
     with dsl.If(champion_task.outputs["has_champion"] == True):  # noqa: E712 (compiled to a CEL condition)
         champion = _evaluate_bundle(
             data_task, champion_task.outputs["champion_model_source"], champion_task.outputs["champion_prompt"], check_judge=False, **settings
         )
         paired_gate_task = _configure(
             gate.gate_op(
-                scores=challenger.evaluate.outputs["scores"],
-                bundle=challenger.evaluate.outputs["bundle"],
-                gate_config=gate_config,
-                judge_reliability=challenger.evaluate.outputs["judge_reliability"],
+                **gate_inputs,
                 champion_scores=champion.evaluate.outputs["scores"],
                 champion_bundle=champion.evaluate.outputs["bundle"],
                 champion_version=champion_task.outputs["champion_version"],
             )
         )
     with dsl.Else():
-        bootstrap_gate_task = _configure(
-            gate.gate_op(
-                scores=challenger.evaluate.outputs["scores"],
-                bundle=challenger.evaluate.outputs["bundle"],
-                gate_config=gate_config,
-                judge_reliability=challenger.evaluate.outputs["judge_reliability"],
-            )
-        )
+        bootstrap_gate_task = _configure(gate.gate_op(**gate_inputs))
     decision = dsl.OneOf(paired_gate_task.outputs["decision_json"], bootstrap_gate_task.outputs["decision_json"])
 
     register_task = _configure(
@@ -182,6 +178,7 @@ def promotion_pipeline(
             expected_champion=champion_task.outputs["champion_version"],
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             scores=challenger.evaluate.outputs["scores"],
+            eval_metrics=challenger.evaluate.outputs["metrics"],
         )
     )
     with dsl.If(register_task.outputs["promoted"] == True):  # noqa: E712

@@ -37,7 +37,7 @@ def test_report_is_self_contained_and_has_json(drifted):
     assert '"metrics"' in drifted.json
 
 
-def test_sentiment_uses_the_shipped_lexicon_not_the_network(drifted):
+def test_sentiment_lexicon_is_found_in_the_shipped_nltk_data(drifted):
     import nltk
 
     assert nltk.data.find("sentiment/vader_lexicon.zip")
