@@ -49,3 +49,15 @@ class RegistryError(ChampionError):
 
 class ManifestError(ChampionError):
     """A rendered Kubernetes manifest does not satisfy the CRD schema."""
+
+
+class DeployError(ChampionError):
+    """The Kubernetes API refused or failed a deployment step, or the served bundle failed its checks."""
+
+
+class ServingError(ChampionError):
+    """A served endpoint received a request it cannot answer (bad body, unknown model, upstream failure)."""
+
+    def __init__(self, problem: str, fix: str = "", status: int = 400) -> None:
+        super().__init__(problem, fix)
+        self.status = status

@@ -1,9 +1,9 @@
-"""register: record the bundle and the gate decision in MLflow; promote it only if the gate passed.
+"""register: record the bundle and the gate decision in MLflow.
 
 Every evaluated bundle becomes a registered model version (tagged with its id and decision), so
-rejected challengers stay auditable. On a pass, the ``champion`` alias moves by compare-and-set
-against the champion this run was compared with; the prompt's alias follows. Each decision and alias
-move is appended to the audit log and logged on both bundles' MLflow runs.
+rejected challengers stay auditable. A passing bundle is tagged ``approved``; the ``champion`` alias
+moves later, in the deploy step, and only once the bundle serves (see components/deploy.py). Each
+decision is appended to the audit log and logged on both bundles' MLflow runs.
 """
 
 import json
@@ -22,16 +22,15 @@ from champion.errors import RegistryError
 from components import cpu_step
 from evaluators.gate import interval_metrics
 from prompts import PromptTemplate
-from serving.registry import CHAMPION_ALIAS, ChampionMoved, append_audit, connect, current_champion, move_alias
+from serving.registry import append_audit, connect
 
-VERSION = "2.0.0"
+VERSION = "3.0.0"
 
 
 @dataclass
 class Registration:
     model_version: str
-    promoted: bool
-    previous_champion: str | None
+    approved: bool  # the gate passed; the deploy step makes it the champion once it serves
     run_id: str
     prompt_version: int
 
@@ -88,10 +87,10 @@ def register_bundle(
     metrics: dict[str, float] | None = None,
     pipeline_run: str = "",
 ) -> Registration:
-    """Log the evaluation, register the bundle version, and promote it if ``decision['passed']`` is True.
+    """Log the evaluation and register the bundle version, approved if ``decision['passed']`` is True.
 
-    ``expected_champion`` is the champion version the decision was made against (None: there was none);
-    the alias moves only if it still points there. ``files`` maps artifact names to local paths.
+    ``expected_champion`` is the champion version the decision was made against (None: there was
+    none). ``files`` maps artifact names to local paths.
     """
     if bundle.prompt != prompt.ref:
         raise RegistryError("the prompt given does not match the bundle's prompt digest.", "register with the prompt the bundle was generated with.")
@@ -101,7 +100,7 @@ def register_bundle(
     tags = {
         "champion.bundle_id": bundle.id,
         "champion.bundle": json.dumps(bundle.model_dump(mode="json"), sort_keys=True),
-        "champion.decision": "promoted" if passed else "rejected",
+        "champion.decision": "approved" if passed else "rejected",
         "champion.model_digest": bundle.model_digest,
         "champion.prompt": f"{prompt.name}@{prompt.version}",
         "champion.prompt_digest": prompt.digest,
@@ -117,6 +116,7 @@ def register_bundle(
         mlflow.log_metrics({name: value for name, value in (metrics or {}).items() if math.isfinite(value)})
         mlflow.log_metrics(interval_metrics(decision.get("checks", [])))
         mlflow.log_dict(bundle.model_dump(mode="json") | {"id": bundle.id}, "bundle/bundle.json")
+        mlflow.log_dict(prompt.model_dump(mode="json"), "bundle/prompt.json")  # what a deployment applies
         mlflow.log_dict(decision, "gate/decision.json")
         _log_files(mlflow, files, "evaluation")
         run_id = run.info.run_id
@@ -133,19 +133,9 @@ def register_bundle(
         if champion_run:
             client.log_dict(champion_run, decision, f"challenges/{bundle.short_id}/decision.json")
     prompt_version = _ensure_prompt_version(client, prompt)
-    previous = current_champion(client, registered_model_name)
     audit = {"bundle_id": bundle.id, "model": registered_model_name, "version": version, "decision": tags["champion.decision"], "compared_with": expected_champion, "mlflow_run": run_id, "pipeline_run": pipeline_run, "git_commit": commit}
     append_audit(audit_log, {"event": "gate_decision", **audit, "reasons": decision.get("reasons", [])})
-    if passed:
-        try:
-            move_alias(tracking_uri, client, registered_model_name, version, expected=expected_champion)
-        except ChampionMoved as exc:
-            client.set_model_version_tag(registered_model_name, version, "champion.decision", "refused: champion moved during evaluation")
-            append_audit(audit_log, {"event": "alias_refused", **audit, "reason": exc.problem})
-            raise
-        client.set_prompt_alias(prompt.name, CHAMPION_ALIAS, prompt_version)
-        append_audit(audit_log, {"event": "alias_moved", **audit, "alias": CHAMPION_ALIAS, "from_version": previous, "to_version": version})
-    return Registration(model_version=version, promoted=passed, previous_champion=previous, run_id=run_id, prompt_version=prompt_version)
+    return Registration(model_version=version, approved=passed, run_id=run_id, prompt_version=prompt_version)
 
 
 @cpu_step
@@ -161,8 +151,8 @@ def register_op(
     pipeline_run: str,
     scores: Input[Dataset],
     eval_metrics: Input[Metrics],
-) -> NamedTuple("RegisterOutputs", [("model_version", str), ("promoted", bool)]):
-    """register v2.0.0: record bundle and decision in MLflow; move the 'champion' alias (compare-and-set) only if the gate passed."""
+) -> NamedTuple("RegisterOutputs", [("model_version", str), ("approved", bool), ("prompt_version", int)]):
+    """register v3.0.0: record bundle and decision in MLflow as a model version, approved if the gate passed."""
     import json
     import tempfile
     from collections import namedtuple
@@ -191,5 +181,5 @@ def register_op(
         metrics={name: value for name, value in eval_metrics.metadata.items() if isinstance(value, (int, float))},
         pipeline_run=pipeline_run,
     )
-    print(f"register: {registered_model_name} version {result.model_version}; promoted: {result.promoted} (previous champion: {result.previous_champion})")
-    return namedtuple("RegisterOutputs", ["model_version", "promoted"])(result.model_version, result.promoted)
+    print(f"register: {registered_model_name} version {result.model_version}; approved: {result.approved}")
+    return namedtuple("RegisterOutputs", ["model_version", "approved", "prompt_version"])(result.model_version, result.approved, result.prompt_version)

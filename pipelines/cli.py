@@ -2,12 +2,15 @@
 
     champion run                 evaluate, gate and (if it passes) promote the demo bundle, locally
     champion run --prompt qa-oneline --limit 10 --json
+    champion serve                 serve the champion bundle on 127.0.0.1:8080 (OpenAI-compatible chat)
+    champion manifests --namespace team-a --output k8s    the runtime and RBAC to apply once per namespace
     champion compile --output dist
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -31,7 +34,7 @@ STEP_TITLES = {
     "drift-op": "Drift report",
     "gate-op": "Gate",
     "register-op": "Register in MLflow",
-    "deploy-op": "Render KServe manifest",
+    "deploy-op": "Deploy and move the champion alias",
     "skip-deploy-op": "Skip deployment",
 }
 
@@ -54,6 +57,8 @@ def run(
     weights_cache: Optional[Path] = typer.Option(None, envvar="CHAMPION_WEIGHTS_CACHE", help="Cache of converted/fetched weights (default: <workspace>/cache/weights)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout (progress goes to stderr)."),
     fail_on_reject: bool = typer.Option(False, help="Exit with status 1 when the gate rejects the bundle (for CI)."),
+    serve_after: bool = typer.Option(False, "--serve", help="If the bundle is promoted, serve it locally afterwards (see `champion serve`)."),
+    port: int = typer.Option(8080, help="Port for --serve."),
 ) -> None:
     """Run the promotion pipeline locally (kfp.local) and print the decision."""
     from pipelines.local import RunOptions, run_promotion
@@ -81,8 +86,71 @@ def run(
         sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     else:
         _print_summary(summary)
-    if fail_on_reject and summary["decision"] != "promoted":
+    if fail_on_reject and not summary["promoted"]:
         raise typer.Exit(1)
+    if serve_after:
+        if not summary["promoted"]:
+            err.print("[yellow]not serving:[/] the bundle was not promoted.")
+            raise typer.Exit(1 if fail_on_reject else 0)
+        _serve(workspace, registered_model_name, "", summary["bundle_id"], weights_cache, "127.0.0.1", port)
+
+
+def _serve(workspace: Path, registered_model_name: str, alias: str, bundle_id: str, weights_cache: Optional[Path], host: str, port: int) -> None:
+    from pipelines.local import OFFLINE_ENV, Workspace
+    from pipelines.serve import prepare, serve_bundle
+
+    os.environ.update(OFFLINE_ENV)
+    space = Workspace(workspace.resolve())
+    if not (space.root / "mlflow.db").is_file():
+        err.print(f"[bold red]error:[/] no MLflow registry in {space.root}.")
+        err.print("[bold]fix:[/] run `champion run` first (with the same --workspace) so a bundle is promoted.")
+        raise typer.Exit(2)
+    try:
+        with err.status("Fetching the bundle's weights and prompt…"):
+            served = prepare(space.mlflow_uri, registered_model_name, alias=alias, bundle_id=bundle_id, weights_cache=weights_cache or os.environ.get("CHAMPION_WEIGHTS_CACHE") or space.weights_cache, work_dir=space.root / "serve")
+        err.print(f"[green]✓[/] bundle {served.bundle.id[:16]}… ({served.prompt.name}@{served.prompt.version}), {registered_model_name} version {served.version}")
+        err.print(f"Serving on http://{host}:{port}/openai/v1/chat/completions (model {served.name!r}); Ctrl-C stops.")
+        err.print(f"  curl -s http://{host}:{port}/openai/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\": \"{served.name}\", \"messages\": [{{\"role\": \"user\", \"content\": \"What is the capital of France?\"}}]}}'")
+        serve_bundle(served, host=host, port=port, log_dir=space.logs)
+    except ChampionError as exc:
+        err.print(f"[bold red]error:[/] {exc.problem}")
+        if exc.fix:
+            err.print(f"[bold]fix:[/] {exc.fix}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    alias: str = typer.Option("champion", help="Serve the version with this MLflow alias."),
+    bundle: str = typer.Option("", help="Serve the version of this bundle id (or a unique prefix) instead of the alias."),
+    workspace: Path = typer.Option(Path(".champion"), help="The workspace of `champion run` (its sqlite MLflow and weights cache)."),
+    registered_model_name: str = typer.Option("champion-qa", help="MLflow registered model that holds the bundles."),
+    weights_cache: Optional[Path] = typer.Option(None, envvar="CHAMPION_WEIGHTS_CACHE", help="Cache of converted/fetched weights."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default: the server has no authentication)."),
+    port: int = typer.Option(8080, help="Port of the OpenAI-compatible route; the predictor takes PORT+1."),
+) -> None:
+    """Serve a promoted bundle locally: KServe model servers for the prompt transformer and a CPU predictor."""
+    _serve(workspace, registered_model_name, "" if bundle else alias, bundle, weights_cache, host, port)
+
+
+@app.command()
+def manifests(
+    namespace: str = typer.Option(..., help="Namespace the pipeline deploys into."),
+    output: Path = typer.Option(Path("k8s"), help="Folder for the YAML files."),
+    service_account: str = typer.Option("pipeline-runner", help="Service account the pipeline's pods run as."),
+) -> None:
+    """Write what a cluster needs once per namespace: the vLLM ServingRuntime and the deploy step's RBAC."""
+    import yaml
+
+    from serving.manifests import render_rbac, render_serving_runtime, validate_strict
+
+    runtime = render_serving_runtime(namespace)
+    validate_strict(runtime)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "servingruntime-vllm.yaml").write_text(yaml.safe_dump(runtime, sort_keys=False))
+    (output / "rbac.yaml").write_text(yaml.safe_dump_all(render_rbac(namespace, service_account=service_account), sort_keys=False))
+    for name in ("servingruntime-vllm.yaml", "rbac.yaml"):
+        typer.echo(str(output / name))
 
 
 def _print_summary(summary: dict) -> None:
@@ -103,8 +171,8 @@ def _print_summary(summary: dict) -> None:
     for name, value in sorted(summary["metrics"].items()):
         if name not in gated:
             table.add_row(f"  {name}", f"{value:.3f} (reported, not gated)")
-    table.add_row("MLflow", f"{summary['registered_model']} v{summary['model_version']}" + (", alias champion moved here" if promoted else ", alias unchanged"))
-    table.add_row("deployment", "InferenceService rendered and validated" if summary["deployment"] == "rendered" else "skipped")
+    table.add_row("MLflow", f"{summary['registered_model']} v{summary['model_version']}" + (", alias champion moved here" if summary["promoted"] else ", alias unchanged"))
+    table.add_row("deployment", {"promoted": "InferenceService rendered and validated", "rolled_back": "[red]rolled back[/]"}.get(summary["deployment"], "skipped"))
     table.add_row("wall time", f"{summary['wall_seconds']} s")
     out.print(table)
     out.print("[bold]Why:[/] " + "; ".join(summary["reasons"]))

@@ -145,6 +145,7 @@ def pipeline_arguments(options: RunOptions, workspace: Workspace) -> dict:
         "evaluator_config": str(Path(options.evaluator_config).resolve()) if options.evaluator_config.endswith((".yaml", ".yml")) else options.evaluator_config,
         "mlflow_tracking_uri": workspace.mlflow_uri,
         "registered_model_name": options.registered_model_name,
+        "deploy_target": "none",  # no cluster here: the manifest is rendered and validated, then the alias moves
         **options.extra,
     }
 
@@ -253,6 +254,7 @@ def summarise(outputs, workspace: Workspace, log_path: Path, seconds: float, opt
             "log": str(log_path),
         }, workspace.root / "reports" / run_dir.name),
         "deployment": deployment["status"],
+        "promoted": bool(outputs["promoted"]),
         "run_dir": str(run_dir),
         "wall_seconds": round(seconds, 1),
     }

@@ -3,7 +3,10 @@
     preprocess_data ─┬─► batch_generate (challenger) ─► evaluate ─┬─► drift
     fetch_weights ───┘                                             │
     resolve_champion ─► If champion: fetch · generate · evaluate ──┴─► gate (paired)  ┐
-                        Else:                                          gate (floors)   ┴─► register ─► If promoted: deploy
+                        Else:                                          gate (floors)   ┴─► register ─► If approved: deploy
+
+deploy rolls the bundle out (canary → smoke test → promote or roll back) and only then moves the
+MLflow champion alias.
 
 It only wires steps; the work is in components/. GPU settings (accelerator, node selector,
 tolerations) come from parameters: they are in the compiled IR for a cluster and have no effect
@@ -15,7 +18,7 @@ from typing import NamedTuple
 from kfp import dsl, kubernetes
 from kfp.dsl import HTML, Dataset, Markdown, Metrics
 
-from components import batch_generate, deploy, drift, evaluate, fetch_weights, gate, preprocess_data, register, resolve_champion
+from components import CPU_IMAGE, batch_generate, deploy, drift, evaluate, fetch_weights, gate, preprocess_data, register, resolve_champion
 
 PIPELINE_NAME = "champion-promotion"
 
@@ -99,6 +102,7 @@ PromotionOutputs = NamedTuple(
         ("drift_report", HTML),
         ("drift_metrics", Metrics),
         ("deployment", str),
+        ("promoted", bool),
     ],
 )
 
@@ -125,6 +129,14 @@ def promotion_pipeline(
     namespace: str = "kubeflow-user-example-com",
     storage_uri: str = "pvc://champion-models/{model_digest}",
     serving_runtime: str = "huggingface-vllm",
+    deployment_mode: str = "Serverless",
+    deploy_target: str = "kserve",
+    canary_traffic_percent: int = 10,
+    ready_timeout_s: float = 900.0,
+    smoke_examples: int = 5,
+    smoke_min_token_f1: float = 0.1,
+    transformer_image: str = CPU_IMAGE,
+    service_account: str = "",
     accelerator_type: str = "nvidia.com/gpu",
     accelerator_count: int = 1,
     gpu_node_selector: dict = {},
@@ -181,20 +193,35 @@ def promotion_pipeline(
             eval_metrics=challenger.evaluate.outputs["metrics"],
         )
     )
-    with dsl.If(register_task.outputs["promoted"] == True):  # noqa: E712
+    with dsl.If(register_task.outputs["approved"] == True):  # noqa: E712
         deploy_task = _configure(
             deploy.deploy_op(
                 bundle=challenger.evaluate.outputs["bundle"],
+                prompt=prompt,
+                eval_set=data_task.outputs["eval_set"],
                 model_version=register_task.outputs["model_version"],
+                prompt_version=register_task.outputs["prompt_version"],
                 registered_model_name=registered_model_name,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                expected_champion=champion_task.outputs["champion_version"],
+                audit_log=audit_log,
+                pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                 service_name=service_name,
                 namespace=namespace,
                 storage_uri=storage_uri,
                 serving_runtime=serving_runtime,
+                deployment_mode=deployment_mode,
+                deploy_target=deploy_target,
+                canary_traffic_percent=canary_traffic_percent,
+                ready_timeout_s=ready_timeout_s,
+                smoke_examples=smoke_examples,
+                smoke_min_token_f1=smoke_min_token_f1,
+                transformer_image=transformer_image,
+                service_account=service_account,
             )
         )
     with dsl.Else():
-        skip_task = _configure(deploy.skip_deploy_op(gate_passed=register_task.outputs["promoted"]))
+        skip_task = _configure(deploy.skip_deploy_op(gate_passed=register_task.outputs["approved"]))
 
     return PromotionOutputs(
         decision=decision,
@@ -206,4 +233,5 @@ def promotion_pipeline(
         drift_report=drift_task.outputs["report"],
         drift_metrics=drift_task.outputs["metrics"],
         deployment=dsl.OneOf(deploy_task.outputs["deployment"], skip_task.outputs["deployment"]),
+        promoted=dsl.OneOf(deploy_task.outputs["promoted"], skip_task.outputs["promoted"]),
     )

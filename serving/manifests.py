@@ -1,6 +1,11 @@
-"""KServe manifests for a promoted bundle: rendered as plain camelCase dicts and validated strictly.
+"""Kubernetes objects for serving a promoted bundle: rendered as plain camelCase dicts, validated strictly.
 
-The CRD's OpenAPI schema does not forbid unknown keys (the API server silently prunes them), so a
+- ``render_inference_service``: the InferenceService (vLLM predictor + champion's prompt transformer).
+- ``render_serving_runtime``: a namespaced vLLM ServingRuntime pinned to the vLLM release the
+  pipeline generates with (applied once per namespace).
+- ``render_rbac``: the Role and RoleBinding the pipeline's service account needs to deploy.
+
+The CRDs' OpenAPI schemas do not forbid unknown keys (the API server silently prunes them), so a
 misspelt field would vanish without an error. ``validate_strict`` adds ``additionalProperties: false``
 to every object schema that declares its properties, so a typo fails here instead.
 """
@@ -16,72 +21,170 @@ from pathlib import Path
 
 from champion.bundle import Bundle
 from champion.errors import ManifestError
+from prompts import PromptTemplate
 
-SCHEMA_PATH = Path(__file__).resolve().parent / "crds" / "inferenceservice-v1beta1.json"
-_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-RUNTIMES = {
-    # KServe's Hugging Face server with the vLLM backend: OpenAI routes under /openai/v1.
-    "huggingface-vllm": {"modelFormat": {"name": "huggingface"}, "args": ["--backend=vllm"]},
-    # KServe's upstream vLLM runtime (v0.20+): plain vLLM OpenAI routes under /v1.
-    "vllm": {"modelFormat": {"name": "vLLM"}, "args": []},
+CRDS = Path(__file__).resolve().parent / "crds"
+SCHEMAS = {  # kind -> (vendored schema, CRD file in ../shared/kserve-crds, version)
+    "InferenceService": (CRDS / "inferenceservice-v1beta1.json", "serving.kserve.io_inferenceservices.yaml", "v1beta1"),
+    "ServingRuntime": (CRDS / "servingruntime-v1alpha1.json", "serving.kserve.io_servingruntimes.yaml", "v1alpha1"),
 }
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+VLLM_RUNTIME_NAME = "champion-vllm"
+VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"  # the release serving/generation/vllm_backend.py is written against
+RUNTIMES = {
+    # KServe's Hugging Face server with the vLLM backend (ClusterServingRuntime shipped with KServe):
+    # OpenAI routes under /openai/v1.
+    "huggingface-vllm": {"modelFormat": {"name": "huggingface"}, "args": ["--backend=vllm"], "route_prefix": "/openai", "model_name_arg": True},
+    # champion's namespaced runtime (render_serving_runtime): upstream vLLM, routes under /v1, the
+    # same engine release as the pipeline's generation step.
+    "vllm": {"modelFormat": {"name": "vLLM"}, "runtime": VLLM_RUNTIME_NAME, "args": [], "route_prefix": "", "model_name_arg": False},
+}
+DEPLOYMENT_MODES = ("Serverless", "Standard")
+
+
+def _check_name(name: str, what: str) -> None:
+    if not _DNS_LABEL.match(name) or len(name) > 45:
+        raise ManifestError(f"{what} {name!r} is not a valid DNS label of at most 45 characters.", "use lowercase letters, digits and '-', starting with a letter.")
 
 
 def render_inference_service(
     bundle: Bundle,
+    prompt: PromptTemplate,
     *,
     name: str,
     namespace: str,
     storage_uri: str,
     model_version: str,
     registered_model_name: str,
+    transformer_image: str,
     runtime: str = "huggingface-vllm",
+    deployment_mode: str = "Serverless",
     gpus: int = 1,
     max_model_len: int = 4096,
+    service_account: str = "",
+    pipeline_run: str = "",
 ) -> dict:
-    """The InferenceService that serves ``bundle``. Labels carry a short id, annotations the full record."""
-    if not _DNS_LABEL.match(name) or len(name) > 45:
-        raise ManifestError(f"service name {name!r} is not a valid DNS label of at most 45 characters.", "use lowercase letters, digits and '-', starting with a letter.")
+    """The InferenceService that serves ``bundle``: labels carry a short id, annotations the full record.
+
+    The predictor runs the weights; the transformer applies ``prompt`` (checked against the bundle)
+    so clients send plain messages.
+    """
+    _check_name(name, "service name")
     if runtime not in RUNTIMES:
         raise ManifestError(f"unknown serving runtime {runtime!r}.", f"choose one of {sorted(RUNTIMES)}.")
+    if deployment_mode not in DEPLOYMENT_MODES:
+        raise ManifestError(f"unknown deployment mode {deployment_mode!r}.", f"choose one of {list(DEPLOYMENT_MODES)} (Serverless supports canary traffic splits).")
     if not storage_uri or "://" not in storage_uri:
         raise ManifestError(f"storage URI {storage_uri!r} is not a URI.", "pass where the promoted weights live, e.g. s3://bucket/models/<digest> or pvc://models/<digest>.")
+    if prompt.ref != bundle.prompt:
+        raise ManifestError(f"prompt {prompt.name}@{prompt.version} (digest {prompt.digest[:12]}) is not the bundle's prompt ({bundle.prompt.digest[:12]}).", "deploy with the prompt the bundle was evaluated with.")
+    if not transformer_image:
+        raise ManifestError("no image was given for the prompt transformer.", "pass the champion CPU image (compile.sh sets it from CHAMPION_CPU_IMAGE).")
     chosen = RUNTIMES[runtime]
     resources = {"cpu": "4", "memory": "16Gi"}
     if gpus:
         resources["nvidia.com/gpu"] = str(gpus)
+    model = {
+        "modelFormat": dict(chosen["modelFormat"]),
+        "args": [*([f"--model_name={name}"] if chosen["model_name_arg"] else []), *chosen["args"], f"--max_model_len={max_model_len}"],
+        "storageUri": storage_uri,
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+    }
+    if "runtime" in chosen:
+        model["runtime"] = chosen["runtime"]
+    predictor: dict = {"minReplicas": 1, "model": model}
+    transformer: dict = {
+        "minReplicas": 1,
+        "containers": [
+            {
+                "name": "kserve-container",
+                "image": transformer_image,
+                "command": ["python", "-m", "serving.transformer"],
+                "args": [f"--model_name={name}", f"--predictor_host={name}-predictor.{namespace}", f"--predictor_route_prefix={chosen['route_prefix']}", "--host=0.0.0.0"],
+                "env": [
+                    {"name": "CHAMPION_PROMPT", "value": prompt.model_dump_json()},
+                    {"name": "CHAMPION_PROMPT_DIGEST", "value": prompt.digest},
+                    {"name": "CHAMPION_BUNDLE_ID", "value": bundle.id},
+                ],
+                "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+            }
+        ],
+    }
+    if service_account:
+        predictor["serviceAccountName"] = service_account
+    annotations = {
+        "serving.kserve.io/deploymentMode": deployment_mode,
+        "champion.io/bundle-id": bundle.id,
+        "champion.io/model-digest": bundle.model_digest,
+        "champion.io/prompt": f"{bundle.prompt.name}@{bundle.prompt.version}",
+        "champion.io/prompt-digest": bundle.prompt.digest,
+        "champion.io/decoding": json.dumps(bundle.decoding, sort_keys=True),
+        "champion.io/mlflow-model": f"{registered_model_name}/{model_version}",
+    }
+    if pipeline_run:
+        annotations["champion.io/pipeline-run"] = pipeline_run
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {
-                "app.kubernetes.io/managed-by": "champion",
-                "champion.io/bundle": bundle.short_id,
-            },
-            "annotations": {
-                "serving.kserve.io/deploymentMode": "Standard",
-                "champion.io/bundle-id": bundle.id,
-                "champion.io/model-digest": bundle.model_digest,
-                "champion.io/prompt": f"{bundle.prompt.name}@{bundle.prompt.version}",
-                "champion.io/prompt-digest": bundle.prompt.digest,
-                "champion.io/decoding": json.dumps(bundle.decoding, sort_keys=True),
-                "champion.io/mlflow-model": f"{registered_model_name}/{model_version}",
-            },
+            "labels": {"app.kubernetes.io/managed-by": "champion", "champion.io/bundle": bundle.short_id, "champion.io/mlflow-version": str(model_version)},
+            "annotations": annotations,
         },
+        "spec": {"predictor": predictor, "transformer": transformer},
+    }
+
+
+def render_serving_runtime(namespace: str, *, image: str = VLLM_IMAGE, name: str = VLLM_RUNTIME_NAME) -> dict:
+    """A namespaced ServingRuntime running upstream vLLM's OpenAI server on the InferenceService's weights."""
+    _check_name(name, "runtime name")
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "champion"}},
         "spec": {
-            "predictor": {
-                "minReplicas": 1,
-                "model": {
-                    "modelFormat": dict(chosen["modelFormat"]),
-                    "args": [f"--model_name={name}", *chosen["args"], f"--max_model_len={max_model_len}"],
-                    "storageUri": storage_uri,
-                    "resources": {"requests": dict(resources), "limits": dict(resources)},
-                },
-            }
+            "annotations": {"prometheus.kserve.io/port": "8080", "prometheus.kserve.io/path": "/metrics"},
+            "supportedModelFormats": [{"name": "vLLM", "version": "1", "autoSelect": False}],
+            "protocolVersions": ["v2"],
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": image,
+                    "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
+                    "args": ["--port=8080", "--served-model-name={{.Name}}", "--model=/mnt/models"],
+                    "env": [{"name": "HF_HOME", "value": "/tmp/hf_home"}, {"name": "HF_HUB_OFFLINE", "value": "1"}],
+                    "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                    "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
+                    "readinessProbe": {"httpGet": {"path": "/v1/models", "port": 8080}, "periodSeconds": 10},
+                    "startupProbe": {"httpGet": {"path": "/v1/models", "port": 8080}, "periodSeconds": 10, "failureThreshold": 180},
+                }
+            ],
         },
     }
+
+
+def render_rbac(namespace: str, *, service_account: str = "pipeline-runner") -> list[dict]:
+    """What the deploy step's service account may do in ``namespace``: exactly what a rollout needs."""
+    role_name = "champion-deployer"
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": role_name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "champion"}},
+            "rules": [
+                {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+                {"apiGroups": ["serving.kserve.io"], "resources": ["servingruntimes"], "verbs": ["get", "list"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": role_name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "champion"}},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+            "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+        },
+    ]
 
 
 def _close_objects(schema: dict) -> dict:
@@ -97,9 +200,11 @@ def _close_objects(schema: dict) -> dict:
     return schema
 
 
-@lru_cache(maxsize=1)
-def strict_schema() -> dict:
-    schema = copy.deepcopy(json.loads(SCHEMA_PATH.read_text()))
+@lru_cache(maxsize=None)
+def strict_schema(kind: str = "InferenceService") -> dict:
+    if kind not in SCHEMAS:
+        raise ManifestError(f"no CRD schema for kind {kind!r}.", f"champion validates {sorted(SCHEMAS)}.")
+    schema = copy.deepcopy(json.loads(SCHEMAS[kind][0].read_text()))
     _close_objects(schema)
     # ObjectMeta is validated by the API server itself; the CRD leaves it open and so do we.
     schema["properties"]["metadata"] = {"type": "object"}
@@ -109,29 +214,34 @@ def strict_schema() -> dict:
 def validation_errors(manifest: dict) -> list[str]:
     import jsonschema
 
-    validator = jsonschema.Draft7Validator(strict_schema())
+    validator = jsonschema.Draft7Validator(strict_schema(manifest.get("kind", "InferenceService")))
     return sorted(f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(manifest))
 
 
 def validate_strict(manifest: dict) -> None:
     errors = validation_errors(manifest)
     if errors:
+        kind = manifest.get("kind", "InferenceService")
         raise ManifestError(
-            "the InferenceService does not match the KServe v1beta1 CRD schema: " + "; ".join(errors[:10]),
+            f"the {kind} does not match the KServe CRD schema: " + "; ".join(errors[:10]),
             "fix the fields named (unknown keys are errors: check camelCase spelling).",
         )
 
 
-def refresh_schema(crd_path: str) -> None:
+def crd_schema(crd_path: str | Path, version: str) -> dict:
     import yaml
 
     crd = yaml.load(Path(crd_path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
-    SCHEMA_PATH.write_text(json.dumps(version["schema"]["openAPIV3Schema"], sort_keys=True, separators=(",", ":")))
+    return next(v for v in crd["spec"]["versions"] if v["name"] == version)["schema"]["openAPIV3Schema"]
+
+
+def refresh_schemas(crd_dir: str) -> None:
+    for path, crd_file, version in SCHEMAS.values():
+        path.write_text(json.dumps(crd_schema(Path(crd_dir) / crd_file, version), sort_keys=True, separators=(",", ":")))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--refresh-schema":
-        refresh_schema(sys.argv[2])
+    if len(sys.argv) == 3 and sys.argv[1] == "--refresh-schemas":
+        refresh_schemas(sys.argv[2])
     else:
-        sys.exit("usage: python -m serving.manifests --refresh-schema PATH_TO_CRD_YAML")
+        sys.exit("usage: python -m serving.manifests --refresh-schemas PATH_TO_KSERVE_CRD_FOLDER")

@@ -137,11 +137,55 @@ def move_alias(tracking_uri: str, client, name: str, version: str, *, expected: 
         raise ChampionMoved(f"another promotion moved the alias at the same moment; version {version} is not the champion.", "re-run the pipeline.")
 
 
+def promote_version(
+    tracking_uri: str,
+    name: str,
+    version: str,
+    *,
+    expected: str | None,
+    prompt_name: str,
+    prompt_version: int,
+    audit_log: str = "",
+    audit: dict | None = None,
+) -> str | None:
+    """Make ``version`` the champion (compare-and-set against ``expected``), point the prompt's alias at
+    its prompt version, and write the move down. Returns the previous champion version."""
+    _, client, _ = connect(tracking_uri)
+    audit = audit or {}
+    previous = current_champion(client, name)
+    try:
+        move_alias(tracking_uri, client, name, version, expected=expected)
+    except ChampionMoved as exc:
+        client.set_model_version_tag(name, version, "champion.decision", "refused: champion moved during evaluation")
+        append_audit(audit_log, {"event": "alias_refused", **audit, "model": name, "version": version, "reason": exc.problem})
+        raise
+    client.set_model_version_tag(name, version, "champion.decision", "promoted")
+    client.set_prompt_alias(prompt_name, CHAMPION_ALIAS, prompt_version)
+    append_audit(audit_log, {"event": "alias_moved", **audit, "model": name, "alias": CHAMPION_ALIAS, "from_version": previous, "to_version": version})
+    return previous
+
+
+def find_version(tracking_uri: str, name: str, *, alias: str = "", bundle_id: str = ""):
+    """The model version named by an alias or by (a prefix of) a bundle id."""
+    from mlflow.exceptions import MlflowException
+
+    _, client, _ = connect(tracking_uri)
+    if alias:
+        try:
+            return client.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            raise RegistryError(f"{name} has no version with alias {alias!r} in {tracking_uri}.", "run `champion run` until a bundle is promoted, or pass --bundle ID.") from exc
+    matches = [v for v in client.search_model_versions(f"name='{name}'") if bundle_id and v.tags.get("champion.bundle_id", "").startswith(bundle_id)]
+    if len(matches) != 1:
+        raise RegistryError(f"{len(matches)} versions of {name} match bundle id {bundle_id!r}.", "pass more characters of the bundle id (see `champion run --json`), or --alias champion.")
+    return matches[0]
+
+
 def append_audit(audit_log: str, record: dict) -> None:
     """Append one JSON line. Local files are locked and fsynced; fsspec URLs get one object per record."""
     if not audit_log:
         return
-    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_commit": os.environ.get("CHAMPION_GIT_COMMIT", "unknown"), **record}
     line = json.dumps(record, sort_keys=True) + "\n"
     if "://" in audit_log and not audit_log.startswith("file://"):
         import fsspec

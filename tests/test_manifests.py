@@ -1,27 +1,62 @@
 import json
 
 import pytest
-import yaml
 
-from champion.bundle import Bundle, PromptRef
+from champion.bundle import Bundle
 from champion.errors import ManifestError
-from serving.manifests import SCHEMA_PATH, render_inference_service, validate_strict, validation_errors
+from prompts import load_prompt
+from serving.manifests import SCHEMAS, crd_schema, render_inference_service, render_rbac, render_serving_runtime, validate_strict, validation_errors
+from serving.transformer import prompt_from_env
 from tests.conftest import SHARED
 
-BUNDLE = Bundle(model_digest="a" * 64, prompt=PromptRef(name="qa-concise", version=1, digest="b" * 64), decoding={"max_tokens": 32}, dataset_digest="c" * 64)
+PROMPT = load_prompt("qa-concise")
+BUNDLE = Bundle(model_digest="a" * 64, prompt=PROMPT.ref, decoding={"max_tokens": 32}, dataset_digest="c" * 64)
 
 
-def render(**overrides):
-    kwargs = dict(name="champion-qa", namespace="team-a", storage_uri="s3://models/abc", model_version="3", registered_model_name="qa")
-    return render_inference_service(BUNDLE, **{**kwargs, **overrides})
+def render(prompt=PROMPT, **overrides):
+    kwargs = dict(name="champion-qa", namespace="team-a", storage_uri="s3://models/abc", model_version="3", registered_model_name="qa", transformer_image="registry.example.com/champion@sha256:" + "f" * 64)
+    return render_inference_service(BUNDLE, prompt, **{**kwargs, **overrides})
 
 
-@pytest.mark.parametrize("runtime", ["huggingface-vllm", "vllm"])
-def test_rendered_service_passes_the_strict_crd_schema(runtime):
-    manifest = render(runtime=runtime)
+@pytest.mark.parametrize("runtime, route_prefix", [("huggingface-vllm", "/openai"), ("vllm", "")])
+@pytest.mark.parametrize("mode", ["Serverless", "Standard"])
+def test_rendered_service_passes_the_strict_crd_schema(runtime, route_prefix, mode):
+    manifest = render(runtime=runtime, deployment_mode=mode)
     validate_strict(manifest)
     assert manifest["metadata"]["annotations"]["champion.io/bundle-id"] == BUNDLE.id
+    assert manifest["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == mode
     assert manifest["spec"]["predictor"]["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    container = manifest["spec"]["transformer"]["containers"][0]
+    assert f"--predictor_route_prefix={route_prefix}" in container["args"]
+    assert "--predictor_host=champion-qa-predictor.team-a" in container["args"]
+
+
+def test_the_transformer_carries_exactly_the_evaluated_prompt():
+    container = render()["spec"]["transformer"]["containers"][0]
+    environ = {item["name"]: item["value"] for item in container["env"]}
+    assert prompt_from_env(environ) == PROMPT and environ["CHAMPION_BUNDLE_ID"] == BUNDLE.id
+    with pytest.raises(ManifestError, match="not the bundle's prompt"):
+        render(prompt=load_prompt("qa-oneline"))
+
+
+def test_runtime_and_rbac_for_a_namespace():
+    runtime = render_serving_runtime("team-a")
+    validate_strict(runtime)
+    assert runtime["spec"]["containers"][0]["image"] == "vllm/vllm-openai:v0.33.0"
+    role, binding = render_rbac("team-a", service_account="pipeline-runner")
+    rule = next(r for r in role["rules"] if "inferenceservices" in r["resources"])
+    assert {"get", "create", "update", "patch", "delete"} <= set(rule["verbs"])
+    assert binding["roleRef"]["name"] == role["metadata"]["name"] and binding["subjects"][0]["name"] == "pipeline-runner"
+    from kubernetes import client
+
+    # The Kubernetes client's own models accept them (a misspelt field would fail to deserialise).
+    api = client.ApiClient()
+    for obj, model in ((role, "V1Role"), (binding, "V1RoleBinding")):
+        response = type("R", (), {"data": json.dumps(obj)})()
+        assert api.deserialize(response, model).metadata.name == "champion-deployer"
+    runtime["spec"]["containers"][0]["imagePullPolicy_"] = "Always"
+    with pytest.raises(ManifestError, match="imagePullPolicy_"):
+        validate_strict(runtime)
 
 
 def test_strict_validation_catches_a_misspelt_key_the_crd_alone_would_prune():
@@ -39,16 +74,16 @@ def test_wrong_types_are_rejected():
     assert any("minReplicas" in e for e in validation_errors(manifest))
 
 
-@pytest.mark.parametrize("overrides, message", [({"name": "Bad_Name"}, "DNS label"), ({"runtime": "triton"}, "unknown serving runtime"), ({"storage_uri": "models/abc"}, "not a URI")])
+@pytest.mark.parametrize("overrides, message", [({"name": "Bad_Name"}, "DNS label"), ({"runtime": "triton"}, "unknown serving runtime"), ({"storage_uri": "models/abc"}, "not a URI"), ({"deployment_mode": "Knative"}, "unknown deployment mode"), ({"transformer_image": ""}, "no image")])
 def test_bad_parameters(overrides, message):
     with pytest.raises(ManifestError, match=message):
         render(**overrides)
 
 
-def test_vendored_schema_equals_the_shared_contract():
-    crd_path = SHARED / "kserve-crds" / "serving.kserve.io_inferenceservices.yaml"
+@pytest.mark.parametrize("kind", sorted(SCHEMAS))
+def test_vendored_schemas_equal_the_shared_contract(kind):
+    path, crd_file, version = SCHEMAS[kind]
+    crd_path = SHARED / "kserve-crds" / crd_file
     if not crd_path.is_file():
         pytest.skip(f"contract file {crd_path} is not beside this checkout")
-    crd = yaml.load(crd_path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
-    assert json.loads(SCHEMA_PATH.read_text()) == version["schema"]["openAPIV3Schema"]
+    assert json.loads(path.read_text()) == crd_schema(crd_path, version)

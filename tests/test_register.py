@@ -1,4 +1,10 @@
-"""register against a real MLflow (sqlite file): versions, aliases, prompt registry, failure modes."""
+"""register + promote against a real MLflow (sqlite file): versions, aliases, prompt registry, failure modes.
+
+The pipeline registers every bundle (register step) and moves the alias only after the deploy step
+served it; ``register`` below does both, as a passing run does.
+"""
+
+from types import SimpleNamespace
 
 import pytest
 
@@ -6,7 +12,7 @@ from champion.bundle import Bundle
 from champion.errors import RegistryError
 from components.register import register_bundle
 from prompts import load_prompt
-from serving.registry import CHAMPION_ALIAS, ChampionMoved, current_champion
+from serving.registry import CHAMPION_ALIAS, ChampionMoved, current_champion, promote_version
 
 
 def make_bundle(prompt, model_digest="m" * 64):
@@ -22,7 +28,12 @@ def registry(tmp_path):
 
 def register(registry, bundle, prompt, passed, expected=None):
     decision = {"passed": passed, "reasons": ["test"], "checks": [{"metric": "sim", "test": "floor", "value": 0.7}]}
-    return register_bundle(bundle=bundle, prompt=prompt, decision=decision, expected_champion=expected, **registry)
+    registration = register_bundle(bundle=bundle, prompt=prompt, decision=decision, expected_champion=expected, **registry)
+    previous = None
+    if registration.approved:
+        previous = promote_version(registry["tracking_uri"], registry["registered_model_name"], registration.model_version, expected=expected,
+                                   prompt_name=prompt.name, prompt_version=registration.prompt_version, audit_log=registry.get("audit_log", ""), audit={"bundle_id": bundle.id})
+    return SimpleNamespace(**vars(registration), promoted=registration.approved, previous_champion=previous)
 
 
 def client_for(registry):
@@ -70,7 +81,15 @@ def test_prompt_registry_holds_the_template_and_alias(registry):
 def test_anything_but_an_explicit_pass_is_a_rejection(registry):
     prompt = load_prompt("qa-concise")
     result = register_bundle(bundle=make_bundle(prompt), prompt=prompt, decision={"passed": "yes"}, expected_champion=None, **registry)
-    assert not result.promoted
+    assert not result.approved
+
+
+def test_registering_alone_never_moves_the_alias(registry):
+    prompt = load_prompt("qa-concise")
+    result = register_bundle(bundle=make_bundle(prompt), prompt=prompt, decision={"passed": True}, expected_champion=None, **registry)
+    client = client_for(registry)
+    assert result.approved and current_champion(client, "qa") is None
+    assert client.get_model_version("qa", result.model_version).tags["champion.decision"] == "approved"
 
 
 def test_unreachable_mlflow_is_a_clear_error_and_promotes_nothing(registry, monkeypatch):

@@ -1,0 +1,71 @@
+"""A CPU predictor for local serving: a ``kserve.Model`` that generates with champion's backends.
+
+On a cluster the predictor is KServe's Hugging Face runtime with vLLM (or KServe's vLLM runtime);
+locally this stands in for it with the transformers backend and the same OpenAI-compatible route,
+so the prompt transformer in front of it cannot tell the difference.
+
+    python -m serving.predictor --model_name smollm2 --model_dir PATH --http_port 8081
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import kserve
+
+from champion.errors import ServingError
+from prompts import Decoding
+from serving.generation import get_generator
+from serving.openai_api import ChatReply, ChatRequest, serve
+
+
+def request_decoding(request: ChatRequest) -> Decoding:
+    """Decoding from the request; fields the client left out take champion's explicit defaults."""
+    given = {"temperature": request.temperature, "top_p": request.top_p, "max_tokens": request.max_tokens, "seed": request.seed}
+    stop = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
+    return Decoding(**{key: value for key, value in given.items() if value is not None}, stop=tuple(stop))
+
+
+class GeneratorModel(kserve.Model):
+    """Serves one model directory through a champion ``Generator`` (one request at a time)."""
+
+    def __init__(self, name: str, model_dir: str, *, backend: str = "transformers", trust_remote_code: bool = False) -> None:
+        super().__init__(name)
+        self.model_dir = model_dir
+        self.backend = backend
+        self.trust_remote_code = trust_remote_code
+        self.generator = None
+        self._lock = asyncio.Lock()
+
+    def load(self) -> bool:
+        self.generator = get_generator(self.backend, self.model_dir, batch_size=1, trust_remote_code=self.trust_remote_code)
+        self.ready = True
+        return self.ready
+
+    async def chat(self, request: ChatRequest) -> ChatReply:
+        conversation = [{"role": message.role, "content": message.content} for message in request.messages]
+        try:
+            decoding = request_decoding(request)
+        except ValueError as exc:
+            raise ServingError(f"invalid decoding parameters: {exc}", "send temperature, top_p, max_tokens within OpenAI's ranges.", 400) from exc
+        async with self._lock:  # the model is not re-entrant; a queue of one keeps memory flat
+            generation = (await asyncio.to_thread(self.generator.generate, [conversation], decoding))[0]
+        return ChatReply(generation.text, generation.finish_reason, generation.prompt_tokens, generation.completion_tokens)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="champion's local CPU predictor (OpenAI-compatible chat route)")
+    parser.add_argument("--model_name", required=True)
+    parser.add_argument("--model_dir", required=True)
+    parser.add_argument("--backend", default="transformers")
+    parser.add_argument("--http_port", type=int, default=8081)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    model = GeneratorModel(args.model_name, args.model_dir, backend=args.backend)
+    model.load()
+    serve([model], host=args.host, port=args.http_port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""Rolling a bundle out to KServe through the Kubernetes API: canary, readiness, smoke test, then
+promote to 100% or roll back to the previous spec.
+
+The calls are the ``kubernetes`` client's CustomObjectsApi on ``serving.kserve.io/v1beta1``
+inferenceservices, with plain camelCase dicts (KServe's own SDK objects serialise wrongly with some
+client versions). Updates are replaces carrying the observed ``resourceVersion``, so a concurrent
+writer produces a 409 instead of being overwritten silently.
+
+Canary (``Serverless`` mode, KServe's default): the new spec goes in with ``canaryTrafficPercent`` on
+the predictor and the transformer, tag routing on, and the smoke test goes to the ``latest`` tag URL;
+promotion removes the percentages (a merge patch with nulls). ``Standard`` mode has no traffic split
+for a transformer, so there the update is a rolling one and the smoke test hits the service URL.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from champion.errors import DeployError
+from serving.smoke import SmokeResult
+
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+RBAC_HINT = "apply the Role and RoleBinding from `champion manifests` to the namespace (the pipeline's service account needs get, create, update, patch, delete on inferenceservices)."
+
+
+def kube_api(kubeconfig: str = ""):
+    """CustomObjectsApi authenticated as documented: the pod's service account inside a cluster,
+    else a kubeconfig (``kubeconfig``, $KUBECONFIG, or ~/.kube/config; its token or certificates)."""
+    import os
+
+    from kubernetes import client, config
+
+    if not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()
+        return client.CustomObjectsApi()
+    try:
+        api_client = config.new_client_from_config(config_file=kubeconfig or None)
+    except config.ConfigException as exc:
+        raise DeployError(f"no Kubernetes credentials: {exc}", "run inside the cluster, or set KUBECONFIG to a kubeconfig for the target cluster.") from exc
+    return client.CustomObjectsApi(api_client)
+
+
+def _condition(status: dict, kind: str) -> dict:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
+
+
+def is_ready(isvc: dict, generation: int) -> bool:
+    status = isvc.get("status") or {}
+    if int(status.get("observedGeneration") or 0) < generation or _condition(status, "Ready").get("status") != "True":
+        return False
+    # Knative: the newest revision of every component must be the ready one.
+    return all(c.get("latestCreatedRevision") == c.get("latestReadyRevision") for c in (status.get("components") or {}).values() if c.get("latestCreatedRevision"))
+
+
+def candidate_url(isvc: dict) -> str:
+    """Where the newest revision answers: the ``latest`` tag of the entry component, else the service URL."""
+    status = isvc.get("status") or {}
+    components = status.get("components") or {}
+    entry = components.get("transformer") or components.get("predictor") or {}
+    for target in entry.get("traffic") or []:
+        if target.get("tag") == "latest" and target.get("url"):
+            return target["url"]
+    return status.get("url") or (status.get("address") or {}).get("url") or ""
+
+
+@dataclass
+class RolloutOutcome:
+    status: str  # promoted | rolled_back
+    reason: str
+    name: str
+    namespace: str
+    mode: str
+    canary_traffic_percent: int
+    url: str = ""
+    smoke: dict | None = None
+    previous_spec: dict | None = None
+    events: list[dict] = field(default_factory=list)
+
+    @property
+    def promoted(self) -> bool:
+        return self.status == "promoted"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _NotReady(Exception):
+    pass
+
+
+class KServeRollout:
+    """One rollout of one InferenceService. ``smoke(url) -> SmokeResult`` decides promote vs rollback."""
+
+    def __init__(self, api, namespace: str, *, ready_timeout_s: float = 900.0, poll_s: float = 5.0, request_timeout_s: float = 30.0, retries: int = 2) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.ready_timeout_s = ready_timeout_s
+        self.poll_s = poll_s
+        self.request_timeout_s = request_timeout_s
+        self.retries = retries
+        self.events: list[dict] = []
+
+    # -- the Kubernetes calls, each mapped to an error a user can act on --------------------------
+
+    def _call(self, verb: str, name: str, function: Callable, *args, **kwargs):
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError as TransportError
+
+        for attempt in range(self.retries + 1):
+            try:
+                return function(GROUP, VERSION, self.namespace, PLURAL, *args, _request_timeout=self.request_timeout_s, **kwargs)
+            except ApiException as exc:
+                if exc.status >= 500 and attempt < self.retries:
+                    time.sleep(min(2**attempt, 5))
+                    continue
+                raise self._api_error(verb, name, exc) from exc
+            except TransportError as exc:
+                if attempt < self.retries:
+                    time.sleep(min(2**attempt, 5))
+                    continue
+                raise DeployError(f"the Kubernetes API did not answer {verb} {self.namespace}/{name}: {type(exc).__name__}: {exc}", "check the API server address in the kubeconfig and the network path to it.") from exc
+        raise AssertionError("unreachable")
+
+    def _api_error(self, verb: str, name: str, exc) -> DeployError:
+        target = f"{verb} inferenceservice {self.namespace}/{name}"
+        message = str(exc.body or exc.reason or "")[:300]
+        if exc.status == 401:
+            return DeployError(f"the Kubernetes API refused the credentials for {target} (401).", "refresh the token in the kubeconfig, or check the pipeline's service account token.")
+        if exc.status == 403:
+            return DeployError(f"the service account may not {target} (403 forbidden): {message}", RBAC_HINT)
+        if exc.status == 404:
+            return DeployError(f"{target}: not found (404): {message}", "check that KServe is installed (the InferenceService CRD exists) and the namespace is right.")
+        if exc.status == 409:
+            return DeployError(f"{target}: conflict (409), someone else changed or created it meanwhile: {message}", "re-run the pipeline; it will read the current state first.")
+        if exc.status == 422:
+            return DeployError(f"the API server rejected {target} as invalid (422): {message}", "check the manifest against the installed KServe version (`champion manifests` renders the same objects).")
+        return DeployError(f"{target} failed with HTTP {exc.status}: {message}", "check the API server's health and retry.")
+
+    def get(self, name: str) -> dict | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, _request_timeout=self.request_timeout_s)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            if exc.status >= 500:
+                return self._call("get", name, self.api.get_namespaced_custom_object, name)
+            raise self._api_error("get", name, exc) from exc
+
+    def _create(self, body: dict) -> dict:
+        return self._call("create", body["metadata"]["name"], self.api.create_namespaced_custom_object, body)
+
+    def _replace(self, body: dict) -> dict:
+        return self._call("update", body["metadata"]["name"], self.api.replace_namespaced_custom_object, body["metadata"]["name"], body)
+
+    def _patch(self, name: str, patch: dict) -> dict:
+        return self._call("patch", name, self.api.patch_namespaced_custom_object, name, patch)
+
+    def _delete(self, name: str) -> None:
+        self._call("delete", name, self.api.delete_namespaced_custom_object, name)
+
+    # -- the rollout ----------------------------------------------------------------------------
+
+    def _event(self, step: str, **details) -> None:
+        self.events.append({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "step": step, **details})
+
+    def wait_ready(self, name: str, generation: int) -> dict:
+        deadline = time.monotonic() + self.ready_timeout_s
+        while True:
+            isvc = self.get(name)
+            if isvc is not None and is_ready(isvc, generation):
+                return isvc
+            if time.monotonic() >= deadline:
+                ready = _condition((isvc or {}).get("status") or {}, "Ready")
+                why = f"{ready.get('reason', 'no Ready condition')}: {ready.get('message', '')}".strip(": ")
+                raise _NotReady(f"not Ready after {self.ready_timeout_s:.0f} s (generation {generation}; {why})")
+            time.sleep(self.poll_s)
+
+    def run(self, manifest: dict, *, canary_traffic_percent: int, smoke: Callable[[str], SmokeResult]) -> RolloutOutcome:
+        name = manifest["metadata"]["name"]
+        mode = manifest["metadata"].get("annotations", {}).get("serving.kserve.io/deploymentMode", "Serverless")
+        if not 0 <= canary_traffic_percent <= 100:
+            raise DeployError(f"canary traffic percent must be 0..100, got {canary_traffic_percent}.", "pass e.g. 10 for a 10% canary, or 100 to switch at once.")
+        outcome = RolloutOutcome("rolled_back", "", name, self.namespace, mode, canary_traffic_percent, events=self.events)
+        existing = self.get(name)
+        if existing is None:
+            return self._first_deploy(manifest, outcome, smoke)
+        return self._update(manifest, existing, outcome, smoke)
+
+    def _first_deploy(self, manifest: dict, outcome: RolloutOutcome, smoke) -> RolloutOutcome:
+        name = outcome.name
+        created = self._create(manifest)
+        self._event("created", generation=created["metadata"].get("generation", 1))
+        try:
+            isvc = self.wait_ready(name, int(created["metadata"].get("generation", 1)))
+        except _NotReady as exc:
+            self._delete(name)
+            self._event("deleted", reason=str(exc))
+            outcome.reason = f"the new InferenceService was {exc}; it was deleted (nothing served before)."
+            return outcome
+        outcome.url = candidate_url(isvc)
+        result = smoke(outcome.url)
+        outcome.smoke = result.as_dict()
+        self._event("smoke_test", passed=result.passed, reason=result.reason)
+        if not result.passed:
+            self._delete(name)
+            self._event("deleted", reason=result.reason)
+            outcome.reason = f"smoke test failed ({result.reason}); the new InferenceService was deleted (nothing served before)."
+            return outcome
+        outcome.status, outcome.reason = "promoted", f"first deployment is Ready and passed its smoke test; it serves 100% of traffic at {outcome.url}."
+        return outcome
+
+    def _update(self, manifest: dict, existing: dict, outcome: RolloutOutcome, smoke) -> RolloutOutcome:
+        name, mode, percent = outcome.name, outcome.mode, outcome.canary_traffic_percent
+        previous = {"labels": existing["metadata"].get("labels") or {}, "annotations": existing["metadata"].get("annotations") or {}, "spec": existing["spec"]}
+        outcome.previous_spec = copy.deepcopy(previous)
+        canary = mode == "Serverless" and 0 < percent < 100
+        candidate = copy.deepcopy(manifest)
+        candidate["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+        if canary:
+            candidate["metadata"].setdefault("annotations", {})["serving.kserve.io/enable-tag-routing"] = "true"
+            for component in ("predictor", "transformer"):
+                if component in candidate["spec"]:
+                    candidate["spec"][component]["canaryTrafficPercent"] = percent
+        replaced = self._replace(candidate)
+        self._event("updated", canary_traffic_percent=percent if canary else 100, generation=replaced["metadata"].get("generation"),
+                    note="" if canary else f"{mode} mode: KServe has no traffic split for a transformer here; a rolling update replaces the pods")
+        try:
+            isvc = self.wait_ready(name, int(replaced["metadata"]["generation"]))
+        except _NotReady as exc:
+            self.rollback(name, previous)
+            outcome.reason = f"the updated InferenceService was {exc}; rolled back to the previous spec."
+            return outcome
+        outcome.url = candidate_url(isvc)
+        result = smoke(outcome.url)
+        outcome.smoke = result.as_dict()
+        self._event("smoke_test", passed=result.passed, reason=result.reason, url=outcome.url)
+        if not result.passed:
+            self.rollback(name, previous)
+            outcome.reason = f"smoke test failed ({result.reason}); rolled back to the previous spec."
+            return outcome
+        if canary:
+            patched = self._patch(name, {"spec": {component: {"canaryTrafficPercent": None} for component in ("predictor", "transformer") if component in manifest["spec"]}})
+            self._event("promoted", traffic_percent=100, generation=patched["metadata"].get("generation"))
+            try:
+                isvc = self.wait_ready(name, int(patched["metadata"]["generation"]))
+            except _NotReady as exc:
+                self.rollback(name, previous)
+                outcome.reason = f"promotion to 100% was {exc}; rolled back to the previous spec."
+                return outcome
+        outcome.url = (isvc.get("status") or {}).get("url") or outcome.url
+        outcome.status = "promoted"
+        outcome.reason = f"canary at {percent}% was Ready and passed its smoke test; promoted to 100%." if canary else "rolling update is Ready and passed its smoke test."
+        return outcome
+
+    def rollback(self, name: str, previous: dict) -> None:
+        current = self.get(name)
+        if current is None:
+            raise DeployError(f"inferenceservice {self.namespace}/{name} disappeared during the rollout; nothing to roll back to.", "recreate it from the previous champion (`champion manifests`), then re-run.")
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceService",
+                "metadata": {"name": name, "namespace": self.namespace, "labels": previous["labels"], "annotations": previous["annotations"], "resourceVersion": current["metadata"]["resourceVersion"]},
+                "spec": previous["spec"]}
+        restored = self._replace(body)
+        self._event("rolled_back", generation=restored["metadata"].get("generation"))
+        try:
+            self.wait_ready(name, int(restored["metadata"]["generation"]))
+        except _NotReady as exc:
+            raise DeployError(f"the rollback of {self.namespace}/{name} to the previous spec is {exc}.", "inspect it with `kubectl describe isvc`; the previous spec is in this step's report.") from exc
+        self._event("previous_spec_ready")

@@ -1,0 +1,81 @@
+"""Smoke test of a served bundle: a few evaluation examples through its OpenAI-compatible chat route.
+
+Clients of a deployment send plain messages; so does the smoke test. It passes when every request
+succeeds, the answers' mean token F1 against the references reaches the floor, and (when the server
+says which bundle answered) that bundle is the one being deployed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import requests
+
+from champion.errors import BackendError
+from evaluators.lexical import token_f1
+from serving.generation.openai_backend import parse_chat_response
+from serving.openai_api import CHAT_ROUTE
+
+
+@dataclass
+class SmokeResult:
+    url: str
+    passed: bool
+    reason: str
+    mean_token_f1: float = 0.0
+    floor: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    answers: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def smoke_test(
+    base_url: str,
+    model: str,
+    examples: Sequence[dict],
+    *,
+    floor: float,
+    bundle_id: str = "",
+    token_env: str = "CHAMPION_SERVING_TOKEN",
+    timeout_s: float = 60.0,
+) -> SmokeResult:
+    """POST each example's question to ``base_url`` + /openai/v1/chat/completions and score the answers."""
+    if not examples:
+        return SmokeResult(base_url, False, "no smoke examples were given; an untested deployment is not promoted.", floor=floor)
+    url = base_url.rstrip("/") + CHAT_ROUTE
+    headers = {}
+    if token := os.environ.get(token_env, ""):
+        headers["Authorization"] = f"Bearer {token}"
+    errors, answers, scores = [], [], []
+    for example in examples:
+        body = {"model": model, "messages": [{"role": "user", "content": example["question"]}]}
+        try:
+            response = requests.post(url, json=body, headers=headers, timeout=timeout_s)
+        except requests.RequestException as exc:
+            errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            continue
+        if response.status_code != 200:
+            errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+            continue
+        served_bundle = response.headers.get("x-champion-bundle", "")
+        if bundle_id and served_bundle and served_bundle != bundle_id:
+            errors.append(f"answered by bundle {served_bundle[:12]}, not {bundle_id[:12]}")
+            continue
+        try:
+            text = parse_chat_response(response.json()).text
+        except (BackendError, ValueError) as exc:
+            errors.append(str(exc)[:300])
+            continue
+        score = token_f1(text, example["reference"])
+        scores.append(score)
+        answers.append({"id": example.get("id"), "question": example["question"], "answer": text, "reference": example["reference"], "token_f1": round(score, 4)})
+    mean = sum(scores) / len(scores) if scores else 0.0
+    if errors:
+        return SmokeResult(url, False, f"{len(errors)} of {len(examples)} smoke requests failed: {errors[0]}", mean, floor, errors, answers)
+    if mean < floor:
+        return SmokeResult(url, False, f"mean token F1 {mean:.3f} on {len(examples)} examples is below the smoke floor {floor:.3f}.", mean, floor, errors, answers)
+    return SmokeResult(url, True, f"{len(examples)} requests answered; mean token F1 {mean:.3f} >= floor {floor:.3f}.", mean, floor, errors, answers)

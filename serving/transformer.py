@@ -1,0 +1,126 @@
+"""The prompt transformer: a ``kserve.Model`` that applies the promoted bundle's prompt and decoding.
+
+Clients send plain messages to ``/openai/v1/chat/completions``; the transformer renders the bundle's
+prompt template around the last user message, sets the bundle's decoding parameters (the ones the
+gate evaluated, whatever the client asked for), and forwards the chat to the predictor's
+OpenAI-compatible route. On a cluster it is the InferenceService's ``transformer`` container; locally
+``champion serve`` runs it in front of the CPU predictor. Same code, same behaviour.
+
+The prompt travels with the deployment (environment ``CHAMPION_PROMPT``, the template as JSON) and is
+checked against the bundle's digest at start, so a served prompt is exactly the evaluated one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import httpx
+import kserve
+
+from champion.errors import PromptError, ServingError
+from prompts import PromptTemplate
+from serving.generation.openai_backend import chat_request
+from serving.openai_api import ChatReply, ChatRequest, serve
+
+PROMPT_ENV = "CHAMPION_PROMPT"
+PROMPT_DIGEST_ENV = "CHAMPION_PROMPT_DIGEST"
+BUNDLE_ENV = "CHAMPION_BUNDLE_ID"
+
+
+def prompt_from_env(environ=os.environ) -> PromptTemplate:
+    """The prompt the deployment carries, refused unless its digest is the bundle's."""
+    raw = environ.get(PROMPT_ENV, "")
+    if not raw:
+        raise PromptError(f"{PROMPT_ENV} is not set, so the transformer has no prompt to apply.", "deploy through champion, which sets it from the promoted bundle.")
+    prompt = PromptTemplate.model_validate_json(raw)
+    expected = environ.get(PROMPT_DIGEST_ENV, "")
+    if prompt.digest != expected:
+        raise PromptError(
+            f"the prompt in {PROMPT_ENV} has digest {prompt.digest[:12]}, the bundle's is {expected[:12] or 'missing'}.",
+            "redeploy the bundle with champion; never edit the prompt of a running deployment by hand.",
+        )
+    return prompt
+
+
+def prompt_values(prompt: PromptTemplate, user_content: str) -> dict[str, str]:
+    """Map the client's message onto the template's variables: the text itself for a one-variable
+    prompt, a JSON object naming every variable otherwise."""
+    if len(prompt.variables) == 1:
+        return {prompt.variables[0]: user_content}
+    try:
+        values = json.loads(user_content)
+    except ValueError:
+        values = None
+    if not isinstance(values, dict) or set(values) != set(prompt.variables):
+        raise ServingError(
+            f"prompt {prompt.name} v{prompt.version} takes variables {sorted(prompt.variables)}.",
+            "send the last user message as a JSON object with exactly those keys.",
+            400,
+        )
+    return {key: str(value) for key, value in values.items()}
+
+
+class PromptTransformer(kserve.Model):
+    def __init__(self, name: str, prompt: PromptTemplate, predictor_url: str, *, bundle_id: str = "", upstream_model: str | None = None, timeout_s: float = 120.0) -> None:
+        super().__init__(name)
+        self.prompt = prompt
+        self.bundle_id = bundle_id
+        self.upstream_model = upstream_model or name
+        self.chat_url = predictor_url.rstrip("/") + "/v1/chat/completions"
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=5.0))
+        self.ready = True
+
+    def render(self, request: ChatRequest) -> list[dict[str, str]]:
+        user_turns = [message for message in request.messages if message.role == "user"]
+        if not user_turns:
+            raise ServingError("the request has no user message.", "send at least one message with role 'user'.", 400)
+        try:
+            return self.prompt.render(**prompt_values(self.prompt, user_turns[-1].content))
+        except PromptError as exc:
+            raise ServingError(str(exc), "", 400) from exc
+
+    async def chat(self, request: ChatRequest) -> ChatReply:
+        body = chat_request(self.upstream_model, self.render(request), self.prompt.decoding)
+        try:
+            response = await self.client.post(self.chat_url, json=body)
+        except httpx.HTTPError as exc:
+            raise ServingError(f"the predictor at {self.chat_url} is unreachable: {type(exc).__name__}.", "check that the predictor is running and ready.", 503) from exc
+        if response.status_code != 200:
+            raise ServingError(f"the predictor answered HTTP {response.status_code}: {response.text[:200]}", "see the predictor's log.", 502)
+        payload = response.json()
+        try:
+            choice = payload["choices"][0]
+            usage = payload.get("usage") or {}
+            text = choice["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError) as exc:
+            raise ServingError(f"the predictor's reply is not a chat completion: {str(payload)[:200]}", "point the transformer at an OpenAI-compatible route.", 502) from exc
+        headers = {"x-champion-prompt": f"{self.prompt.name}@{self.prompt.version}", "x-champion-prompt-digest": self.prompt.digest}
+        if self.bundle_id:
+            headers["x-champion-bundle"] = self.bundle_id
+        return ChatReply(text.strip(), choice.get("finish_reason") or "stop", int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)), headers)
+
+
+def predictor_url(host: str, *, use_ssl: bool = False, route_prefix: str = "/openai") -> str:
+    return f"{'https' if use_ssl else 'http'}://{host}{route_prefix}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    # KServe appends --model_name, --predictor_host and --http_port (and may add more) to a custom
+    # transformer's arguments, so unknown flags are tolerated.
+    parser = argparse.ArgumentParser(description="champion's prompt transformer (OpenAI-compatible chat route)")
+    parser.add_argument("--model_name", required=True)
+    parser.add_argument("--predictor_host", required=True)
+    parser.add_argument("--predictor_use_ssl", action="store_true")
+    parser.add_argument("--predictor_route_prefix", default="/openai", help="'/openai' for KServe's Hugging Face runtime, '' for the vLLM runtime")
+    parser.add_argument("--http_port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1")
+    args, _ = parser.parse_known_args(argv)
+    prompt = prompt_from_env()
+    model = PromptTransformer(args.model_name, prompt, predictor_url(args.predictor_host, use_ssl=args.predictor_use_ssl, route_prefix=args.predictor_route_prefix), bundle_id=os.environ.get(BUNDLE_ENV, ""))
+    serve([model], host=args.host, port=args.http_port)
+
+
+if __name__ == "__main__":
+    main()
