@@ -105,14 +105,16 @@ class KServeRollout:
 
     # -- the Kubernetes calls, each mapped to an error a user can act on --------------------------
 
-    def _call(self, verb: str, name: str, function: Callable, *args, **kwargs):
+    def _call(self, verb: str, name: str, function: Callable, *args, missing_ok: bool = False):
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError as TransportError
 
         for attempt in range(self.retries + 1):
             try:
-                return function(GROUP, VERSION, self.namespace, PLURAL, *args, _request_timeout=self.request_timeout_s, **kwargs)
+                return function(GROUP, VERSION, self.namespace, PLURAL, *args, _request_timeout=self.request_timeout_s)
             except ApiException as exc:
+                if exc.status == 404 and missing_ok:
+                    return None
                 if exc.status >= 500 and attempt < self.retries:
                     time.sleep(min(2**attempt, 5))
                     continue
@@ -140,16 +142,7 @@ class KServeRollout:
         return DeployError(f"{target} failed with HTTP {exc.status}: {message}", "check the API server's health and retry.")
 
     def get(self, name: str) -> dict | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, _request_timeout=self.request_timeout_s)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            if exc.status >= 500:
-                return self._call("get", name, self.api.get_namespaced_custom_object, name)
-            raise self._api_error("get", name, exc) from exc
+        return self._call("get", name, self.api.get_namespaced_custom_object, name, missing_ok=True)
 
     def _create(self, body: dict) -> dict:
         return self._call("create", body["metadata"]["name"], self.api.create_namespaced_custom_object, body)

@@ -1,0 +1,193 @@
+"""Serving, locally and for real: KServe model servers on 127.0.0.1, real HTTP, the real SmolLM2.
+
+`champion serve` runs the prompt transformer in front of the CPU predictor, as a cluster runs the
+InferenceService's transformer in front of its vLLM predictor (which cannot run here).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from champion.bundle import Bundle
+from champion.errors import PromptError, ServingError
+from components.register import register_bundle
+from prompts import PromptTemplate, load_prompt
+from serving.registry import promote_version
+from serving.smoke import smoke_test
+from serving.transformer import BUNDLE_ENV, PROMPT_DIGEST_ENV, PROMPT_ENV, prompt_from_env, prompt_values
+from tests.answer_server import AnswerServer
+
+PROMPT = load_prompt("qa-concise")
+QUESTIONS = ["What is the capital of France?", "What is the capital of Japan?", "How many legs does a spider have?"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else "exited"
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} not ready after {timeout_s} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def chat(port: int, content: str, **extra) -> requests.Response:
+    return requests.post(f"http://127.0.0.1:{port}/openai/v1/chat/completions", json={"model": "champion-qa", "messages": [{"role": "user", "content": content}], **extra}, timeout=120)
+
+
+def transformer_env(prompt: PromptTemplate, bundle_id: str = "bundle-xyz") -> dict:
+    return {**os.environ, PROMPT_ENV: prompt.model_dump_json(), PROMPT_DIGEST_ENV: prompt.digest, BUNDLE_ENV: bundle_id}
+
+
+# -- the transformer on its own, in front of a scripted predictor -------------------------------
+
+
+@pytest.fixture
+def transformer():
+    predictor = AnswerServer({})
+    port = free_port()
+    host = predictor.url.removeprefix("http://")
+    process = subprocess.Popen([sys.executable, "-m", "serving.transformer", "--model_name", "champion-qa", "--predictor_host", host, "--http_port", str(port), "--predictor_protocol", "v1"],
+                               env=transformer_env(PROMPT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/v1/models/champion-qa", process, 60)
+        yield port, predictor
+    finally:
+        stop(process)
+        predictor.close()
+
+
+def test_the_transformer_applies_the_bundles_prompt_and_decoding(transformer):
+    port, predictor = transformer
+    response = chat(port, "What is the capital of France?", temperature=1.7, max_tokens=3, seed=99)
+    assert response.status_code == 200, response.text
+    forwarded = predictor.requests[-1]
+    assert forwarded["path"] == "/openai/v1/chat/completions"
+    assert forwarded["body"]["messages"] == PROMPT.render(question="What is the capital of France?")
+    # The client's sampling fields are replaced by the ones the gate evaluated.
+    assert {k: forwarded["body"][k] for k in ("temperature", "top_p", "max_tokens", "seed")} == {"temperature": 0.0, "top_p": 1.0, "max_tokens": 32, "seed": 0}
+    assert response.headers["x-champion-bundle"] == "bundle-xyz" and response.headers["x-champion-prompt"] == "qa-concise@1"
+    assert response.json()["choices"][0]["message"]["content"] == "I do not know."
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"model": "champion-qa", "messages": [{"role": "system", "content": "hi"}]}, 400, "no user message"),
+    ({"model": "champion-qa", "messages": []}, 400, "messages"),
+    ({"model": "champion-qa", "messages": [{"role": "user", "content": "x"}], "stream": True}, 400, "streaming is not supported"),
+    ({"model": "other", "messages": [{"role": "user", "content": "x"}]}, 404, "not served here"),
+    ({"model": "champion-qa", "messages": [{"role": "user", "content": "x"}], "temperature": 9}, 400, "temperature"),
+])
+def test_bad_requests_get_openai_style_errors(transformer, body, status, message):
+    port, predictor = transformer
+    response = requests.post(f"http://127.0.0.1:{port}/openai/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == status and message in response.json()["error"]["message"]
+    assert not predictor.requests
+
+
+def test_an_unreachable_predictor_is_a_503(transformer):
+    port, predictor = transformer
+    predictor.close()
+    response = chat(port, "What is the capital of France?")
+    assert response.status_code == 503 and "unreachable" in response.json()["error"]["message"]
+
+
+def test_the_transformer_refuses_a_prompt_that_is_not_the_bundles():
+    environ = {PROMPT_ENV: load_prompt("qa-oneline").model_dump_json(), PROMPT_DIGEST_ENV: PROMPT.digest}
+    with pytest.raises(PromptError, match="digest"):
+        prompt_from_env(environ)
+    with pytest.raises(PromptError, match="not set"):
+        prompt_from_env({})
+
+
+def test_multi_variable_prompts_take_a_json_object():
+    prompt = PromptTemplate(name="qa-context", version=1, variables=("question", "context"), messages=[{"role": "user", "content": "{{ context }}\n{{ question }}"}])
+    assert prompt_values(prompt, json.dumps({"question": "q", "context": "c"})) == {"question": "q", "context": "c"}
+    with pytest.raises(ServingError, match="JSON object"):
+        prompt_values(prompt, "just text")
+
+
+# -- champion serve: the promoted bundle, end to end ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(smollm2, weights_cache, tmp_path_factory):
+    """A workspace whose MLflow has the SmolLM2 + qa-concise bundle promoted, served by `champion serve`."""
+    workspace = tmp_path_factory.mktemp("serve-workspace")
+    uri = f"sqlite:///{workspace / 'mlflow.db'}"
+    bundle = Bundle(model_digest=smollm2.digest, prompt=PROMPT.ref, decoding=PROMPT.decoding.model_dump(mode="json"), dataset_digest="d" * 64, evaluator_digest="e" * 64)
+    registration = register_bundle(tracking_uri=uri, registered_model_name="champion-qa", bundle=bundle, prompt=PROMPT, decision={"passed": True, "reasons": [], "checks": []}, files={}, weights_source="smollm2")
+    promote_version(uri, "champion-qa", registration.model_version, expected=None, prompt_name=PROMPT.name, prompt_version=registration.prompt_version)
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--workspace", str(workspace), "--port", str(port)],
+                               env={**os.environ, "CHAMPION_WEIGHTS_CACHE": str(weights_cache)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/v1/models/champion-qa", process)
+        yield {"port": port, "bundle": bundle, "process": process, "workspace": workspace}
+    finally:
+        stop(process)
+
+
+def test_served_answers_are_the_promoted_bundles_answers(served, smollm2):
+    from serving.generation.transformers_backend import TransformersGenerator
+
+    offline = TransformersGenerator(str(smollm2.path), batch_size=4).generate([PROMPT.render(question=q) for q in QUESTIONS], PROMPT.decoding)
+    for question, expected in zip(QUESTIONS, offline):
+        response = chat(served["port"], question, temperature=1.2)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-champion-bundle"] == served["bundle"].id
+        # Greedy decoding: the promoted weights given the promoted prompt give exactly the evaluated text,
+        # and the model saw exactly as many prompt tokens as the rendered template has.
+        body = response.json()
+        assert body["choices"][0]["message"]["content"] == expected.text
+        assert body["usage"]["prompt_tokens"] == expected.prompt_tokens
+    bare = TransformersGenerator(str(smollm2.path), batch_size=1).generate([[{"role": "user", "content": QUESTIONS[0]}]], PROMPT.decoding)[0]
+    assert bare.prompt_tokens < offline[0].prompt_tokens  # without the template the model would see less
+
+
+def test_smoke_test_against_the_real_server(served):
+    examples = [{"question": q, "reference": r} for q, r in zip(QUESTIONS, ["Paris", "Tokyo", "eight"])]
+    result = smoke_test(f"http://127.0.0.1:{served['port']}", "champion-qa", examples, floor=0.1, bundle_id=served["bundle"].id)
+    assert result.passed, result.reason
+    assert not smoke_test(f"http://127.0.0.1:{served['port']}", "champion-qa", examples, floor=0.1, bundle_id="another-bundle").passed
+
+
+def test_serve_listens_on_loopback_only(served):
+    import psutil
+
+    ports = {c.laddr.port: c.laddr.ip for c in psutil.net_connections("tcp") if c.status == "LISTEN"}
+    assert ports[served["port"]] == "127.0.0.1" and ports[served["port"] + 1] == "127.0.0.1"
+
+
+def test_serve_without_a_promoted_bundle_says_what_to_do(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "serve", "--workspace", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "champion run" in result.stderr
+
+
+def test_serve_an_unknown_bundle_id(served):
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "serve", "--workspace", str(served["workspace"]), "--bundle", "ffff"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "0 versions of champion-qa match bundle id 'ffff'" in result.stderr
