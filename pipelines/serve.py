@@ -53,19 +53,20 @@ def prepare(tracking_uri: str, registered_model_name: str, *, alias: str = "", b
     return ServedBundle(registered_model_name, str(version.version), bundle, prompt, fetched.path)
 
 
-def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path, timeout_s: float = 300.0) -> None:
+def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path | None = None, timeout_s: float = 300.0) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``process`` exits (with its log's tail)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-1500:]
-            raise ServingError(f"the predictor exited with status {process.returncode} before it was ready:\n{tail}", f"see {log_path}.", 503)
+            tail = log_path.read_text(errors="replace")[-1500:] if log_path else ""
+            raise ServingError(f"the server exited with status {process.returncode} before it was ready:\n{tail}", f"see {log_path or 'its output'}.", 503)
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.5)
-    raise ServingError(f"the predictor was not ready after {timeout_s:.0f} s.", f"see {log_path}.", 503)
+    raise ServingError(f"{url} was not ready after {timeout_s:.0f} s.", f"see {log_path or 'its output'}.", 503)
 
 
 def serve_bundle(served: ServedBundle, *, host: str = "127.0.0.1", port: int = 8080, predictor_port: int | None = None, log_dir: Path) -> None:

@@ -71,7 +71,10 @@ def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted
     manifest = yaml.safe_load(open(promoted["reports"]["manifest"]))
     validate_strict(manifest)
     annotations = manifest["metadata"]["annotations"]
+    assert promoted["promoted"] is True and promoted["deployment"] == "promoted"
     assert annotations["champion.io/bundle-id"] == promoted["bundle_id"]
+    transformer_env = {e["name"]: e["value"] for e in manifest["spec"]["transformer"]["containers"][0]["env"]}
+    assert json.loads(transformer_env["CHAMPION_PROMPT"])["name"] == "qa-concise"
     assert annotations["champion.io/mlflow-model"] == f"champion-qa/{promoted['model_version']}"
     decision = json.load(open(promoted["reports"]["decision"]))
     assert decision["passed"] is True and decision["n_examples"] == 4
@@ -92,7 +95,7 @@ def test_rejected_bundle_leaves_the_alias_where_it_was(promoted, workspace, poli
     assert summary["decision"] == "rejected" and summary["mode"] == "paired"
     assert summary["champion"]["version"] == before
     assert any("semantic_similarity" in reason and "floor 0.990" in reason for reason in summary["reasons"])
-    assert summary["deployment"] == "skipped" and summary["reports"]["manifest"] is None
+    assert summary["deployment"] == "skipped" and summary["reports"]["manifest"] is None and summary["promoted"] is False
     assert summary["model_version"] != before
     assert champion_version(workspace) == before
     assert {"bundle_id", "decision", "reasons", "metrics", "reports"} <= set(summary)
@@ -172,16 +175,16 @@ def test_good_prompt_is_promoted_and_the_alias_moves(sequence):
     interval = good["intervals"]["semantic_similarity"]
     assert interval["ci_low"] > -0.10 and interval["champion"] == pytest.approx(baseline["metrics"]["semantic_similarity"])
     assert good["alias_after"] == good["model_version"] != baseline["model_version"]
-    assert good["deployment"] == "rendered"
+    assert good["deployment"] == "promoted" and good["promoted"] is True
 
 
 def test_audit_log_records_every_decision_and_alias_move(sequence):
     workspace, runs = sequence
     events = [json.loads(line) for line in open(workspace / "audit.jsonl")]
-    assert [(e["event"], e["decision"]) for e in events] == [
-        ("gate_decision", "promoted"), ("alias_moved", "promoted"),
+    assert [(e["event"], e.get("decision")) for e in events] == [
+        ("gate_decision", "approved"), ("alias_moved", None),  # the alias moves in the deploy step, after the gate
         ("gate_decision", "rejected"),
-        ("gate_decision", "promoted"), ("alias_moved", "promoted"),
+        ("gate_decision", "approved"), ("alias_moved", None),
     ]
     assert events[-1]["from_version"] == runs["qa-concise"]["model_version"]
     assert all(e["pipeline_run"].startswith("champion-promotion-") for e in events)  # the kfp run that decided

@@ -87,3 +87,17 @@ def test_vendored_schemas_equal_the_shared_contract(kind):
     if not crd_path.is_file():
         pytest.skip(f"contract file {crd_path} is not beside this checkout")
     assert json.loads(path.read_text()) == crd_schema(crd_path, version)
+
+
+def test_champion_manifests_writes_the_runtime_and_rbac(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "manifests", "--namespace", "team-a", "--output", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    runtime = yaml.safe_load((tmp_path / "servingruntime-vllm.yaml").read_text())
+    validate_strict(runtime)
+    kinds = [doc["kind"] for doc in yaml.safe_load_all((tmp_path / "rbac.yaml").read_text())]
+    assert kinds == ["Role", "RoleBinding"]

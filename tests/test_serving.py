@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -18,6 +17,7 @@ import requests
 from champion.bundle import Bundle
 from champion.errors import PromptError, ServingError
 from components.register import register_bundle
+from pipelines.serve import wait_until_ready
 from prompts import PromptTemplate, load_prompt
 from serving.registry import promote_version
 from serving.smoke import smoke_test
@@ -32,19 +32,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 240.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read() if process.stdout else "exited"
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} not ready after {timeout_s} s")
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -75,7 +62,7 @@ def transformer():
     process = subprocess.Popen([sys.executable, "-m", "serving.transformer", "--model_name", "champion-qa", "--predictor_host", host, "--http_port", str(port), "--predictor_protocol", "v1"],
                                env=transformer_env(PROMPT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_ready(f"http://127.0.0.1:{port}/v1/models/champion-qa", process, 60)
+        wait_until_ready(f"http://127.0.0.1:{port}/v1/models/champion-qa", process, timeout_s=60)
         yield port, predictor
     finally:
         stop(process)
@@ -146,7 +133,7 @@ def served(smollm2, weights_cache, tmp_path_factory):
     process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--workspace", str(workspace), "--port", str(port)],
                                env={**os.environ, "CHAMPION_WEIGHTS_CACHE": str(weights_cache)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_ready(f"http://127.0.0.1:{port}/v1/models/champion-qa", process)
+        wait_until_ready(f"http://127.0.0.1:{port}/v1/models/champion-qa", process, timeout_s=240)
         yield {"port": port, "bundle": bundle, "process": process, "workspace": workspace}
     finally:
         stop(process)
