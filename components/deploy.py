@@ -24,7 +24,7 @@ from prompts import PromptTemplate
 from serving.manifests import render_inference_service, validate_strict
 from serving.registry import ChampionMoved, append_audit, connect, current_champion, promote_version
 
-VERSION = "2.0.0"
+VERSION = "2.1.0"
 DEPLOY_TARGETS = ("kserve", "none")
 
 
@@ -185,7 +185,7 @@ def deploy_op(
     manifest: Output[Artifact],
     report: Output[Markdown],
 ) -> NamedTuple("DeployOutputs", [("deployment", str), ("promoted", bool)]):
-    """deploy v2.0.0: render and validate the InferenceService; canary → smoke test → promote or roll back on KServe; then move the champion alias."""
+    """deploy v2.1.0: render and validate the InferenceService; canary → smoke test → promote or roll back on KServe; then move the champion alias."""
     import json
     from collections import namedtuple
 
@@ -217,13 +217,23 @@ def deploy_op(
     return namedtuple("DeployOutputs", ["deployment", "promoted"])(json.dumps(deployment, sort_keys=True), result.promoted)
 
 
+class GateRejected(DeployError):
+    """The gate rejected the bundle and the run was asked to fail on rejection (a CI check)."""
+
+
 @cpu_step
-def skip_deploy_op(gate_passed: bool, report: Output[Markdown]) -> NamedTuple("DeployOutputs", [("deployment", str), ("promoted", bool)]):
-    """skip_deploy v2.0.0: say why nothing was deployed (the gate did not pass)."""
+def skip_deploy_op(gate_passed: bool, fail_on_reject: bool, decision: str, report: Output[Markdown]) -> NamedTuple("DeployOutputs", [("deployment", str), ("promoted", bool)]):
+    """skip_deploy v2.1.0: say why nothing was deployed (the gate did not pass, or this run only gates); fail the run on a rejection if asked."""
     import json
     from collections import namedtuple
 
+    from components.deploy import GateRejected
+
+    reason = "the gate passed; this run only gates (promote=false)" if gate_passed else "the gate did not pass"
     with open(report.path, "w", encoding="utf-8") as handle:
-        handle.write(f"# Deployment: skipped\n\nThe gate passed: {gate_passed}. Nothing was rendered or deployed, and the champion alias did not move.\n")
-    deployment = {"status": "skipped", "promoted": False, "reason": "the gate did not pass", "target": "", "manifest": None, "report": report.uri}
+        handle.write(f"# Deployment: skipped\n\nNothing was rendered or deployed, and the champion alias did not move: {reason}.\n")
+    if fail_on_reject and not gate_passed:
+        reasons = json.loads(decision).get("reasons", [])
+        raise GateRejected("the gate rejected the bundle: " + "; ".join(reasons), "see the gate report; change the prompt or model and push again.")
+    deployment = {"status": "skipped", "promoted": False, "reason": reason, "target": "", "manifest": None, "report": report.uri}
     return namedtuple("DeployOutputs", ["deployment", "promoted"])(json.dumps(deployment, sort_keys=True), False)

@@ -22,9 +22,9 @@ from champion.errors import RegistryError
 from components import cpu_step
 from evaluators.gate import interval_metrics
 from prompts import PromptTemplate
-from serving.registry import append_audit, connect
+from serving.registry import append_audit, connect, ensure_prompt_version
 
-VERSION = "3.0.0"
+VERSION = "3.1.0"
 
 
 @dataclass
@@ -42,27 +42,6 @@ def _ensure_registered_model(client, name: str) -> None:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description="Model+prompt bundles evaluated by champion; alias 'champion' is live.")
-
-
-def _ensure_prompt_version(client, prompt: PromptTemplate) -> int:
-    """The MLflow prompt version holding exactly this template (found by digest, else created)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        existing = list(client.search_prompt_versions(prompt.name))
-    except MlflowException:
-        existing = []
-    for version in existing:
-        if version.tags.get("champion.digest") == prompt.digest:
-            return int(version.version)
-    registered = client.register_prompt(
-        name=prompt.name,
-        template=[m.model_dump() for m in prompt.messages],
-        commit_message=f"champion prompt {prompt.name} v{prompt.version}",
-        tags={"champion.version": str(prompt.version), "champion.digest": prompt.digest},
-        model_config=prompt.decoding.model_dump(mode="json"),
-    )
-    return int(registered.version)
 
 
 def _log_files(mlflow, files: dict[str, str], artifact_path: str) -> None:
@@ -132,7 +111,7 @@ def register_bundle(
         champion_run = client.get_model_version(registered_model_name, expected_champion).run_id
         if champion_run:
             client.log_dict(champion_run, decision, f"challenges/{bundle.short_id}/decision.json")
-    prompt_version = _ensure_prompt_version(client, prompt)
+    prompt_version = ensure_prompt_version(client, prompt)
     audit = {"bundle_id": bundle.id, "model": registered_model_name, "version": version, "decision": tags["champion.decision"], "compared_with": expected_champion, "mlflow_run": run_id, "pipeline_run": pipeline_run, "git_commit": commit}
     append_audit(audit_log, {"event": "gate_decision", **audit, "reasons": decision.get("reasons", [])})
     return Registration(model_version=version, approved=passed, run_id=run_id, prompt_version=prompt_version)
@@ -146,13 +125,14 @@ def register_op(
     mlflow_tracking_uri: str,
     registered_model_name: str,
     audit_log: str,
+    promote: bool,
     decision: str,
     expected_champion: str,
     pipeline_run: str,
     scores: Input[Dataset],
     eval_metrics: Input[Metrics],
-) -> NamedTuple("RegisterOutputs", [("model_version", str), ("approved", bool), ("prompt_version", int)]):
-    """register v3.0.0: record bundle and decision in MLflow as a model version, approved if the gate passed."""
+) -> NamedTuple("RegisterOutputs", [("model_version", str), ("approved", bool), ("release", bool), ("prompt_version", int)]):
+    """register v3.1.0: record bundle and decision in MLflow as a model version, approved if the gate passed; release it if also asked to promote."""
     import json
     import tempfile
     from collections import namedtuple
@@ -181,5 +161,5 @@ def register_op(
         metrics={name: value for name, value in eval_metrics.metadata.items() if isinstance(value, (int, float))},
         pipeline_run=pipeline_run,
     )
-    print(f"register: {registered_model_name} version {result.model_version}; approved: {result.approved}")
-    return namedtuple("RegisterOutputs", ["model_version", "approved", "prompt_version"])(result.model_version, result.approved, result.prompt_version)
+    print(f"register: {registered_model_name} version {result.model_version}; approved: {result.approved}; promote: {promote}")
+    return namedtuple("RegisterOutputs", ["model_version", "approved", "release", "prompt_version"])(result.model_version, result.approved, result.approved and promote, result.prompt_version)

@@ -5,6 +5,10 @@
     champion serve                 serve the champion bundle on 127.0.0.1:8080 (OpenAI-compatible chat)
     champion manifests --namespace team-a --output k8s    the runtime and RBAC to apply once per namespace
     champion compile --output dist
+    champion lint / champion lock          check prompts against prompts/prompts.lock / record new versions
+    champion sync-prompts                  register every prompt version in MLflow's prompt registry
+    champion monitor                       the scheduled evaluation of the live champion, locally
+    champion upload / schedule / trigger   Kubeflow: upload pipelines, schedule evaluation, CI runs on prompt changes
 """
 
 from __future__ import annotations
@@ -199,6 +203,243 @@ def compile_command(
         raise typer.Exit(2) from None
     for path in written:
         typer.echo(str(path))
+
+
+def _fail(exc: ChampionError, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {exc.problem}")
+    if exc.fix:
+        err.print(f"[bold]fix:[/] {exc.fix}")
+    raise typer.Exit(code) from None
+
+
+def _params(values: list[str]) -> dict:
+    """KEY=VALUE pairs; values that parse as JSON (numbers, booleans, objects) are passed typed."""
+    from champion.errors import ConfigError
+
+    params = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(ConfigError(f"--param {item!r} is not KEY=VALUE.", "e.g. --param mlflow_tracking_uri=http://mlflow.mlflow:5000"))
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    return params
+
+
+PROMPTS_OPTION = typer.Option(None, help="Prompt folder (default: the installed prompts/).")
+
+
+@app.command()
+def lint(prompts_dir: Optional[Path] = PROMPTS_OPTION) -> None:
+    """Check every prompt: it parses, renders in the sandbox, and matches prompts/prompts.lock."""
+    from prompts.lock import lint as lint_prompts
+
+    problems = lint_prompts(prompts_dir) if prompts_dir else lint_prompts()
+    for problem in problems:
+        err.print(f"[red]✗[/] {problem.path}: {problem.problem}\n  [bold]fix:[/] {problem.fix}")
+    if problems:
+        raise typer.Exit(1)
+    err.print("[green]✓[/] every prompt parses and matches prompts.lock")
+
+
+@app.command()
+def lock(prompts_dir: Optional[Path] = PROMPTS_OPTION) -> None:
+    """Record the digest of every prompt version in prompts/prompts.lock (refuses to re-lock a changed version)."""
+    from prompts.lock import LOCK_NAME, write_lock
+
+    try:
+        digests = write_lock(prompts_dir) if prompts_dir else write_lock()
+    except ChampionError as exc:
+        _fail(exc, 1)
+    err.print(f"[green]✓[/] {len(digests)} prompt versions in {LOCK_NAME}")
+
+
+@app.command("sync-prompts")
+def sync_prompts_command(
+    tracking_uri: str = typer.Option(..., envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI (a server, or sqlite:///.champion/mlflow.db)."),
+    registered_model_name: str = typer.Option("champion-qa", help="Registered model whose champion's prompt gets the 'champion' alias."),
+    prompts_dir: Optional[Path] = PROMPTS_OPTION,
+) -> None:
+    """Register every prompt version in MLflow's prompt registry; align the 'champion' prompt alias with the live bundle."""
+    from prompts.lock import load_file, prompt_files
+    from prompts.loader import PROMPTS_DIR
+    from serving.registry import sync_prompts
+
+    root = prompts_dir or PROMPTS_DIR
+    try:
+        prompts = [load_file(ref, path, root) for ref, path in prompt_files(root).items() if not ref.startswith("judges/")]
+        synced = sync_prompts(tracking_uri, registered_model_name, prompts)
+    except ChampionError as exc:
+        _fail(exc)
+    for ref, version in synced.items():
+        typer.echo(f"{ref} -> prompts:/{ref.split('@')[0]}/{version}")
+
+
+@app.command()
+def monitor(
+    data: str = typer.Option("demo", help="The latest evaluation set (as for `champion run`)."),
+    workspace: Path = typer.Option(Path(".champion"), help="The workspace of `champion run`."),
+    gate_config: str = typer.Option("default", help="Policy whose floors and margins judge the champion."),
+    limit: int = typer.Option(0, help="Evaluate only the first N examples (0 = all)."),
+    webhook_url: str = typer.Option("", envvar="CHAMPION_WEBHOOK_URL", help="POST an alert here (Slack-compatible JSON) when the champion regresses."),
+    weights_cache: Optional[Path] = typer.Option(None, envvar="CHAMPION_WEIGHTS_CACHE", help="Cache of converted/fetched weights."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Run the scheduled evaluation of the live champion locally; exit 1 on an alert. Never promotes."""
+    from pipelines.local import RunOptions, run_scheduled_eval
+
+    try:
+        with err.status("Evaluating the live champion…"):
+            result = run_scheduled_eval(RunOptions(data=data, workspace=workspace, gate_config=gate_config, limit=limit, weights_cache=weights_cache), webhook_url=webhook_url)
+    except ChampionError as exc:
+        _fail(exc)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    else:
+        mark = "[green]healthy[/]" if result["status"] == "healthy" else "[red]ALERT[/]"
+        Console().print(f"champion version {result['champion_version']}: {mark}")
+        for reason in result["failed_checks"]:
+            Console().print(f"  [red]✗[/] {reason}")
+    if result["status"] != "healthy":
+        raise typer.Exit(1)
+
+
+HOST_OPTION = typer.Option("", envvar="KFP_HOST", help="Kubeflow Pipelines API endpoint, e.g. https://kubeflow.example.com/pipeline (default: in-cluster or kubeconfig).")
+NAMESPACE_OPTION = typer.Option("", envvar="KFP_NAMESPACE", help="Profile namespace of a multi-user Kubeflow.")
+TOKEN_ENV_OPTION = typer.Option("KFP_TOKEN", help="Environment variable holding the bearer token (never pass a token on the command line).")
+
+
+def _kubeflow(host: str, namespace: str, token_env: str):
+    from pipelines.kubeflow import Connection, connect
+
+    try:
+        return connect(Connection(host=host, namespace=namespace, token_env=token_env))
+    except ChampionError as exc:
+        _fail(exc)
+
+
+def _compiled(package_dir: Optional[Path]) -> Path:
+    import tempfile
+
+    from pipelines.compile import compile_all
+
+    if package_dir:
+        return package_dir
+    target = Path(tempfile.mkdtemp(prefix="champion-compiled-"))
+    compile_all(target)
+    return target
+
+
+@app.command()
+def upload(
+    host: str = HOST_OPTION,
+    namespace: str = NAMESPACE_OPTION,
+    token_env: str = TOKEN_ENV_OPTION,
+    package_dir: Optional[Path] = typer.Option(None, help="Folder from `champion compile` (default: compile now)."),
+) -> None:
+    """Upload every compiled pipeline: a new pipeline the first time, then a version named vPROJECT-COMMIT-pPROMPTS."""
+    from importlib.metadata import version as installed_version
+
+    from pipelines.kubeflow import git_commit, prompts_hash, upload as upload_package, version_name
+
+    client = _kubeflow(host, namespace, token_env)
+    name = version_name(installed_version("champion"), git_commit(), prompts_hash())
+    try:
+        for package in sorted((_compiled(package_dir) / "pipelines").glob("*.yaml")):
+            uploaded = upload_package(client, package, name, namespace=namespace, description=f"champion {name}")
+            what = ("new pipeline, " if uploaded.created_pipeline else "") + ("new version" if uploaded.created_version else "version already uploaded")
+            typer.echo(f"{uploaded.pipeline} {uploaded.version} ({what}): {uploaded.link}")
+    except ChampionError as exc:
+        _fail(exc)
+
+
+@app.command()
+def schedule(
+    cron: str = typer.Option(..., help="6-field cron (seconds first), e.g. '0 0 6 * * *' for 06:00 daily."),
+    name: str = typer.Option("champion-scheduled-eval", help="Recurring run name; scheduling the same name again replaces it."),
+    max_concurrency: int = typer.Option(1, help="How many of its runs may overlap."),
+    experiment: str = typer.Option("champion-monitoring", help="Kubeflow experiment for the runs."),
+    param: list[str] = typer.Option([], help="Pipeline parameter KEY=VALUE (repeatable): mlflow_tracking_uri, data_source, webhook_url, …"),
+    host: str = HOST_OPTION,
+    namespace: str = NAMESPACE_OPTION,
+    token_env: str = TOKEN_ENV_OPTION,
+) -> None:
+    """Create or update the recurring scheduled evaluation of the live champion (no catch-up)."""
+    from pipelines.kubeflow import schedule as schedule_run
+    from pipelines.scheduled_eval import PIPELINE_NAME
+
+    params = _params(param)
+    client = _kubeflow(host, namespace, token_env)
+    try:
+        scheduled = schedule_run(client, name=name, pipeline_name=PIPELINE_NAME, cron=cron, params=params, experiment=experiment, namespace=namespace, max_concurrency=max_concurrency)
+    except ChampionError as exc:
+        _fail(exc)
+    action = f"replaced {len(scheduled.replaced)} earlier" if scheduled.replaced else "created"
+    typer.echo(f"{scheduled.name}: {action}; cron {cron!r}, pipeline version {scheduled.pipeline_version}, recurring run {scheduled.recurring_run_id}")
+
+
+@app.command()
+def trigger(
+    changed_since: str = typer.Option(..., help="Git ref to compare with, e.g. origin/main."),
+    repo: Path = typer.Option(Path("."), help="The repository holding prompts/."),
+    local: bool = typer.Option(False, "--local", help="Run each promotion here (kfp.local) instead of on Kubeflow."),
+    promote: bool = typer.Option(False, help="Let a passing bundle be deployed and become the champion (default: gate only, as a PR check should)."),
+    summary: Optional[Path] = typer.Option(None, envvar="GITHUB_STEP_SUMMARY", help="Append the Markdown summary here (GitHub sets GITHUB_STEP_SUMMARY)."),
+    param: list[str] = typer.Option([], help="Pipeline parameter KEY=VALUE for every run (repeatable)."),
+    timeout: int = typer.Option(3600, help="Seconds to wait for each Kubeflow run."),
+    workspace: Path = typer.Option(Path(".champion"), help="--local: the workspace."),
+    limit: int = typer.Option(0, help="--local: evaluate only the first N examples."),
+    gate_config: str = typer.Option("default", help="--local: the gate policy."),
+    host: str = HOST_OPTION,
+    namespace: str = NAMESPACE_OPTION,
+    token_env: str = TOKEN_ENV_OPTION,
+) -> None:
+    """Lint prompts, then start one promotion run per bundle changed since a git ref; exit 1 if any gate rejects."""
+    from pipelines.trigger import changed_bundles, summary_markdown
+    from prompts.lock import lint as lint_prompts
+    from prompts.lock import load_file
+
+    params = _params(param)
+    try:
+        bundles = changed_bundles(repo, changed_since)
+    except ChampionError as exc:
+        _fail(exc)
+    problems = [str(p) for p in lint_prompts(repo.resolve() / "prompts")]
+    rows = []
+    if not problems:
+        client = None if local or not bundles else _kubeflow(host, namespace, token_env)
+        package = None if local or not bundles else _compiled(None) / "pipelines" / "promotion.yaml"
+        for bundle in bundles:
+            err.print(f"evaluating [bold]{bundle.prompt}[/] with {bundle.model} ({bundle.reason})")
+            row = {"prompt": bundle.prompt, "model": bundle.model}
+            try:
+                if local:
+                    from pipelines.local import RunOptions, run_promotion
+
+                    result = run_promotion(RunOptions(prompt=str(bundle.path), model=bundle.model, workspace=workspace, limit=limit, gate_config=gate_config, extra={**params, "promote": promote}))
+                    row.update(passed=result["decision"] == "promoted", result=result["decision"], details="; ".join(result["reasons"]))
+                else:
+                    from pipelines.kubeflow import git_commit, submit_and_wait
+
+                    prompt = load_file(bundle.prompt, bundle.path, repo.resolve() / "prompts")
+                    arguments = {**params, "prompt": prompt.model_dump_json(), "model_source": bundle.model, "promote": promote, "fail_on_reject": True}
+                    run_name = f"ci-{bundle.prompt.replace('@', '-v')}-{git_commit(repo)}"
+                    result = submit_and_wait(client, package, run_name=run_name, arguments=arguments, experiment="champion-ci", namespace=namespace, timeout_s=timeout)
+                    row.update(passed=result.succeeded, result=result.state.lower(), details=result.message or ("gate passed" if result.succeeded else ""), link=result.link)
+            except ChampionError as exc:
+                row.update(passed=False, result="error", details=str(exc))
+            rows.append(row)
+    text = summary_markdown(changed_since, rows, problems)
+    sys.stdout.write(text)
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(text)
+    if problems:
+        raise typer.Exit(2)
+    if not all(row["passed"] for row in rows):
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

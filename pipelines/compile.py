@@ -14,7 +14,7 @@ from pathlib import Path
 
 from champion.errors import ChampionError
 
-PIPELINES = {"promotion": "pipelines.promotion:promotion_pipeline"}
+PIPELINES = {"promotion": "pipelines.promotion:promotion_pipeline", "scheduled_eval": "pipelines.scheduled_eval:scheduled_eval_pipeline"}
 COMPONENTS = {
     "preprocess_data": "components.preprocess_data:preprocess_data_op",
     "fetch_weights": "components.fetch_weights:fetch_weights_op",
@@ -26,6 +26,8 @@ COMPONENTS = {
     "register": "components.register:register_op",
     "deploy": "components.deploy:deploy_op",
     "skip_deploy": "components.deploy:skip_deploy_op",
+    "monitor": "components.monitor:monitor_op",
+    "no_champion": "components.monitor:no_champion_op",
 }
 
 

@@ -37,7 +37,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '?([\w-]+)'?")
 _FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
 _SKIPPED = re.compile(r"Skipping (?:conditional )?task '?([\w-]+)'?")
-_CHAMPION_ERROR = re.compile(r"(?:champion\.errors\.)?(\w+Error): (.+)")
+# The last line of a step's traceback: any error class from champion's packages, or any *Error.
+_CHAMPION_ERROR = re.compile(r"^(?:(?:champion|components|serving|evaluators|pipelines|prompts)(?:\.\w+)*\.(\w+)|(?:[\w.]+\.)?(\w+Error)): (.+)")
 
 
 class PipelineFailed(ChampionError):
@@ -123,13 +124,14 @@ def _git_commit() -> str:
 
 
 def _failure_message(lines: list[str], error: Exception) -> str:
-    failed_step = re.search(r"Inner task failed: '([\w-]+)'", str(error)) or re.search(r"Task '?([\w-]+)'? finished with status FAILURE", "\n".join(lines))
+    message = _ANSI.sub("", str(error))
+    failed_step = re.search(r"Inner task failed: '([\w-]+)'", message) or re.search(r"Task '?([\w-]+)'? finished with status FAILURE", "\n".join(lines))
     step = failed_step.group(1) if failed_step else "a step"
     for line in reversed(lines):
         match = _CHAMPION_ERROR.search(line.strip())
-        if match and not line.strip().startswith("File "):
-            return f"step {step} failed: {match.group(1)}: {match.group(2)}"
-    return f"step {step} failed: {error}"
+        if match:
+            return f"step {step} failed: {match.group(1) or match.group(2)}: {match.group(3)}"
+    return f"step {step} failed: {message}"
 
 
 def pipeline_arguments(options: RunOptions, workspace: Workspace) -> dict:
@@ -174,11 +176,9 @@ def preflight(options: RunOptions) -> None:
         raise DataError(f"--limit must be 0 (all) or positive, got {options.limit}.", "pass --limit N with N >= 1.")
 
 
-def run_promotion(options: RunOptions, on_event: Callable[[str, str], None] = lambda task, state: None) -> dict:
-    """Run the promotion pipeline locally and return its summary (what ``champion run --json`` prints)."""
+def _run_locally(pipeline_func, options: RunOptions, on_event: Callable[[str, str], None], extra_arguments: dict | None = None):
+    """Run ``pipeline_func`` through kfp.local in the workspace; returns (run, workspace, log path, seconds)."""
     from kfp import local
-
-    from pipelines.promotion import PIPELINE_NAME, promotion_pipeline
 
     preflight(options)
     workspace = Workspace(options.workspace.resolve()).create()
@@ -190,16 +190,55 @@ def run_promotion(options: RunOptions, on_event: Callable[[str, str], None] = la
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner", category=UserWarning)
     # workspace_root stays unset: kfp.local deletes it after every run.
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workspace.runs), raise_on_error=True)
-    log_path = workspace.logs / f"{PIPELINE_NAME}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    name = pipeline_func.component_spec.name
+    log_path = workspace.logs / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    accepted = pipeline_func.component_spec.inputs or {}
+    arguments = {key: value for key, value in {**pipeline_arguments(options, workspace), **(extra_arguments or {})}.items() if key in accepted}
     started = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log_handle:
         task_log = _TaskLog(log_handle, on_event)
         try:
             with contextlib.redirect_stdout(task_log):
-                run = promotion_pipeline(**pipeline_arguments(options, workspace))
+                run = pipeline_func(**arguments)
         except Exception as exc:
             raise PipelineFailed(_failure_message(task_log.lines, exc), f"see the full log: {log_path}") from exc
-    return summarise(run.outputs, workspace, log_path, time.perf_counter() - started, options)
+    return run, workspace, log_path, time.perf_counter() - started
+
+
+def run_promotion(options: RunOptions, on_event: Callable[[str, str], None] = lambda task, state: None) -> dict:
+    """Run the promotion pipeline locally and return its summary (what ``champion run --json`` prints)."""
+    from pipelines.promotion import promotion_pipeline
+
+    run, workspace, log_path, seconds = _run_locally(promotion_pipeline, options, on_event)
+    return summarise(run.outputs, workspace, log_path, seconds, options)
+
+
+def run_scheduled_eval(options: RunOptions, *, webhook_url: str = "", on_event: Callable[[str, str], None] = lambda task, state: None) -> dict:
+    """Run the scheduled evaluation locally. An alert (the champion regressed) is a result, not an error."""
+    from components.monitor import MONITOR_EXPERIMENT
+    from pipelines.scheduled_eval import scheduled_eval_pipeline
+    from serving.registry import connect
+
+    failure = None
+    try:
+        _, workspace, log_path, seconds = _run_locally(scheduled_eval_pipeline, options, on_event, {"webhook_url": webhook_url})
+    except PipelineFailed as exc:
+        if "monitor-op" not in exc.problem:
+            raise
+        failure, workspace = exc, Workspace(options.workspace.resolve())
+    _, client, experiment_id = connect(workspace.mlflow_uri, experiment=MONITOR_EXPERIMENT)
+    latest = client.search_runs([experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
+    checks = json.loads(Path(client.download_artifacts(latest.info.run_id, "monitor/checks.json", str(workspace.root / "cache"))).read_text())
+    return {
+        "status": latest.data.tags["champion.monitor_status"],
+        "champion_version": latest.data.tags["champion.version"],
+        "evaluated_bundle_id": latest.data.tags["champion.evaluated_bundle_id"],
+        "failed_checks": [c["reason"] for c in checks["checks"] if not c["passed"]],
+        "checks": checks["checks"],
+        "compared_with": checks["previous_run"],
+        "mlflow_run": latest.info.run_id,
+        "error": failure.problem if failure else None,
+    }
 
 
 def collect_reports(run_dir: Path, reports: dict[str, str | None], target: Path) -> dict[str, str | None]:

@@ -3,7 +3,7 @@
     preprocess_data ─┬─► batch_generate (challenger) ─► evaluate ─┬─► drift
     fetch_weights ───┘                                             │
     resolve_champion ─► If champion: fetch · generate · evaluate ──┴─► gate (paired)  ┐
-                        Else:                                          gate (floors)   ┴─► register ─► If approved: deploy
+                        Else:                                          gate (floors)   ┴─► register ─► If approved and promote: deploy
 
 deploy rolls the bundle out (canary → smoke test → promote or roll back) and only then moves the
 MLflow champion alias.
@@ -15,80 +15,13 @@ under kfp.local.
 
 from typing import NamedTuple
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 from kfp.dsl import HTML, Dataset, Markdown, Metrics
 
-from components import CPU_IMAGE, batch_generate, deploy, drift, evaluate, fetch_weights, gate, preprocess_data, register, resolve_champion
+from components import CPU_IMAGE, deploy, drift, gate, preprocess_data, register, resolve_champion
+from pipelines.wiring import configure, evaluate_bundle
 
 PIPELINE_NAME = "champion-promotion"
-
-# KFP's step cache keys on parameters and artifact ids, not on what a path or URI currently holds.
-# Steps that read mutable sources (a data path, a model URI, the registry, a drift reference) or
-# have side effects (MLflow, KServe) must always run; pure functions of their inputs may be cached.
-_CACHE_SAFE = {"batch-generate-op", "evaluate-op", "gate-op"}
-_VERSIONS = {
-    "preprocess-data-op": preprocess_data.VERSION,
-    "fetch-weights-op": fetch_weights.VERSION,
-    "resolve-champion-op": resolve_champion.VERSION,
-    "batch-generate-op": batch_generate.VERSION,
-    "evaluate-op": evaluate.VERSION,
-    "drift-op": drift.VERSION,
-    "gate-op": gate.VERSION,
-    "register-op": register.VERSION,
-    "deploy-op": deploy.VERSION,
-    "skip-deploy-op": deploy.VERSION,
-}
-
-
-def _configure(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    name = task.component_spec.name
-    task.set_caching_options(name in _CACHE_SAFE)
-    kubernetes.add_pod_label(task, "champion.io/component-version", _VERSIONS[name])
-    return task
-
-
-def _on_gpu(task: dsl.PipelineTask, accelerator_type, accelerator_count, node_selector, tolerations) -> dsl.PipelineTask:
-    task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
-    kubernetes.add_node_selector_json(task, node_selector)
-    kubernetes.add_toleration_json(task, tolerations)
-    return task
-
-
-class _BundleTasks(NamedTuple):
-    generate: dsl.PipelineTask
-    evaluate: dsl.PipelineTask
-
-
-def _evaluate_bundle(data_task, model_source, prompt, *, check_judge, weights_cache, trust_remote_code, generation_backend, batch_size, evaluator_config, gpu) -> _BundleTasks:
-    """fetch weights → generate on a GPU node → score: the same three steps for challenger and champion."""
-    weights_task = _configure(fetch_weights.fetch_weights_op(model_source=model_source, weights_cache=weights_cache, trust_remote_code=trust_remote_code))
-    generate_task = _on_gpu(
-        _configure(
-            batch_generate.batch_generate_op(
-                eval_set=data_task.outputs["eval_set"],
-                model=weights_task.outputs["model"],
-                model_digest=weights_task.outputs["model_digest"],
-                dataset_digest=data_task.outputs["dataset_digest"],
-                prompt=prompt,
-                backend=generation_backend,
-                batch_size=batch_size,
-                gpu_type=gpu["accelerator_type"],
-                gpu_count=gpu["accelerator_count"],
-            )
-        ),
-        **gpu,
-    )
-    evaluate_task = _configure(
-        evaluate.evaluate_op(
-            generations=generate_task.outputs["generations"],
-            bundle=generate_task.outputs["bundle"],
-            evaluator_config=evaluator_config,
-            weights_cache=weights_cache,
-            check_judge=check_judge,
-        )
-    )
-    return _BundleTasks(generate_task, evaluate_task)
-
 
 PromotionOutputs = NamedTuple(
     "PromotionOutputs",
@@ -137,6 +70,8 @@ def promotion_pipeline(
     smoke_min_token_f1: float = 0.1,
     transformer_image: str = CPU_IMAGE,
     service_account: str = "",
+    promote: bool = True,
+    fail_on_reject: bool = False,
     accelerator_type: str = "nvidia.com/gpu",
     accelerator_count: int = 1,
     gpu_node_selector: dict = {},
@@ -150,11 +85,11 @@ def promotion_pipeline(
         evaluator_config=evaluator_config,
         gpu=dict(accelerator_type=accelerator_type, accelerator_count=accelerator_count, node_selector=gpu_node_selector, tolerations=gpu_tolerations),
     )
-    data_task = _configure(preprocess_data.preprocess_data_op(data_source=data_source, eval_fraction=eval_fraction, seed=seed, limit=limit))
-    champion_task = _configure(resolve_champion.resolve_champion_op(mlflow_tracking_uri=mlflow_tracking_uri, registered_model_name=registered_model_name))
+    data_task = configure(preprocess_data.preprocess_data_op(data_source=data_source, eval_fraction=eval_fraction, seed=seed, limit=limit))
+    champion_task = configure(resolve_champion.resolve_champion_op(mlflow_tracking_uri=mlflow_tracking_uri, registered_model_name=registered_model_name))
 
-    challenger = _evaluate_bundle(data_task, model_source, prompt, check_judge=True, **settings)
-    drift_task = _configure(drift.drift_op(generations=challenger.generate.outputs["generations"], drift_reference=drift_reference))
+    challenger = evaluate_bundle(data_task, model_source, prompt, check_judge=True, **settings)
+    drift_task = configure(drift.drift_op(generations=challenger.generate.outputs["generations"], drift_reference=drift_reference))
 
     gate_inputs = dict(
         scores=challenger.evaluate.outputs["scores"],
@@ -163,10 +98,10 @@ def promotion_pipeline(
         judge_reliability=challenger.evaluate.outputs["judge_reliability"],
     )
     with dsl.If(champion_task.outputs["has_champion"] == True):  # noqa: E712 (compiled to a CEL condition)
-        champion = _evaluate_bundle(
+        champion = evaluate_bundle(
             data_task, champion_task.outputs["champion_model_source"], champion_task.outputs["champion_prompt"], check_judge=False, **settings
         )
-        paired_gate_task = _configure(
+        paired_gate_task = configure(
             gate.gate_op(
                 **gate_inputs,
                 champion_scores=champion.evaluate.outputs["scores"],
@@ -175,10 +110,10 @@ def promotion_pipeline(
             )
         )
     with dsl.Else():
-        bootstrap_gate_task = _configure(gate.gate_op(**gate_inputs))
+        bootstrap_gate_task = configure(gate.gate_op(**gate_inputs))
     decision = dsl.OneOf(paired_gate_task.outputs["decision_json"], bootstrap_gate_task.outputs["decision_json"])
 
-    register_task = _configure(
+    register_task = configure(
         register.register_op(
             bundle=challenger.evaluate.outputs["bundle"],
             prompt=prompt,
@@ -186,6 +121,7 @@ def promotion_pipeline(
             mlflow_tracking_uri=mlflow_tracking_uri,
             registered_model_name=registered_model_name,
             audit_log=audit_log,
+            promote=promote,
             decision=decision,
             expected_champion=champion_task.outputs["champion_version"],
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
@@ -193,8 +129,8 @@ def promotion_pipeline(
             eval_metrics=challenger.evaluate.outputs["metrics"],
         )
     )
-    with dsl.If(register_task.outputs["approved"] == True):  # noqa: E712
-        deploy_task = _configure(
+    with dsl.If(register_task.outputs["release"] == True):  # noqa: E712
+        deploy_task = configure(
             deploy.deploy_op(
                 bundle=challenger.evaluate.outputs["bundle"],
                 prompt=prompt,
@@ -221,7 +157,7 @@ def promotion_pipeline(
             )
         )
     with dsl.Else():
-        skip_task = _configure(deploy.skip_deploy_op(gate_passed=register_task.outputs["approved"]))
+        skip_task = configure(deploy.skip_deploy_op(gate_passed=register_task.outputs["approved"], fail_on_reject=fail_on_reject, decision=decision))
 
     return PromotionOutputs(
         decision=decision,

@@ -165,7 +165,14 @@ def load_rubric(ref: str) -> JudgeRubric:
 
 
 def load_prompt(ref: str, root: Path = PROMPTS_DIR, model: type[PromptTemplate] = PromptTemplate) -> PromptTemplate:
-    """Load a prompt by path (``my/prompt.yaml``), name (``qa-concise``, latest version) or ``name@version``."""
+    """Load a prompt by path (``my/prompt.yaml``), name (``qa-concise``, latest version), ``name@version``,
+    or inline as the template's JSON (how `champion trigger` sends a prompt the cluster image lacks)."""
+    if ref.lstrip().startswith("{"):
+        try:
+            return model.model_validate_json(ref)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'prompt'}: {e['msg']}" for e in exc.errors())
+            raise PromptError(f"the inline prompt is not a valid prompt template: {problems}.", "pass the JSON of a prompt file (PromptTemplate.model_dump_json()).") from exc
     as_path = Path(ref)
     if as_path.suffix in {".yaml", ".yml"}:
         return _parse(as_path, model, root)

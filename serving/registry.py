@@ -27,7 +27,11 @@ class ChampionMoved(RegistryError):
     """The alias moved after this run resolved the champion it was compared against."""
 
 
-def connect(tracking_uri: str):
+class NoChampion(RegistryError):
+    """No version carries the champion alias (nothing has been promoted yet)."""
+
+
+def connect(tracking_uri: str, experiment: str = EXPERIMENT):
     """(mlflow module, client, experiment id) for a tracking URI; sqlite stores keep artifacts beside the DB."""
     import mlflow
     from mlflow import MlflowClient
@@ -48,8 +52,8 @@ def connect(tracking_uri: str):
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
-        experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-        experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location)
+        found = mlflow.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else mlflow.create_experiment(experiment, artifact_location=artifact_location)
     except Exception as exc:
         raise RegistryError(f"MLflow at {tracking_uri} is unreachable or refused the request: {exc}", "check the tracking URI and that the server is up; nothing was promoted.") from exc
     return mlflow, MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), experiment_id
@@ -163,6 +167,40 @@ def promote_version(
     client.set_prompt_alias(prompt_name, CHAMPION_ALIAS, prompt_version)
     append_audit(audit_log, {"event": "alias_moved", **audit, "model": name, "alias": CHAMPION_ALIAS, "from_version": previous, "to_version": version})
     return previous
+
+
+def ensure_prompt_version(client, prompt) -> int:
+    """The MLflow prompt version holding exactly this template (found by digest, else created)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        existing = list(client.search_prompt_versions(prompt.name))
+    except MlflowException:
+        existing = []
+    for version in existing:
+        if version.tags.get("champion.digest") == prompt.digest:
+            return int(version.version)
+    registered = client.register_prompt(
+        name=prompt.name,
+        template=[m.model_dump() for m in prompt.messages],
+        commit_message=f"champion prompt {prompt.name} v{prompt.version}",
+        tags={"champion.version": str(prompt.version), "champion.digest": prompt.digest},
+        model_config=prompt.decoding.model_dump(mode="json"),
+    )
+    return int(registered.version)
+
+
+def sync_prompts(tracking_uri: str, registered_model_name: str, prompts: list) -> dict[str, int]:
+    """Register every prompt version in MLflow's prompt registry (found by digest, never duplicated) and
+    point each prompt's ``champion`` alias at the version the live bundle uses."""
+    _, client, _ = connect(tracking_uri)
+    synced = {f"{prompt.name}@{prompt.version}": ensure_prompt_version(client, prompt) for prompt in prompts}
+    live = current_champion(client, registered_model_name)
+    if live is not None:
+        live_prompt = client.get_model_version(registered_model_name, live).tags.get("champion.prompt", "")
+        if live_prompt in synced:
+            client.set_prompt_alias(live_prompt.split("@")[0], CHAMPION_ALIAS, synced[live_prompt])
+    return synced
 
 
 def find_version(tracking_uri: str, name: str, *, alias: str = "", bundle_id: str = ""):

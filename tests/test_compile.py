@@ -69,7 +69,7 @@ def test_champion_is_evaluated_only_when_there_is_one_and_deploy_only_when_appro
     spec, _ = promotion_docs(compiled)
     assert "resolve-champion-op-has_champion" in _branch_condition(spec, "batch-generate-op-2")
     assert "== true" in _branch_condition(spec, "batch-generate-op-2")
-    assert "register-op-approved" in _branch_condition(spec, "deploy-op")
+    assert "register-op-release" in _branch_condition(spec, "deploy-op")
 
 
 def test_no_runtime_pip_install_and_images_come_from_the_environment(tmp_path):

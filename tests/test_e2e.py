@@ -5,6 +5,7 @@ checked in the compiled IR (test_compile.py) and against the CRD schema (test_ma
 """
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -213,3 +214,75 @@ def test_gate_report_renders_in_headless_chromium(sequence, tmp_path):
     ).stdout
     assert re.search(r'<h1 class="rejected" id="decision">\s*REJECTED\s*</h1>', dom)
     assert re.search(r"<td>semantic_similarity</td>\s*<td>non-inferiority</td>", dom)
+
+
+class WebhookReceiver:
+    """A real HTTP endpoint on 127.0.0.1 that records what an alert posts."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.posts: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                receiver.posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_scheduled_evaluation_is_healthy_then_alerts_on_a_regression_and_never_promotes(promoted, workspace, policies, weights_cache, tmp_path):
+    from pipelines.local import run_scheduled_eval
+
+    before = champion_version(workspace)
+    options = dict(limit=4, gate_config=str(policies / "lenient.yaml"), workspace=workspace, weights_cache=weights_cache, batch_size=4)
+    healthy = run_scheduled_eval(RunOptions(**options))
+    assert healthy["status"] == "healthy" and healthy["champion_version"] == before and healthy["error"] is None
+    hook = WebhookReceiver()
+    again = run_scheduled_eval(RunOptions(**options), webhook_url=hook.url)
+    assert again["status"] == "healthy" and again["compared_with"] == healthy["mlflow_run"] and not hook.posts
+    # The latest data: the same questions, but the world changed (references the champion does not know).
+    shifted = tmp_path / "latest.jsonl"
+    rows = [json.loads(line) for line in open(REPO / "pipelines/data/demo_eval.jsonl")][:4]
+    shifted.write_text("".join(json.dumps({**row, "reference": "a completely different answer"}) + "\n" for row in rows))
+    alert = run_scheduled_eval(RunOptions(data=str(shifted), **options), webhook_url=hook.url)
+    assert alert["status"] == "alert" and "ChampionRegressed" in alert["error"]
+    assert any("misses the floor" in reason for reason in alert["failed_checks"]) and any("beyond the margin" in reason for reason in alert["failed_checks"])
+    assert len(hook.posts) == 1 and hook.posts[0]["version"] == before and "failed its scheduled evaluation" in hook.posts[0]["text"]
+    assert champion_version(workspace) == before
+    events = [json.loads(line)["event"] for line in open(workspace / "audit.jsonl")]
+    assert events.count("scheduled_evaluation") == 3 and "alias_moved" not in events[-3:]
+
+
+def test_trigger_local_runs_a_gate_only_promotion_for_a_changed_prompt(promoted, workspace, policies, weights_cache, tmp_path):
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "prompts", root / "prompts", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    git = lambda *args: subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q", "-b", "main")
+    git("-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-qm", "base", "--allow-empty")
+    git("add", ".")
+    git("-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-qm", "prompts")
+    git("checkout", "-qb", "change")
+    data = yaml.safe_load((root / "prompts/qa-oneline/v1.yaml").read_text()) | {"version": 2}
+    (root / "prompts/qa-oneline/v2.yaml").write_text(yaml.safe_dump(data))
+    subprocess.run([sys.executable, "-m", "pipelines.cli", "lock", "--prompts-dir", str(root / "prompts")], check=True, cwd=REPO, capture_output=True)
+    git("add", ".")
+    git("-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-qm", "qa-oneline v2")
+    before = champion_version(workspace)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "trigger", "--changed-since", "main", "--repo", str(root), "--local", "--workspace", str(workspace),
+         "--limit", "4", "--gate-config", str(policies / "lenient.yaml"), "--summary", str(tmp_path / "summary.md")],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "CHAMPION_WEIGHTS_CACHE": str(weights_cache)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| `qa-oneline@2` | `smollm2` | ✅ passed |" in (tmp_path / "summary.md").read_text()
+    assert champion_version(workspace) == before  # a PR check gates; it does not promote
