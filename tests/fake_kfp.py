@@ -25,6 +25,7 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from serving.manifests import _close_objects as _closed  # the same closing of objects as for the CRDs
 from tests.conftest import SHARED
 
 SWAGGER = SHARED / "kfp-api" / "kfp_api_single_file.swagger.json"
@@ -40,18 +41,6 @@ def _int64_as_number_too(schema):
     elif isinstance(schema, list):
         for item in schema:
             _int64_as_number_too(item)
-    return schema
-
-
-def _closed(schema):
-    if isinstance(schema, dict):
-        if schema.get("type") == "object" and "properties" in schema and "additionalProperties" not in schema:
-            schema["additionalProperties"] = False
-        for value in schema.values():
-            _closed(value)
-    elif isinstance(schema, list):
-        for item in schema:
-            _closed(item)
     return schema
 
 
