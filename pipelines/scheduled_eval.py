@@ -11,7 +11,7 @@ from kfp import dsl
 
 from components import monitor, preprocess_data, resolve_champion
 from components import drift as drift_step
-from pipelines.wiring import configure, evaluate_bundle
+from pipelines.wiring import WEIGHTS_MOUNT, WEIGHTS_PVC, configure, evaluate_bundle
 
 PIPELINE_NAME = "champion-scheduled-eval"
 
@@ -20,8 +20,9 @@ PIPELINE_NAME = "champion-scheduled-eval"
 def scheduled_eval_pipeline(
     data_source: str = "demo",
     limit: int = 0,
-    weights_cache: str = "",
+    weights_cache: str = WEIGHTS_MOUNT if WEIGHTS_PVC else "",
     trust_remote_code: bool = False,
+    hf_token_secret: str = "hf-token",
     generation_backend: str = "transformers",
     batch_size: int = 16,
     evaluator_config: str = "default",
@@ -42,6 +43,7 @@ def scheduled_eval_pipeline(
             data_task, champion_task.outputs["champion_model_source"], champion_task.outputs["champion_prompt"], check_judge=True,
             weights_cache=weights_cache, trust_remote_code=trust_remote_code, generation_backend=generation_backend, batch_size=batch_size, evaluator_config=evaluator_config,
             gpu=dict(accelerator_type=accelerator_type, accelerator_count=accelerator_count, node_selector=gpu_node_selector, tolerations=gpu_tolerations),
+            hf_token_secret=hf_token_secret,
         )
         drift_task = configure(drift_step.drift_op(generations=champion.generate.outputs["generations"], drift_reference=drift_reference))
         configure(

@@ -39,6 +39,32 @@ def test_both_gpu_steps_carry_accelerator_node_selector_and_tolerations(compiled
         assert k8s["podMetadata"]["labels"]["champion.io/component-version"]
 
 
+def test_fine_tune_runs_on_a_gpu_node_with_the_token_secret_and_its_own_gpu_count(compiled):
+    spec, platform = promotion_docs(compiled)
+    resources = spec["deploymentSpec"]["executors"]["exec-fine-tune-op"]["container"]["resources"]["accelerator"]
+    assert "fine_tune_gpu_count" in resources["resourceCount"] and "accelerator_type" in resources["resourceType"]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-fine-tune-op"]
+    assert "nodeSelector" in k8s and "tolerations" in k8s
+    secret = k8s["secretAsEnv"][0]
+    assert secret["keyToEnv"] == [{"secretKey": "token", "envVar": "HF_TOKEN"}] and secret["optional"] is True
+    assert spec["root"]["dag"]["tasks"]["batch-generate-op"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "fine-tune-op"
+    assert spec["root"]["inputDefinitions"]["parameters"]["fine_tune_steps"]["defaultValue"] == 0.0
+
+
+def test_a_weights_pvc_given_at_compile_time_is_mounted_on_the_weight_steps(tmp_path):
+    import os
+
+    compile_all(tmp_path, cpu_image="registry.example.com/champion@sha256:" + "a" * 64, gpu_image="registry.example.com/champion-gpu@sha256:" + "b" * 64, weights_pvc="champion-weights")
+    spec, platform = list(yaml.safe_load_all((tmp_path / "pipelines" / "promotion.yaml").read_text()))
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for executor in ("exec-fetch-weights-op", "exec-fine-tune-op", "exec-batch-generate-op", "exec-evaluate-op"):
+        assert executors[executor]["pvcMount"][0]["mountPath"] == "/mnt/champion-weights", executor
+    assert spec["root"]["inputDefinitions"]["parameters"]["weights_cache"]["defaultValue"] == "/mnt/champion-weights"
+    assert spec["deploymentSpec"]["executors"]["exec-batch-generate-op"]["container"]["image"].endswith("@sha256:" + "b" * 64)
+    assert spec["deploymentSpec"]["executors"]["exec-gate-op"]["container"]["image"].endswith("@sha256:" + "a" * 64)
+    assert "CHAMPION_WEIGHTS_PVC" not in os.environ
+
+
 def test_condition_sub_dags_declare_the_accelerator_parameters(compiled):
     """KFP does not thread resource parameters into condition sub-DAGs on its own (see batch_generate)."""
     spec, _ = promotion_docs(compiled)

@@ -286,3 +286,18 @@ def test_trigger_local_runs_a_gate_only_promotion_for_a_changed_prompt(promoted,
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| `qa-oneline@2` | `smollm2` | ✅ passed |" in (tmp_path / "summary.md").read_text()
     assert champion_version(workspace) == before  # a PR check gates; it does not promote
+
+
+def test_fine_tuning_in_the_pipeline_changes_the_model_digest_and_the_champion_refetches_it(promoted, workspace, policies, weights_cache):
+    from components.fetch_weights import fetch_weights
+
+    options = RunOptions(limit=4, gate_config=str(policies / "lenient.yaml"), workspace=workspace, weights_cache=weights_cache, batch_size=4,
+                         extra={"fine_tune_steps": 3, "eval_fraction": 0.5})
+    tuned = run_promotion(options)
+    base_digest = promoted["bundle"]["model_digest"]
+    assert tuned["bundle"]["model_digest"] != base_digest  # the tuned weights are what the bundle names
+    version = mlflow_client(workspace).get_model_version("champion-qa", tuned["model_version"])
+    source = version.tags["champion.weights_source"]
+    assert source != "smollm2" and (source.startswith("/") or "://" in source)  # the fine-tuned artifact, not the base
+    refetched = fetch_weights(source, workspace / "refetch", cache_dir=weights_cache)
+    assert refetched.digest == tuned["bundle"]["model_digest"]  # what the next run re-evaluates as the champion

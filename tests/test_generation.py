@@ -65,3 +65,4 @@ def test_vllm_sampling_sets_every_field_explicitly():
     greedy = sampling_kwargs(Decoding(temperature=0.0, max_tokens=12, seed=3, stop=("\n",)))
     assert greedy["max_tokens"] == 12 and greedy["temperature"] == 0.0 and greedy["seed"] == 3 and greedy["stop"] == ["\n"]
     assert set(greedy) >= {"n", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty"}
+    assert greedy["top_k"] == 0  # 0 disables top-k in vLLM 0.33; -1 is only tolerated

@@ -16,6 +16,7 @@ from champion.errors import BackendError
 from prompts import Decoding
 
 Conversation = Sequence[dict[str, str]]
+ADAPTER_DIR = "lora-adapter"  # a LoRA adapter kept beside its base weights (fine_tune with merge_adapter=False)
 
 
 @dataclass(frozen=True)

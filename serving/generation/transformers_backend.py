@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Sequence
 
 from champion.errors import BackendError
 from prompts import Decoding
-from serving.generation import Conversation, Generation
+from serving.generation import ADAPTER_DIR, Conversation, Generation
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,13 @@ class TransformersGenerator:
         dtype = torch.float32 if self.device == "cpu" else torch.bfloat16  # bf16 is ~3x slower than fp32 on CPUs
         self.model = AutoModelForCausalLM.from_pretrained(
             model_path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
-        ).to(self.device).eval()
+        ).to(self.device)
+        adapter = Path(model_path) / ADAPTER_DIR
+        if adapter.is_dir():  # a LoRA adapter kept beside its base: merge it once at load
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload()
+        self.model.eval()
         self._torch = torch
 
     def generate(self, conversations: Sequence[Conversation], decoding: Decoding) -> list[Generation]:

