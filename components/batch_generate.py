@@ -11,7 +11,7 @@ from components import gpu_step
 from prompts import PromptTemplate
 from serving.generation import Generator
 
-VERSION = "1.1.0"
+VERSION = "1.2.0"
 
 
 @dataclass
@@ -63,10 +63,11 @@ def batch_generate_op(
     batch_size: int,
     gpu_type: str,
     gpu_count: int,
+    cache_root: str,
     generations: Output[Dataset],
     metrics: Output[Metrics],
 ) -> NamedTuple("GenerateOutputs", [("bundle", str)]):
-    """batch_generate v1.1.0: render the prompt for every example and generate (transformers or vLLM)."""
+    """batch_generate v1.2.0: render the prompt for every example and generate (transformers or vLLM); unchanged examples come from the per-example cache."""
     from collections import namedtuple
 
     from champion.bundle import Bundle
@@ -74,14 +75,18 @@ def batch_generate_op(
     from components.batch_generate import generate_answers
     from components.fetch_weights import verify_weights
     from prompts import load_prompt
-    from serving.generation import get_generator
+    from champion.cache import ExampleCache
+    from serving.generation.cached import cached_generator
 
     if verify_weights(model.path) != model_digest:
         raise RuntimeError("the model folder does not match the digest fetch_weights reported; refusing to generate.")
     template = load_prompt(prompt)
-    run = generate_answers(read_jsonl(eval_set.path), template, get_generator(backend, model.path, batch_size=batch_size))
+    cache = ExampleCache(cache_root)
+    run = generate_answers(read_jsonl(eval_set.path), template, cached_generator(backend, model.path, cache, {"model_digest": model_digest}, batch_size=batch_size))
+    print(f"batch_generate: cache {cache.summary() or 'off'}")
     write_jsonl(run.rows, generations.path)
-    for name, value in {"tokens_per_second": run.tokens_per_second, "generation_seconds": run.seconds, "completion_tokens": run.completion_tokens, "examples": len(run.rows)}.items():
+    for name, value in {"tokens_per_second": run.tokens_per_second, "generation_seconds": run.seconds, "completion_tokens": run.completion_tokens, "examples": len(run.rows),
+                        "cache_hits": cache.stats["generation.hits"], "cache_misses": cache.stats["generation.misses"]}.items():
         metrics.log_metric(name, value)
     bundle = Bundle(model_digest=model_digest, prompt=template.ref, decoding=template.decoding.model_dump(mode="json"), dataset_digest=dataset_digest)
     # The accelerator is recorded (scores can shift with hardware) but is not part of the bundle id.

@@ -11,10 +11,11 @@ from typing import NamedTuple
 
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
 
+from champion.cache import ExampleCache
 from components import cpu_step
 from evaluators.config import EvaluatorConfig, JudgeConfig, Reliability
 
-VERSION = "1.1.0"
+VERSION = "1.2.0"
 
 
 @dataclass
@@ -24,31 +25,35 @@ class Evaluation:
     judge_reliability: dict  # {"reliable": bool, "reasons": [...], "metrics": {...}}; reliable False when no judge ran
 
 
-def build_judge(config: JudgeConfig, weights_cache: str = ""):
+def build_judge(config: JudgeConfig, weights_cache: str = "", cache: ExampleCache | None = None):
+    """The judge, its verdicts cached per example (keyed by the judge model's digest, or its endpoint)."""
     from evaluators.judge import Judge
     from prompts import load_rubric
-    from serving.generation import get_generator
+    from serving.generation.cached import cached_generator
 
+    cache = cache or ExampleCache()
     if config.backend == "openai":
-        generator = get_generator("openai", config.model, base_url=config.base_url, api_key_env=config.api_key_env)
+        # A hosted model can change behind its name: its verdicts are cached under the name and URL given.
+        generator = cached_generator("openai", config.model, cache, {"endpoint": config.base_url, "model": config.model}, base_url=config.base_url, api_key_env=config.api_key_env)
     else:
         from components.fetch_weights import fetch_weights
 
         weights = fetch_weights(config.model, tempfile.mkdtemp(prefix="judge-weights-"), cache_dir=weights_cache or None)
-        generator = get_generator(config.backend, weights.path, batch_size=16)
+        generator = cached_generator(config.backend, str(weights.path), cache, {"model_digest": weights.digest}, batch_size=16)
     return Judge(generator, load_rubric(config.pointwise_rubric), load_rubric(config.pairwise_rubric), max_repairs=config.max_repairs)
 
 
-def evaluate_generations(rows: list[dict], config: EvaluatorConfig, *, weights_cache: str = "", judge=None, check_judge: bool = True) -> Evaluation:
-    """The per-example score table, its means, and the judge's reliability. ``judge`` overrides the configured one."""
+def evaluate_generations(rows: list[dict], config: EvaluatorConfig, *, weights_cache: str = "", judge=None, check_judge: bool = True, cache: ExampleCache | None = None) -> Evaluation:
+    """The per-example score table, its means, and the judge's reliability. ``judge`` overrides the
+    configured one; ``cache`` keeps embeddings and judge verdicts between runs."""
     from evaluators import aggregate, score_examples
     from evaluators.config import build_metrics
     from evaluators.judge import check_reliability
 
     reliability = {"reliable": False, "reasons": ["no judge configured"], "metrics": {}}
     if judge is None and config.judge is not None:
-        judge = build_judge(config.judge, weights_cache)
-    metrics = build_metrics(config, judge.generator if judge is not None else None)
+        judge = build_judge(config.judge, weights_cache, cache)
+    metrics = build_metrics(config, judge.generator if judge is not None else None, cache)
     table = [{"question": r["question"], "reference": r["reference"], "output": r["output"], **scored} for r, scored in zip(rows, score_examples(rows, metrics))]
     names = [m.spec.name for m in metrics]
     if judge is not None:
@@ -81,11 +86,12 @@ def evaluate_op(
     evaluator_config: str,
     weights_cache: str,
     check_judge: bool,
+    cache_root: str,
     scores: Output[Dataset],
     metrics: Output[Metrics],
     judge_report: Output[Markdown],
 ) -> NamedTuple("EvaluateOutputs", [("bundle", str), ("judge_reliability", str)]):
-    """evaluate v1.1.0: per-example scores from a versioned evaluator config, the judge's grades and its reliability check."""
+    """evaluate v1.2.0: per-example scores from a versioned evaluator config, the judge's grades and its reliability check; embeddings and verdicts cached per example."""
     import json
     import math
     from collections import namedtuple
@@ -95,8 +101,12 @@ def evaluate_op(
     from components.evaluate import evaluate_generations, judge_markdown
     from evaluators.config import load_evaluator_config
 
+    from champion.cache import ExampleCache
+
     config = load_evaluator_config(evaluator_config)
-    result = evaluate_generations(read_jsonl(generations.path), config, weights_cache=weights_cache, check_judge=check_judge)
+    cache = ExampleCache(cache_root)
+    result = evaluate_generations(read_jsonl(generations.path), config, weights_cache=weights_cache, check_judge=check_judge, cache=cache)
+    print(f"evaluate: cache {cache.summary() or 'off'}")
     write_jsonl(result.table, scores.path)
     for name, value in {**result.aggregates, **result.judge_reliability["metrics"]}.items():
         if math.isfinite(value):  # KFP Metrics cannot hold NaN; a NaN mean is in the score table and fails the gate

@@ -77,8 +77,9 @@ def load_evaluator_config(ref: str) -> EvaluatorConfig:
     return load_versioned_yaml(ref, EvaluatorConfig, CONFIGS_DIR, "evaluator config")
 
 
-def build_metrics(config: EvaluatorConfig, judge_generator=None) -> list:
-    """The evaluators a config names, each constructed once. LLM-based ones use ``judge_generator``."""
+def build_metrics(config: EvaluatorConfig, judge_generator=None, cache=None) -> list:
+    """The evaluators a config names, each constructed once. LLM-based ones use ``judge_generator``;
+    ``cache`` (a champion.cache.ExampleCache) keeps embeddings between runs."""
     from evaluators.lexical import ExactMatch, TokenF1
     from evaluators.ragas_metrics import RagasLLMMetric, RagasMetric
     from evaluators.semantic import SemanticSimilarity
@@ -86,7 +87,7 @@ def build_metrics(config: EvaluatorConfig, judge_generator=None) -> list:
     built = []
     for name in config.metrics:
         if name == "semantic_similarity":
-            built.append(SemanticSimilarity(None if config.embedding_model == "packaged" else config.embedding_model))
+            built.append(SemanticSimilarity(None if config.embedding_model == "packaged" else config.embedding_model, cache=cache))
         elif name == "exact_match":
             built.append(ExactMatch())
         elif name == "token_f1":

@@ -64,6 +64,7 @@ def run(
     fail_on_reject: bool = typer.Option(False, help="Exit with status 1 when the gate rejects the bundle (for CI)."),
     fine_tune_steps: int = typer.Option(0, help="LoRA fine-tuning steps on the training split before evaluating (0 = use the weights as fetched)."),
     eval_fraction: float = typer.Option(1.0, help="Share of the data kept for evaluation; the rest is the training split fine-tuning uses."),
+    use_cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse per-example generations, embeddings and judge verdicts from <workspace>/cache/examples."),
     serve_after: bool = typer.Option(False, "--serve", help="If the bundle is promoted, serve it locally afterwards (see `champion serve`)."),
     port: int = typer.Option(8080, help="Port for --serve."),
 ) -> None:
@@ -71,7 +72,7 @@ def run(
     from pipelines.local import RunOptions, run_promotion
 
     options = RunOptions(data=data, prompt=prompt, model=model, gate_config=gate_config, evaluator_config=evaluator_config, workspace=workspace, limit=limit, backend=backend, batch_size=batch_size, registered_model_name=registered_model_name, weights_cache=weights_cache,
-                         extra={"fine_tune_steps": fine_tune_steps, "eval_fraction": eval_fraction})
+                         extra={"fine_tune_steps": fine_tune_steps, "eval_fraction": eval_fraction, **({} if use_cache else {"cache_root": ""})})
     try:
         with err.status("Starting the local pipeline…") as status:
             def on_event(task: str, state: str) -> None:
@@ -182,6 +183,8 @@ def _print_summary(summary: dict) -> None:
     table.add_row("MLflow", f"{summary['registered_model']} v{summary['model_version']}" + (", alias champion moved here" if summary["promoted"] else ", alias unchanged"))
     table.add_row("deployment", {"promoted": "InferenceService rendered and validated", "rolled_back": "[red]rolled back[/]"}.get(summary["deployment"], "skipped"))
     table.add_row("wall time", f"{summary['wall_seconds']} s")
+    if summary.get("cache"):
+        table.add_row("cache", ", ".join(f"{kind} {c['hits']}/{c['hits'] + c['misses']} hits" for kind, c in sorted(summary["cache"].items())))
     out.print(table)
     out.print("[bold]Why:[/] " + "; ".join(summary["reasons"]))
     out.print("[bold]Reports:[/]")

@@ -148,6 +148,7 @@ def pipeline_arguments(options: RunOptions, workspace: Workspace) -> dict:
         "mlflow_tracking_uri": workspace.mlflow_uri,
         "registered_model_name": options.registered_model_name,
         "deploy_target": "none",  # no cluster here: the manifest is rendered and validated, then the alias moves
+        "cache_root": str(workspace.root / "cache" / "examples"),
         **options.extra,
     }
 
@@ -177,7 +178,7 @@ def preflight(options: RunOptions) -> None:
 
 
 def _run_locally(pipeline_func, options: RunOptions, on_event: Callable[[str, str], None], extra_arguments: dict | None = None):
-    """Run ``pipeline_func`` through kfp.local in the workspace; returns (run, workspace, log path, seconds)."""
+    """Run ``pipeline_func`` through kfp.local in the workspace; returns (run, workspace, log path, seconds, log lines)."""
     from kfp import local
 
     preflight(options)
@@ -202,15 +203,32 @@ def _run_locally(pipeline_func, options: RunOptions, on_event: Callable[[str, st
                 run = pipeline_func(**arguments)
         except Exception as exc:
             raise PipelineFailed(_failure_message(task_log.lines, exc), f"see the full log: {log_path}") from exc
-    return run, workspace, log_path, time.perf_counter() - started
+    return run, workspace, log_path, time.perf_counter() - started, task_log.lines
 
 
 def run_promotion(options: RunOptions, on_event: Callable[[str, str], None] = lambda task, state: None) -> dict:
     """Run the promotion pipeline locally and return its summary (what ``champion run --json`` prints)."""
     from pipelines.promotion import promotion_pipeline
 
-    run, workspace, log_path, seconds = _run_locally(promotion_pipeline, options, on_event)
-    return summarise(run.outputs, workspace, log_path, seconds, options)
+    run, workspace, log_path, seconds, lines = _run_locally(promotion_pipeline, options, on_event)
+    return summarise(run.outputs, workspace, log_path, seconds, options) | {"cache": cache_stats(lines)}
+
+
+_CACHE_LINE = re.compile(r"(\w+) (\d+) hits, (\d+) misses, (\d+) corrupt")
+
+
+def cache_stats(lines: list[str]) -> dict[str, dict[str, int]]:
+    """Per-example cache hits and misses, summed over the run's steps (each step prints its own)."""
+    totals: dict[str, dict[str, int]] = {}
+    for line in lines:
+        if ": cache " not in line:
+            continue
+        for kind, hits, misses, corrupt in _CACHE_LINE.findall(line.split(": cache ", 1)[1]):
+            entry = totals.setdefault(kind, {"hits": 0, "misses": 0, "corrupt": 0})
+            entry["hits"] += int(hits)
+            entry["misses"] += int(misses)
+            entry["corrupt"] += int(corrupt)
+    return totals
 
 
 def run_scheduled_eval(options: RunOptions, *, webhook_url: str = "", on_event: Callable[[str, str], None] = lambda task, state: None) -> dict:
@@ -221,7 +239,7 @@ def run_scheduled_eval(options: RunOptions, *, webhook_url: str = "", on_event: 
 
     failure = None
     try:
-        _, workspace, log_path, seconds = _run_locally(scheduled_eval_pipeline, options, on_event, {"webhook_url": webhook_url})
+        _, workspace, log_path, seconds, _ = _run_locally(scheduled_eval_pipeline, options, on_event, {"webhook_url": webhook_url})
     except PipelineFailed as exc:
         if "monitor-op" not in exc.problem:
             raise

@@ -50,6 +50,7 @@ def promotion_pipeline(
     weights_cache: str = WEIGHTS_MOUNT if WEIGHTS_PVC else "",
     trust_remote_code: bool = False,
     hf_token_secret: str = "hf-token",
+    cache_root: str = "",
     fine_tune_steps: int = 0,
     fine_tune_learning_rate: float = 2e-4,
     lora_rank: int = 8,
@@ -91,6 +92,7 @@ def promotion_pipeline(
         evaluator_config=evaluator_config,
         gpu=dict(accelerator_type=accelerator_type, accelerator_count=accelerator_count, node_selector=gpu_node_selector, tolerations=gpu_tolerations),
         hf_token_secret=hf_token_secret,
+        cache_root=cache_root,
     )
     fine_tuning = dict(steps=fine_tune_steps, learning_rate=fine_tune_learning_rate, lora_rank=lora_rank, merge_adapter=merge_adapter, seed=seed, gpu_count=fine_tune_gpu_count)
     data_task = configure(preprocess_data.preprocess_data_op(data_source=data_source, eval_fraction=eval_fraction, seed=seed, limit=limit))

@@ -23,6 +23,7 @@ def scheduled_eval_pipeline(
     weights_cache: str = WEIGHTS_MOUNT if WEIGHTS_PVC else "",
     trust_remote_code: bool = False,
     hf_token_secret: str = "hf-token",
+    cache_root: str = "",
     generation_backend: str = "transformers",
     batch_size: int = 16,
     evaluator_config: str = "default",
@@ -44,6 +45,7 @@ def scheduled_eval_pipeline(
             weights_cache=weights_cache, trust_remote_code=trust_remote_code, generation_backend=generation_backend, batch_size=batch_size, evaluator_config=evaluator_config,
             gpu=dict(accelerator_type=accelerator_type, accelerator_count=accelerator_count, node_selector=gpu_node_selector, tolerations=gpu_tolerations),
             hf_token_secret=hf_token_secret,
+            cache_root=cache_root,
         )
         drift_task = configure(drift_step.drift_op(generations=champion.generate.outputs["generations"], drift_reference=drift_reference))
         configure(

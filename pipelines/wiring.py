@@ -14,7 +14,7 @@ from components import batch_generate, deploy, drift, evaluate, fetch_weights, f
 WEIGHTS_PVC = os.environ.get("CHAMPION_WEIGHTS_PVC", "")
 WEIGHTS_MOUNT = "/mnt/champion-weights"
 
-# KFP's step cache keys on parameters and artifact ids, not on what a path or URI currently holds.
+# KFP's step cache (whole steps, on a cluster) keys on parameters and artifact ids, not on what a path or URI currently holds.
 # Steps that read mutable sources (a data path, a model URI, the registry, a drift reference) or
 # have side effects (MLflow, KServe) must always run; pure functions of their inputs may be cached.
 CACHE_SAFE = {"batch-generate-op", "evaluate-op", "gate-op"}
@@ -65,7 +65,7 @@ class BundleTasks(NamedTuple):
     weights_source: object  # the fine-tuned artifact's URI, or the model source as given
 
 
-def evaluate_bundle(data_task, model_source, prompt, *, check_judge, weights_cache, trust_remote_code, generation_backend, batch_size, evaluator_config, gpu, hf_token_secret, fine_tuning=None) -> BundleTasks:
+def evaluate_bundle(data_task, model_source, prompt, *, check_judge, weights_cache, trust_remote_code, generation_backend, batch_size, evaluator_config, gpu, hf_token_secret, cache_root, fine_tuning=None) -> BundleTasks:
     """fetch weights (→ fine-tune) → generate on a GPU node → score: the chain for challenger and champion.
 
     ``fine_tuning`` (the challenger's) holds the fine_tune parameters and its GPU count; the champion's
@@ -108,6 +108,7 @@ def evaluate_bundle(data_task, model_source, prompt, *, check_judge, weights_cac
                     batch_size=batch_size,
                     gpu_type=gpu["accelerator_type"],
                     gpu_count=gpu["accelerator_count"],
+                    cache_root=cache_root,
                 )
             )
         ),
@@ -120,6 +121,7 @@ def evaluate_bundle(data_task, model_source, prompt, *, check_judge, weights_cac
             evaluator_config=evaluator_config,
             weights_cache=weights_cache,
             check_judge=check_judge,
+            cache_root=cache_root,
         )
     ))  # the judge model comes from the weights cache too
     return BundleTasks(generate_task, evaluate_task, tune_task.outputs["weights_source"] if tune_task is not None else model_source)

@@ -165,6 +165,10 @@ def test_degraded_prompt_is_rejected_against_the_champion_and_the_alias_stays(se
     assert interval["ci_high"] < -0.10 and not interval["passed"]
     assert degraded["alias_after"] == baseline["model_version"]
     assert degraded["deployment"] == "skipped"
+    # Only the prompt changed: the champion's 24 generations came from the per-example cache.
+    assert baseline["cache"]["generation"]["hits"] == 0
+    assert degraded["cache"]["generation"] == {"hits": 24, "misses": 24, "corrupt": 0}
+    assert degraded["cache"]["embedding"]["hits"] > 0
     for metric in ("semantic_similarity", "ragas_chrf", "ragas_rouge_l", "ragas_bleu", "ragas_string_similarity"):
         assert degraded["metrics"][metric] < baseline["metrics"][metric] - 0.02, metric  # clearly below on semantic and ragas metrics
 

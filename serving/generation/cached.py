@@ -1,0 +1,67 @@
+"""A Generator that answers from the per-example cache and builds the real backend only on a miss.
+
+``identity`` names what determines the output besides the inputs (the model digest and backend, or an
+endpoint and model name); a cached generation is keyed by it, the conversation and every decoding
+field, so an unchanged example is never generated twice, and a run where everything hits never even
+loads the model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable, Sequence
+
+from champion.cache import ExampleCache
+from prompts import Decoding
+from serving.generation import BACKENDS, Conversation, Generation, Generator, get_generator
+
+
+class CachedGenerator:
+    def __init__(self, factory: Callable[[], Generator], cache: ExampleCache, identity: dict, name: str = "cached") -> None:
+        self._factory = factory
+        self._generator: Generator | None = None
+        self.cache = cache
+        self.identity = identity
+        self.name = name
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            self._generator = self._factory()
+        return self._generator
+
+    def generate(self, conversations: Sequence[Conversation], decoding: Decoding) -> list[Generation]:
+        keys = [self.cache.key("generation", self.identity, list(c), decoding.model_dump(mode="json")) for c in conversations]
+        found = self.cache.get_many("generation", keys)
+        missing = [i for i, key in enumerate(keys) if key not in found]
+        if missing:
+            fresh = self.generator.generate([conversations[i] for i in missing], decoding)
+            new = {keys[i]: vars(g) for i, g in zip(missing, fresh)}
+            self.cache.put_many("generation", new)
+            found.update(new)
+        return [Generation(**found[key]) for key in keys]
+
+
+class CachedChoiceGenerator(CachedGenerator):
+    """For backends that score a fixed set of labels (the judge's constrained choice)."""
+
+    def choice_logprobs(self, conversations: Sequence[Conversation], choices: Sequence[str], prefix: str) -> list[dict[str, float]]:
+        keys = [self.cache.key("choice", self.identity, list(c), list(choices), prefix) for c in conversations]
+        found = self.cache.get_many("choice", keys)
+        missing = [i for i, key in enumerate(keys) if key not in found]
+        if missing:
+            fresh = self.generator.choice_logprobs([conversations[i] for i in missing], choices, prefix)
+            new = {keys[i]: scored for i, scored in zip(missing, fresh)}
+            self.cache.put_many("choice", new)
+            found.update(new)
+        return [found[key] for key in keys]
+
+
+def cached_generator(backend: str, model_path: str, cache: ExampleCache, identity: dict, **options) -> CachedGenerator:
+    """``get_generator`` behind the cache: the backend is built lazily, on the first miss."""
+    if backend not in BACKENDS:
+        get_generator(backend, model_path)  # raises the typed error, with a suggestion
+    module_name, class_name = BACKENDS[backend].split(":")
+    backend_class = getattr(importlib.import_module(module_name), class_name)
+    wrapper = CachedChoiceGenerator if hasattr(backend_class, "choice_logprobs") else CachedGenerator
+    return wrapper(lambda: get_generator(backend, model_path, **options), cache, {"backend": backend, **identity}, name=backend)
