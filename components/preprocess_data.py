@@ -102,6 +102,11 @@ def normalise_text(value: str) -> str:
     return _WHITESPACE.sub(" ", value).strip()
 
 
+# A field longer than this is almost certainly a mistake (a whole document pasted into a question),
+# and would silently blow the model's context and the run's memory.
+MAX_FIELD_CHARS = 100_000
+
+
 def validate_and_normalise(rows: list[dict], source: str) -> tuple[list[dict], int, list[str]]:
     if not rows:
         raise DataError(f"evaluation set {source} has no rows.", "add rows with 'question' and 'reference' columns.")
@@ -126,6 +131,11 @@ def validate_and_normalise(rows: list[dict], source: str) -> tuple[list[dict], i
                     f"{source}, row {number}, column {column!r}: expected text, got {type(value).__name__} {value!r}.",
                     f"give every row a text {column!r}.",
                 )
+            if len(value) > MAX_FIELD_CHARS:
+                raise DataError(
+                    f"{source}, row {number}, column {column!r} is {len(value):,} characters long, longer than the {MAX_FIELD_CHARS:,} allowed.",
+                    "shorten it (an evaluation example is a question and its answer, not a document), or drop the row.",
+                )
             record[column] = normalise_text(value)
             if not record[column]:
                 raise DataError(f"{source}, row {number}, column {column!r} is empty.", f"fill in {column!r} or drop the row.")
@@ -133,6 +143,8 @@ def validate_and_normalise(rows: list[dict], source: str) -> tuple[list[dict], i
         if context not in (None, ""):
             if not isinstance(context, str):
                 raise DataError(f"{source}, row {number}, column 'context': expected text, got {type(context).__name__}.", "make 'context' a string.")
+            if len(context) > 10 * MAX_FIELD_CHARS:
+                raise DataError(f"{source}, row {number}, column 'context' is {len(context):,} characters long, longer than the {10 * MAX_FIELD_CHARS:,} allowed.", "shorten it, or retrieve less context per example.")
             record["context"] = normalise_text(context)
         tags = row.get("tags")
         if tags not in (None, "", []):

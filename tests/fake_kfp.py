@@ -120,6 +120,7 @@ class FakeKFP:
         self.recurring_runs: dict[str, dict] = {}
         self.uploads: dict[str, bytes] = {}
         self.run_polls = 1
+        self.fail_with: dict[tuple[str, str], int] = {}  # (method, path) -> an HTTP error status to answer once
         self.run_outcome = lambda run: ("SUCCEEDED", "")
         self._polls: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -181,6 +182,9 @@ class FakeKFP:
         self.requests.append({"method": method, "path": url.path, "query": query, "body": body, "form": sorted(form), "authorization": headers.get("authorization", "")})
         if headers.get("authorization") != f"Bearer {self.token}":
             return 401, {"code": 16, "message": "Unauthenticated: missing or invalid bearer token"}
+        if (method, url.path) in self.fail_with:
+            code = self.fail_with.pop((method, url.path))
+            return code, {"code": {403: 7, 404: 5, 409: 6}.get(code, 14), "message": f"injected HTTP {code}"}
         template, operation, params = self.contract.operation(method, url.path)
         if operation is None:
             return self._violation(method, url.path, [f"{method} {url.path} is not an operation of the KFP API"], 404)

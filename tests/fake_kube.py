@@ -69,6 +69,7 @@ class FakeKubeAPI:
         self.forbidden_verbs: set[str] = set()
         self.conflict_on_next_update = False
         self.server_errors = 0
+        self.kserve_installed = True  # False: the InferenceService resource does not exist (404 everywhere)
         self.objects: dict[tuple[str, str], dict] = {}
         self.requests: list[dict] = []
         self.rejected: list[dict] = []
@@ -147,7 +148,7 @@ class FakeKubeAPI:
             self.server_errors -= 1
             return 503, status_body(503, "ServiceUnavailable", "etcd leader changed")
         match = PATH.match(path)
-        if not match:
+        if not match or not self.kserve_installed:
             return 404, status_body(404, "NotFound", f"the server could not find the requested resource {path}")
         namespace, name = match.group("ns"), match.group("name")
         verb = {"GET": "get" if name else "list", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]

@@ -276,19 +276,22 @@ def test_trigger_local_runs_a_gate_only_promotion_for_a_changed_prompt(promoted,
     git("add", ".")
     git("-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-qm", "prompts")
     git("checkout", "-qb", "change")
-    data = yaml.safe_load((root / "prompts/qa-oneline/v1.yaml").read_text()) | {"version": 2}
-    (root / "prompts/qa-oneline/v2.yaml").write_text(yaml.safe_dump(data))
+    # v2 of the champion's own prompt: same messages and decoding, so the paired gate sees no difference.
+    data = yaml.safe_load((root / "prompts/qa-concise/v1.yaml").read_text()) | {"version": 2}
+    (root / "prompts/qa-concise/v2.yaml").write_text(yaml.safe_dump(data))
     subprocess.run([sys.executable, "-m", "pipelines.cli", "lock", "--prompts-dir", str(root / "prompts")], check=True, cwd=REPO, capture_output=True)
     git("add", ".")
-    git("-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-qm", "qa-oneline v2")
+    git("-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-qm", "qa-concise v2")
     before = champion_version(workspace)
+    policy = tmp_path / "paired.yaml"
+    policy.write_text(LENIENT.replace("floor: 0.3}", "floor: 0.3, margin: 0.05}"))
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "trigger", "--changed-since", "main", "--repo", str(root), "--local", "--workspace", str(workspace),
-         "--limit", "4", "--gate-config", str(policies / "lenient.yaml"), "--summary", str(tmp_path / "summary.md")],
+         "--limit", "4", "--gate-config", str(policy), "--summary", str(tmp_path / "summary.md")],
         capture_output=True, text=True, cwd=REPO, env={**os.environ, "CHAMPION_WEIGHTS_CACHE": str(weights_cache)},
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "| `qa-oneline@2` | `smollm2` | ✅ passed |" in (tmp_path / "summary.md").read_text()
+    assert "| `qa-concise@2` | `smollm2` | ✅ passed |" in (tmp_path / "summary.md").read_text()
     assert champion_version(workspace) == before  # a PR check gates; it does not promote
 
 

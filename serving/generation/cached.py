@@ -17,8 +17,12 @@ from serving.generation import BACKENDS, Conversation, Generation, Generator, ge
 
 
 class CachedGenerator:
-    def __init__(self, factory: Callable[[], Generator], cache: ExampleCache, identity: dict, name: str = "cached") -> None:
+    """Misses are generated ``chunk`` at a time and each chunk is cached as soon as it is done, so a
+    step killed midway keeps what it finished and its re-run starts from there."""
+
+    def __init__(self, factory: Callable[[], Generator], cache: ExampleCache, identity: dict, name: str = "cached", chunk: int = 16) -> None:
         self._factory = factory
+        self.chunk = max(1, chunk)
         self._generator: Generator | None = None
         self.cache = cache
         self.identity = identity
@@ -34,9 +38,10 @@ class CachedGenerator:
         keys = [self.cache.key("generation", self.identity, list(c), decoding.model_dump(mode="json")) for c in conversations]
         found = self.cache.get_many("generation", keys)
         missing = [i for i, key in enumerate(keys) if key not in found]
-        if missing:
-            fresh = self.generator.generate([conversations[i] for i in missing], decoding)
-            new = {keys[i]: vars(g) for i, g in zip(missing, fresh)}
+        for start in range(0, len(missing), self.chunk):
+            part = missing[start : start + self.chunk]
+            fresh = self.generator.generate([conversations[i] for i in part], decoding)
+            new = {keys[i]: vars(g) for i, g in zip(part, fresh)}
             self.cache.put_many("generation", new)
             found.update(new)
         return [Generation(**found[key]) for key in keys]
@@ -49,9 +54,10 @@ class CachedChoiceGenerator(CachedGenerator):
         keys = [self.cache.key("choice", self.identity, list(c), list(choices), prefix) for c in conversations]
         found = self.cache.get_many("choice", keys)
         missing = [i for i, key in enumerate(keys) if key not in found]
-        if missing:
-            fresh = self.generator.choice_logprobs([conversations[i] for i in missing], choices, prefix)
-            new = {keys[i]: scored for i, scored in zip(missing, fresh)}
+        for start in range(0, len(missing), self.chunk):
+            part = missing[start : start + self.chunk]
+            fresh = self.generator.choice_logprobs([conversations[i] for i in part], choices, prefix)
+            new = {keys[i]: scored for i, scored in zip(part, fresh)}
             self.cache.put_many("choice", new)
             found.update(new)
         return [found[key] for key in keys]
@@ -64,4 +70,4 @@ def cached_generator(backend: str, model_path: str, cache: ExampleCache, identit
     module_name, class_name = BACKENDS[backend].split(":")
     backend_class = getattr(importlib.import_module(module_name), class_name)
     wrapper = CachedChoiceGenerator if hasattr(backend_class, "choice_logprobs") else CachedGenerator
-    return wrapper(lambda: get_generator(backend, model_path, **options), cache, {"backend": backend, **identity}, name=backend)
+    return wrapper(lambda: get_generator(backend, model_path, **options), cache, {"backend": backend, **identity}, name=backend, chunk=options.get("batch_size") or 16)
