@@ -29,6 +29,7 @@ compile: setup
 
 bench: setup
 	$(BIN)/python bench/generation_batching.py
+	$(BIN)/python bench/scoring_overhead.py
 
 clean:
 	rm -rf .champion dist .pytest_cache

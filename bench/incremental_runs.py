@@ -3,8 +3,9 @@ with each run's peak memory and a per-step profile of the unchanged re-run.
 
     .venv/bin/python bench/incremental_runs.py [--limit 24]
 
-Setup (not timed): promote the baseline prompt qa-concise, so every timed run is a paired run
-(challenger and champion both evaluated). Then, timed:
+Setup (not timed): promote the baseline prompt qa-concise with the cache on, as the run that made it
+the champion would have, so every timed run is a paired run (challenger and champion both evaluated).
+Then, timed:
   cold       challenger qa-oneline with the per-example cache off: everything computed
   prompt     challenger qa-evasive (only the prompt differs), cache on: the champion's generations,
              embeddings and judge verdicts come from the cache
@@ -66,10 +67,10 @@ def main() -> None:
     policy.write_text("name: bench\nversion: 1\nmin_examples: 3\nmetrics:\n  semantic_similarity: {direction: higher, floor: 0.0, margin: 1.0}\n")
     common = ["--workspace", str(workspace), "--limit", str(args.limit), "--gate-config", str(policy)]
     print(f"setup: promoting qa-concise in {workspace} (not timed)…", flush=True)
-    timed_run(["--prompt", "qa-concise", "--no-cache", *common], env)
+    timed_run(["--prompt", "qa-concise", *common], env)
     rows = []
     for label, extra in (("cold", ["--prompt", "qa-oneline", "--no-cache"]), ("prompt", ["--prompt", "qa-evasive"]), ("unchanged", ["--prompt", "qa-evasive"])):
-        seconds, peak_kb, summary = timed_run([*extra, *common], env)
+        seconds, peak_kb, summary = timed_run([*extra, "--no-promote", *common], env)  # the champion stays qa-concise
         rows.append((label, seconds, peak_kb, summary))
         print(f"{label:<10} {seconds:7.1f} s  peak {peak_kb / 1024 / 1024:.2f} GB  cache {summary.get('cache', {})}", flush=True)
     cold = rows[0][1]

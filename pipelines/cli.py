@@ -64,6 +64,7 @@ def run(
     fail_on_reject: bool = typer.Option(False, help="Exit with status 1 when the gate rejects the bundle (for CI)."),
     fine_tune_steps: int = typer.Option(0, help="LoRA fine-tuning steps on the training split before evaluating (0 = use the weights as fetched)."),
     eval_fraction: float = typer.Option(1.0, help="Share of the data kept for evaluation; the rest is the training split fine-tuning uses."),
+    promote: bool = typer.Option(True, "--promote/--no-promote", help="--no-promote: gate only; a passing bundle is registered but not deployed and does not become the champion."),
     use_cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse per-example generations, embeddings and judge verdicts from <workspace>/cache/examples."),
     serve_after: bool = typer.Option(False, "--serve", help="If the bundle is promoted, serve it locally afterwards (see `champion serve`)."),
     port: int = typer.Option(8080, help="Port for --serve."),
@@ -72,7 +73,7 @@ def run(
     from pipelines.local import RunOptions, run_promotion
 
     options = RunOptions(data=data, prompt=prompt, model=model, gate_config=gate_config, evaluator_config=evaluator_config, workspace=workspace, limit=limit, backend=backend, batch_size=batch_size, registered_model_name=registered_model_name, weights_cache=weights_cache,
-                         extra={"fine_tune_steps": fine_tune_steps, "eval_fraction": eval_fraction, **({} if use_cache else {"cache_root": ""})})
+                         extra={"fine_tune_steps": fine_tune_steps, "eval_fraction": eval_fraction, "promote": promote, **({} if use_cache else {"cache_root": ""})})
     try:
         with err.status("Starting the local pipeline…") as status:
             def on_event(task: str, state: str) -> None:
@@ -95,7 +96,7 @@ def run(
         sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     else:
         _print_summary(summary)
-    if fail_on_reject and not summary["promoted"]:
+    if fail_on_reject and (summary["decision"] != "promoted" or (promote and not summary["promoted"])):
         raise typer.Exit(1)
     if serve_after:
         if not summary["promoted"]:
@@ -180,7 +181,7 @@ def _print_summary(summary: dict) -> None:
     for name, value in sorted(summary["metrics"].items()):
         if name not in gated:
             table.add_row(f"  {name}", f"{value:.3f} (reported, not gated)")
-    table.add_row("MLflow", f"{summary['registered_model']} v{summary['model_version']}" + (", alias champion moved here" if summary["promoted"] else ", alias unchanged"))
+    table.add_row("MLflow", f"{summary['registered_model']} v{summary['model_version']}" + (", alias champion moved here" if summary["promoted"] else ", alias unchanged" + (" (--no-promote)" if promoted else "")))
     table.add_row("deployment", {"promoted": "InferenceService rendered and validated", "rolled_back": "[red]rolled back[/]"}.get(summary["deployment"], "skipped"))
     table.add_row("wall time", f"{summary['wall_seconds']} s")
     if summary.get("cache"):
