@@ -207,6 +207,15 @@ class KServeRollout:
         outcome.status, outcome.reason = "promoted", f"first deployment is Ready and passed its smoke test; it serves 100% of traffic at {outcome.url}."
         return outcome
 
+    def _ready_or_rolled_back(self, name: str, generation: int, previous: dict, outcome: RolloutOutcome, what: str) -> dict | None:
+        """The service once Ready at ``generation``; on a timeout, roll back and say why in ``outcome``."""
+        try:
+            return self.wait_ready(name, generation)
+        except _NotReady as exc:
+            self.rollback(name, previous)
+            outcome.reason = f"{what} was {exc}; rolled back to the previous spec."
+            return None
+
     def _update(self, manifest: dict, existing: dict, outcome: RolloutOutcome, smoke) -> RolloutOutcome:
         name, mode, percent = outcome.name, outcome.mode, outcome.canary_traffic_percent
         previous = {"labels": existing["metadata"].get("labels") or {}, "annotations": existing["metadata"].get("annotations") or {}, "spec": existing["spec"]}
@@ -222,11 +231,8 @@ class KServeRollout:
         replaced = self._replace(candidate)
         self._event("updated", canary_traffic_percent=percent if canary else 100, generation=replaced["metadata"].get("generation"),
                     note="" if canary else f"{mode} mode: KServe has no traffic split for a transformer here; a rolling update replaces the pods")
-        try:
-            isvc = self.wait_ready(name, int(replaced["metadata"]["generation"]))
-        except _NotReady as exc:
-            self.rollback(name, previous)
-            outcome.reason = f"the updated InferenceService was {exc}; rolled back to the previous spec."
+        isvc = self._ready_or_rolled_back(name, int(replaced["metadata"]["generation"]), previous, outcome, "the updated InferenceService")
+        if isvc is None:
             return outcome
         outcome.url = candidate_url(isvc)
         result = smoke(outcome.url)
@@ -239,11 +245,8 @@ class KServeRollout:
         if canary:
             patched = self._patch(name, {"spec": {component: {"canaryTrafficPercent": None} for component in ("predictor", "transformer") if component in manifest["spec"]}})
             self._event("promoted", traffic_percent=100, generation=patched["metadata"].get("generation"))
-            try:
-                isvc = self.wait_ready(name, int(patched["metadata"]["generation"]))
-            except _NotReady as exc:
-                self.rollback(name, previous)
-                outcome.reason = f"promotion to 100% was {exc}; rolled back to the previous spec."
+            isvc = self._ready_or_rolled_back(name, int(patched["metadata"]["generation"]), previous, outcome, "promotion to 100%")
+            if isvc is None:
                 return outcome
         outcome.url = (isvc.get("status") or {}).get("url") or outcome.url
         outcome.status = "promoted"
