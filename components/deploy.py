@@ -92,16 +92,19 @@ def deploy_bundle(bundle: Bundle, prompt: PromptTemplate, service: ServiceOption
     manifest = render_for(bundle, prompt, service, registry)
     audit = {"bundle_id": bundle.id, "model": registry.registered_model_name, "version": registry.model_version, "pipeline_run": registry.pipeline_run}
     _, client, _ = connect(registry.tracking_uri)
-    live = current_champion(client, registry.registered_model_name)
-    if live != registry.expected_champion:
-        # Never roll out a bundle that cannot become the champion: this raises ChampionMoved and records the refusal.
-        promote_version(registry.tracking_uri, registry.registered_model_name, registry.model_version, expected=registry.expected_champion,
-                        prompt_name=prompt.name, prompt_version=registry.prompt_version, audit_log=registry.audit_log, audit=audit)
+
+    def promote() -> str | None:  # compare-and-set: raises ChampionMoved, and records the refusal, if the alias moved
+        return promote_version(registry.tracking_uri, registry.registered_model_name, registry.model_version, expected=registry.expected_champion,
+                               prompt_name=prompt.name, prompt_version=registry.prompt_version, audit_log=registry.audit_log, audit=audit)
+
     rollout = None
     outcome = None
     if service.target == "kserve":
         from serving.rollout import KServeRollout, kube_api
         from serving.smoke import smoke_test
+
+        if current_champion(client, registry.registered_model_name) != registry.expected_champion:
+            promote()  # never roll out a bundle that cannot become the champion: this refuses before any call
 
         rollout = KServeRollout(kube_api(service.kubeconfig), service.namespace, ready_timeout_s=service.ready_timeout_s, poll_s=service.poll_s)
         outcome = rollout.run(
@@ -114,8 +117,7 @@ def deploy_bundle(bundle: Bundle, prompt: PromptTemplate, service: ServiceOption
             client.set_model_version_tag(registry.registered_model_name, registry.model_version, "champion.decision", f"rolled back: {outcome.reason}"[:4000])
             return DeployResult("rolled_back", False, outcome.reason, manifest, outcome.as_dict(), events=outcome.events)
     try:
-        previous = promote_version(registry.tracking_uri, registry.registered_model_name, registry.model_version, expected=registry.expected_champion,
-                                   prompt_name=prompt.name, prompt_version=registry.prompt_version, audit_log=registry.audit_log, audit=audit)
+        previous = promote()
     except ChampionMoved:
         if rollout is not None and outcome is not None:
             # The other promotion owns the alias; the cluster must serve what the registry says is live.

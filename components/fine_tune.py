@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
+from champion.digests import sha256_json
 from champion.errors import DataError, ModelSourceError
 from components import gpu_step
 from components.fetch_weights import KEEP_SUFFIXES, MANIFEST_NAME, place_files, verify_weights, write_manifest
@@ -125,8 +126,6 @@ def fine_tune(base_dir: str | Path, out_dir: str | Path, train_rows: list[dict],
         stray.unlink()  # e.g. peft's README.md: fetch_weights would drop it and the digest would change
     (out_dir / "champion-fine-tune.json").write_text(json.dumps({"base_digest": base_digest, "steps": settings.steps, "learning_rate": settings.learning_rate, "lora_rank": settings.lora_rank,
                                                                   "lora_alpha": settings.lora_alpha, "merged": settings.merge_adapter, "seed": settings.seed, "train_examples": len(features), "losses": losses}, indent=2) + "\n")
-    from champion.digests import sha256_json
-
     return FineTuneResult(out_dir, sha256_json(write_manifest(out_dir)), trained=True, train_examples=len(features), losses=losses)
 
 

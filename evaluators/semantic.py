@@ -51,17 +51,19 @@ class SemanticSimilarity:
         weights = sorted(folder.rglob("*.safetensors")) if folder.is_dir() else []
         return sha256_json([p.name + ":" + sha256_file(p) for p in weights]) if weights else self.model_name
 
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+
     def embed(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Each distinct text is embedded once per call, and never again while the cache holds it."""
         distinct = sorted(set(texts))
         if self.cache is None:
-            return dict(zip(distinct, self.model.encode(distinct, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)))
+            return dict(zip(distinct, self._encode(distinct)))
         keys = {text: self.cache.key("embedding", self.identity, text) for text in distinct}
         found = self.cache.get_many("embedding", list(keys.values()))
         missing = [text for text in distinct if keys[text] not in found]
         if missing:
-            vectors = self.model.encode(missing, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
-            new = {keys[text]: vector.astype(float).tolist() for text, vector in zip(missing, vectors)}
+            new = {keys[text]: vector.astype(float).tolist() for text, vector in zip(missing, self._encode(missing))}
             self.cache.put_many("embedding", new)
             found.update(new)
         return {text: np.asarray(found[keys[text]], dtype=np.float32) for text in distinct}

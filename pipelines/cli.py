@@ -29,6 +29,14 @@ from champion.errors import ChampionError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluation-gated promotion of LLM model+prompt bundles on Kubeflow Pipelines.")
 err = Console(stderr=True, soft_wrap=True)
 
+def _fail(exc: ChampionError, code: int = 2) -> None:
+    """Every command reports a champion error the same way: the problem, the fix, exit status 2."""
+    err.print(f"[bold red]error:[/] {exc.problem}")
+    if exc.fix:
+        err.print(f"[bold]fix:[/] {exc.fix}")
+    raise typer.Exit(code) from None
+
+
 STEP_TITLES = {
     "preprocess-data-op": "Preprocess evaluation set",
     "fetch-weights-op": "Fetch weights",
@@ -88,10 +96,7 @@ def run(
 
             summary = run_promotion(options, on_event)
     except ChampionError as exc:
-        err.print(f"[bold red]error:[/] {exc.problem}")
-        if exc.fix:
-            err.print(f"[bold]fix:[/] {exc.fix}")
-        raise typer.Exit(2) from None
+        _fail(exc)
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     else:
@@ -112,9 +117,9 @@ def _serve(workspace: Path, registered_model_name: str, alias: str, bundle_id: s
     os.environ.update(OFFLINE_ENV)
     space = Workspace(workspace.resolve())
     if not (space.root / "mlflow.db").is_file():
-        err.print(f"[bold red]error:[/] no MLflow registry in {space.root}.")
-        err.print("[bold]fix:[/] run `champion run` first (with the same --workspace) so a bundle is promoted.")
-        raise typer.Exit(2)
+        from champion.errors import RegistryError
+
+        _fail(RegistryError(f"no MLflow registry in {space.root}.", "run `champion run` first (with the same --workspace) so a bundle is promoted."))
     try:
         with err.status("Fetching the bundle's weights and prompt…"):
             served = prepare(space.mlflow_uri, registered_model_name, alias=alias, bundle_id=bundle_id, weights_cache=weights_cache or os.environ.get("CHAMPION_WEIGHTS_CACHE") or space.weights_cache, work_dir=space.root / "serve")
@@ -123,10 +128,7 @@ def _serve(workspace: Path, registered_model_name: str, alias: str, bundle_id: s
         err.print(f"  curl -s http://{host}:{port}/openai/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\": \"{served.name}\", \"messages\": [{{\"role\": \"user\", \"content\": \"What is the capital of France?\"}}]}}'")
         serve_bundle(served, host=host, port=port, log_dir=space.logs)
     except ChampionError as exc:
-        err.print(f"[bold red]error:[/] {exc.problem}")
-        if exc.fix:
-            err.print(f"[bold]fix:[/] {exc.fix}")
-        raise typer.Exit(2) from None
+        _fail(exc)
 
 
 @app.command()
@@ -209,17 +211,9 @@ def compile_command(
     try:
         written = compile_all(output, cpu_image=cpu_image, gpu_image=gpu_image, weights_pvc=weights_pvc)
     except ChampionError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        _fail(exc)
     for path in written:
         typer.echo(str(path))
-
-
-def _fail(exc: ChampionError, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {exc.problem}")
-    if exc.fix:
-        err.print(f"[bold]fix:[/] {exc.fix}")
-    raise typer.Exit(code) from None
 
 
 def _params(values: list[str]) -> dict:

@@ -19,9 +19,9 @@ import os
 import httpx
 import kserve
 
-from champion.errors import PromptError, ServingError
+from champion.errors import BackendError, PromptError, ServingError
 from prompts import PromptTemplate
-from serving.generation.openai_backend import chat_request
+from serving.generation.openai_backend import chat_request, parse_chat_response
 from serving.openai_api import ChatReply, ChatRequest, serve
 
 PROMPT_ENV = "CHAMPION_PROMPT"
@@ -89,17 +89,14 @@ class PromptTransformer(kserve.Model):
             raise ServingError(f"the predictor at {self.chat_url} is unreachable: {type(exc).__name__}.", "check that the predictor is running and ready.", 503) from exc
         if response.status_code != 200:
             raise ServingError(f"the predictor answered HTTP {response.status_code}: {response.text[:200]}", "see the predictor's log.", 502)
-        payload = response.json()
         try:
-            choice = payload["choices"][0]
-            usage = payload.get("usage") or {}
-            text = choice["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError) as exc:
-            raise ServingError(f"the predictor's reply is not a chat completion: {str(payload)[:200]}", "point the transformer at an OpenAI-compatible route.", 502) from exc
+            generation = parse_chat_response(response.json())
+        except (BackendError, ValueError) as exc:
+            raise ServingError(f"the predictor's reply is not a chat completion: {response.text[:200]}", "point the transformer at an OpenAI-compatible route.", 502) from exc
         headers = {"x-champion-prompt": f"{self.prompt.name}@{self.prompt.version}", "x-champion-prompt-digest": self.prompt.digest}
         if self.bundle_id:
             headers["x-champion-bundle"] = self.bundle_id
-        return ChatReply(text.strip(), choice.get("finish_reason") or "stop", int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)), headers)
+        return ChatReply(generation.text, generation.finish_reason, generation.prompt_tokens, generation.completion_tokens, headers)
 
 
 def predictor_url(host: str, *, use_ssl: bool = False, route_prefix: str = "/openai") -> str:

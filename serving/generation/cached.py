@@ -34,17 +34,21 @@ class CachedGenerator:
             self._generator = self._factory()
         return self._generator
 
-    def generate(self, conversations: Sequence[Conversation], decoding: Decoding) -> list[Generation]:
-        keys = [self.cache.key("generation", self.identity, list(c), decoding.model_dump(mode="json")) for c in conversations]
-        found = self.cache.get_many("generation", keys)
+    def _cached(self, kind: str, keys: list[str], conversations: Sequence[Conversation], compute: Callable[[list[Conversation]], list]) -> list:
+        """Values for ``keys``: hits from the cache, misses computed ``chunk`` at a time and stored at once."""
+        found = self.cache.get_many(kind, keys)
         missing = [i for i, key in enumerate(keys) if key not in found]
         for start in range(0, len(missing), self.chunk):
             part = missing[start : start + self.chunk]
-            fresh = self.generator.generate([conversations[i] for i in part], decoding)
-            new = {keys[i]: vars(g) for i, g in zip(part, fresh)}
-            self.cache.put_many("generation", new)
+            new = dict(zip((keys[i] for i in part), compute([conversations[i] for i in part])))
+            self.cache.put_many(kind, new)
             found.update(new)
-        return [Generation(**found[key]) for key in keys]
+        return [found[key] for key in keys]
+
+    def generate(self, conversations: Sequence[Conversation], decoding: Decoding) -> list[Generation]:
+        keys = [self.cache.key("generation", self.identity, list(c), decoding.model_dump(mode="json")) for c in conversations]
+        values = self._cached("generation", keys, conversations, lambda part: [vars(g) for g in self.generator.generate(part, decoding)])
+        return [Generation(**value) for value in values]
 
 
 class CachedChoiceGenerator(CachedGenerator):
@@ -52,15 +56,7 @@ class CachedChoiceGenerator(CachedGenerator):
 
     def choice_logprobs(self, conversations: Sequence[Conversation], choices: Sequence[str], prefix: str) -> list[dict[str, float]]:
         keys = [self.cache.key("choice", self.identity, list(c), list(choices), prefix) for c in conversations]
-        found = self.cache.get_many("choice", keys)
-        missing = [i for i, key in enumerate(keys) if key not in found]
-        for start in range(0, len(missing), self.chunk):
-            part = missing[start : start + self.chunk]
-            fresh = self.generator.choice_logprobs([conversations[i] for i in part], choices, prefix)
-            new = {keys[i]: scored for i, scored in zip(part, fresh)}
-            self.cache.put_many("choice", new)
-            found.update(new)
-        return [found[key] for key in keys]
+        return self._cached("choice", keys, conversations, lambda part: self.generator.choice_logprobs(part, choices, prefix))
 
 
 def cached_generator(backend: str, model_path: str, cache: ExampleCache, identity: dict, **options) -> CachedGenerator:
