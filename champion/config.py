@@ -13,6 +13,29 @@ from champion.errors import ConfigError
 Model = TypeVar("Model", bound=BaseModel)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error: plain YAML keeps
+    the last value silently, so ``margin: 0.05`` followed by a stray ``margin: 0.5`` would loosen a gate."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1}): a key may appear once per mapping", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def load_yaml(text: str):
+    """Parse YAML safely, refusing duplicate keys."""
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_versioned_yaml(ref: str, model: type[Model], packaged_dir: Path, kind: str) -> Model:
     """``ref`` is a packaged name (a file in ``packaged_dir``) or a path to a YAML file.
 
@@ -23,7 +46,7 @@ def load_versioned_yaml(ref: str, model: type[Model], packaged_dir: Path, kind: 
         packaged = sorted(p.stem for p in packaged_dir.glob("*.yaml"))
         raise ConfigError(f"{kind} {ref!r} not found.", f"pass a path to a YAML file or one of {packaged}.")
     try:
-        return model.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        return model.model_validate(load_yaml(path.read_text(encoding="utf-8")))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{kind} {path} is not valid YAML: {exc}", "fix the YAML syntax.") from exc
     except ValidationError as exc:

@@ -62,8 +62,8 @@ class PromotionTarget:
 
 @dataclass
 class DeployResult:
-    status: str  # promoted | rolled_back
-    promoted: bool
+    status: str  # rolled_out | rolled_back | rendered (deploy_target=none); "skipped" comes from skip_deploy_op
+    promoted: bool  # the alias moved: the bundle is the champion
     reason: str
     manifest: dict
     rollout: dict | None = None
@@ -113,8 +113,9 @@ def deploy_bundle(bundle: Bundle, prompt: PromptTemplate, service: ServiceOption
             smoke=lambda url: smoke_test(url, service.name, smoke_examples, floor=service.smoke_min_token_f1, bundle_id=bundle.id),
         )
         append_audit(registry.audit_log, {"event": "deployment", **audit, "status": outcome.status, "reason": outcome.reason, "service": f"{service.namespace}/{service.name}"})
-        if not outcome.promoted:
-            client.set_model_version_tag(registry.registered_model_name, registry.model_version, "champion.decision", f"rolled back: {outcome.reason}"[:4000])
+        if not outcome.rolled_out:
+            client.set_model_version_tag(registry.registered_model_name, registry.model_version, "champion.deployment", "rolled_back")
+            client.set_model_version_tag(registry.registered_model_name, registry.model_version, "champion.deployment_reason", outcome.reason[:4000])
             return DeployResult("rolled_back", False, outcome.reason, manifest, outcome.as_dict(), events=outcome.events)
     try:
         previous = promote()
@@ -125,14 +126,16 @@ def deploy_bundle(bundle: Bundle, prompt: PromptTemplate, service: ServiceOption
                 rollout.rollback(service.name, outcome.previous_spec)
             append_audit(registry.audit_log, {"event": "deployment", **audit, "status": "rolled_back", "reason": "the champion alias moved during the rollout"})
         raise
+    status = "rolled_out" if outcome else "rendered"
+    client.set_model_version_tag(registry.registered_model_name, registry.model_version, "champion.deployment", status)
     reason = outcome.reason if outcome else "manifest rendered and validated (deploy_target=none: no cluster); the alias moved."
-    return DeployResult("promoted", True, reason, manifest, outcome.as_dict() if outcome else None, previous, outcome.events if outcome else [])
+    return DeployResult(status, True, reason, manifest, outcome.as_dict() if outcome else None, previous, outcome.events if outcome else [])
 
 
 def deployment_report(result: DeployResult, service: ServiceOptions) -> str:
     meta = result.manifest["metadata"]
     lines = [
-        f"# Deployment: {result.status.replace('_', ' ')}",
+        f"# Deployment: {result.status}",
         "",
         f"- InferenceService `{meta['namespace']}/{meta['name']}` ({service.deployment_mode} mode, target `{service.target}`)",
         f"- bundle `{meta['annotations']['champion.io/bundle-id']}`, prompt `{meta['annotations']['champion.io/prompt']}`",

@@ -66,7 +66,7 @@ def register_bundle(
     metrics: dict[str, float] | None = None,
     pipeline_run: str = "",
 ) -> Registration:
-    """Log the evaluation and register the bundle version, approved if ``decision['passed']`` is True.
+    """Log the evaluation and register the bundle version, approved if ``decision['gate']`` is "passed".
 
     ``expected_champion`` is the champion version the decision was made against (None: there was
     none). ``files`` maps artifact names to local paths.
@@ -74,11 +74,12 @@ def register_bundle(
     if bundle.prompt != prompt.ref:
         raise RegistryError("the prompt given does not match the bundle's prompt digest.", "register with the prompt the bundle was generated with.")
     mlflow, client, experiment_id = connect(tracking_uri)
-    passed = decision.get("passed") is True  # anything but an explicit True is a rejection
+    passed = decision.get("gate") == "passed"  # anything but an explicit pass is a rejection
     commit = os.environ.get("CHAMPION_GIT_COMMIT", "unknown")
     tags = {
         "champion.bundle_id": bundle.id,
         "champion.bundle": json.dumps(bundle.model_dump(mode="json"), sort_keys=True),
+        "champion.gate": "passed" if passed else "failed",
         "champion.decision": "approved" if passed else "rejected",
         "champion.model_digest": bundle.model_digest,
         "champion.prompt": f"{prompt.name}@{prompt.version}",
@@ -104,7 +105,8 @@ def register_bundle(
     found = client.search_model_versions(f"name='{registered_model_name}' and tags.`champion.bundle_id`='{bundle.id}'")
     if found:
         version = str(found[0].version)
-        client.set_model_version_tag(registered_model_name, version, "champion.decision", tags["champion.decision"])
+        for key in ("champion.gate", "champion.decision"):
+            client.set_model_version_tag(registered_model_name, version, key, tags[key])
     else:
         version = str(client.create_model_version(registered_model_name, source=source, run_id=run_id, tags=tags, description=f"bundle {bundle.id}").version)
     if expected_champion:  # the decision is part of the champion's record too
@@ -112,7 +114,7 @@ def register_bundle(
         if champion_run:
             client.log_dict(champion_run, decision, f"challenges/{bundle.short_id}/decision.json")
     prompt_version = ensure_prompt_version(client, prompt)
-    audit = {"bundle_id": bundle.id, "model": registered_model_name, "version": version, "decision": tags["champion.decision"], "compared_with": expected_champion, "mlflow_run": run_id, "pipeline_run": pipeline_run, "git_commit": commit}
+    audit = {"bundle_id": bundle.id, "model": registered_model_name, "version": version, "gate": tags["champion.gate"], "decision": tags["champion.decision"], "compared_with": expected_champion, "mlflow_run": run_id, "pipeline_run": pipeline_run, "git_commit": commit}
     append_audit(audit_log, {"event": "gate_decision", **audit, "reasons": decision.get("reasons", [])})
     return Registration(model_version=version, approved=passed, run_id=run_id, prompt_version=prompt_version)
 
@@ -139,14 +141,14 @@ def register_op(
 
     from champion.bundle import Bundle
     from components.register import register_bundle
-    from evaluators.gate import Decision, markdown_report
+    from evaluators.gate import markdown_report
     from prompts import load_prompt
     from serving.registry import default_audit_log
 
     verdict = json.loads(decision)
     record = Bundle.model_validate_json(bundle)
     report = tempfile.NamedTemporaryFile("w", suffix=".md", delete=False)
-    report.write(markdown_report(Decision.model_validate({field: verdict[field] for field in Decision.model_fields}), record.id, f"{record.prompt.name}@{record.prompt.version}", verdict.get("champion_label")))
+    report.write(markdown_report(verdict, record.id, f"{record.prompt.name}@{record.prompt.version}", verdict.get("champion_label")))
     report.close()
     result = register_bundle(
         tracking_uri=mlflow_tracking_uri,

@@ -11,12 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from champion.config import load_versioned_yaml
 from champion.digests import sha256_json
 from champion.errors import ConfigError
+from evaluators import catalog
+from evaluators.catalog import MetricInfo
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 BUILTIN_METRICS = ("semantic_similarity", "exact_match", "token_f1")
 RAGAS_METRICS = ("ragas_bleu", "ragas_rouge_l", "ragas_chrf", "ragas_string_similarity")
 RAGAS_LLM_METRICS = ("ragas_answer_accuracy", "ragas_faithfulness")  # need the judge backend
-KNOWN_METRICS = BUILTIN_METRICS + RAGAS_METRICS + RAGAS_LLM_METRICS
+KNOWN_METRICS = tuple(catalog.BUILTIN)  # the catalogue is the one list; the groups above say how each is built
 
 
 class Reliability(BaseModel):
@@ -70,6 +72,18 @@ class EvaluatorConfig(BaseModel):
     @property
     def digest(self) -> str:
         return sha256_json(self.model_dump(mode="json"))
+
+    def metric_catalog(self) -> dict[str, MetricInfo]:
+        """Every metric a score table from this config holds: its evaluators, the judge's grade and
+        cost when it has a judge, and the cost and latency every generation records."""
+        found = {name: catalog.BUILTIN[name] for name in self.metrics}
+        if self.judge is not None:
+            from prompts import load_rubric
+
+            grade = catalog.judge_metric(load_rubric(self.judge.pointwise_rubric).name)
+            found[grade.name] = grade
+            found[catalog.JUDGE_COST.name] = catalog.JUDGE_COST
+        return found | catalog.GENERATION
 
 
 def load_evaluator_config(ref: str) -> EvaluatorConfig:

@@ -1,153 +1,227 @@
-"""The gate: may the challenger bundle replace the champion?
+"""The gate engine: may the challenger replace the champion? One engine for every decision.
 
-``decide`` compares the challenger with the champion on the same examples (paired statistics), or,
-when there is no champion yet, applies the bootstrap rule: absolute floors only. It returns a
-Decision and never raises for a rejected bundle. It fails closed: a missing metric, a NaN, too few
-examples, or a champion scored on other examples is a failed check with its reason.
+``decide`` is called by the promotion gate (challenger vs champion in the same run) and by the
+scheduled monitor (the champion now vs its previous scheduled evaluation). It returns a Decision and
+never raises for a failed gate. It fails closed: a missing column, a NaN or infinite score (named by
+example id), too few examples, a champion scored on other examples, a declared slice with too few
+examples, or a decision in which nothing voted, each is a failed check with its reason.
 
-Per metric, the policy sets a direction, an absolute floor, a non-inferiority margin and whether
-superiority is required. Continuous metrics use a seeded paired bootstrap interval of the mean
-difference; pass/fail metrics use an exact McNemar test. The intervals are Bonferroni-corrected
-across the metrics that vote. Judge metrics vote only if the judge passed its reliability check.
+Per metric the policy sets a direction, a floor on the mean, and a non-inferiority margin (absolute, or
+relative to the champion's mean). Against a champion each compared metric gets an interval of the
+challenger-minus-champion effect (paired bootstrap for continuous scores, Tango's score interval for
+pass/fail ones) and passes only when the interval's bound clears the margin. A failure says whether the
+challenger is *worse* (the whole interval lies beyond the margin) or the sample is *inconclusive*
+(the interval straddles it), and for the latter how small a margin this sample can clear and about
+how many examples would settle it. Tests across metrics and slices are corrected for multiplicity
+(Holm's step-down by default). Judge-produced metrics vote only when the judge passed its checks.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, computed_field
 
-from champion.config import load_versioned_yaml
-from champion.digests import sha256_json
-from evaluators.scores import aggregate
-from evaluators.stats import bonferroni_confidence, mcnemar_exact, paired_bootstrap_ci
+from evaluators import catalog
+from evaluators.catalog import MetricInfo
+from evaluators.policy import GatePolicy, MetricRule, load_policy  # noqa: F401  (load_policy: the public entry point)
+from evaluators.stats import Effect, PairedCounts, holm_levels, mcnemar_exact, paired_bootstrap, settling_size, tango_paired, two_sample_bootstrap
 
-POLICIES_DIR = Path(__file__).resolve().parent / "policies"
-JUDGE_PREFIX = "judge_"
-
-
-class MetricRule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    direction: Literal["higher", "lower"]
-    floor: float | None = Field(None, allow_inf_nan=False)  # the worst acceptable mean (a ceiling when lower is better)
-    margin: float = Field(0.0, ge=0.0, allow_inf_nan=False)  # how much worse than the champion is still "not worse"
-    require_superiority: bool = False  # the challenger must be better, not just not worse
-    kind: Literal["continuous", "binary"] = "continuous"  # binary: pass/fail per example, tested with McNemar
-
-
-class GatePolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    version: int = Field(ge=1)
-    min_examples: int = Field(ge=1)
-    primary: str | None = None
-    alpha: float = Field(0.05, gt=0.0, lt=0.5)
-    seed: int = 0
-    bootstrap_resamples: int = Field(5000, ge=200, le=200_000)
-    metrics: dict[str, MetricRule] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _primary_is_a_metric(self) -> "GatePolicy":
-        if self.primary is not None and self.primary not in self.metrics:
-            raise ValueError(f"primary metric {self.primary!r} is not one of the policy's metrics {sorted(self.metrics)}")
-        return self
-
-    @property
-    def digest(self) -> str:
-        return sha256_json(self.model_dump(mode="json"))
-
-
-def load_policy(ref: str) -> GatePolicy:
-    """A packaged policy by name (``default``) or a path to a YAML file."""
-    return load_versioned_yaml(ref, GatePolicy, POLICIES_DIR, "gate config")
+Status = Literal["pass", "fail", "inconclusive", "excluded"]
+COMPARISON_TESTS = ("non-inferiority", "superiority")
+_SHOWN_IDS = 5
 
 
 class Check(BaseModel):
     metric: str
-    test: str  # "min_examples" | "floor" | "non-inferiority" | "superiority" | "mcnemar" | "pairing"
-    passed: bool
+    test: str  # min_examples | pairing | slice_size | values | floor | non-inferiority | superiority | excluded | votes
+    status: Status
     reason: str
+    slice: str | None = None  # the tag of a declared slice; None for the whole set
     value: float | None = None  # challenger mean
-    champion: float | None = None
-    difference: float | None = None  # challenger - champion, sign as measured
+    champion: float | None = None  # champion mean
+    difference: float | None = None  # effect estimate, in the metric's own orientation (challenger - champion), or a relative change
     ci_low: float | None = None
     ci_high: float | None = None
-    threshold: float | None = None  # floor, or -margin / 0 for paired tests
+    confidence: float | None = None
+    threshold: float | None = None  # the floor, or the margin's edge on the difference scale
+    scale: str = "difference"  # difference | relative | mean
+    method: str = ""
+    p_value: float | None = None
+    level: float | None = None  # one-sided level this test ran at, after the multiplicity correction
+    detectable: float | None = None  # the smallest margin this sample could clear (interval reach below the estimate)
+    settling_examples: int | None = None  # about how many examples would settle an inconclusive test
+    example_ids: list[str] = []  # examples behind a values failure
     direction: str = "higher"
-    excluded: bool = False  # reported but not voting (an unreliable judge)
+    votes: bool = False  # this check takes part in the decision as a vote on a metric
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def passed(self) -> bool:
+        return self.status in ("pass", "excluded")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def excluded(self) -> bool:
+        return self.status == "excluded"
 
 
 class Decision(BaseModel):
-    passed: bool
-    mode: Literal["paired", "bootstrap"]
+    gate: Literal["passed", "failed"]
+    mode: Literal["paired", "unpaired", "bootstrap"]
     policy: str
     policy_digest: str
     n_examples: int
+    multiplicity: str
     checks: list[Check]
+
+    @property
+    def passed(self) -> bool:
+        return self.gate == "passed"
 
     @property
     def reasons(self) -> list[str]:
         failed = [c.reason for c in self.checks if not c.passed]
         excluded = [c.reason for c in self.checks if c.excluded]
-        head = failed or ["every check passed" + ("" if self.mode == "paired" else " (no champion yet: bootstrap rule, absolute floors only)")]
+        head = failed or ["every check passed" + ("" if self.mode != "bootstrap" else " (no champion yet: bootstrap rule, absolute floors only)")]
         return head + excluded
 
-    @property
-    def label(self) -> str:
-        return "promoted" if self.passed else "rejected"
+
+class _PendingTest:
+    """A comparison waiting for its multiplicity-corrected level."""
+
+    def __init__(self, metric: str, rule: MetricRule, slice_tag: str | None, challenger: list[float], champion: list[float], *, margin: float | None, margin_relative: float | None) -> None:
+        self.metric, self.rule, self.slice = metric, rule, slice_tag
+        self.challenger, self.champion = challenger, champion
+        self.margin, self.margin_relative = margin, margin_relative
+        self.superiority = rule.require_superiority
+        self.relative = margin_relative is not None and not self.superiority
+        self.bound = 0.0 if self.superiority else -(margin_relative if self.relative else (margin or 0.0))
+        self.p_value = 1.0
 
 
-def _values(table: Sequence[dict], metric: str) -> list[float]:
-    return [float(row[metric]) if isinstance(row.get(metric), (int, float)) else math.nan for row in table]
+def _number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value)
 
 
-def _floor_check(metric: str, rule: MetricRule, table: Sequence[dict]) -> Check | None:
-    if rule.floor is None:
-        return None
-    value = aggregate(table, metric)
-    if not math.isfinite(value):
-        return Check(metric=metric, test="floor", passed=False, threshold=rule.floor, direction=rule.direction, reason=f"{metric}: some scores are NaN or missing, so the mean is undefined")
-    ok = value >= rule.floor if rule.direction == "higher" else value <= rule.floor
+def _bad_ids(rows: Sequence[dict], metric: str) -> list[str]:
+    return [str(row.get("id")) for row in rows if not math.isfinite(_number(row.get(metric)))]
+
+
+def _ids_text(ids: list[str]) -> str:
+    shown = ", ".join(ids[:_SHOWN_IDS])
+    return shown + (f" and {len(ids) - _SHOWN_IDS} more" if len(ids) > _SHOWN_IDS else "")
+
+
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values)
+
+
+def _where(metric: str, slice_tag: str | None) -> str:
+    return f"{metric} [slice {slice_tag}]" if slice_tag else metric
+
+
+def _floor_check(metric: str, rule: MetricRule, values: list[float], floor: float, slice_tag: str | None) -> Check:
+    value = _mean(values)
+    ok = value >= floor if rule.direction == "higher" else value <= floor
     relation = ("≥" if ok else "<") if rule.direction == "higher" else ("≤" if ok else ">")
-    return Check(metric=metric, test="floor", passed=ok, value=value, threshold=rule.floor, direction=rule.direction, reason=f"{metric}: {value:.3f} {relation} floor {rule.floor:.3f}")
+    kind = "floor" if rule.direction == "higher" else "ceiling"
+    return Check(metric=metric, slice=slice_tag, test="floor", status="pass" if ok else "fail", value=value, threshold=floor, scale="mean", direction=rule.direction, votes=True,
+                 reason=f"{_where(metric, slice_tag)}: mean {value:.3f} {relation} {kind} {floor:.3f}")
 
 
-def _paired_check(metric: str, rule: MetricRule, policy: GatePolicy, challenger: list[float], champion: list[float], confidence: float, n_votes: int) -> Check:
-    sign = 1.0 if rule.direction == "higher" else -1.0  # measure "better" as positive
-    mean_challenger, mean_champion = float(sum(challenger) / len(challenger)), float(sum(champion) / len(champion))
-    superiority = rule.require_superiority and metric == policy.primary
-    if rule.kind == "binary":
-        better = [sign * v for v in challenger] if sign > 0 else [1.0 - v for v in challenger]
-        baseline = [sign * v for v in champion] if sign > 0 else [1.0 - v for v in champion]
-        test = mcnemar_exact(better, baseline)
-        level = policy.alpha / n_votes
-        if superiority:
-            ok = test.challenger_only > test.champion_only and test.p_value / 2 < level
-            why = f"gained {test.challenger_only}, lost {test.champion_only} examples; one-sided p={test.p_value / 2:.4f} (need < {level:.4f} for superiority)"
-        else:
-            ok = test.one_sided_p_worse >= level
-            why = f"gained {test.challenger_only}, lost {test.champion_only} examples; p(worse)={test.one_sided_p_worse:.4f} (significantly worse below {level:.4f})"
-        return Check(metric=metric, test="superiority" if superiority else "mcnemar", passed=ok, value=mean_challenger, champion=mean_champion, difference=mean_challenger - mean_champion, direction=rule.direction, reason=f"{metric}: {why}")
-    interval = paired_bootstrap_ci([sign * v for v in challenger], [sign * v for v in champion], confidence=confidence, resamples=policy.bootstrap_resamples, seed=policy.seed)
-    if not math.isfinite(interval.low):
-        return Check(metric=metric, test="non-inferiority", passed=False, value=mean_challenger, champion=mean_champion, direction=rule.direction, reason=f"{metric}: NaN scores, so the paired interval is undefined")
-    low, high = interval.low * sign, interval.high * sign
-    shown_low, shown_high = min(low, high), max(low, high)
-    if superiority:
-        ok = interval.low > 0.0
-        rule_text = "superiority: the interval must lie above 0" if rule.direction == "higher" else "superiority: the interval must lie below 0"
-        threshold = 0.0
+def _values_check(metric: str, rule: MetricRule, rows: Sequence[dict], champion_rows: Sequence[dict] | None, slice_tag: str | None) -> Check | None:
+    """Every score of a voting metric must be a finite number (and 0/1 for a pass/fail metric)."""
+    bad = _bad_ids(rows, metric)
+    bad_champion = _bad_ids(champion_rows, metric) if champion_rows is not None else []
+    problems = []
+    if bad:
+        problems.append(f"{len(bad)} challenger score(s) missing, NaN or infinite (examples {_ids_text(bad)})")
+    if bad_champion:
+        problems.append(f"{len(bad_champion)} champion score(s) missing, NaN or infinite (examples {_ids_text(bad_champion)})")
+    if not problems and rule.kind == "binary":
+        not_binary = [str(r.get("id")) for r in [*rows, *(champion_rows or [])] if _number(r.get(metric)) not in (0.0, 1.0)]
+        if not_binary:
+            problems.append(f"kind: binary, but {len(not_binary)} score(s) are not exactly 0 or 1 (examples {_ids_text(not_binary)})")
+            bad = not_binary
+    if not problems:
+        return None
+    return Check(metric=metric, slice=slice_tag, test="values", status="fail", direction=rule.direction, example_ids=(bad + bad_champion)[:50], votes=True,
+                 reason=f"{_where(metric, slice_tag)}: {'; '.join(problems)}; such scores are never counted as a pass or a loss: fix the evaluator or the data and re-run")
+
+
+def _effect(test: _PendingTest, policy: GatePolicy, confidence: float, paired: bool) -> tuple[Effect, str]:
+    sign = 1.0 if test.rule.direction == "higher" else -1.0
+    if test.rule.kind == "binary" and paired:
+        counts = PairedCounts.of(test.challenger, test.champion, sign)
+        effect = tango_paired(counts, confidence=confidence, bound=test.bound)
+        if test.superiority:  # McNemar's exact test answers the superiority question; the interval is Tango's
+            effect = Effect(effect.estimate, effect.low, effect.high, confidence, mcnemar_exact(counts).one_sided_p_better, 0.0,
+                            effect.method + "; superiority by McNemar's exact test", effect.n)
+        return effect, "difference"
+    sampler = paired_bootstrap if paired else two_sample_bootstrap
+    effect = sampler(test.challenger, test.champion, sign=sign, confidence=confidence, bound=test.bound, relative=test.relative, resamples=policy.bootstrap_resamples, seed=policy.seed)
+    return effect, "relative" if test.relative else "difference"
+
+
+def _levels(tests: list[_PendingTest], policy: GatePolicy) -> list[tuple[float, bool]]:
+    if policy.multiplicity == "holm":
+        return holm_levels([t.p_value for t in tests], policy.alpha)
+    if policy.multiplicity == "bonferroni":
+        return [(policy.alpha / max(len(tests), 1), True)] * len(tests)
+    return [(policy.alpha, True)] * len(tests)
+
+
+def _show(value: float, scale: str) -> str:
+    return f"{value:+.1%}" if scale == "relative" else f"{value:+.3f}"
+
+
+def _comparison_check(test: _PendingTest, policy: GatePolicy, level: float, reached: bool, paired: bool) -> Check:
+    sign = 1.0 if test.rule.direction == "higher" else -1.0
+    confidence = 1.0 - 2.0 * level  # a two-sided interval whose lower bound is a one-sided test at `level`
+    effect, scale = _effect(test, policy, confidence, paired)
+    # Shown in the metric's own orientation (challenger - champion, or the relative change of the mean).
+    low, high = sorted((effect.low * sign, effect.high * sign))
+    estimate, threshold = effect.estimate * sign, effect.bound * sign
+    where = _where(test.metric, test.slice)
+    mean_c, mean_k = _mean(test.challenger), _mean(test.champion)
+    if test.superiority:
+        what = "superiority: the bound must clear 0"
+    elif test.relative:
+        what = f"non-inferiority, margin {test.margin_relative:.0%} of the champion's mean"
     else:
-        ok = interval.low > -rule.margin
-        rule_text = f"non-inferiority margin {rule.margin:.3f}"
-        threshold = -rule.margin * sign
-    verdict = "ok" if ok else ("not superior" if superiority else "worse than the champion beyond the margin")
-    reason = f"{metric}: challenger {mean_challenger:.3f} vs champion {mean_champion:.3f}, difference {interval.estimate * sign:+.3f} [{shown_low:+.3f}, {shown_high:+.3f}] at {confidence:.1%} ({rule_text}): {verdict}"
-    return Check(metric=metric, test="superiority" if superiority else "non-inferiority", passed=ok, value=mean_challenger, champion=mean_champion, difference=interval.estimate * sign, ci_low=shown_low, ci_high=shown_high, threshold=threshold, direction=rule.direction, reason=reason)
+        what = f"non-inferiority, margin {test.margin:.3f}"
+    head = (f"{where}: challenger {mean_c:.3f} vs champion {mean_k:.3f}, {'change' if scale == 'relative' else 'difference'} {_show(estimate, scale)} "
+            f"[{_show(low, scale)}, {_show(high, scale)}] at {confidence:.1%} ({what}; {policy.multiplicity} level {level:.4f})")
+    if test.superiority and test.rule.kind == "binary" and paired:
+        clears = effect.p_value <= level and effect.estimate > 0
+    else:
+        clears = effect.low > effect.bound
+    common = dict(metric=test.metric, slice=test.slice, test="superiority" if test.superiority else "non-inferiority", value=mean_c, champion=mean_k, difference=estimate,
+                  ci_low=low, ci_high=high, confidence=confidence, threshold=threshold, scale=scale, method=effect.method, p_value=effect.p_value, level=level,
+                  detectable=effect.half_width, direction=test.rule.direction, votes=True)
+    if clears and reached:
+        verdict = "superior" if test.superiority else "non-inferior: the interval's bound clears the margin"
+        return Check(status="pass", reason=f"{head}: {verdict}", **common)
+    if clears:
+        return Check(status="inconclusive", reason=f"{head}: its bound clears the margin, but Holm's step-down stopped at an earlier failed test, so it cannot be claimed", **common)
+    if effect.high < effect.bound:
+        verdict = "worse than the champion" if test.superiority else "worse than the champion beyond the margin (the whole interval lies past it)"
+        return Check(status="fail", reason=f"{head}: {verdict}", **common)
+    margin = -effect.bound
+    needed = settling_size(effect, margin, effect.n) if not test.superiority else None
+    reach = f"this sample can only clear a margin of {effect.half_width:.1%}" if scale == "relative" else f"this sample can only clear a margin of {effect.half_width:.3f}"
+    settle = (f"; about {needed} examples would settle it if the {'change' if scale == 'relative' else 'difference'} stays at {_show(estimate, scale)}" if needed
+              else "; the estimate itself is at or past the margin, so more examples are unlikely to show non-inferiority" if not test.superiority else "")
+    label = "inconclusive: not shown superior" if test.superiority else "inconclusive: the interval straddles the margin, so the sample cannot show non-inferiority (nor that it is worse)"
+    return Check(status="inconclusive", reason=f"{head}: {label}; {reach}{settle}", settling_examples=needed, **common)
+
+
+def _rows_with_tag(rows: Sequence[dict], tag: str) -> list[dict]:
+    return [row for row in rows if tag in (row.get("tags") or ())]
 
 
 def decide(
@@ -157,80 +231,162 @@ def decide(
     champion_table: Sequence[dict] | None = None,
     judge_reliable: bool = False,
     judge_reasons: Sequence[str] = (),
+    metrics: Mapping[str, MetricInfo] | None = None,
+    allow_unpaired: bool = False,
 ) -> Decision:
+    """Decide on one score table (one row per example: ``id``, optional ``tags``, one column per metric).
+
+    ``champion_table``: the champion's scores on the same examples (paired), or, with ``allow_unpaired``
+    (the monitor, when the evaluation set changed), on other examples: a two-sample comparison, labelled
+    as such. ``metrics``: what each metric is (from the evaluator config); judge-produced metrics vote
+    only when ``judge_reliable``.
+    """
+    known = dict(metrics or {})
     n = len(table)
-    checks = [Check(metric="examples", test="min_examples", passed=n >= policy.min_examples, value=float(n), threshold=float(policy.min_examples), reason=f"{n} examples (need at least {policy.min_examples})")]
-    paired_challenger: list[dict] = list(table)
-    paired_champion: list[dict] | None = None
+    checks = [Check(metric="examples", test="min_examples", status="pass" if n >= policy.min_examples else "fail", value=float(n), threshold=float(policy.min_examples),
+                    reason=f"{n} examples (need at least {policy.min_examples})")]
+    ids = [str(row.get("id")) for row in table]
+    if len(set(ids)) != len(ids):
+        duplicated = sorted({i for i in ids if ids.count(i) > 1})
+        checks.append(Check(metric="examples", test="pairing", status="fail", example_ids=duplicated[:50], reason=f"example ids are not unique ({_ids_text(duplicated)}): scores cannot be attributed"))
+    mode: Literal["paired", "unpaired", "bootstrap"] = "bootstrap"
+    champion_rows: list[dict] | None = None
     if champion_table is not None:
-        by_id = {row.get("id"): row for row in champion_table}
-        missing = [row.get("id") for row in table if row.get("id") not in by_id]
-        if missing or len(by_id) != len(champion_table):
-            checks.append(Check(metric="examples", test="pairing", passed=False, reason=f"the champion was not scored on the same examples ({len(missing)} of {n} missing, e.g. {missing[:3]}): no paired comparison is possible"))
+        by_id = {str(row.get("id")): row for row in champion_table}
+        missing = [i for i in ids if i not in by_id]
+        if not missing and len(by_id) == len(champion_table) == len(ids):
+            mode, champion_rows = "paired", [by_id[i] for i in ids]
+        elif allow_unpaired and by_id:
+            mode, champion_rows = "unpaired", list(champion_table)
         else:
-            paired_champion = [by_id[row.get("id")] for row in table]
-    voting = []
+            mode = "paired"
+            checks.append(Check(metric="examples", test="pairing", status="fail", example_ids=missing[:50],
+                                reason=f"the champion was not scored on the same examples ({len(missing)} of {n} missing, e.g. {_ids_text(missing)}): no paired comparison is possible"))
+    paired = mode == "paired"
+    pending: list[_PendingTest] = []
+    compared: list[str] = []  # whole-set metrics that vote and are compared (slices compare these)
     for metric, rule in policy.metrics.items():
-        if metric.startswith(JUDGE_PREFIX) and not judge_reliable:
+        info = known.get(metric) or catalog.info(metric)
+        if info is not None and info.judged and not judge_reliable:
             why = "; ".join(judge_reasons) or "its reliability was not checked"
-            checks.append(Check(metric=metric, test="excluded", passed=True, excluded=True, direction=rule.direction, value=aggregate(table, metric) if any(metric in r for r in table) else None, reason=f"{metric}: judge excluded from voting ({why})"))
+            present = [_number(r.get(metric)) for r in table]
+            value = _mean(present) if present and all(math.isfinite(v) for v in present) else None
+            checks.append(Check(metric=metric, test="excluded", status="excluded", direction=rule.direction, value=value, reason=f"{metric}: judge excluded from voting ({why})"))
             continue
         if not any(metric in row for row in table):
-            checks.append(Check(metric=metric, test="floor", passed=False, direction=rule.direction, reason=f"{metric}: missing from the score table (evaluation did not produce it)"))
+            checks.append(Check(metric=metric, test="values", status="fail", direction=rule.direction, votes=True, reason=f"{metric}: missing from the score table (evaluation did not produce it)"))
             continue
-        voting.append(metric)
-        floor = _floor_check(metric, rule, table)
-        if floor is not None:
-            checks.append(floor)
-    if paired_champion is not None:
-        confidence = bonferroni_confidence(policy.alpha, len(voting))
-        for metric in voting:
-            if not any(metric in row for row in paired_champion):
-                checks.append(Check(metric=metric, test="non-inferiority", passed=False, reason=f"{metric}: missing from the champion's score table"))
+        if champion_rows is not None and rule.compare and not any(metric in row for row in champion_rows):
+            checks.append(Check(metric=metric, test="values", status="fail", direction=rule.direction, votes=True, reason=f"{metric}: missing from the champion's score table"))
+            continue
+        invalid = _values_check(metric, rule, table, champion_rows if rule.compare else None, None)
+        if invalid is not None:
+            checks.append(invalid)
+            continue
+        values = [_number(r[metric]) for r in table]
+        if rule.floor is not None and values:
+            checks.append(_floor_check(metric, rule, values, rule.floor, None))
+        if champion_rows is not None and rule.compare and values:
+            compared.append(metric)
+            pending.append(_PendingTest(metric, rule, None, values, [_number(r[metric]) for r in champion_rows], margin=rule.margin, margin_relative=rule.margin_relative))
+    usable = set(compared) | {m for m in policy.metrics if any(c.metric == m and c.test == "floor" and c.slice is None for c in checks)}
+    champion_by_id = {str(r.get("id")): r for r in champion_rows} if champion_rows is not None else {}
+    for tag, slice_rule in policy.slices.items():
+        rows = _rows_with_tag(table, tag)
+        if len(rows) < slice_rule.min_examples:
+            checks.append(Check(metric="examples", slice=tag, test="slice_size", status="fail", value=float(len(rows)), threshold=float(slice_rule.min_examples),
+                                reason=f"slice {tag}: {len(rows)} examples carry the tag, the policy needs at least {slice_rule.min_examples} to check it"))
+            continue
+        for metric, floor in slice_rule.floors.items():
+            if metric in usable:
+                checks.append(_floor_check(metric, policy.metrics[metric], [_number(r[metric]) for r in rows], floor, tag))
+        if champion_rows is None:
+            continue
+        champion_slice = [champion_by_id[str(r.get("id"))] for r in rows] if paired else _rows_with_tag(champion_rows, tag)
+        if not paired and len(champion_slice) < slice_rule.min_examples:
+            checks.append(Check(metric="examples", slice=tag, test="slice_size", status="fail", value=float(len(champion_slice)), threshold=float(slice_rule.min_examples),
+                                reason=f"slice {tag}: the earlier evaluation has {len(champion_slice)} tagged examples, fewer than {slice_rule.min_examples}"))
+            continue
+        for metric in policy.slice_metrics(tag):
+            if metric not in compared:
                 continue
-            checks.append(_paired_check(metric, policy.metrics[metric], policy, _values(paired_challenger, metric), _values(paired_champion, metric), confidence, len(voting)))
+            rule = policy.metrics[metric]
+            margin, relative = rule.margin, rule.margin_relative
+            if slice_rule.margin is not None:
+                margin, relative = slice_rule.margin, None
+            elif slice_rule.margin_relative is not None and rule.kind != "binary":
+                margin, relative = None, slice_rule.margin_relative
+            pending.append(_PendingTest(metric, rule, tag, [_number(r[metric]) for r in rows], [_number(r[metric]) for r in champion_slice], margin=margin, margin_relative=relative))
+    if pending:
+        for test in pending:  # the p-value at the margin does not depend on the level: it orders Holm's step-down
+            test.p_value = _effect(test, policy, 1.0 - 2.0 * policy.alpha, paired)[0].p_value
+        for test, (level, reached) in zip(pending, _levels(pending, policy)):
+            checks.append(_comparison_check(test, policy, level, reached, paired))
+    if not any(c.votes for c in checks):
+        checks.append(Check(metric="policy", test="votes", status="fail",
+                            reason="nothing voted: every metric was excluded, or had neither a floor nor a champion to compare with; an unexamined bundle is never promoted"))
     return Decision(
-        passed=all(c.passed for c in checks),
-        mode="paired" if champion_table is not None else "bootstrap",
+        gate="passed" if all(c.passed for c in checks) else "failed",
+        mode=mode,
         policy=f"{policy.name}@{policy.version}",
         policy_digest=policy.digest,
         n_examples=n,
+        multiplicity={"holm": f"Holm step-down over {len(pending)} comparison(s), family-wise α={policy.alpha}",
+                      "bonferroni": f"Bonferroni over {len(pending)} comparison(s), family-wise α={policy.alpha}",
+                      "none": f"no correction: each comparison at α={policy.alpha} (the gate is an intersection-union test)"}[policy.multiplicity],
         checks=checks,
     )
 
 
 def interval_metrics(checks: Sequence[dict]) -> dict[str, float]:
-    """``<metric>_difference`` / ``_ci_low`` / ``_ci_high`` of every paired interval check, for KFP Metrics and MLflow."""
-    return {
-        f"{c['metric']}_{key}": c[key]
-        for c in checks
-        if c.get("test") in ("non-inferiority", "superiority")
-        for key in ("difference", "ci_low", "ci_high")
-        if c.get(key) is not None
-    }
+    """``<metric>[_<slice>]_difference`` / ``_ci_low`` / ``_ci_high`` of every comparison, for KFP Metrics and MLflow."""
+    found = {}
+    for c in checks:
+        if c.get("test") not in COMPARISON_TESTS:
+            continue
+        prefix = c["metric"] + (f"_slice_{c['slice']}" if c.get("slice") else "")
+        for key in ("difference", "ci_low", "ci_high"):
+            value = c.get(key)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                found[f"{prefix}_{key}"] = value
+    return found
 
 
-def _fmt(value: float | None, signed: bool = False) -> str:
+def _fmt(value: float | None, signed: bool = False, scale: str = "difference") -> str:
     if value is None or not math.isfinite(value):
         return "—"
+    if scale == "relative" and signed:
+        return f"{value:+.1%}"
     return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
-def markdown_report(decision: Decision, bundle_id: str, bundle_label: str, champion_label: str | None = None) -> str:
-    verdict = "✅ **PROMOTED**" if decision.passed else "❌ **REJECTED**"
+def markdown_report(decision: Decision | dict, bundle_id: str, bundle_label: str, champion_label: str | None = None, outcome: str = "") -> str:
+    """The gate's Markdown summary. ``outcome`` is the decision word when known (promoted|approved|rejected)."""
+    if isinstance(decision, dict):
+        decision = Decision.model_validate({k: decision[k] for k in Decision.model_fields})
+    word = outcome or ("approved" if decision.passed else "rejected")
+    verdict = f"{'✅' if decision.passed else '❌'} gate **{decision.gate.upper()}**: {word}"
     lines = [
         f"# Gate decision: {verdict}",
         "",
         f"- challenger: `{bundle_id}` ({bundle_label})",
         f"- champion: {champion_label or 'none yet (bootstrap rule: absolute floors only)'}",
-        f"- policy: `{decision.policy}` (digest `{decision.policy_digest[:12]}`), {decision.n_examples} examples",
+        f"- policy: `{decision.policy}` (digest `{decision.policy_digest[:12]}`), {decision.n_examples} examples, {decision.mode} comparison",
+        f"- multiplicity: {decision.multiplicity}",
         "",
-        "| metric | test | challenger | champion | difference [interval] | threshold | result |",
-        "|---|---|---|---|---|---|---|",
+        "| metric | slice | test | challenger | champion | difference [interval] | threshold | result |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in decision.checks:
-        interval = f"{_fmt(c.difference, True)} [{_fmt(c.ci_low, True)}, {_fmt(c.ci_high, True)}]" if c.ci_low is not None else _fmt(c.difference, True)
-        result = "excluded" if c.excluded else ("pass" if c.passed else "**fail**")
-        lines.append(f"| {c.metric} | {c.test} | {_fmt(c.value)} | {_fmt(c.champion)} | {interval} | {_fmt(c.threshold)} | {result} |")
+        interval = f"{_fmt(c.difference, True, c.scale)} [{_fmt(c.ci_low, True, c.scale)}, {_fmt(c.ci_high, True, c.scale)}]" if c.ci_low is not None else _fmt(c.difference, True, c.scale)
+        result = {"pass": "pass", "excluded": "excluded", "fail": "**fail**", "inconclusive": "**inconclusive**"}[c.status]
+        threshold = _fmt(c.threshold, c.test in COMPARISON_TESTS, c.scale)
+        lines.append(f"| {c.metric} | {c.slice or 'all'} | {c.test} | {_fmt(c.value)} | {_fmt(c.champion)} | {interval} | {threshold} | {result} |")
+    slices = sorted({c.slice for c in decision.checks if c.slice})
+    if slices:
+        lines += ["", "## Slices", "", "| slice | checks | result |", "|---|---|---|"]
+        for tag in slices:
+            own = [c for c in decision.checks if c.slice == tag]
+            lines.append(f"| {tag} | {len(own)} | {'pass' if all(c.passed for c in own) else '**fail**'} |")
     lines += ["", "## Why", ""] + [f"- {reason}" for reason in decision.reasons]
     return "\n".join(lines) + "\n"

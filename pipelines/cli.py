@@ -101,7 +101,7 @@ def run(
         sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     else:
         _print_summary(summary)
-    if fail_on_reject and (summary["decision"] != "promoted" or (promote and not summary["promoted"])):
+    if fail_on_reject and (summary["decision"] == "rejected" or (promote and summary["decision"] != "promoted")):
         raise typer.Exit(1)
     if serve_after:
         if not summary["promoted"]:
@@ -167,24 +167,26 @@ def manifests(
 
 def _print_summary(summary: dict) -> None:
     out = Console(soft_wrap=True)
-    promoted = summary["decision"] == "promoted"
     table = Table(title="champion run", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("decision", "[green]PROMOTED[/]" if promoted else "[red]REJECTED[/]")
+    word = summary["decision"]
+    table.add_row("decision", {"promoted": "[green]PROMOTED[/]", "approved": "[green]APPROVED[/] (gate passed; not promoted)", "rejected": "[red]REJECTED[/]"}[word] + f"  (gate {summary['gate']})")
     champion = summary["champion"]
     table.add_row("compared with", f"champion version {champion['version']} (bundle {champion['bundle_id'][:12]}…)" if champion else "no champion yet: bootstrap rule (absolute floors only)")
     prompt = summary["bundle"]["prompt"]
     table.add_row("bundle", f"{summary['bundle_id'][:16]}…  ({prompt['name']}@{prompt['version']})")
+    marks = {"pass": "[green]pass[/]", "fail": "[red]fail[/]", "inconclusive": "[red]inconclusive[/]", "excluded": "[yellow]excluded[/]"}
     for check in summary["checks"]:
-        mark = "[yellow]excluded[/]" if check.get("excluded") else ("[green]pass[/]" if check["passed"] else "[red]fail[/]")
-        table.add_row(f"  {check['metric']} ({check['test']})", f"{mark}  {check['reason']}")
+        where = check["metric"] + (f" [{check['slice']}]" if check.get("slice") else "")
+        table.add_row(f"  {where} ({check['test']})", f"{marks[check['status']]}  {check['reason']}")
     gated = {c["metric"] for c in summary["checks"]}
     for name, value in sorted(summary["metrics"].items()):
         if name not in gated:
             table.add_row(f"  {name}", f"{value:.3f} (reported, not gated)")
-    table.add_row("MLflow", f"{summary['registered_model']} v{summary['model_version']}" + (", alias champion moved here" if summary["promoted"] else ", alias unchanged" + (" (--no-promote)" if promoted else "")))
-    table.add_row("deployment", {"promoted": "InferenceService rendered and validated", "rolled_back": "[red]rolled back[/]"}.get(summary["deployment"], "skipped"))
+    table.add_row("MLflow", f"{summary['registered_model']} v{summary['model_version']}" + (", alias champion moved here" if summary["promoted"] else ", alias unchanged"))
+    deployment = {"rendered": "rendered: InferenceService rendered and validated (no cluster)", "rolled_out": "rolled_out", "rolled_back": "[red]rolled_back[/]"}.get(summary["deployment"], summary["deployment"])
+    table.add_row("deployment", f"{deployment}: {summary.get('deployment_reason', '')}")
     table.add_row("wall time", f"{summary['wall_seconds']} s")
     if summary.get("cache"):
         table.add_row("cache", ", ".join(f"{kind} {c['hits']}/{c['hits'] + c['misses']} hits" for kind, c in sorted(summary["cache"].items())))
@@ -423,7 +425,7 @@ def trigger(
                     from pipelines.local import RunOptions, run_promotion
 
                     result = run_promotion(RunOptions(prompt=str(bundle.path), model=bundle.model, workspace=workspace, limit=limit, gate_config=gate_config, extra={**params, "promote": promote}))
-                    row.update(passed=result["decision"] == "promoted", result=result["decision"], details="; ".join(result["reasons"]))
+                    row.update(passed=result["gate"] == "passed", result=result["decision"], details="; ".join(result["reasons"]))
                 else:
                     from pipelines.kubeflow import git_commit, submit_and_wait
 

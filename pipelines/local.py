@@ -281,13 +281,17 @@ def summarise(outputs, workspace: Workspace, log_path: Path, seconds: float, opt
     metrics = {k: v for k, v in outputs["eval_metrics"].metadata.items() if k != "display_name"}
     metrics.update({k: v for k, v in outputs["drift_metrics"].metadata.items() if k != "display_name"})
     intervals = {
-        c["metric"]: {"test": c["test"], "challenger": c["value"], "champion": c["champion"], "difference": c["difference"], "ci_low": c["ci_low"], "ci_high": c["ci_high"], "threshold": c["threshold"], "passed": c["passed"]}
+        c["metric"] + (f"[{c['slice']}]" if c.get("slice") else ""): {key: c[key] for key in ("test", "status", "passed", "difference", "ci_low", "ci_high", "confidence", "threshold", "scale", "level", "method")}
+        | {"challenger": c["value"], "champion": c["champion"]}
         for c in decision["checks"]
-        if c["test"] in ("non-inferiority", "superiority", "mcnemar")
+        if c["test"] in ("non-inferiority", "superiority")
     }
+    promoted = bool(outputs["promoted"])
     return {
         "bundle_id": decision["bundle_id"],
-        "decision": decision["decision"],
+        "gate": decision["gate"],
+        # One word for what happened: promoted (the alias moved), approved (the gate passed, nothing moved), rejected.
+        "decision": "promoted" if promoted else ("approved" if decision["gate"] == "passed" else "rejected"),
         "reasons": decision["reasons"],
         "mode": decision["mode"],
         "champion": decision["champion"],
@@ -311,7 +315,8 @@ def summarise(outputs, workspace: Workspace, log_path: Path, seconds: float, opt
             "log": str(log_path),
         }, workspace.root / "reports" / run_dir.name),
         "deployment": deployment["status"],
-        "promoted": bool(outputs["promoted"]),
+        "deployment_reason": deployment["reason"],
+        "promoted": promoted,
         "run_dir": str(run_dir),
         "wall_seconds": round(seconds, 1),
     }

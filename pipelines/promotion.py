@@ -105,6 +105,7 @@ def promotion_pipeline(
         scores=challenger.evaluate.outputs["scores"],
         bundle=challenger.evaluate.outputs["bundle"],
         gate_config=gate_config,
+        evaluator_config=evaluator_config,
         judge_reliability=challenger.evaluate.outputs["judge_reliability"],
     )
     with dsl.If(champion_task.outputs["has_champion"] == True):  # noqa: E712 (compiled to a CEL condition)

@@ -18,6 +18,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from champion.bundle import PromptRef
+from champion.config import load_yaml
 from champion.digests import sha256_json
 from champion.errors import PromptError
 
@@ -128,7 +129,7 @@ class JudgeRubric(PromptTemplate):
 
 def _parse(path: Path, model: type[PromptTemplate] = PromptTemplate, root: Path = PROMPTS_DIR) -> PromptTemplate:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise PromptError(f"{path} is not valid YAML: {exc}", "fix the YAML syntax.") from exc
     except OSError as exc:

@@ -160,7 +160,7 @@ def promote_version(
     try:
         move_alias(tracking_uri, client, name, version, expected=expected)
     except ChampionMoved as exc:
-        client.set_model_version_tag(name, version, "champion.decision", "refused: champion moved during evaluation")
+        client.set_model_version_tag(name, version, "champion.alias_refused", "the champion moved during evaluation")
         append_audit(audit_log, {"event": "alias_refused", **audit, "model": name, "version": version, "reason": exc.problem})
         raise
     client.set_model_version_tag(name, version, "champion.decision", "promoted")

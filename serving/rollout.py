@@ -68,7 +68,7 @@ def candidate_url(isvc: dict) -> str:
 
 @dataclass
 class RolloutOutcome:
-    status: str  # promoted | rolled_back
+    status: str  # rolled_out | rolled_back
     reason: str
     name: str
     namespace: str
@@ -80,8 +80,8 @@ class RolloutOutcome:
     events: list[dict] = field(default_factory=list)
 
     @property
-    def promoted(self) -> bool:
-        return self.status == "promoted"
+    def rolled_out(self) -> bool:
+        return self.status == "rolled_out"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -182,12 +182,37 @@ class KServeRollout:
         existing = self.get(name)
         if existing is None:
             return self._first_deploy(manifest, outcome, smoke)
-        return self._update(manifest, existing, outcome, smoke)
+        previous = {"labels": existing["metadata"].get("labels") or {}, "annotations": existing["metadata"].get("annotations") or {}, "spec": existing["spec"]}
+        outcome.previous_spec = copy.deepcopy(previous)
+        try:
+            return self._update(manifest, existing, previous, outcome, smoke)
+        except DeployError as exc:
+            # A Kubernetes error mid-canary (polling, patching, a vanished object) must not leave the
+            # candidate serving: restore the previous spec first, then report both.
+            if not any(e["step"] == "updated" for e in self.events):
+                raise  # nothing was changed yet
+            try:
+                self.rollback(name, previous)
+            except DeployError as rollback_exc:
+                raise DeployError(f"{exc.problem} The rollback to the previous spec failed too: {rollback_exc.problem}", rollback_exc.fix) from exc
+            raise DeployError(f"{exc.problem} The InferenceService was rolled back to the previous spec before this error was reported.", exc.fix) from exc
 
     def _first_deploy(self, manifest: dict, outcome: RolloutOutcome, smoke) -> RolloutOutcome:
         name = outcome.name
         created = self._create(manifest)
         self._event("created", generation=created["metadata"].get("generation", 1))
+        try:
+            return self._first_deploy_checks(manifest, created, outcome, smoke)
+        except DeployError as exc:
+            try:
+                self._delete(name)
+                self._event("deleted", reason=exc.problem)
+            except DeployError as delete_exc:
+                raise DeployError(f"{exc.problem} Deleting the new InferenceService failed too: {delete_exc.problem}", delete_exc.fix) from exc
+            raise DeployError(f"{exc.problem} The new InferenceService was deleted before this error was reported (nothing served before).", exc.fix) from exc
+
+    def _first_deploy_checks(self, manifest: dict, created: dict, outcome: RolloutOutcome, smoke) -> RolloutOutcome:
+        name = outcome.name
         try:
             isvc = self.wait_ready(name, int(created["metadata"].get("generation", 1)))
         except _NotReady as exc:
@@ -204,7 +229,7 @@ class KServeRollout:
             self._event("deleted", reason=result.reason)
             outcome.reason = f"smoke test failed ({result.reason}); the new InferenceService was deleted (nothing served before)."
             return outcome
-        outcome.status, outcome.reason = "promoted", f"first deployment is Ready and passed its smoke test; it serves 100% of traffic at {outcome.url}."
+        outcome.status, outcome.reason = "rolled_out", f"first deployment is Ready and passed its smoke test; it serves 100% of traffic at {outcome.url}."
         return outcome
 
     def _ready_or_rolled_back(self, name: str, generation: int, previous: dict, outcome: RolloutOutcome, what: str) -> dict | None:
@@ -216,10 +241,8 @@ class KServeRollout:
             outcome.reason = f"{what} was {exc}; rolled back to the previous spec."
             return None
 
-    def _update(self, manifest: dict, existing: dict, outcome: RolloutOutcome, smoke) -> RolloutOutcome:
+    def _update(self, manifest: dict, existing: dict, previous: dict, outcome: RolloutOutcome, smoke) -> RolloutOutcome:
         name, mode, percent = outcome.name, outcome.mode, outcome.canary_traffic_percent
-        previous = {"labels": existing["metadata"].get("labels") or {}, "annotations": existing["metadata"].get("annotations") or {}, "spec": existing["spec"]}
-        outcome.previous_spec = copy.deepcopy(previous)
         canary = mode == "Serverless" and 0 < percent < 100
         candidate = copy.deepcopy(manifest)
         candidate["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
@@ -244,12 +267,12 @@ class KServeRollout:
             return outcome
         if canary:
             patched = self._patch(name, {"spec": {component: {"canaryTrafficPercent": None} for component in ("predictor", "transformer") if component in manifest["spec"]}})
-            self._event("promoted", traffic_percent=100, generation=patched["metadata"].get("generation"))
+            self._event("traffic_100", traffic_percent=100, generation=patched["metadata"].get("generation"))
             isvc = self._ready_or_rolled_back(name, int(patched["metadata"]["generation"]), previous, outcome, "promotion to 100%")
             if isvc is None:
                 return outcome
         outcome.url = (isvc.get("status") or {}).get("url") or outcome.url
-        outcome.status = "promoted"
+        outcome.status = "rolled_out"
         outcome.reason = f"canary at {percent}% was Ready and passed its smoke test; promoted to 100%." if canary else "rolling update is Ready and passed its smoke test."
         return outcome
 

@@ -1,0 +1,187 @@
+"""Gate policies: which metrics vote, with which floor and margin, over the whole set and per slice.
+
+A policy is checked twice before any model loads: on its own when it is parsed (types, ranges, unknown
+or duplicate keys, margins that make sense for the metric's kind), and against the evaluator config
+that will produce the scores (``check_against``: every metric exists, directions and kinds agree with
+what the metric is, something can always vote). ``champion policy check`` prints both.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from champion.config import load_versioned_yaml
+from champion.digests import sha256_json
+from champion.errors import ConfigError
+from evaluators.catalog import MetricInfo
+
+POLICIES_DIR = Path(__file__).resolve().parent / "policies"
+
+
+class MetricRule(BaseModel):
+    """How one metric votes. ``direction`` says which way is better; a ``floor`` is the worst acceptable
+    mean (a ceiling when lower is better); against a champion the challenger must be non-inferior:
+    the interval's bound must clear ``-margin`` (absolute) or ``-margin_relative`` x the champion's
+    mean (relative), or clear 0 when ``require_superiority``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    direction: Literal["higher", "lower"]
+    kind: Literal["continuous", "binary"] = "continuous"  # binary: 0/1 per example, Tango's paired score interval
+    floor: float | None = Field(None, allow_inf_nan=False)
+    margin: float | None = Field(None, ge=0.0, allow_inf_nan=False)
+    margin_relative: float | None = Field(None, gt=0.0, lt=1.0, allow_inf_nan=False)
+    require_superiority: bool = False
+    compare: bool = True  # False: the metric only has a floor and is never compared with the champion
+
+    @model_validator(mode="after")
+    def _one_margin_that_fits_the_kind(self) -> "MetricRule":
+        if self.margin is not None and self.margin_relative is not None:
+            raise ValueError("give either margin (absolute) or margin_relative (a share of the champion's mean), not both")
+        if self.kind == "binary" and self.margin_relative is not None:
+            raise ValueError("a pass/fail metric takes an absolute margin in pass-rate points (margin: 0.05 = 5 points), not margin_relative")
+        if self.kind == "binary" and self.margin is not None and self.margin >= 1.0:
+            raise ValueError(f"a pass/fail metric's margin is a difference of pass rates and must be below 1, got {self.margin}")
+        if self.compare and not self.require_superiority and self.margin is None and self.margin_relative is None:
+            raise ValueError("say how much worse than the champion is still acceptable: margin (absolute) or margin_relative; "
+                             "or require_superiority: true; or compare: false to use only the floor")
+        if not self.compare and (self.margin is not None or self.margin_relative is not None or self.require_superiority):
+            raise ValueError("compare: false means the metric is never compared with the champion; remove margin/margin_relative/require_superiority")
+        if not self.compare and self.floor is None:
+            raise ValueError("compare: false with no floor: the metric would never vote; give it a floor or remove it")
+        return self
+
+    @property
+    def margin_text(self) -> str:
+        if self.require_superiority:
+            return "superiority"
+        if self.margin_relative is not None:
+            return f"margin {self.margin_relative:.0%} of the champion"
+        return f"margin {self.margin:.3f}"
+
+
+class SliceRule(BaseModel):
+    """A tagged subset of the examples, checked on its own by the same engine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_examples: int = Field(ge=1)
+    metrics: tuple[str, ...] | None = None  # default: every compared metric of the policy
+    margin: float | None = Field(None, ge=0.0, allow_inf_nan=False)  # overrides the absolute margin of each metric in this slice
+    margin_relative: float | None = Field(None, gt=0.0, lt=1.0, allow_inf_nan=False)
+    floors: dict[str, float] = {}  # per-metric floors that apply to this slice's mean
+
+    @model_validator(mode="after")
+    def _one_margin(self) -> "SliceRule":
+        if self.margin is not None and self.margin_relative is not None:
+            raise ValueError("give either margin or margin_relative for a slice, not both")
+        return self
+
+
+class GatePolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: int = Field(ge=1)
+    min_examples: int = Field(ge=1)
+    primary: str | None = None
+    alpha: float = Field(0.05, gt=0.0, lt=0.5)  # family-wise one-sided error rate of the non-inferiority claims
+    multiplicity: Literal["holm", "bonferroni", "none"] = "holm"
+    seed: int = 0
+    bootstrap_resamples: int = Field(5000, ge=200, le=200_000)
+    metrics: dict[str, MetricRule] = Field(min_length=1)
+    slices: dict[str, SliceRule] = {}
+
+    @model_validator(mode="after")
+    def _names_refer_to_metrics(self) -> "GatePolicy":
+        if self.primary is not None and self.primary not in self.metrics:
+            raise ValueError(f"primary metric {self.primary!r} is not one of the policy's metrics {sorted(self.metrics)}{_did_you_mean(self.primary, self.metrics)}")
+        for tag, rule in self.slices.items():
+            for name in (*(rule.metrics or ()), *rule.floors):
+                if name not in self.metrics:
+                    raise ValueError(f"slice {tag!r} names metric {name!r}, which the policy does not have{_did_you_mean(name, self.metrics)}")
+            for name in rule.metrics or ():
+                metric = self.metrics[name]
+                if not metric.compare:
+                    raise ValueError(f"slice {tag!r} compares {name!r}, which has compare: false")
+            if rule.margin is not None and rule.margin >= 1.0 and any(self.metrics[m].kind == "binary" for m in self.slice_metrics(tag)):
+                raise ValueError(f"slice {tag!r}: a margin for pass/fail metrics must be below 1")
+        return self
+
+    def slice_metrics(self, tag: str) -> tuple[str, ...]:
+        rule = self.slices[tag]
+        return rule.metrics if rule.metrics is not None else tuple(name for name, metric in self.metrics.items() if metric.compare)
+
+    @property
+    def digest(self) -> str:
+        return sha256_json(self.model_dump(mode="json"))
+
+
+def _did_you_mean(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def load_policy(ref: str) -> GatePolicy:
+    """A packaged policy by name (``default``) or a path to a YAML file."""
+    return load_versioned_yaml(ref, GatePolicy, POLICIES_DIR, "gate config")
+
+
+@dataclass(frozen=True)
+class PolicyProblem:
+    where: str
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.problem} Fix: {self.fix}"
+
+
+def policy_problems(policy: GatePolicy, available: dict[str, MetricInfo]) -> list[PolicyProblem]:
+    """Everything wrong with ``policy`` given the metrics an evaluator config produces (``available``)."""
+    problems = []
+    for name, rule in policy.metrics.items():
+        where = f"metrics.{name}"
+        metric = available.get(name)
+        if metric is None:
+            problems.append(PolicyProblem(where, f"the evaluator config produces no metric {name!r}{_did_you_mean(name, available)}.",
+                                          f"use one of {sorted(available)}, or add the evaluator to the evaluator config."))
+            continue
+        if rule.direction != metric.direction:
+            problems.append(PolicyProblem(where, f"direction {rule.direction!r}, but {metric.description or name} is better when {metric.direction}.", f"set direction: {metric.direction}."))
+        if rule.kind == "binary" and not metric.binary:
+            problems.append(PolicyProblem(where, f"kind: binary, but {name} is not a 0/1 score (it ranges over [{metric.low:g}, {metric.high:g}]).", "remove kind: binary (it is continuous)."))
+        if rule.margin_relative is not None and not metric.ratio_scale:
+            problems.append(PolicyProblem(where, f"margin_relative on {name}, whose scores are not a non-negative amount (tokens, seconds): a share of its mean means nothing.", "use an absolute margin."))
+        span = metric.high - metric.low
+        if rule.margin is not None and span < float("inf") and rule.margin >= span:
+            problems.append(PolicyProblem(where, f"margin {rule.margin} is as large as the metric's whole range [{metric.low:g}, {metric.high:g}]: every challenger would pass.", "use a margin well inside the range, e.g. 0.05."))
+        if rule.floor is not None and not metric.low <= rule.floor <= metric.high:
+            problems.append(PolicyProblem(where, f"floor {rule.floor} lies outside the metric's range [{metric.low:g}, {metric.high:g}].", "set a floor inside the range."))
+        if rule.require_superiority and metric.judged:
+            problems.append(PolicyProblem(where, f"require_superiority on {name}, which is excluded whenever the judge fails its reliability check: the requirement would silently disappear.",
+                                          "require superiority of a metric that always votes."))
+    voting = [name for name in policy.metrics if name in available and not available[name].judged]
+    if policy.metrics and not voting and all(name in available for name in policy.metrics):
+        problems.append(PolicyProblem("metrics", "every metric comes from the LLM judge, which is excluded when it fails its reliability check: then nothing would vote.",
+                                      "add a metric that does not depend on the judge (e.g. semantic_similarity with a floor and a margin)."))
+    return problems
+
+
+def policy_warnings(policy: GatePolicy) -> list[str]:
+    if not any(rule.floor is not None for rule in policy.metrics.values()):
+        return ["no metric has a floor: without a champion (the first run) nothing votes, so no bundle can be promoted until one is seeded."]
+    return []
+
+
+def check_against(policy: GatePolicy, available: dict[str, MetricInfo], policy_ref: str = "") -> None:
+    """Raise one ConfigError listing every problem (before any model loads)."""
+    problems = policy_problems(policy, available)
+    if problems:
+        raise ConfigError(f"gate policy {policy_ref or policy.name} does not fit the evaluator config: " + "; ".join(f"{p.where}: {p.problem}" for p in problems),
+                          "; ".join(dict.fromkeys(p.fix for p in problems)) + f" (`champion policy check {policy_ref or 'POLICY'} --evaluators CONFIG` lists them)")
