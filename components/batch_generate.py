@@ -45,6 +45,7 @@ def generate_answers(examples: list[dict], prompt: PromptTemplate, generator: Ge
             "finish_reason": generation.finish_reason,
             "prompt_tokens": generation.prompt_tokens,
             "completion_tokens": generation.completion_tokens,
+            "latency_s": generation.latency_s,
         }
         for example, generation in zip(examples, generations, strict=True)
     ]

@@ -46,7 +46,9 @@ def build_judge(config: JudgeConfig, weights_cache: str = "", cache: ExampleCach
 def evaluate_generations(rows: list[dict], config: EvaluatorConfig, *, weights_cache: str = "", judge=None, check_judge: bool = True, cache: ExampleCache | None = None) -> Evaluation:
     """The per-example score table, its means, and the judge's reliability. ``judge`` overrides the
     configured one; ``cache`` keeps embeddings and judge verdicts between runs."""
-    from evaluators import aggregate, score_examples
+    import math
+
+    from evaluators import aggregate, catalog, score_examples
     from evaluators.config import build_metrics
     from evaluators.judge import check_reliability
 
@@ -54,14 +56,24 @@ def evaluate_generations(rows: list[dict], config: EvaluatorConfig, *, weights_c
     if judge is None and config.judge is not None:
         judge = build_judge(config.judge, weights_cache, cache)
     metrics = build_metrics(config, judge.generator if judge is not None else None, cache)
-    table = [{"question": r["question"], "reference": r["reference"], "output": r["output"], **scored} for r, scored in zip(rows, score_examples(rows, metrics))]
-    names = [m.spec.name for m in metrics]
+    produced = config.metric_catalog()
+    # Cost and latency are measured when generating; they are scored per example like any metric.
+    measured = [name for name in catalog.GENERATION if name in produced]
+    table = [
+        {"question": r["question"], "reference": r["reference"], "output": r["output"], "tags": list(r.get("tags") or []), **scored, **{name: r.get(name, math.nan) for name in measured}}
+        for r, scored in zip(rows, score_examples(rows, metrics))
+    ]
+    names = [m.spec.name for m in metrics] + measured
     if judge is not None:
         for row, verdict in zip(table, judge.grade(rows)):
             row[judge.spec.name] = judge.value(verdict)
             row[f"{judge.spec.name}_verdict"] = verdict.label
             row[f"{judge.spec.name}_rationale"] = verdict.rationale
+            if catalog.JUDGE_COST.name in produced:
+                row[catalog.JUDGE_COST.name] = verdict.tokens if verdict.tokens is not None else math.nan
         names.append(judge.spec.name)
+        if catalog.JUDGE_COST.name in produced:
+            names.append(catalog.JUDGE_COST.name)
         if check_judge:
             thresholds = config.judge.reliability if config.judge else Reliability()
             report = check_reliability(judge, min_swap_consistency=thresholds.min_swap_consistency, min_calibration_accuracy=thresholds.min_calibration_accuracy)

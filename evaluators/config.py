@@ -82,7 +82,8 @@ class EvaluatorConfig(BaseModel):
 
             grade = catalog.judge_metric(load_rubric(self.judge.pointwise_rubric).name)
             found[grade.name] = grade
-            found[catalog.JUDGE_COST.name] = catalog.JUDGE_COST
+            if self.judge.backend == "openai":  # endpoints report tokens per call; the log-probability judges make one forward pass
+                found[catalog.JUDGE_COST.name] = catalog.JUDGE_COST
         return found | catalog.GENERATION
 
 

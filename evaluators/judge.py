@@ -25,6 +25,7 @@ class Verdict:
     label: str | None  # one of the rubric's labels, or None when the judge's reply could not be parsed
     rationale: str
     method: str  # "logprobs" | "generated" | "repaired" | "unparseable"
+    tokens: int | None = None  # prompt + completion tokens the judge spent on it (generated verdicts, repairs included)
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,16 @@ class Judge:
         for conversation, reply in zip(conversations, replies):
             label, rationale = parse_verdict(reply.text, rubric)
             method, text = "generated", reply.text
+            tokens = reply.prompt_tokens + reply.completion_tokens
             for _ in range(self.max_repairs):
                 if label is not None:
                     break
                 repair = [*conversation, {"role": "assistant", "content": text}, {"role": "user", "content": f"Reply again with exactly this format:\n{rubric.verdict_prefix} <one of {', '.join(rubric.labels)}>\nReason: <one sentence>"}]
-                text = self.generator.generate([repair], rubric.decoding)[0].text
+                repaired = self.generator.generate([repair], rubric.decoding)[0]
+                text, tokens = repaired.text, tokens + repaired.prompt_tokens + repaired.completion_tokens
                 label, rationale = parse_verdict(text, rubric)
                 method = "repaired"
-            verdicts.append(Verdict(label, rationale or text[:200], method if label is not None else "unparseable"))
+            verdicts.append(Verdict(label, rationale or text[:200], method if label is not None else "unparseable", tokens))
         return verdicts
 
     def grade(self, records: Sequence[dict]) -> list[Verdict]:

@@ -18,7 +18,7 @@ import sys
 import types
 from typing import Sequence
 
-from champion.errors import EvaluationError
+from champion.errors import ChampionError, EvaluationError
 from evaluators.base import MetricSpec
 
 
@@ -76,8 +76,15 @@ def ragas_llm(generator, decoding=None):
     settings = decoding or Decoding(temperature=0.0, max_tokens=64)
 
     class GeneratorRagasLLM(InstructorBaseRagasLLM):
+        backend_error: ChampionError | None = None  # set when the judge backend itself failed (401, unreachable)
+
         def generate(self, prompt, response_model):
-            text = generator.generate([[{"role": "user", "content": prompt}]], settings)[0].text
+            try:
+                text = generator.generate([[{"role": "user", "content": prompt}]], settings)[0].text
+            except ChampionError as exc:
+                # ragas would retry and then score NaN; a judge that cannot be reached is an error of the step, never a score.
+                GeneratorRagasLLM.backend_error = exc
+                raise
             objects = re.findall(r"\{[^{}]*\}", text, re.S)
             if not objects:
                 raise ValueError(f"no JSON object in the judge's reply: {text[:120]!r}")
@@ -98,7 +105,7 @@ class RagasLLMMetric:
         if name not in self.NAMES:
             raise EvaluationError(f"unknown LLM-based ragas metric {name!r}.", f"choose one of {list(self.NAMES)}.")
         module = import_ragas()
-        llm = ragas_llm(generator)
+        llm = self._llm = ragas_llm(generator)
         self.spec = MetricSpec(name, "higher", 0.0, 1.0)
         self._metric = module.AnswerAccuracy(llm=llm, max_retries=2) if name == "ragas_answer_accuracy" else module.Faithfulness(llm=llm)
 
@@ -113,7 +120,10 @@ class RagasLLMMetric:
                 result = asyncio.run(self._metric.ascore(user_input=record["question"], response=record["output"], retrieved_contexts=[record["context"]]))
             else:
                 result = asyncio.run(self._metric.ascore(user_input=record["question"], response=record["output"], reference=record["reference"]))
-        except Exception:  # ragas raises on empty inputs and on judges that never answer in JSON
+        except Exception as exc:  # ragas raises on empty inputs and on judges that never answer in JSON
+            failure = type(self._llm).backend_error
+            if failure is not None:
+                raise EvaluationError(f"{self.spec.name}: the judge backend failed: {failure.problem}", failure.fix or "check the judge endpoint and its credentials; no score was produced.") from exc
             return math.nan
         value = result.value
         return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan

@@ -75,13 +75,14 @@ def run(
     promote: bool = typer.Option(True, "--promote/--no-promote", help="--no-promote: gate only; a passing bundle is registered but not deployed and does not become the champion."),
     use_cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse per-example generations, embeddings and judge verdicts from <workspace>/cache/examples."),
     serve_after: bool = typer.Option(False, "--serve", help="If the bundle is promoted, serve it locally afterwards (see `champion serve`)."),
+    bootstrap: bool = typer.Option(False, "--bootstrap", help="Allow the floors-only rule although a champion existed before and its alias is gone (otherwise that is an error)."),
     port: int = typer.Option(8080, help="Port for --serve."),
 ) -> None:
     """Run the promotion pipeline locally (kfp.local) and print the decision."""
     from pipelines.local import RunOptions, run_promotion
 
     options = RunOptions(data=data, prompt=prompt, model=model, gate_config=gate_config, evaluator_config=evaluator_config, workspace=workspace, limit=limit, backend=backend, batch_size=batch_size, registered_model_name=registered_model_name, weights_cache=weights_cache,
-                         extra={"fine_tune_steps": fine_tune_steps, "eval_fraction": eval_fraction, "promote": promote, **({} if use_cache else {"cache_root": ""})})
+                         extra={"fine_tune_steps": fine_tune_steps, "eval_fraction": eval_fraction, "promote": promote, "allow_bootstrap": bootstrap, **({} if use_cache else {"cache_root": ""})})
     try:
         with err.status("Starting the local pipeline…") as status:
             def on_event(task: str, state: str) -> None:
@@ -197,6 +198,34 @@ def _print_summary(summary: dict) -> None:
         if path:
             out.print(f"  {name:<14} {path}")
     out.print(f"  {'mlflow':<14} {summary['mlflow_tracking_uri']}")
+
+
+policy_app = typer.Typer(no_args_is_help=True, help="Gate policies: check one against the evaluator config before any model loads.")
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("check")
+def policy_check(
+    policy: str = typer.Argument("default", help="Gate policy: a name in evaluators/policies/ or a path to a YAML file."),
+    evaluators: str = typer.Option("default", "--evaluators", help="Evaluator config whose scores the policy will judge."),
+) -> None:
+    """Say everything wrong with a gate policy: unknown metrics, wrong directions or kinds, meaningless margins, nothing left to vote."""
+    from evaluators.config import load_evaluator_config
+    from evaluators.policy import load_policy, policy_problems, policy_warnings
+
+    try:
+        loaded = load_policy(policy)
+        catalog = load_evaluator_config(evaluators).metric_catalog()
+    except ChampionError as exc:
+        _fail(exc)
+    problems = policy_problems(loaded, catalog)
+    for problem in problems:
+        err.print(f"[bold red]error:[/] {problem.where}: {problem.problem}\n  [bold]fix:[/] {problem.fix}")
+    for warning in policy_warnings(loaded):
+        err.print(f"[yellow]warning:[/] {warning}")
+    if problems:
+        raise typer.Exit(2)
+    typer.echo(f"policy {loaded.name}@{loaded.version} fits evaluator config {evaluators}: {len(loaded.metrics)} metric(s), {len(loaded.slices)} slice(s), multiplicity {loaded.multiplicity}")
 
 
 @app.command("compile")

@@ -156,13 +156,12 @@ def pipeline_arguments(options: RunOptions, workspace: Workspace) -> dict:
 def preflight(options: RunOptions) -> None:
     """Fail in a second on inputs that would otherwise fail minutes into the run."""
     from evaluators.config import load_evaluator_config
-    from evaluators.gate import load_policy
+    from evaluators.policy import check_against, load_policy
     from prompts import load_prompt
     from serving.generation import BACKENDS
 
-    load_prompt(options.prompt)
-    load_policy(options.gate_config)
-    load_evaluator_config(options.evaluator_config)
+    load_prompt(options.prompt)  # refuses answer-key variables and impostors of published prompts
+    check_against(load_policy(options.gate_config), load_evaluator_config(options.evaluator_config).metric_catalog(), options.gate_config)
     if options.backend not in BACKENDS:
         from serving.generation import get_generator
 
@@ -253,6 +252,7 @@ def run_scheduled_eval(options: RunOptions, *, webhook_url: str = "", on_event: 
         "evaluated_bundle_id": latest.data.tags["champion.evaluated_bundle_id"],
         "failed_checks": [c["reason"] for c in checks["checks"] if not c["passed"]],
         "checks": checks["checks"],
+        "mode": checks.get("mode", "bootstrap"),
         "compared_with": checks["previous_run"],
         "mlflow_run": latest.info.run_id,
         "error": failure.problem if failure else None,

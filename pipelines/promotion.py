@@ -78,6 +78,7 @@ def promotion_pipeline(
     transformer_image: str = CPU_IMAGE,
     service_account: str = "",
     promote: bool = True,
+    allow_bootstrap: bool = False,
     fail_on_reject: bool = False,
     accelerator_type: str = "nvidia.com/gpu",
     accelerator_count: int = 1,
@@ -96,9 +97,10 @@ def promotion_pipeline(
     )
     fine_tuning = dict(steps=fine_tune_steps, learning_rate=fine_tune_learning_rate, lora_rank=lora_rank, merge_adapter=merge_adapter, seed=seed, gpu_count=fine_tune_gpu_count)
     data_task = configure(preprocess_data.preprocess_data_op(data_source=data_source, eval_fraction=eval_fraction, seed=seed, limit=limit))
-    champion_task = configure(resolve_champion.resolve_champion_op(mlflow_tracking_uri=mlflow_tracking_uri, registered_model_name=registered_model_name))
+    champion_task = configure(resolve_champion.resolve_champion_op(mlflow_tracking_uri=mlflow_tracking_uri, registered_model_name=registered_model_name, allow_bootstrap=allow_bootstrap, audit_log=audit_log,
+                                                                     prompt=prompt, gate_config=gate_config, evaluator_config=evaluator_config))
 
-    challenger = evaluate_bundle(data_task, model_source, prompt, check_judge=True, fine_tuning=fine_tuning, **settings)
+    challenger = evaluate_bundle(data_task, model_source, prompt, check_judge=True, fine_tuning=fine_tuning, after=champion_task, **settings)
     drift_task = configure(drift.drift_op(generations=challenger.generate.outputs["generations"], drift_reference=drift_reference))
 
     gate_inputs = dict(

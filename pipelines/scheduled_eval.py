@@ -38,7 +38,8 @@ def scheduled_eval_pipeline(
     gpu_tolerations: list = [],
 ):
     data_task = configure(preprocess_data.preprocess_data_op(data_source=data_source, eval_fraction=1.0, seed=0, limit=limit))
-    champion_task = configure(resolve_champion.resolve_champion_op(mlflow_tracking_uri=mlflow_tracking_uri, registered_model_name=registered_model_name))
+    champion_task = configure(resolve_champion.resolve_champion_op(mlflow_tracking_uri=mlflow_tracking_uri, registered_model_name=registered_model_name, allow_bootstrap=False, audit_log="",
+                                                                     prompt="", gate_config=gate_config, evaluator_config=evaluator_config))
     with dsl.If(champion_task.outputs["has_champion"] == True):  # noqa: E712
         champion = evaluate_bundle(
             data_task, champion_task.outputs["champion_model_source"], champion_task.outputs["champion_prompt"], check_judge=True,
@@ -55,8 +56,11 @@ def scheduled_eval_pipeline(
                 champion_version=champion_task.outputs["champion_version"],
                 bundle=champion.evaluate.outputs["bundle"],
                 gate_config=gate_config,
+                evaluator_config=evaluator_config,
                 webhook_url=webhook_url,
                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                scores=champion.evaluate.outputs["scores"],
+                judge_reliability=champion.evaluate.outputs["judge_reliability"],
                 eval_metrics=champion.evaluate.outputs["metrics"],
                 drift_metrics=drift_task.outputs["metrics"],
             )

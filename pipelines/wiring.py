@@ -65,13 +65,15 @@ class BundleTasks(NamedTuple):
     weights_source: object  # the fine-tuned artifact's URI, or the model source as given
 
 
-def evaluate_bundle(data_task, model_source, prompt, *, check_judge, weights_cache, trust_remote_code, generation_backend, batch_size, evaluator_config, gpu, hf_token_secret, cache_root, fine_tuning=None) -> BundleTasks:
+def evaluate_bundle(data_task, model_source, prompt, *, check_judge, weights_cache, trust_remote_code, generation_backend, batch_size, evaluator_config, gpu, hf_token_secret, cache_root, fine_tuning=None, after=None) -> BundleTasks:
     """fetch weights (→ fine-tune) → generate on a GPU node → score: the chain for challenger and champion.
 
     ``fine_tuning`` (the challenger's) holds the fine_tune parameters and its GPU count; the champion's
-    weights are fixed, so its chain has no fine-tune step.
+    weights are fixed, so its chain has no fine-tune step. ``after``: a task the weights fetch waits for.
     """
     weights_task = with_weights(configure(fetch_weights.fetch_weights_op(model_source=model_source, weights_cache=weights_cache, trust_remote_code=trust_remote_code)), hf_token_secret)
+    if after is not None:  # the input checks (resolve_champion) come before any weights are fetched
+        weights_task.after(after)
     weights, digest = weights_task.outputs["model"], weights_task.outputs["model_digest"]
     tune_task = None
     if fine_tuning is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import jinja2
 import yaml
@@ -27,6 +27,12 @@ JUDGES_DIR = PROMPTS_DIR / "judges"
 _VERSION_FILE = re.compile(r"^v(\d+)\.ya?ml$")
 
 _SANDBOX = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+LOCK_NAME = "prompts.lock"
+
+# What a served bundle receives from its clients (serving/transformer.py maps the user's message onto
+# these). A prompt that reads anything else, above all the evaluation's ``reference`` (the answer key),
+# would be scored on information it never has in production.
+SERVED_VARIABLES = ("question", "context")
 
 
 class Decoding(BaseModel):
@@ -50,6 +56,7 @@ class Message(BaseModel):
 
 class PromptTemplate(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    served_variables: ClassVar[tuple[str, ...] | None] = SERVED_VARIABLES  # None: any (judge rubrics)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: int = Field(ge=1)
@@ -74,6 +81,12 @@ class PromptTemplate(BaseModel):
             except jinja2.TemplateSyntaxError as exc:
                 raise ValueError(f"Jinja2 syntax error in a {message.role} message, line {exc.lineno}: {exc.message}") from exc
         declared = set(self.variables)
+        allowed = type(self).served_variables
+        if allowed is not None and declared - set(allowed):
+            unavailable = sorted(declared - set(allowed))
+            key = " (the evaluation's answer key)" if "reference" in unavailable else ""
+            raise ValueError(f"the prompt uses {unavailable}{key}, which a served bundle never receives: clients send only {list(allowed)}; "
+                             "a prompt that reads it would be evaluated on information it will not have in production")
         if used - declared:
             raise ValueError(f"template uses undeclared variables {sorted(used - declared)}; add them to 'variables'")
         if declared - used:
@@ -114,6 +127,8 @@ class PromptTemplate(BaseModel):
 
 class JudgeRubric(PromptTemplate):
     """A judge prompt: the verdict is one of ``labels`` on the line starting with ``verdict_prefix``."""
+
+    served_variables: ClassVar[tuple[str, ...] | None] = None  # a judge reads the answer and the reference by design
 
     kind: Literal["pointwise", "pairwise"]
     labels: tuple[str, ...] = Field(min_length=2)
@@ -165,9 +180,39 @@ def load_rubric(ref: str) -> JudgeRubric:
     return load_prompt(ref, root=JUDGES_DIR, model=JudgeRubric)  # type: ignore[return-value]
 
 
+def published_digests(root: Path = PROMPTS_DIR) -> dict[str, str]:
+    """``name@version`` (judges as ``judges/name@version``) → digest, from the lock file beside the prompts."""
+    path = root / LOCK_NAME
+    if not path.is_file():
+        return {}
+    data = load_yaml(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise PromptError(f"{path} is not a mapping of name@version to digest.", "regenerate it with `champion lock`.")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def check_identity(template: PromptTemplate, root: Path = PROMPTS_DIR, source: str = "") -> PromptTemplate:
+    """A prompt's identity is its content: a template claiming a published ``name@version`` must have
+    the published digest, or it is an impostor (an edit that would reuse a label that means other text)."""
+    lock_root, prefix = (root.parent, "judges/") if root.name == JUDGES_DIR.name else (root, "")
+    label = f"{prefix}{template.name}@{template.version}"
+    published = published_digests(lock_root).get(label)
+    if published is not None and published != template.digest:
+        raise PromptError(
+            f"{source or 'the prompt'} claims {label}, which is published with other content (digest {published[:12]}, this file {template.digest[:12]}); one label must always mean one text.",
+            f"give it a new version (version: {template.version + 1}) or a new name; published prompts never change.",
+        )
+    return template
+
+
 def load_prompt(ref: str, root: Path = PROMPTS_DIR, model: type[PromptTemplate] = PromptTemplate) -> PromptTemplate:
     """Load a prompt by path (``my/prompt.yaml``), name (``qa-concise``, latest version), ``name@version``,
-    or inline as the template's JSON (how `champion trigger` sends a prompt the cluster image lacks)."""
+    or inline as the template's JSON (how `champion trigger` sends a prompt the cluster image lacks).
+    A template that claims a published name@version with other content is refused."""
+    return check_identity(_load(ref, root, model), root, ref if not ref.lstrip().startswith("{") else "the inline prompt")
+
+
+def _load(ref: str, root: Path, model: type[PromptTemplate]) -> PromptTemplate:
     if ref.lstrip().startswith("{"):
         try:
             return model.model_validate_json(ref)

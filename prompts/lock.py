@@ -14,9 +14,8 @@ from pathlib import Path
 import yaml
 
 from champion.errors import PromptError
-from prompts.loader import JUDGES_DIR, PROMPTS_DIR, JudgeRubric, PromptTemplate, _parse, list_prompts
+from prompts.loader import JUDGES_DIR, LOCK_NAME, PROMPTS_DIR, published_digests, JudgeRubric, PromptTemplate, _parse, list_prompts
 
-LOCK_NAME = "prompts.lock"
 _HEADER = "# Written by `champion lock`. A published prompt version never changes: edit by adding v<N+1>.yaml.\n"
 
 
@@ -55,13 +54,7 @@ def current_digests(root: Path = PROMPTS_DIR) -> tuple[dict[str, str], list[Lint
 
 
 def read_lock(root: Path = PROMPTS_DIR) -> dict[str, str]:
-    path = root / LOCK_NAME
-    if not path.is_file():
-        return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise PromptError(f"{path} is not a mapping of name@version to digest.", "regenerate it with `champion lock`.")
-    return {str(k): str(v) for k, v in data.items()}
+    return published_digests(root)
 
 
 def write_lock(root: Path = PROMPTS_DIR) -> dict[str, str]:

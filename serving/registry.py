@@ -68,13 +68,54 @@ def default_audit_log(tracking_uri: str) -> str:
     return str(db_path.parent / "audit.jsonl") if db_path else ""
 
 
-def current_champion(client, name: str) -> str | None:
+def _alias_missing(exc: Exception) -> bool:
+    """Only these mean "no champion": the registered model does not exist yet, or it has no such alias."""
     from mlflow.exceptions import MlflowException
 
+    if not isinstance(exc, MlflowException):
+        return False
+    message = str(exc.message if hasattr(exc, "message") else exc)
+    if exc.error_code == "RESOURCE_DOES_NOT_EXIST" and "registered model" in message.lower():
+        return True
+    return exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in message.lower() and "not found" in message.lower()
+
+
+def current_champion(client, name: str) -> str | None:
+    """The champion version, or None when the alias (or the registered model) does not exist.
+
+    Any other failure (server down, 5xx, permission denied) is a RegistryError: treating it as "no
+    champion" would silently switch the gate to the floors-only bootstrap rule."""
     try:
         return str(client.get_model_version_by_alias(name, CHAMPION_ALIAS).version)
-    except MlflowException:
-        return None
+    except Exception as exc:
+        if _alias_missing(exc):
+            return None
+        code = getattr(exc, "error_code", type(exc).__name__)
+        raise RegistryError(
+            f"MLflow could not say which version of {name} carries the {CHAMPION_ALIAS!r} alias ({code}): {str(exc)[:300]}",
+            "check that the tracking server is up and that this identity may read the model registry; nothing was compared or promoted.",
+        ) from exc
+
+
+def earlier_promotions(client, name: str, audit_log: str = "") -> list[str]:
+    """Evidence that a champion existed before: versions tagged promoted, and alias moves in the audit log."""
+    evidence = []
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except Exception as exc:
+        if not _alias_missing(exc):
+            raise RegistryError(f"MLflow could not list the versions of {name}: {str(exc)[:300]}", "check the tracking server and the identity's permissions.") from exc
+        versions = []
+    evidence += [f"version {v.version} is tagged promoted" for v in versions if (v.tags or {}).get("champion.decision") == "promoted"]
+    if audit_log and "://" not in audit_log.removeprefix("file://") and Path(audit_log.removeprefix("file://")).is_file():
+        for line in Path(audit_log.removeprefix("file://")).read_text(encoding="utf-8").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "alias_moved" and event.get("model") == name:
+                evidence.append(f"the audit log records an alias move to version {event.get('to_version')} at {event.get('time')}")
+    return evidence
 
 
 @dataclass
@@ -85,11 +126,20 @@ class ChampionRef:
     prompt: str  # name@version
 
 
-def resolve_champion(tracking_uri: str, name: str) -> ChampionRef | None:
-    """The live bundle, or None when nothing has been promoted yet."""
+def resolve_champion(tracking_uri: str, name: str, *, allow_bootstrap: bool = False, audit_log: str = "") -> ChampionRef | None:
+    """The live bundle, or None when nothing has ever been promoted.
+
+    When the alias is missing but the registry or the audit log shows an earlier promotion, the alias
+    was removed or lost: promoting on floors alone then needs ``allow_bootstrap``."""
     _, client, _ = connect(tracking_uri)
     version = current_champion(client, name)
     if version is None:
+        evidence = earlier_promotions(client, name, audit_log or default_audit_log(tracking_uri))
+        if evidence and not allow_bootstrap:
+            raise NoChampion(
+                f"{name} has no {CHAMPION_ALIAS!r} alias, yet a champion existed before ({'; '.join(evidence[:3])}). Promoting on floors alone would skip the comparison with what was live.",
+                f"restore the alias (MlflowClient().set_registered_model_alias({name!r}, {CHAMPION_ALIAS!r}, VERSION)), or opt in to the floors-only rule: `champion run --bootstrap` / pipeline parameter allow_bootstrap=true.",
+            )
         return None
     tags = client.get_model_version(name, version).tags
     try:
@@ -175,11 +225,19 @@ def ensure_prompt_version(client, prompt) -> int:
 
     try:
         existing = list(client.search_prompt_versions(prompt.name))
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise RegistryError(f"MLflow could not list the versions of prompt {prompt.name}: {str(exc)[:300]}", "check the tracking server and the identity's permissions.") from exc
         existing = []
     for version in existing:
         if version.tags.get("champion.digest") == prompt.digest:
             return int(version.version)
+    for version in existing:  # one label, one content: never register a second text as the same name@version
+        if version.tags.get("champion.version") == str(prompt.version):
+            raise RegistryError(
+                f"MLflow's prompt registry already holds {prompt.name}@{prompt.version} with other content (digest {version.tags.get('champion.digest', '?')[:12]}, this prompt {prompt.digest[:12]}).",
+                f"give the changed prompt a new version (version: {prompt.version + 1}) or a new name.",
+            )
     registered = client.register_prompt(
         name=prompt.name,
         template=[m.model_dump() for m in prompt.messages],

@@ -1,8 +1,9 @@
 """Smoke test of a served bundle: a few evaluation examples through its OpenAI-compatible chat route.
 
 Clients of a deployment send plain messages; so does the smoke test. It passes when every request
-succeeds, the answers' mean token F1 against the references reaches the floor, and (when the server
-says which bundle answered) that bundle is the one being deployed.
+succeeds, every answer names the bundle that produced it (the ``x-champion-bundle`` header the prompt
+transformer sets) and that bundle is the one being deployed, and the answers' mean token F1 against the
+references reaches the floor.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from champion.errors import BackendError
 from evaluators.lexical import token_f1
 from serving.generation.openai_backend import parse_chat_response
 from serving.openai_api import CHAT_ROUTE
+
+BUNDLE_HEADER = "x-champion-bundle"
 
 
 @dataclass
@@ -39,11 +42,13 @@ def smoke_test(
     examples: Sequence[dict],
     *,
     floor: float,
-    bundle_id: str = "",
+    bundle_id: str,
     token_env: str = "CHAMPION_SERVING_TOKEN",
     timeout_s: float = 60.0,
 ) -> SmokeResult:
     """POST each example's question to ``base_url`` + /openai/v1/chat/completions and score the answers."""
+    if not bundle_id:
+        return SmokeResult(base_url, False, "no bundle id was given; the smoke test cannot tell which bundle answered.", floor=floor)
     if not examples:
         return SmokeResult(base_url, False, "no smoke examples were given; an untested deployment is not promoted.", floor=floor)
     url = base_url.rstrip("/") + CHAT_ROUTE
@@ -61,8 +66,11 @@ def smoke_test(
         if response.status_code != 200:
             errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
             continue
-        served_bundle = response.headers.get("x-champion-bundle", "")
-        if bundle_id and served_bundle and served_bundle != bundle_id:
+        served_bundle = response.headers.get(BUNDLE_HEADER, "")
+        if not served_bundle:
+            errors.append(f"the answer carries no {BUNDLE_HEADER} header, so nothing shows which bundle answered (is the prompt transformer in front?)")
+            continue
+        if served_bundle != bundle_id:
             errors.append(f"answered by bundle {served_bundle[:12]}, not {bundle_id[:12]}")
             continue
         try:

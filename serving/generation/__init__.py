@@ -25,6 +25,9 @@ class Generation:
     finish_reason: str  # "stop" (end of sequence or a stop string) or "length" (hit max_tokens)
     prompt_tokens: int
     completion_tokens: int
+    # Seconds of generation attributed to this answer: its batch's wall time shared by the batch's
+    # answers. Measured once, when generated; a cached answer keeps the latency it was generated with.
+    latency_s: float = 0.0
 
 
 class Generator(Protocol):

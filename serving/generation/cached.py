@@ -9,6 +9,7 @@ loads the model.
 from __future__ import annotations
 
 import importlib
+import time
 from typing import Callable, Sequence
 
 from champion.cache import ExampleCache
@@ -46,9 +47,17 @@ class CachedGenerator:
         return [found[key] for key in keys]
 
     def generate(self, conversations: Sequence[Conversation], decoding: Decoding) -> list[Generation]:
-        keys = [self.cache.key("generation", self.identity, list(c), decoding.model_dump(mode="json")) for c in conversations]
-        values = self._cached("generation", keys, conversations, lambda part: [vars(g) for g in self.generator.generate(part, decoding)])
-        return [Generation(**value) for value in values]
+        # "v2": entries carry the latency they were generated with; older entries (without it) are not reused.
+        keys = [self.cache.key("generation", "v2", self.identity, list(c), decoding.model_dump(mode="json")) for c in conversations]
+        return [Generation(**value) for value in self._cached("generation", keys, conversations, lambda part: timed_generate(self.generator, part, decoding))]
+
+
+def timed_generate(generator: Generator, conversations: Sequence[Conversation], decoding: Decoding) -> list[dict]:
+    """Generate one batch and share its wall time among its answers (``latency_s``)."""
+    started = time.perf_counter()
+    generations = generator.generate(conversations, decoding)
+    share = (time.perf_counter() - started) / max(len(generations), 1)
+    return [vars(g) | {"latency_s": g.latency_s or share} for g in generations]
 
 
 class CachedChoiceGenerator(CachedGenerator):
