@@ -11,7 +11,7 @@ from components import gpu_step
 from prompts import PromptTemplate
 from serving.generation import Generator
 
-VERSION = "1.2.0"
+VERSION = "1.3.0"
 
 
 @dataclass
@@ -68,7 +68,7 @@ def batch_generate_op(
     generations: Output[Dataset],
     metrics: Output[Metrics],
 ) -> NamedTuple("GenerateOutputs", [("bundle", str)]):
-    """batch_generate v1.2.0: render the prompt for every example and generate (transformers or vLLM); unchanged examples come from the per-example cache."""
+    """batch_generate v1.3.0: render the prompt for every example and generate (transformers or vLLM); unchanged examples come from the per-example cache."""
     from collections import namedtuple
 
     from champion.bundle import Bundle

@@ -24,7 +24,7 @@ from prompts import PromptTemplate
 from serving.manifests import render_inference_service, validate_strict
 from serving.registry import ChampionMoved, append_audit, connect, current_champion, promote_version
 
-VERSION = "2.1.0"
+VERSION = "3.0.0"
 DEPLOY_TARGETS = ("kserve", "none")
 
 
@@ -190,7 +190,7 @@ def deploy_op(
     manifest: Output[Artifact],
     report: Output[Markdown],
 ) -> NamedTuple("DeployOutputs", [("deployment", str), ("promoted", bool)]):
-    """deploy v2.1.0: render and validate the InferenceService; canary → smoke test → promote or roll back on KServe; then move the champion alias."""
+    """deploy v3.0.0: render and validate the InferenceService; canary → smoke test → promote or roll back on KServe; then move the champion alias."""
     import json
     from collections import namedtuple
 
@@ -228,7 +228,7 @@ class GateRejected(DeployError):
 
 @cpu_step
 def skip_deploy_op(gate_passed: bool, fail_on_reject: bool, decision: str, report: Output[Markdown]) -> NamedTuple("DeployOutputs", [("deployment", str), ("promoted", bool)]):
-    """skip_deploy v2.1.0: say why nothing was deployed (the gate did not pass, or this run only gates); fail the run on a rejection if asked."""
+    """skip_deploy v3.0.0: say why nothing was deployed (the gate did not pass, or this run only gates); fail the run on a rejection if asked."""
     import json
     from collections import namedtuple
 

@@ -15,7 +15,7 @@ from champion.cache import ExampleCache
 from components import cpu_step
 from evaluators.config import EvaluatorConfig, JudgeConfig, Reliability
 
-VERSION = "1.2.0"
+VERSION = "1.3.0"
 
 
 @dataclass
@@ -103,7 +103,7 @@ def evaluate_op(
     metrics: Output[Metrics],
     judge_report: Output[Markdown],
 ) -> NamedTuple("EvaluateOutputs", [("bundle", str), ("judge_reliability", str)]):
-    """evaluate v1.2.0: per-example scores from a versioned evaluator config, the judge's grades and its reliability check; embeddings and verdicts cached per example."""
+    """evaluate v1.3.0: per-example scores from a versioned evaluator config, the judge's grades and its reliability check; embeddings and verdicts cached per example."""
     import json
     import math
     from collections import namedtuple

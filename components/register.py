@@ -24,7 +24,7 @@ from evaluators.gate import interval_metrics
 from prompts import PromptTemplate
 from serving.registry import append_audit, connect, ensure_prompt_version
 
-VERSION = "3.1.0"
+VERSION = "3.2.0"
 
 
 @dataclass
@@ -134,7 +134,7 @@ def register_op(
     scores: Input[Dataset],
     eval_metrics: Input[Metrics],
 ) -> NamedTuple("RegisterOutputs", [("model_version", str), ("approved", bool), ("release", bool), ("prompt_version", int)]):
-    """register v3.1.0: record bundle and decision in MLflow as a model version, approved if the gate passed; release it if also asked to promote."""
+    """register v3.2.0: record bundle and decision in MLflow as a model version, approved if the gate passed; release it if also asked to promote."""
     import json
     import tempfile
     from collections import namedtuple

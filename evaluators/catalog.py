@@ -54,4 +54,9 @@ def judge_metric(rubric_name: str) -> MetricInfo:
 
 
 def info(name: str) -> MetricInfo | None:
-    return BUILTIN.get(name) or GENERATION.get(name) or (JUDGE_COST if name == JUDGE_COST.name else None)
+    """What ``name`` is, when the evaluator config is not at hand (judge grades follow ``judge_metric``'s naming)."""
+    if name == JUDGE_COST.name:
+        return JUDGE_COST
+    if name.startswith("judge_"):
+        return judge_metric(name.removeprefix("judge_"))
+    return BUILTIN.get(name) or GENERATION.get(name)

@@ -68,6 +68,7 @@ class FakeKubeAPI:
         self.never_ready_if = lambda obj: False  # e.g. a storageUri whose pods crash-loop
         self.forbidden_verbs: set[str] = set()
         self.conflict_on_next_update = False
+        self.after_create = None  # called after a successful create (to play a fault that starts mid-rollout)
         self.server_errors = 0
         self.kserve_installed = True  # False: the InferenceService resource does not exist (404 everywhere)
         self.objects: dict[tuple[str, str], dict] = {}
@@ -168,7 +169,10 @@ class FakeKubeAPI:
         if method == "POST":
             if key in self.objects:
                 return 409, status_body(409, "AlreadyExists", f'inferenceservices.serving.kserve.io "{key[1]}" already exists')
-            return self._store(key, body, None)
+            stored = self._store(key, body, None)
+            if self.after_create is not None:
+                self.after_create()
+            return stored
         current = self.objects.get(key)
         if current is None:
             return 404, status_body(404, "NotFound", f'inferenceservices.serving.kserve.io "{name}" not found')

@@ -48,7 +48,7 @@ class Registry:
         self.registration = self.register(self.challenger, first.model_version)
 
     def register(self, bundle, expected):
-        return register_bundle(tracking_uri=self.uri, registered_model_name="qa", bundle=bundle, prompt=PROMPT, decision={"passed": True, "reasons": ["test"], "checks": []},
+        return register_bundle(tracking_uri=self.uri, registered_model_name="qa", bundle=bundle, prompt=PROMPT, decision={"gate": "passed", "reasons": ["test"], "checks": []},
                                files={}, weights_source="smollm2", expected_champion=expected, audit_log=self.audit_log)
 
     def target(self) -> PromotionTarget:
@@ -69,8 +69,9 @@ def registry(tmp_path):
 
 
 @pytest.fixture
-def cluster(tmp_path):
-    stable, latest = AnswerServer({}, bundle_id=""), AnswerServer(GOOD)
+def cluster(tmp_path, registry):
+    # Both revisions answer as the challenger's prompt transformer would: naming the bundle it serves.
+    stable, latest = AnswerServer({}, bundle_id=registry.challenger.id), AnswerServer(GOOD, bundle_id=registry.challenger.id)
     with FakeKubeAPI(stable_url=stable.url, latest_url=latest.url) as fake:
         fake.stable, fake.latest = stable, latest
         fake.kubeconfig_path = fake.kubeconfig(tmp_path / "kubeconfig")
@@ -107,7 +108,7 @@ def test_first_deploy_creates_waits_smoke_tests_then_moves_the_alias(cluster, re
     cluster.latest_url = ""  # a new service has only its stable URL
     cluster.stable.answers = GOOD
     result = deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
-    assert result.promoted and result.status == "promoted", result.reason
+    assert result.promoted and result.status == "rolled_out", result.reason
     assert [r["method"] for r in cluster.requests][:2] == ["GET", "POST"] and not cluster.rejected
     stored = cluster.objects[("team-a", "champion-qa")]
     assert stored["metadata"]["annotations"]["champion.io/bundle-id"] == registry.challenger.id
@@ -134,7 +135,7 @@ def test_update_goes_through_a_canary_then_to_100_percent(cluster, registry):
     assert "canaryTrafficPercent" not in spec["predictor"] and spec != previous
     assert spec["predictor"]["model"]["storageUri"].endswith("b" * 64)
     assert registry.live() == registry.registration.model_version
-    assert [e["step"] for e in result.events] == ["updated", "smoke_test", "promoted"]
+    assert [e["step"] for e in result.events] == ["updated", "smoke_test", "traffic_100"]
     assert result.rollout["previous_spec"]["spec"] == previous
 
 
@@ -160,7 +161,40 @@ def test_a_failed_smoke_test_rolls_back(cluster, registry):
     from mlflow import MlflowClient
 
     tags = MlflowClient(tracking_uri=registry.uri, registry_uri=registry.uri).get_model_version("qa", registry.registration.model_version).tags
-    assert tags["champion.decision"].startswith("rolled back")
+    assert tags["champion.deployment"] == "rolled_back" and tags["champion.decision"] == "approved"  # passed the gate, never promoted
+
+
+def test_an_answer_without_the_bundle_header_fails_the_smoke_test(cluster, registry):
+    previous = install_champion(cluster, registry)
+    cluster.latest.bundle_id = ""  # something answers, but nothing says it is this bundle (no prompt transformer in front)
+    result = deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+    assert not result.promoted and "no x-champion-bundle header" in result.reason
+    assert live_spec(cluster) == previous and registry.live() == registry.champion_version
+
+
+def test_an_answer_from_another_bundle_fails_the_smoke_test(cluster, registry):
+    install_champion(cluster, registry)
+    cluster.latest.bundle_id = registry.champion.id
+    result = deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+    assert not result.promoted and f"answered by bundle {registry.champion.id[:12]}" in result.reason
+
+
+def test_a_kubernetes_error_mid_canary_rolls_back_before_it_is_reported(cluster, registry):
+    previous = install_champion(cluster, registry)
+    cluster.forbidden_verbs = {"patch"}  # the update goes in, then promoting the canary to 100% is refused
+    with pytest.raises(DeployError, match="403 forbidden") as info:
+        deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+    assert "rolled back to the previous spec before this error was reported" in info.value.problem
+    assert live_spec(cluster) == previous and registry.live() == registry.champion_version
+
+
+def test_a_kubernetes_error_after_a_first_create_deletes_it(cluster, registry):
+    cluster.latest_url = ""
+    cluster.stable.answers = GOOD
+    cluster.after_create = lambda: cluster.forbidden_verbs.add("get")  # polling for Ready is refused once it exists
+    with pytest.raises(DeployError, match="deleted before this error was reported"):
+        deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+    assert ("team-a", "champion-qa") not in cluster.objects and registry.live() == registry.champion_version
 
 
 def test_a_concurrent_writer_gets_409_and_nothing_changes(cluster, registry):

@@ -57,16 +57,17 @@ def test_ragas_string_metrics_rank_right_above_wrong():
 
 def test_reliable_judge_votes_and_unreliable_judge_is_excluded(tmp_path):
     rows = [{"id": str(i), "question": "Capital of France?", "reference": "Paris", "output": "Lyon"} for i in range(3)]
-    policy = GatePolicy.model_validate({"name": "p", "version": 1, "min_examples": 3, "metrics": {"exact_match": {"direction": "higher", "floor": 0.0}, "judge_correctness": {"direction": "higher", "floor": 0.5}}})
+    policy = GatePolicy.model_validate({"name": "p", "version": 1, "min_examples": 3, "metrics": {"exact_match": {"direction": "higher", "floor": 0.0, "margin": 0.05}, "judge_correctness": {"direction": "higher", "floor": 0.5, "margin": 0.05}}})
     config = load_evaluator_config(write(tmp_path, BASE))
     with JudgeServer() as server:
         judge = Judge(get_generator("openai", "scripted", base_url=server.base_url), load_rubric("correctness"), load_rubric("pairwise-correctness"))
         evaluation = evaluate_generations(rows, config, judge=judge)
     assert evaluation.judge_reliability["reliable"] is True
     assert evaluation.aggregates["judge_correctness"] == 0.0 and evaluation.table[0]["judge_correctness_rationale"]
-    voting = decide(evaluation.table, policy, judge_reliable=True)
-    assert not voting.passed and any("judge_correctness: 0.000 < floor 0.500" in r for r in voting.reasons)
-    excluded = decide(evaluation.table, policy, judge_reliable=False, judge_reasons=["calibration accuracy 0.10 < 0.80"])
+    metrics = config.metric_catalog()
+    voting = decide(evaluation.table, policy, metrics=metrics, judge_reliable=True)
+    assert not voting.passed and any("judge_correctness: mean 0.000 < floor 0.500" in r for r in voting.reasons)
+    excluded = decide(evaluation.table, policy, metrics=metrics, judge_reliable=False, judge_reasons=["calibration accuracy 0.10 < 0.80"])
     assert excluded.passed and any("judge excluded from voting (calibration accuracy 0.10 < 0.80)" in r for r in excluded.reasons)
 
 
@@ -93,7 +94,7 @@ def test_empty_and_blank_outputs_score_without_crashing(tmp_path):
     rows = [{"id": "a", "question": "q", "reference": "Paris", "output": ""}, {"id": "b", "question": "q", "reference": "Paris", "output": "Paris"}]
     evaluation = evaluate_generations(rows, config)
     assert evaluation.table[0]["semantic_similarity"] == 0.0 and evaluation.table[1]["token_f1"] == 1.0
-    assert all(isinstance(v, float) for row in evaluation.table for k, v in row.items() if k not in {"id", "question", "reference", "output"})
+    assert all(isinstance(v, float) for row in evaluation.table for k, v in row.items() if k not in {"id", "question", "reference", "output", "tags"})
 
 
 def test_every_packaged_config_loads():

@@ -27,7 +27,7 @@ def registry(tmp_path):
 
 
 def register(registry, bundle, prompt, passed, expected=None):
-    decision = {"passed": passed, "reasons": ["test"], "checks": [{"metric": "sim", "test": "floor", "value": 0.7}]}
+    decision = {"gate": "passed" if passed else "failed", "reasons": ["test"], "checks": [{"metric": "sim", "test": "floor", "value": 0.7}]}
     registration = register_bundle(bundle=bundle, prompt=prompt, decision=decision, expected_champion=expected, **registry)
     previous = None
     if registration.approved:
@@ -80,13 +80,13 @@ def test_prompt_registry_holds_the_template_and_alias(registry):
 
 def test_anything_but_an_explicit_pass_is_a_rejection(registry):
     prompt = load_prompt("qa-concise")
-    result = register_bundle(bundle=make_bundle(prompt), prompt=prompt, decision={"passed": "yes"}, expected_champion=None, **registry)
+    result = register_bundle(bundle=make_bundle(prompt), prompt=prompt, decision={"gate": "yes"}, expected_champion=None, **registry)
     assert not result.approved
 
 
 def test_registering_alone_never_moves_the_alias(registry):
     prompt = load_prompt("qa-concise")
-    result = register_bundle(bundle=make_bundle(prompt), prompt=prompt, decision={"passed": True}, expected_champion=None, **registry)
+    result = register_bundle(bundle=make_bundle(prompt), prompt=prompt, decision={"gate": "passed"}, expected_champion=None, **registry)
     client = client_for(registry)
     assert result.approved and current_champion(client, "qa") is None
     assert client.get_model_version("qa", result.model_version).tags["champion.decision"] == "approved"
