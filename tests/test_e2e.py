@@ -20,8 +20,8 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.e2e
 
-LENIENT = "name: lenient\nversion: 1\nmin_examples: 3\nmetrics:\n  semantic_similarity: {direction: higher, floor: 0.3}\n"
-IMPOSSIBLE = "name: impossible\nversion: 1\nmin_examples: 3\nmetrics:\n  semantic_similarity: {direction: higher, floor: 0.99}\n"
+LENIENT = "name: lenient\nversion: 1\nmin_examples: 3\nmetrics:\n  semantic_similarity: {direction: higher, floor: 0.3, margin: 0.5}\n"
+IMPOSSIBLE = "name: impossible\nversion: 1\nmin_examples: 3\nmetrics:\n  semantic_similarity: {direction: higher, floor: 0.99, margin: 0.05}\n"
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +72,17 @@ def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted
     manifest = yaml.safe_load(open(promoted["reports"]["manifest"]))
     validate_strict(manifest)
     annotations = manifest["metadata"]["annotations"]
-    assert promoted["promoted"] is True and promoted["deployment"] == "promoted"
+    assert promoted["promoted"] is True and promoted["deployment"] == "rendered" and promoted["gate"] == "passed"
     assert annotations["champion.io/bundle-id"] == promoted["bundle_id"]
     transformer_env = {e["name"]: e["value"] for e in manifest["spec"]["transformer"]["containers"][0]["env"]}
     assert json.loads(transformer_env["CHAMPION_PROMPT"])["name"] == "qa-concise"
     assert annotations["champion.io/mlflow-model"] == f"champion-qa/{promoted['model_version']}"
     decision = json.load(open(promoted["reports"]["decision"]))
-    assert decision["passed"] is True and decision["n_examples"] == 4
+    assert decision["gate"] == "passed" and decision["n_examples"] == 4
     scores = [json.loads(line) for line in open(promoted["reports"]["scores"])]
     assert len(scores) == 4 and all("semantic_similarity" in row for row in scores)
-    assert "PROMOTED" in open(promoted["reports"]["gate_report"]).read() and "PROMOTED" in open(promoted["reports"]["gate_summary"]).read()
+    # The gate's reports are written before the deployment: they say "approved"; the run's decision says "promoted".
+    assert "APPROVED" in open(promoted["reports"]["gate_report"]).read() and "gate **PASSED**: approved" in open(promoted["reports"]["gate_summary"]).read()
 
 
 def test_rejected_bundle_leaves_the_alias_where_it_was(promoted, workspace, policies, weights_cache):
@@ -95,7 +96,7 @@ def test_rejected_bundle_leaves_the_alias_where_it_was(promoted, workspace, poli
     summary = json.loads(result.stdout)  # stdout is exactly one JSON object: progress went to stderr
     assert summary["decision"] == "rejected" and summary["mode"] == "paired"
     assert summary["champion"]["version"] == before
-    assert any("semantic_similarity" in reason and "floor 0.990" in reason for reason in summary["reasons"])
+    assert any("semantic_similarity" in reason and "floor 0.990" in reason for reason in summary["reasons"]) and summary["gate"] == "failed"
     assert summary["deployment"] == "skipped" and summary["reports"]["manifest"] is None and summary["promoted"] is False
     assert summary["model_version"] != before
     assert champion_version(workspace) == before
@@ -180,7 +181,7 @@ def test_good_prompt_is_promoted_and_the_alias_moves(sequence):
     interval = good["intervals"]["semantic_similarity"]
     assert interval["ci_low"] > -0.10 and interval["champion"] == pytest.approx(baseline["metrics"]["semantic_similarity"])
     assert good["alias_after"] == good["model_version"] != baseline["model_version"]
-    assert good["deployment"] == "promoted" and good["promoted"] is True
+    assert good["deployment"] == "rendered" and good["promoted"] is True
 
 
 def test_audit_log_records_every_decision_and_alias_move(sequence):
@@ -217,7 +218,8 @@ def test_gate_report_renders_in_headless_chromium(sequence, tmp_path):
         capture_output=True, text=True, timeout=120,
     ).stdout
     assert re.search(r'<h1 class="rejected" id="decision">\s*REJECTED\s*</h1>', dom)
-    assert re.search(r"<td>semantic_similarity</td>\s*<td>non-inferiority</td>", dom)
+    assert re.search(r"<td>semantic_similarity</td>\s*<td>all</td>\s*<td>non-inferiority</td>", dom)
+    assert '<svg' in dom and 'id="forest"' in dom  # the intervals against their margins, drawn inline
 
 
 class WebhookReceiver:
@@ -260,7 +262,8 @@ def test_scheduled_evaluation_is_healthy_then_alerts_on_a_regression_and_never_p
     shifted.write_text("".join(json.dumps({**row, "reference": "a completely different answer"}) + "\n" for row in rows))
     alert = run_scheduled_eval(RunOptions(data=str(shifted), **options), webhook_url=hook.url)
     assert alert["status"] == "alert" and "ChampionRegressed" in alert["error"]
-    assert any("misses the floor" in reason for reason in alert["failed_checks"]) and any("beyond the margin" in reason for reason in alert["failed_checks"])
+    assert any("< floor 0.300" in reason for reason in alert["failed_checks"]) and alert["mode"] == "paired"
+    assert any(c["test"] == "non-inferiority" for c in alert["checks"])  # compared with the previous evaluation by the gate engine
     assert len(hook.posts) == 1 and hook.posts[0]["version"] == before and "failed its scheduled evaluation" in hook.posts[0]["text"]
     assert champion_version(workspace) == before
     events = [json.loads(line)["event"] for line in open(workspace / "audit.jsonl")]
@@ -284,7 +287,7 @@ def test_trigger_local_runs_a_gate_only_promotion_for_a_changed_prompt(promoted,
     git("-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-qm", "qa-concise v2")
     before = champion_version(workspace)
     policy = tmp_path / "paired.yaml"
-    policy.write_text(LENIENT.replace("floor: 0.3}", "floor: 0.3, margin: 0.05}"))
+    policy.write_text(LENIENT.replace("margin: 0.5}", "margin: 0.05}"))
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "trigger", "--changed-since", "main", "--repo", str(root), "--local", "--workspace", str(workspace),
          "--limit", "4", "--gate-config", str(policy), "--summary", str(tmp_path / "summary.md")],
