@@ -120,10 +120,14 @@ class RagasLLMMetric:
                 result = asyncio.run(self._metric.ascore(user_input=record["question"], response=record["output"], retrieved_contexts=[record["context"]]))
             else:
                 result = asyncio.run(self._metric.ascore(user_input=record["question"], response=record["output"], reference=record["reference"]))
-        except Exception as exc:  # ragas raises on empty inputs and on judges that never answer in JSON
-            failure = type(self._llm).backend_error
-            if failure is not None:
-                raise EvaluationError(f"{self.spec.name}: the judge backend failed: {failure.problem}", failure.fix or "check the judge endpoint and its credentials; no score was produced.") from exc
-            return math.nan
-        value = result.value
+        except Exception:  # ragas raises on empty inputs and on judges that never answer in JSON
+            result = None
+        self._raise_if_the_judge_failed()
+        value = getattr(result, "value", None)
         return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
+
+    def _raise_if_the_judge_failed(self) -> None:
+        """ragas retries and swallows errors; a judge that cannot be reached (401, down) is an error of the step, never NaN."""
+        failure = type(self._llm).backend_error
+        if failure is not None:
+            raise EvaluationError(f"{self.spec.name}: the judge backend failed: {failure.problem}", failure.fix or "check the judge endpoint and its credentials; no score was produced.")

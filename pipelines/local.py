@@ -240,7 +240,7 @@ def run_scheduled_eval(options: RunOptions, *, webhook_url: str = "", on_event: 
     try:
         _, workspace, log_path, seconds, _ = _run_locally(scheduled_eval_pipeline, options, on_event, {"webhook_url": webhook_url})
     except PipelineFailed as exc:
-        if "monitor-op" not in exc.problem:
+        if "monitor-op" not in exc.problem or "ChampionRegressed" not in exc.problem:  # an alert is a result; any other failure is an error
             raise
         failure, workspace = exc, Workspace(options.workspace.resolve())
     _, client, experiment_id = connect(workspace.mlflow_uri, experiment=MONITOR_EXPERIMENT)

@@ -112,3 +112,18 @@ def test_logprob_choice_is_constrained_to_the_labels(smollm2):
     assert set(logprobs) == set(POINTWISE.labels) and all(v <= 0 for v in logprobs.values())
     verdict = Judge(generator, POINTWISE, PAIRWISE).grade([{"question": "Capital of France?", "reference": "Paris", "output": "Paris"}])[0]
     assert verdict.method == "logprobs" and verdict.label in POINTWISE.labels
+
+
+def test_a_judge_endpoint_that_refuses_fails_ragas_metrics_instead_of_nan(monkeypatch):
+    from champion.errors import EvaluationError
+    from evaluators.ragas_metrics import RagasLLMMetric
+
+    monkeypatch.setenv("JUDGE_KEY", "wrong")
+    records = [{"question": "Capital of France?", "reference": "Paris", "output": "Paris."}]
+    with JudgeServer(api_key="s3cr3t-token") as server:
+        metric = RagasLLMMetric("ragas_answer_accuracy", get_generator("openai", "scripted", base_url=server.base_url, api_key_env="JUDGE_KEY"))
+        with pytest.raises(EvaluationError, match="judge backend failed: .*refused the request \\(401\\)"):
+            metric.score(records)
+    monkeypatch.setenv("JUDGE_KEY", "s3cr3t-token")
+    with JudgeServer(api_key="s3cr3t-token") as server:  # the same metric with the right key scores
+        assert RagasLLMMetric("ragas_answer_accuracy", get_generator("openai", "scripted", base_url=server.base_url, api_key_env="JUDGE_KEY")).score(records) == [1.0]
