@@ -19,6 +19,7 @@ from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
 from champion.bundle import Bundle
 from champion.errors import DeployError
+from champion.interrupt import refuse_if_cancelled
 from components import CPU_IMAGE, cpu_step
 from prompts import PromptTemplate
 from serving.manifests import render_inference_service, validate_strict
@@ -90,6 +91,7 @@ def deploy_bundle(bundle: Bundle, prompt: PromptTemplate, service: ServiceOption
     if service.target not in DEPLOY_TARGETS:
         raise DeployError(f"unknown deploy target {service.target!r}.", f"choose one of {list(DEPLOY_TARGETS)} ('none' renders and validates only).")
     manifest = render_for(bundle, prompt, service, registry)
+    refuse_if_cancelled(f"deploying bundle {bundle.short_id}")
     audit = {"bundle_id": bundle.id, "model": registry.registered_model_name, "version": registry.model_version, "pipeline_run": registry.pipeline_run}
     _, client, _ = connect(registry.tracking_uri)
 

@@ -30,7 +30,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluation-g
 err = Console(stderr=True, soft_wrap=True)
 
 def _fail(exc: ChampionError, code: int = 2) -> None:
-    """Every command reports a champion error the same way: the problem, the fix, exit status 2."""
+    """Every command reports a champion error the same way: the problem, the fix, exit status 2
+    (130/143 when the command was stopped by SIGINT/SIGTERM)."""
+    from champion.interrupt import Interrupted
+
+    if isinstance(exc, Interrupted):
+        err.print(f"[bold yellow]stopped:[/] {exc.problem}")
+        err.print(f"[bold]next:[/] {exc.fix}")
+        raise typer.Exit(exc.exit_code) from None
     err.print(f"[bold red]error:[/] {exc.problem}")
     if exc.fix:
         err.print(f"[bold]fix:[/] {exc.fix}")
@@ -112,6 +119,16 @@ def run(
 
 
 def _serve(workspace: Path, registered_model_name: str, alias: str, bundle_id: str, weights_cache: Optional[Path], host: str, port: int) -> None:
+    from champion.interrupt import stop_on_signals
+
+    try:
+        with stop_on_signals():  # SIGTERM/SIGINT stop the predictor child too, then exit 143/130
+            _serve_until_stopped(workspace, registered_model_name, alias, bundle_id, weights_cache, host, port)
+    except ChampionError as exc:
+        _fail(exc)
+
+
+def _serve_until_stopped(workspace: Path, registered_model_name: str, alias: str, bundle_id: str, weights_cache: Optional[Path], host: str, port: int) -> None:
     from pipelines.local import OFFLINE_ENV, Workspace
     from pipelines.serve import prepare, serve_bundle
 
@@ -122,6 +139,10 @@ def _serve(workspace: Path, registered_model_name: str, alias: str, bundle_id: s
 
         _fail(RegistryError(f"no MLflow registry in {space.root}.", "run `champion run` first (with the same --workspace) so a bundle is promoted."))
     try:
+        from pipelines.serve import ensure_port_free
+
+        ensure_port_free(host, port)
+        ensure_port_free(host, port + 1)
         with err.status("Fetching the bundle's weights and prompt…"):
             served = prepare(space.mlflow_uri, registered_model_name, alias=alias, bundle_id=bundle_id, weights_cache=weights_cache or os.environ.get("CHAMPION_WEIGHTS_CACHE") or space.weights_cache, work_dir=space.root / "serve")
         err.print(f"[green]✓[/] bundle {served.bundle.id[:16]}… ({served.prompt.name}@{served.prompt.version}), {registered_model_name} version {served.version}")

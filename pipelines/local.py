@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from champion.errors import ChampionError
+from champion.interrupt import CANCEL_ENV, Interrupted, stop_on_signals
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -195,14 +196,37 @@ def _run_locally(pipeline_func, options: RunOptions, on_event: Callable[[str, st
     accepted = pipeline_func.component_spec.inputs or {}
     arguments = {key: value for key, value in {**pipeline_arguments(options, workspace), **(extra_arguments or {})}.items() if key in accepted}
     started = time.perf_counter()
+    # Every step inherits the cancellation marker's path: a signal to this command marks the run
+    # cancelled (under the alias lock, so no step is midway through moving the alias), stops every
+    # step process, and only then ends the command.
+    cancel_file = workspace.root / "cancelled" / f"{log_path.stem}.reason"
+    os.environ[CANCEL_ENV] = str(cancel_file)
     with open(log_path, "w", encoding="utf-8") as log_handle:
         task_log = _TaskLog(log_handle, on_event)
         try:
-            with contextlib.redirect_stdout(task_log):
+            with stop_on_signals(lambda signum: mark_cancelled(workspace, cancel_file, signum)), contextlib.redirect_stdout(task_log):
                 run = pipeline_func(**arguments)
+        except Interrupted:
+            from serving.registry import append_audit
+
+            append_audit(str(workspace.root / "audit.jsonl"), {"event": "run_cancelled", "pipeline": name, "log": str(log_path), "reason": cancel_file.read_text(encoding="utf-8") if cancel_file.exists() else ""})
+            raise
         except Exception as exc:
             raise PipelineFailed(_failure_message(task_log.lines, exc), f"see the full log: {log_path}") from exc
     return run, workspace, log_path, time.perf_counter() - started, task_log.lines
+
+
+def mark_cancelled(workspace: Workspace, cancel_file: Path, signum: int) -> None:
+    """Write the cancellation marker, then wait for the alias lock: a step already inside its move
+    finishes it; every step that takes the lock later sees the marker and refuses to move the alias."""
+    import signal
+
+    from serving.registry import _alias_lock
+
+    cancel_file.parent.mkdir(parents=True, exist_ok=True)
+    cancel_file.write_text(f"{signal.Signals(signum).name} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}", encoding="utf-8")
+    with _alias_lock(workspace.mlflow_uri, timeout_s=30.0):
+        pass
 
 
 def run_promotion(options: RunOptions, on_event: Callable[[str, str], None] = lambda task, state: None) -> dict:

@@ -69,6 +69,17 @@ def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path | None 
     raise ServingError(f"{url} was not ready after {timeout_s:.0f} s.", f"see {log_path or 'its output'}.", 503)
 
 
+def ensure_port_free(host: str, port: int) -> None:
+    """Fail before anything starts when the port is taken (uvicorn would say so only after "Serving on")."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ServingError(f"port {port} on {host} is already in use ({exc.strerror}).", f"stop what listens there, or pass --port with a free port (champion also needs {port + 1} for its predictor).", 503) from exc
+
+
 def serve_bundle(served: ServedBundle, *, host: str = "127.0.0.1", port: int = 8080, predictor_port: int | None = None, log_dir: Path) -> None:
     """Start the predictor, wait for it, then run the transformer in this process until interrupted."""
     from serving.openai_api import serve

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from champion.errors import RegistryError
+from champion.interrupt import refuse_if_cancelled
 
 CHAMPION_ALIAS = "champion"
 EXPERIMENT = "champion-promotion"
@@ -180,6 +181,7 @@ def _alias_lock(tracking_uri: str, timeout_s: float = 60.0):
 def move_alias(tracking_uri: str, client, name: str, version: str, *, expected: str | None) -> None:
     """Point the champion alias at ``version`` if it still points at ``expected`` (None: no champion)."""
     with _alias_lock(tracking_uri):
+        refuse_if_cancelled(f"moving the {CHAMPION_ALIAS!r} alias to version {version}")  # the last check before the one irreversible act
         current = current_champion(client, name)
         if current != expected:
             raise ChampionMoved(
