@@ -151,7 +151,13 @@ def _check_folder(folder: Path, source: str, trust_remote_code: bool) -> list[Pa
                 "convert them once with `transformers` (model.save_pretrained(dir, safe_serialization=True)) and use that folder.",
             )
         raise ModelSourceError(f"{source} has no *.safetensors weights.", "point the model source at a folder with safetensors weights.")
-    config = json.loads((folder / "config.json").read_text())
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        where = f" (line {exc.lineno}, column {exc.colno}: {exc.msg})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ModelSourceError(f"{folder / 'config.json'} is not valid JSON{where}.", "restore the model's config.json (re-download or re-export the model).") from exc
+    if not isinstance(config, dict):
+        raise ModelSourceError(f"{folder / 'config.json'} is not a JSON object.", "restore the model's config.json.")
     if config.get("auto_map") and not trust_remote_code:
         raise ModelSourceError(
             f"{source} needs its own Python code (config.json has auto_map); remote code is off.",

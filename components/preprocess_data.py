@@ -11,6 +11,7 @@ from kfp.dsl import Dataset, Output
 
 from champion.digests import canonical_json, sha256_json
 from champion.errors import DataError
+from champion.inputs import has_visible_text
 from components import cpu_step
 
 VERSION = "1.0.0"
@@ -35,67 +36,52 @@ def resolve_source(source: str) -> str:
 
 
 def load_rows(source: str) -> list[dict]:
-    """Load rows with ``datasets``: a JSONL/JSON/CSV/Parquet file, a ``save_to_disk`` folder, or a
-    dataset in the local Hugging Face cache (``hf://datasets/<name>``). Nothing is downloaded."""
+    """Load rows: a JSONL/JSON/CSV file through champion's input layer (UTF-8, JSON Lines split on
+    ``\n`` only, CSV values kept as the exact text written), or with ``datasets``: a Parquet file, a
+    ``save_to_disk`` folder, or a dataset in the local Hugging Face cache (``hf://datasets/<name>``).
+    Nothing is downloaded."""
+    from champion import inputs
+
+    if source.startswith("hf://datasets/"):
+        return _load_cached_dataset(source.removeprefix("hf://datasets/"))
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"evaluation set {source} does not exist.", "pass --data with a JSONL, CSV or Parquet file, or 'demo'.")
+    suffix = path.suffix.lower()
+    if not path.is_dir() and suffix not in {".jsonl", ".json", ".csv", ".parquet"}:
+        raise DataError(f"{source}: unsupported file type {path.suffix!r}.", "use .jsonl, .json, .csv or .parquet.")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"{source} is empty.", "add rows with 'question' and 'reference' columns.")
+    if suffix == ".jsonl":
+        return inputs.parse_json_lines(inputs.read_text(path, "evaluation set"), source)
+    if suffix == ".json":
+        text = inputs.read_text(path, "evaluation set")
+        return inputs.parse_json_array(text, source) if text.lstrip().startswith("[") else inputs.parse_json_lines(text, source)
+    if suffix == ".csv":
+        return inputs.parse_csv(inputs.read_text(path, "evaluation set"), source)
     import datasets
 
     datasets.disable_progress_bars()
     try:
-        if source.startswith("hf://datasets/"):
-            name = source.removeprefix("hf://datasets/")
-            return list(datasets.load_dataset(name, split="train", download_mode="reuse_cache_if_exists"))
-        path = Path(source)
-        if not path.exists():
-            raise DataError(f"evaluation set {source} does not exist.", "pass --data with a JSONL, CSV or Parquet file, or 'demo'.")
         if path.is_dir():
             loaded = datasets.load_from_disk(str(path))
             if isinstance(loaded, datasets.DatasetDict):
                 loaded = loaded["test"] if "test" in loaded else next(iter(loaded.values()))
             return list(loaded)
-        builder = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower())
-        if builder is None:
-            raise DataError(f"{source}: unsupported file type {path.suffix!r}.", "use .jsonl, .json, .csv or .parquet.")
-        if path.stat().st_size == 0:
-            raise DataError(f"{source} is empty.", "add rows with 'question' and 'reference' columns.")
-        if builder == "json":
-            _check_json_lines(path)
-        load_kwargs = {"keep_default_na": False} if builder == "csv" else {}
-        dataset = datasets.load_dataset(builder, data_files=str(path), split="train", keep_in_memory=True, **load_kwargs)
-        return list(dataset)
-    except DataError:
-        raise
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{source} is not UTF-8 text (byte {exc.start}).", "re-encode the file as UTF-8.") from exc
+        return list(datasets.load_dataset("parquet", data_files=str(path), split="train", keep_in_memory=True))
     except Exception as exc:  # datasets wraps parser errors in many types; name the source and the cause
-        raise DataError(f"could not load evaluation set {source}: {type(exc).__name__}: {exc}", "check the file format and columns.") from exc
+        raise DataError(f"could not load evaluation set {source}: {type(exc).__name__}: {exc}", "check that it is a Parquet file or a datasets save_to_disk folder.") from exc
 
 
-def _check_json_lines(path: Path) -> None:
-    """Find the first bad line ourselves: arrow's errors do not say which row broke."""
-    with open(path, "rb") as handle:
-        raw = handle.read()
+def _load_cached_dataset(name: str) -> list[dict]:
+    import datasets
+
+    datasets.disable_progress_bars()
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}, line {line}: not UTF-8 text.", "re-encode the file as UTF-8.") from exc
-    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
-        return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}, line {number}: invalid JSON ({exc.msg}).", "each line must be one JSON object.") from exc
-        if not isinstance(value, dict):
-            raise DataError(f"{path}, line {number}: expected a JSON object, got {type(value).__name__}.", "each line must be one JSON object.")
-        for column in REQUIRED_COLUMNS + ("id", "context"):
-            if column in value and value[column] is not None and not isinstance(value[column], str):
-                raise DataError(
-                    f"{path}, row {number}, column {column!r}: expected text, got {type(value[column]).__name__} {value[column]!r}.",
-                    f"quote the value so {column!r} is a string.",
-                )
+        return list(datasets.load_dataset(name, split="train", download_mode="reuse_cache_if_exists"))
+    except Exception as exc:
+        raise DataError(f"hf://datasets/{name} is not in the local Hugging Face cache ({type(exc).__name__}); champion never downloads at run time.",
+                        "download it once where there is network (datasets.load_dataset) so it is cached, or save it with save_to_disk and pass that folder.") from exc
 
 
 def normalise_text(value: str) -> str:
@@ -139,6 +125,8 @@ def validate_and_normalise(rows: list[dict], source: str) -> tuple[list[dict], i
             record[column] = normalise_text(value)
             if not record[column]:
                 raise DataError(f"{source}, row {number}, column {column!r} is empty.", f"fill in {column!r} or drop the row.")
+            if not has_visible_text(record[column]):
+                raise DataError(f"{source}, row {number}, column {column!r} holds only invisible characters ({record[column]!r}).", f"fill in a visible {column!r} or drop the row.")
         context = row.get("context")
         if context not in (None, ""):
             if not isinstance(context, str):
@@ -147,6 +135,11 @@ def validate_and_normalise(rows: list[dict], source: str) -> tuple[list[dict], i
                 raise DataError(f"{source}, row {number}, column 'context' is {len(context):,} characters long, longer than the {10 * MAX_FIELD_CHARS:,} allowed.", "shorten it, or retrieve less context per example.")
             record["context"] = normalise_text(context)
         tags = row.get("tags")
+        if isinstance(tags, str) and tags.strip().startswith("["):  # a CSV cell holding a JSON list
+            try:
+                tags = json.loads(tags)
+            except ValueError:
+                pass
         if tags not in (None, "", []):
             tags = [tags] if isinstance(tags, str) else tags
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -159,7 +152,7 @@ def validate_and_normalise(rows: list[dict], source: str) -> tuple[list[dict], i
         seen_content.add(content_key)
         given_id = row.get("id")
         if given_id not in (None, ""):
-            if not isinstance(given_id, (str, int)):
+            if isinstance(given_id, bool) or not isinstance(given_id, (str, int)):
                 raise DataError(f"{source}, row {number}, column 'id': expected text, got {type(given_id).__name__}.", "make ids strings.")
             record_id = str(given_id)
         else:

@@ -176,13 +176,19 @@ def manifests(
     """Write what a cluster needs once per namespace: the vLLM ServingRuntime and the deploy step's RBAC."""
     import yaml
 
+    from champion.inputs import check_folder
     from serving.manifests import render_rbac, render_serving_runtime, validate_strict
 
-    runtime = render_serving_runtime(namespace)
-    validate_strict(runtime)
+    try:
+        check_folder(output, "output folder", must_exist=False)
+        runtime = render_serving_runtime(namespace)
+        validate_strict(runtime)
+        rbac = render_rbac(namespace, service_account=service_account)
+    except ChampionError as exc:
+        _fail(exc)
     output.mkdir(parents=True, exist_ok=True)
     (output / "servingruntime-vllm.yaml").write_text(yaml.safe_dump(runtime, sort_keys=False))
-    (output / "rbac.yaml").write_text(yaml.safe_dump_all(render_rbac(namespace, service_account=service_account), sort_keys=False))
+    (output / "rbac.yaml").write_text(yaml.safe_dump_all(rbac, sort_keys=False))
     for name in ("servingruntime-vllm.yaml", "rbac.yaml"):
         typer.echo(str(output / name))
 
@@ -292,7 +298,10 @@ def lint(prompts_dir: Optional[Path] = PROMPTS_OPTION) -> None:
     """Check every prompt: it parses, renders in the sandbox, and matches prompts/prompts.lock."""
     from prompts.lock import lint as lint_prompts
 
-    problems = lint_prompts(prompts_dir) if prompts_dir else lint_prompts()
+    try:
+        problems = lint_prompts(prompts_dir) if prompts_dir else lint_prompts()
+    except ChampionError as exc:
+        _fail(exc)
     for problem in problems:
         err.print(f"[red]✗[/] {problem.path}: {problem.problem}\n  [bold]fix:[/] {problem.fix}")
     if problems:
@@ -308,7 +317,7 @@ def lock(prompts_dir: Optional[Path] = PROMPTS_OPTION) -> None:
     try:
         digests = write_lock(prompts_dir) if prompts_dir else write_lock()
     except ChampionError as exc:
-        _fail(exc, 1)
+        _fail(exc)
     err.print(f"[green]✓[/] {len(digests)} prompt versions in {LOCK_NAME}")
 
 

@@ -118,8 +118,11 @@ class _TaskLog(io.TextIOBase):
 
 
 def _git_commit() -> str:
+    """The commit of the checkout champion runs from (not of the current directory: a user may run
+    champion from anywhere); "unknown" for an installed package outside any checkout."""
+    source = Path(__file__).resolve().parent.parent
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5).stdout.strip()
+        return subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -154,13 +157,33 @@ def pipeline_arguments(options: RunOptions, workspace: Workspace) -> dict:
     }
 
 
+REGISTERED_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
 def preflight(options: RunOptions) -> None:
     """Fail in a second on inputs that would otherwise fail minutes into the run."""
+    from champion.errors import ConfigError, DataError
+    from champion.inputs import check_folder, finite_number
     from evaluators.config import load_evaluator_config
     from evaluators.policy import check_against, load_policy
     from prompts import load_prompt
     from serving.generation import BACKENDS
 
+    check_folder(options.workspace, "workspace", must_exist=False, error=ConfigError)
+    if options.weights_cache is not None:
+        check_folder(options.weights_cache, "weights cache", must_exist=False, error=ConfigError)
+    finite_number("--limit", options.limit, low=0, integer=True, error=ConfigError)
+    finite_number("--batch-size", options.batch_size, low=1, high=4096, integer=True, error=ConfigError)
+    numbers = {"eval_fraction": dict(low=0.0, high=1.0), "fine_tune_steps": dict(low=0, high=1_000_000, integer=True), "fine_tune_learning_rate": dict(low=0.0, high=1.0),
+               "lora_rank": dict(low=1, high=1024, integer=True), "canary_traffic_percent": dict(low=0, high=100, integer=True), "smoke_examples": dict(low=0, high=10_000, integer=True),
+               "smoke_min_token_f1": dict(low=0.0, high=1.0), "ready_timeout_s": dict(low=1.0, high=86_400.0), "seed": dict(integer=True)}
+    for key, bounds in numbers.items():
+        if key in options.extra:
+            finite_number(f"--{key.replace('_', '-')}", options.extra[key], error=ConfigError, **bounds)
+    if options.extra.get("eval_fraction", 1.0) <= 0.0:
+        raise ConfigError(f"--eval-fraction must be above 0, got {options.extra['eval_fraction']}.", "pass a share in (0, 1], e.g. 0.5.")
+    if not REGISTERED_MODEL_NAME.match(options.registered_model_name):
+        raise ConfigError(f"registered model name {options.registered_model_name!r} is not a plain name (letters, digits, '.', '_', '-').", "pick a name like champion-qa; quotes and spaces would break MLflow's search filters.")
     load_prompt(options.prompt)  # refuses answer-key variables and impostors of published prompts
     check_against(load_policy(options.gate_config), load_evaluator_config(options.evaluator_config).metric_catalog(), options.gate_config)
     if options.backend not in BACKENDS:
@@ -168,13 +191,7 @@ def preflight(options: RunOptions) -> None:
 
         get_generator(options.backend, "")  # raises the typed error with a suggestion
     if options.data != "demo" and "://" not in options.data and not Path(options.data).exists():
-        from champion.errors import DataError
-
         raise DataError(f"evaluation set {options.data} does not exist.", "pass --data with a JSONL, CSV or Parquet file, or leave it out for the demo set.")
-    if options.limit < 0:
-        from champion.errors import DataError
-
-        raise DataError(f"--limit must be 0 (all) or positive, got {options.limit}.", "pass --limit N with N >= 1.")
 
 
 def _run_locally(pipeline_func, options: RunOptions, on_event: Callable[[str, str], None], extra_arguments: dict | None = None):

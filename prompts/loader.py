@@ -143,12 +143,12 @@ class JudgeRubric(PromptTemplate):
 
 
 def _parse(path: Path, model: type[PromptTemplate] = PromptTemplate, root: Path = PROMPTS_DIR) -> PromptTemplate:
+    from champion.inputs import read_text
+
     try:
-        data = load_yaml(path.read_text(encoding="utf-8"))
+        data = load_yaml(read_text(path, "prompt file", error=PromptError))
     except yaml.YAMLError as exc:
         raise PromptError(f"{path} is not valid YAML: {exc}", "fix the YAML syntax.") from exc
-    except OSError as exc:
-        raise PromptError(f"cannot read prompt file {path}: {exc.strerror}.", "check the path.") from exc
     if not isinstance(data, dict):
         raise PromptError(f"{path} must hold a mapping with name, version, variables, messages.", "see prompts/qa-concise/v1.yaml.")
     try:
@@ -185,7 +185,12 @@ def published_digests(root: Path = PROMPTS_DIR) -> dict[str, str]:
     path = root / LOCK_NAME
     if not path.is_file():
         return {}
-    data = load_yaml(path.read_text(encoding="utf-8")) or {}
+    from champion.inputs import read_text
+
+    try:
+        data = load_yaml(read_text(path, "prompt lock file", error=PromptError)) or {}
+    except yaml.YAMLError as exc:
+        raise PromptError(f"{path} is not valid YAML: {exc}", "regenerate it with `champion lock`.") from exc
     if not isinstance(data, dict):
         raise PromptError(f"{path} is not a mapping of name@version to digest.", "regenerate it with `champion lock`.")
     return {str(k): str(v) for k, v in data.items()}

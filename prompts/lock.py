@@ -43,7 +43,17 @@ def load_file(ref: str, path: Path, root: Path) -> PromptTemplate:
     return _parse(path, PromptTemplate, root)
 
 
+def require_prompts(root: Path) -> None:
+    """A check that passes on nothing is no check: the folder must exist and hold prompt versions."""
+    from champion.inputs import check_folder
+
+    check_folder(root, "prompt folder", error=PromptError)
+    if not prompt_files(root):
+        raise PromptError(f"{root} holds no prompt versions (expected <name>/v<N>.yaml files).", "point --prompts-dir at the folder with your prompts, e.g. prompts/.")
+
+
 def current_digests(root: Path = PROMPTS_DIR) -> tuple[dict[str, str], list[LintProblem]]:
+    require_prompts(root)
     digests, problems = {}, []
     for ref, path in prompt_files(root).items():
         try:

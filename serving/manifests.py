@@ -42,9 +42,15 @@ RUNTIMES = {
 DEPLOYMENT_MODES = ("Serverless", "Standard")
 
 
-def _check_name(name: str, what: str) -> None:
-    if not _DNS_LABEL.match(name) or len(name) > 45:
-        raise ManifestError(f"{what} {name!r} is not a valid DNS label of at most 45 characters.", "use lowercase letters, digits and '-', starting with a letter.")
+def _check_name(name: str, what: str, max_length: int = 45) -> None:
+    """A DNS-1123 label (RFC 1123), as Kubernetes requires of namespaces and service names. Services are
+    held to 45 characters: KServe and Knative append suffixes (-predictor-00001-deployment...)."""
+    if not _DNS_LABEL.match(name) or len(name) > max_length:
+        raise ManifestError(f"{what} {name!r} is not a valid DNS-1123 label of at most {max_length} characters.", "use lowercase letters, digits and '-', starting with a letter and ending with a letter or digit.")
+
+
+def check_namespace(namespace: str) -> None:
+    _check_name(namespace, "namespace", max_length=63)
 
 
 def render_inference_service(
@@ -70,6 +76,7 @@ def render_inference_service(
     so clients send plain messages.
     """
     _check_name(name, "service name")
+    check_namespace(namespace)
     if runtime not in RUNTIMES:
         raise ManifestError(f"unknown serving runtime {runtime!r}.", f"choose one of {sorted(RUNTIMES)}.")
     if deployment_mode not in DEPLOYMENT_MODES:
@@ -139,6 +146,7 @@ def render_inference_service(
 def render_serving_runtime(namespace: str, *, image: str = VLLM_IMAGE, name: str = VLLM_RUNTIME_NAME) -> dict:
     """A namespaced ServingRuntime running upstream vLLM's OpenAI server on the InferenceService's weights."""
     _check_name(name, "runtime name")
+    check_namespace(namespace)
     return {
         "apiVersion": "serving.kserve.io/v1alpha1",
         "kind": "ServingRuntime",
@@ -166,6 +174,7 @@ def render_serving_runtime(namespace: str, *, image: str = VLLM_IMAGE, name: str
 
 def render_rbac(namespace: str, *, service_account: str = "pipeline-runner") -> list[dict]:
     """What the deploy step's service account may do in ``namespace``: exactly what a rollout needs."""
+    check_namespace(namespace)
     role_name = "champion-deployer"
     return [
         {

@@ -74,7 +74,7 @@ def test_wrong_types_are_rejected():
     assert any("minReplicas" in e for e in validation_errors(manifest))
 
 
-@pytest.mark.parametrize("overrides, message", [({"name": "Bad_Name"}, "DNS label"), ({"runtime": "triton"}, "unknown serving runtime"), ({"storage_uri": "models/abc"}, "not a URI"), ({"deployment_mode": "Knative"}, "unknown deployment mode"), ({"transformer_image": ""}, "no image")])
+@pytest.mark.parametrize("overrides, message", [({"name": "Bad_Name"}, "DNS-1123 label"), ({"runtime": "triton"}, "unknown serving runtime"), ({"storage_uri": "models/abc"}, "not a URI"), ({"deployment_mode": "Knative"}, "unknown deployment mode"), ({"transformer_image": ""}, "no image")])
 def test_bad_parameters(overrides, message):
     with pytest.raises(ManifestError, match=message):
         render(**overrides)

@@ -70,14 +70,14 @@ def test_empty_value_names_row(write_jsonl):
 def test_invalid_json_line_is_located(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(ROWS[0]) + "\n{not json\n")
-    with pytest.raises(DataError, match=r"line 2: invalid JSON"):
+    with pytest.raises(DataError, match=r"line 2, column 2: invalid JSON"):
         preprocess_data(str(path))
 
 
 def test_bad_encoding_is_located(tmp_path):
     path = tmp_path / "latin1.jsonl"
     path.write_bytes(json.dumps(ROWS[0]).encode() + b'\n{"question": "caf\xe9?", "reference": "x"}\n')
-    with pytest.raises(DataError, match=r"line 2: not UTF-8"):
+    with pytest.raises(DataError, match=r"line 2, column 18: not UTF-8"):
         preprocess_data(str(path))
 
 
