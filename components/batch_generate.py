@@ -1,7 +1,7 @@
 """batch_generate: render the bundle's prompt for every example and generate, batched."""
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
@@ -11,7 +11,7 @@ from components import gpu_step
 from prompts import PromptTemplate
 from serving.generation import Generator
 
-VERSION = "1.3.0"
+VERSION = "1.4.0"
 
 
 @dataclass
@@ -20,10 +20,16 @@ class GenerationRun:
     tokens_per_second: float
     seconds: float
     completion_tokens: int
+    skipped: list[str] = field(default_factory=list)  # ids left out because they do not fit the context (context_overflow=skip)
+    context_limit: int | None = None
 
 
-def generate_answers(examples: list[dict], prompt: PromptTemplate, generator: Generator) -> GenerationRun:
-    """One output row per example: the input columns plus output, token counts and finish reason."""
+def generate_answers(examples: list[dict], prompt: PromptTemplate, generator: Generator, *, model_path: str = "", context_overflow: str = "fail") -> GenerationRun:
+    """One output row per example: the input columns plus output, token counts and finish reason.
+
+    With ``model_path`` every rendered prompt is first measured against the model's context (with room
+    for ``max_tokens``): ``context_overflow="fail"`` stops here naming the examples that do not fit,
+    ``"skip"`` leaves them out and reports them. Nothing that overflows is ever generated or scored."""
     if not examples:
         raise DataError("there are no examples to generate for.", "check the evaluation set and --limit.")
     conversations = []
@@ -35,6 +41,20 @@ def generate_answers(examples: list[dict], prompt: PromptTemplate, generator: Ge
                 "add the column to the evaluation set, or use a prompt that does not need it.",
             )
         conversations.append(prompt.render(**{v: example[v] for v in prompt.variables}))
+    skipped: list[str] = []
+    limit = None
+    if model_path:
+        from serving.generation.context import enforce, measure
+
+        report = measure(model_path, conversations, [e["id"] for e in examples], prompt.decoding.max_tokens)
+        limit = report.limit
+        left_out = enforce(report, context_overflow)
+        if left_out:
+            kept = [(e, c) for e, c in zip(examples, conversations) if e["id"] not in left_out]
+            if not kept:
+                raise DataError(f"every example overflows the model's context of {report.limit} tokens.", "shorten the examples or use a model with a longer context.")
+            skipped = [e["id"] for e in examples if e["id"] in left_out]
+            examples, conversations = [e for e, _ in kept], [c for _, c in kept]
     started = time.perf_counter()
     generations = generator.generate(conversations, prompt.decoding)
     seconds = time.perf_counter() - started
@@ -50,7 +70,7 @@ def generate_answers(examples: list[dict], prompt: PromptTemplate, generator: Ge
         for example, generation in zip(examples, generations, strict=True)
     ]
     completion_tokens = sum(g.completion_tokens for g in generations)
-    return GenerationRun(rows=rows, tokens_per_second=completion_tokens / seconds if seconds else 0.0, seconds=seconds, completion_tokens=completion_tokens)
+    return GenerationRun(rows=rows, tokens_per_second=completion_tokens / seconds if seconds else 0.0, seconds=seconds, completion_tokens=completion_tokens, skipped=skipped, context_limit=limit)
 
 
 @gpu_step
@@ -65,10 +85,11 @@ def batch_generate_op(
     gpu_type: str,
     gpu_count: int,
     cache_root: str,
+    context_overflow: str,
     generations: Output[Dataset],
     metrics: Output[Metrics],
 ) -> NamedTuple("GenerateOutputs", [("bundle", str)]):
-    """batch_generate v1.3.0: render the prompt for every example and generate (transformers or vLLM); unchanged examples come from the per-example cache."""
+    """batch_generate v1.4.0: render the prompt for every example, check it fits the context, and generate (transformers or vLLM); unchanged examples come from the per-example cache."""
     from collections import namedtuple
 
     from champion.bundle import Bundle
@@ -83,7 +104,10 @@ def batch_generate_op(
         raise RuntimeError("the model folder does not match the digest fetch_weights reported; refusing to generate.")
     template = load_prompt(prompt)
     cache = ExampleCache(cache_root)
-    run = generate_answers(read_jsonl(eval_set.path), template, cached_generator(backend, model.path, cache, {"model_digest": model_digest}, batch_size=batch_size))
+    generator = cached_generator(backend, model.path, cache, {"model_digest": model_digest}, batch_size=batch_size)
+    run = generate_answers(read_jsonl(eval_set.path), template, generator, model_path=model.path, context_overflow=context_overflow)
+    if run.skipped:
+        print(f"batch_generate: {len(run.skipped)} example(s) left out, they do not fit the context of {run.context_limit} tokens: {run.skipped[:10]}")
     print(f"batch_generate: cache {cache.summary() or 'off'}")
     write_jsonl(run.rows, generations.path)
     for name, value in {"tokens_per_second": run.tokens_per_second, "generation_seconds": run.seconds, "completion_tokens": run.completion_tokens, "examples": len(run.rows),
@@ -93,5 +117,5 @@ def batch_generate_op(
     # The accelerator is recorded (scores can shift with hardware) but is not part of the bundle id.
     # Taking it as an input also makes KFP's compiler pass it into condition sub-DAGs, whose GPU
     # resource placeholders would otherwise reference an undeclared parent input.
-    generations.metadata.update({"rows": len(run.rows), "prompt": f"{template.name}@{template.version}", "backend": backend, "accelerator": f"{gpu_count} x {gpu_type}"})
+    generations.metadata.update({"rows": len(run.rows), "skipped_context_overflow": len(run.skipped), "context_limit": run.context_limit or 0, "prompt": f"{template.name}@{template.version}", "backend": backend, "accelerator": f"{gpu_count} x {gpu_type}"})
     return namedtuple("GenerateOutputs", ["bundle"])(bundle.model_dump_json())

@@ -82,6 +82,7 @@ def run(
     promote: bool = typer.Option(True, "--promote/--no-promote", help="--no-promote: gate only; a passing bundle is registered but not deployed and does not become the champion."),
     use_cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse per-example generations, embeddings and judge verdicts from <workspace>/cache/examples."),
     serve_after: bool = typer.Option(False, "--serve", help="If the bundle is promoted, serve it locally afterwards (see `champion serve`)."),
+    context_overflow: str = typer.Option("fail", help="Examples whose prompt does not fit the model's context (with room for max_tokens): 'fail' the run naming them, or 'skip' them and say how many."),
     bootstrap: bool = typer.Option(False, "--bootstrap", help="Allow the floors-only rule although a champion existed before and its alias is gone (otherwise that is an error)."),
     port: int = typer.Option(8080, help="Port for --serve."),
 ) -> None:
@@ -89,7 +90,7 @@ def run(
     from pipelines.local import RunOptions, run_promotion
 
     options = RunOptions(data=data, prompt=prompt, model=model, gate_config=gate_config, evaluator_config=evaluator_config, workspace=workspace, limit=limit, backend=backend, batch_size=batch_size, registered_model_name=registered_model_name, weights_cache=weights_cache,
-                         extra={"fine_tune_steps": fine_tune_steps, "eval_fraction": eval_fraction, "promote": promote, "allow_bootstrap": bootstrap, **({} if use_cache else {"cache_root": ""})})
+                         extra={"fine_tune_steps": fine_tune_steps, "eval_fraction": eval_fraction, "promote": promote, "allow_bootstrap": bootstrap, "context_overflow": context_overflow, **({} if use_cache else {"cache_root": ""})})
     try:
         with err.status("Starting the local pipeline…") as status:
             def on_event(task: str, state: str) -> None:

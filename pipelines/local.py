@@ -180,6 +180,8 @@ def preflight(options: RunOptions) -> None:
     for key, bounds in numbers.items():
         if key in options.extra:
             finite_number(f"--{key.replace('_', '-')}", options.extra[key], error=ConfigError, **bounds)
+    if options.extra.get("context_overflow", "fail") not in ("fail", "skip"):
+        raise ConfigError(f"--context-overflow must be 'fail' or 'skip', got {options.extra['context_overflow']!r}.", "pass --context-overflow fail (stop and name the examples) or skip (leave them out and count them).")
     if options.extra.get("eval_fraction", 1.0) <= 0.0:
         raise ConfigError(f"--eval-fraction must be above 0, got {options.extra['eval_fraction']}.", "pass a share in (0, 1], e.g. 0.5.")
     if not REGISTERED_MODEL_NAME.match(options.registered_model_name):

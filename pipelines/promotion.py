@@ -59,6 +59,7 @@ def promotion_pipeline(
     prompt: str = "qa-concise",
     generation_backend: str = "transformers",
     batch_size: int = 16,
+    context_overflow: str = "fail",
     evaluator_config: str = "default",
     drift_reference: str = "demo",
     gate_config: str = "default",
@@ -94,6 +95,7 @@ def promotion_pipeline(
         gpu=dict(accelerator_type=accelerator_type, accelerator_count=accelerator_count, node_selector=gpu_node_selector, tolerations=gpu_tolerations),
         hf_token_secret=hf_token_secret,
         cache_root=cache_root,
+        context_overflow=context_overflow,
     )
     fine_tuning = dict(steps=fine_tune_steps, learning_rate=fine_tune_learning_rate, lora_rank=lora_rank, merge_adapter=merge_adapter, seed=seed, gpu_count=fine_tune_gpu_count)
     data_task = configure(preprocess_data.preprocess_data_op(data_source=data_source, eval_fraction=eval_fraction, seed=seed, limit=limit))

@@ -26,6 +26,7 @@ def scheduled_eval_pipeline(
     cache_root: str = "",
     generation_backend: str = "transformers",
     batch_size: int = 16,
+    context_overflow: str = "fail",
     evaluator_config: str = "default",
     drift_reference: str = "demo",
     gate_config: str = "default",
@@ -47,6 +48,7 @@ def scheduled_eval_pipeline(
             gpu=dict(accelerator_type=accelerator_type, accelerator_count=accelerator_count, node_selector=gpu_node_selector, tolerations=gpu_tolerations),
             hf_token_secret=hf_token_secret,
             cache_root=cache_root,
+            context_overflow=context_overflow,
         )
         drift_task = configure(drift_step.drift_op(generations=champion.generate.outputs["generations"], drift_reference=drift_reference))
         configure(

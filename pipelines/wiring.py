@@ -65,7 +65,7 @@ class BundleTasks(NamedTuple):
     weights_source: object  # the fine-tuned artifact's URI, or the model source as given
 
 
-def evaluate_bundle(data_task, model_source, prompt, *, check_judge, weights_cache, trust_remote_code, generation_backend, batch_size, evaluator_config, gpu, hf_token_secret, cache_root, fine_tuning=None, after=None) -> BundleTasks:
+def evaluate_bundle(data_task, model_source, prompt, *, check_judge, weights_cache, trust_remote_code, generation_backend, batch_size, evaluator_config, gpu, hf_token_secret, cache_root, context_overflow, fine_tuning=None, after=None) -> BundleTasks:
     """fetch weights (→ fine-tune) → generate on a GPU node → score: the chain for challenger and champion.
 
     ``fine_tuning`` (the challenger's) holds the fine_tune parameters and its GPU count; the champion's
@@ -111,6 +111,7 @@ def evaluate_bundle(data_task, model_source, prompt, *, check_judge, weights_cac
                     gpu_type=gpu["accelerator_type"],
                     gpu_count=gpu["accelerator_count"],
                     cache_root=cache_root,
+                    context_overflow=context_overflow,
                 )
             )
         ),
