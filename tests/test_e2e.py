@@ -21,6 +21,7 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.e2e
 
 LENIENT = "name: lenient\nversion: 1\nmin_examples: 3\nmetrics:\n  semantic_similarity: {direction: higher, floor: 0.3, margin: 0.5}\n"
+LEAN = str(REPO / "tests" / "configs" / "lean-evaluators.yaml")  # no judge: these runs test the pipeline, not the judge
 IMPOSSIBLE = "name: impossible\nversion: 1\nmin_examples: 3\nmetrics:\n  semantic_similarity: {direction: higher, floor: 0.99, margin: 0.05}\n"
 
 
@@ -57,7 +58,7 @@ def champion_version(workspace):
 
 @pytest.fixture(scope="module")
 def promoted(workspace, policies, weights_cache):
-    options = RunOptions(limit=4, gate_config=str(policies / "lenient.yaml"), workspace=workspace, weights_cache=weights_cache, batch_size=4)
+    options = RunOptions(limit=4, gate_config=str(policies / "lenient.yaml"), evaluator_config=LEAN, workspace=workspace, weights_cache=weights_cache, batch_size=4)
     return run_promotion(options)
 
 
@@ -88,7 +89,7 @@ def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted
 def test_rejected_bundle_leaves_the_alias_where_it_was(promoted, workspace, policies, weights_cache):
     before = champion_version(workspace)
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", "--limit", "4", "--gate-config", str(policies / "impossible.yaml"), "--prompt", "qa-oneline",
+        [sys.executable, "-m", "pipelines.cli", "run", "--limit", "4", "--gate-config", str(policies / "impossible.yaml"), "--evaluator-config", LEAN, "--prompt", "qa-oneline",
          "--workspace", str(workspace), "--weights-cache", str(weights_cache), "--json", "--fail-on-reject"],
         capture_output=True, text=True, cwd=REPO,
     )
@@ -250,7 +251,7 @@ def test_scheduled_evaluation_is_healthy_then_alerts_on_a_regression_and_never_p
     from pipelines.local import run_scheduled_eval
 
     before = champion_version(workspace)
-    options = dict(limit=4, gate_config=str(policies / "lenient.yaml"), workspace=workspace, weights_cache=weights_cache, batch_size=4)
+    options = dict(limit=4, gate_config=str(policies / "lenient.yaml"), evaluator_config=LEAN, workspace=workspace, weights_cache=weights_cache, batch_size=4)
     healthy = run_scheduled_eval(RunOptions(**options))
     assert healthy["status"] == "healthy" and healthy["champion_version"] == before and healthy["error"] is None
     hook = WebhookReceiver()
@@ -301,7 +302,7 @@ def test_trigger_local_runs_a_gate_only_promotion_for_a_changed_prompt(promoted,
 def test_fine_tuning_in_the_pipeline_changes_the_model_digest_and_the_champion_refetches_it(promoted, workspace, policies, weights_cache):
     from components.fetch_weights import fetch_weights
 
-    options = RunOptions(limit=4, gate_config=str(policies / "lenient.yaml"), workspace=workspace, weights_cache=weights_cache, batch_size=4,
+    options = RunOptions(limit=4, gate_config=str(policies / "lenient.yaml"), evaluator_config=LEAN, workspace=workspace, weights_cache=weights_cache, batch_size=4,
                          extra={"fine_tune_steps": 3, "eval_fraction": 0.5})
     tuned = run_promotion(options)
     base_digest = promoted["bundle"]["model_digest"]

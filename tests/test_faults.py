@@ -119,7 +119,7 @@ def test_a_planted_secret_appears_in_no_ir_log_or_report(tmp_path, weights_cache
     policy = tmp_path / "policy.yaml"
     policy.write_text("name: lenient\nversion: 1\nmin_examples: 3\nmetrics:\n  semantic_similarity: {direction: higher, floor: 0.3, margin: 0.5}\n")
     workspace, dist = tmp_path / "workspace", tmp_path / "dist"
-    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--limit", "3", "--workspace", str(workspace), "--gate-config", str(policy), "--json"], capture_output=True, text=True, env=env, cwd=REPO)
+    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--limit", "3", "--workspace", str(workspace), "--gate-config", str(policy), "--evaluator-config", str(REPO / "tests/configs/lean-evaluators.yaml"), "--json"], capture_output=True, text=True, env=env, cwd=REPO)
     assert run.returncode == 0, run.stderr[-2000:]
     compiled = subprocess.run([sys.executable, "-m", "pipelines.cli", "compile", "--output", str(dist)], capture_output=True, text=True, env=env, cwd=REPO)
     assert compiled.returncode == 0, compiled.stderr[-2000:]

@@ -41,7 +41,8 @@ def champion_version(workspace: Path):
 
 
 def start_run(workspace: Path, policy: Path, weights_cache: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--limit", "2", "--batch-size", "2", "--workspace", str(workspace), "--gate-config", str(policy), "--json"],
+    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--limit", "2", "--batch-size", "2", "--workspace", str(workspace), "--gate-config", str(policy),
+                             "--evaluator-config", str(REPO / "tests/configs/lean-evaluators.yaml"), "--json"],
                             cwd=REPO, env={**os.environ, "CHAMPION_WEIGHTS_CACHE": str(weights_cache)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
