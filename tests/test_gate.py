@@ -383,3 +383,13 @@ def test_exact_match_may_be_binary_and_tokens_relative():
     ok = policy({"exact_match": {"direction": "higher", "kind": "binary", "margin": 0.05}, "completion_tokens": {"direction": "lower", "margin_relative": 0.2}})
     assert policy_problems(ok, DEFAULT_METRICS) == []
     assert isinstance(DEFAULT_METRICS["exact_match"], MetricInfo) and DEFAULT_METRICS["exact_match"].binary
+
+
+def test_every_packaged_policy_fits_the_default_evaluator_config():
+    from evaluators.policy import POLICIES_DIR
+
+    names = sorted(path.stem for path in POLICIES_DIR.glob("*.yaml"))
+    assert "sliced" in names
+    for name in names:
+        check_against(load_policy(name), DEFAULT_METRICS, name)
+    assert set(load_policy("sliced").slices) == {"sci", "geo", "math"}
