@@ -1,4 +1,5 @@
-"""A fake Kubeflow Pipelines API server on 127.0.0.1, held to ../shared/kfp-api/kfp_api_single_file.swagger.json.
+"""A fake Kubeflow Pipelines API server on 127.0.0.1, held to tests/contracts/kfp_api_single_file.swagger.json
+(vendored from the project's KFP API contract, ../shared/kfp-api/, so tests never read outside the project).
 
 Every request is checked against the API description: the path and verb must be an operation it
 declares, query parameters must be ones that operation declares (required ones present), a JSON body
@@ -26,9 +27,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from serving.manifests import _close_objects as _closed  # the same closing of objects as for the CRDs
-from tests.conftest import SHARED
+from tests.conftest import REPO
 
-SWAGGER = SHARED / "kfp-api" / "kfp_api_single_file.swagger.json"
+SWAGGER = REPO / "tests" / "contracts" / "kfp_api_single_file.swagger.json"
 
 
 def _int64_as_number_too(schema):

@@ -4,7 +4,7 @@ What it follows: the REST paths, verbs and content types the ``kubernetes`` clie
 objects; bearer-token auth; ``resourceVersion`` optimistic concurrency (409 on a stale write);
 AlreadyExists (409) on a second create; Status objects for errors; RFC 7386 merge patches; and it
 validates every object it receives against the KServe InferenceService CRD schema from
-../shared/kserve-crds (strictly: unknown keys are 422, as a typo would otherwise be pruned silently).
+the vendored KServe CRD schema in serving/crds/ (strictly: unknown keys are 422, as a typo would otherwise be pruned silently).
 
 What it plays, instead of a controller: after a write, the service becomes Ready after ``ready_after``
 polls (never when None), with Knative-style revisions, a ``latest`` tag URL for the newest revision
@@ -20,8 +20,7 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from serving.manifests import SCHEMAS, _close_objects, crd_schema
-from tests.conftest import SHARED
+from serving.manifests import SCHEMAS, _close_objects
 
 PATH = re.compile(r"^/apis/serving\.kserve\.io/v1beta1/namespaces/(?P<ns>[^/]+)/inferenceservices(?:/(?P<name>[^/?]+))?(?:\?.*)?$")
 
@@ -29,10 +28,8 @@ PATH = re.compile(r"^/apis/serving\.kserve\.io/v1beta1/namespaces/(?P<ns>[^/]+)/
 def contract_validator():
     import jsonschema
 
-    path, crd_file, version = SCHEMAS["InferenceService"]
-    contract = SHARED / "kserve-crds" / crd_file
-    schema = crd_schema(contract, version) if contract.is_file() else json.loads(path.read_text())
-    schema = _close_objects(copy.deepcopy(schema))
+    path, _, _ = SCHEMAS["InferenceService"]  # the vendored CRD schema (test_manifests checks it equals ../shared)
+    schema = _close_objects(json.loads(path.read_text()))
     schema["properties"]["metadata"] = {"type": "object"}
     return jsonschema.Draft7Validator(schema)
 

@@ -1,5 +1,5 @@
 """Operating champion on Kubeflow: upload, schedule, CI trigger, with the real ``kfp.Client`` against
-tests/fake_kfp.py (held to the KFP API description in ../shared/kfp-api), and change detection on
+tests/fake_kfp.py (held to the KFP API description vendored in tests/contracts/), and change detection on
 real git repositories. Not proven here: what a real Kubeflow does with the runs (Argo, pods, the UI).
 """
 
@@ -234,3 +234,4 @@ def test_the_github_workflow_runs_the_trigger_on_prompt_changes():
     assert "--changed-since origin/${{ github.base_ref }}" in trigger["run"] and trigger["shell"] == "bash"
     assert trigger["env"]["KFP_TOKEN"] == "${{ secrets.KFP_TOKEN }}" and "--promote" not in trigger["run"]
     assert any(step.get("run") == ".venv/bin/champion lint" for step in steps)
+
