@@ -6,6 +6,20 @@ faults that stop a run; they never lead to a promotion.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a file or setting, found by a check that reports them all (lint, policy check)."""
+
+    where: str  # a path, or a field such as metrics.token_f1
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.problem} Fix: {self.fix}"
+
 
 class ChampionError(Exception):
     """Root of every error champion raises on purpose.

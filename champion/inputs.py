@@ -53,18 +53,24 @@ def read_text(path: str | Path, what: str = "file", error: type[ChampionError] =
     return decode(raw, str(path), error)
 
 
+def _json(text: str, source: str, fix: str, *, whole_file: bool = False):
+    """json.loads with the error placed in the file (for one line, ``source`` already names it)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}" if whole_file else f"column {exc.colno}"
+        raise DataError(f"{source}, {where}: invalid JSON ({exc.msg}).", fix) from exc
+    except RecursionError as exc:
+        raise DataError(f"{source}: JSON nested too deeply.", fix) from exc
+
+
 def parse_json_lines(text: str, source: str) -> list[dict]:
     """One JSON object per ``\\n``-separated line; blank lines are skipped."""
     rows = []
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip(" \t\r"):
             continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{source}, line {number}, column {exc.colno}: invalid JSON ({exc.msg}).", "each line must be one JSON object.") from exc
-        except RecursionError as exc:
-            raise DataError(f"{source}, line {number}: JSON nested too deeply.", "each line must be one flat JSON object.") from exc
+        value = _json(line, f"{source}, line {number}", "each line must be one JSON object.")
         if not isinstance(value, dict):
             raise DataError(f"{source}, line {number}: expected a JSON object, got {type(value).__name__}.", "each line must be one JSON object.")
         rows.append(value)
@@ -72,12 +78,7 @@ def parse_json_lines(text: str, source: str) -> list[dict]:
 
 
 def parse_json_array(text: str, source: str) -> list[dict]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{source}, line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg}).", "a .json evaluation set is one array of objects (or use .jsonl).") from exc
-    except RecursionError as exc:
-        raise DataError(f"{source}: JSON nested too deeply.", "a .json evaluation set is one array of flat objects.") from exc
+    value = _json(text, source, "a .json evaluation set is one array of objects (or use .jsonl).", whole_file=True)
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(row, dict) for row in value):

@@ -352,8 +352,9 @@ def interval_metrics(checks: Sequence[dict]) -> dict[str, float]:
     return found
 
 
-def _fmt(value: float | None, signed: bool = False, scale: str = "difference") -> str:
-    if value is None or not math.isfinite(value):
+def format_number(value, signed: bool = False, scale: str = "difference") -> str:
+    """How every report shows a number: 3 decimals, signed differences, relative changes in percent, "—" for none."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "—"
     if scale == "relative" and signed:
         return f"{value:+.1%}"
@@ -378,10 +379,10 @@ def markdown_report(decision: Decision | dict, bundle_id: str, bundle_label: str
         "|---|---|---|---|---|---|---|---|",
     ]
     for c in decision.checks:
-        interval = f"{_fmt(c.difference, True, c.scale)} [{_fmt(c.ci_low, True, c.scale)}, {_fmt(c.ci_high, True, c.scale)}]" if c.ci_low is not None else _fmt(c.difference, True, c.scale)
+        interval = f"{format_number(c.difference, True, c.scale)} [{format_number(c.ci_low, True, c.scale)}, {format_number(c.ci_high, True, c.scale)}]" if c.ci_low is not None else format_number(c.difference, True, c.scale)
         result = {"pass": "pass", "excluded": "excluded", "fail": "**fail**", "inconclusive": "**inconclusive**"}[c.status]
-        threshold = _fmt(c.threshold, c.test in COMPARISON_TESTS, c.scale)
-        lines.append(f"| {c.metric} | {c.slice or 'all'} | {c.test} | {_fmt(c.value)} | {_fmt(c.champion)} | {interval} | {threshold} | {result} |")
+        threshold = format_number(c.threshold, c.test in COMPARISON_TESTS, c.scale)
+        lines.append(f"| {c.metric} | {c.slice or 'all'} | {c.test} | {format_number(c.value)} | {format_number(c.champion)} | {interval} | {threshold} | {result} |")
     slices = sorted({c.slice for c in decision.checks if c.slice})
     if slices:
         lines += ["", "## Slices", "", "| slice | checks | result |", "|---|---|---|"]

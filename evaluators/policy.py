@@ -9,7 +9,6 @@ what the metric is, something can always vote). ``champion policy check`` prints
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -17,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from champion.config import load_versioned_yaml
 from champion.digests import sha256_json
-from champion.errors import ConfigError
+from champion.errors import ConfigError, Problem
 from evaluators.catalog import MetricInfo
 
 POLICIES_DIR = Path(__file__).resolve().parent / "policies"
@@ -132,14 +131,7 @@ def load_policy(ref: str) -> GatePolicy:
     return load_versioned_yaml(ref, GatePolicy, POLICIES_DIR, "gate config")
 
 
-@dataclass(frozen=True)
-class PolicyProblem:
-    where: str
-    problem: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.problem} Fix: {self.fix}"
+PolicyProblem = Problem  # where = the policy field, e.g. metrics.token_f1
 
 
 def policy_problems(policy: GatePolicy, available: dict[str, MetricInfo]) -> list[PolicyProblem]:

@@ -9,19 +9,13 @@ from typing import Sequence
 import jinja2
 import markupsafe
 
+from evaluators.gate import format_number
+
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
     autoescape=True,  # model outputs are untrusted text
     undefined=jinja2.StrictUndefined,
 )
-
-
-def _fmt(value, signed: bool = False, scale: str = "difference") -> str:
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        return "—"
-    if scale == "relative" and signed:
-        return f"{value:+.1%}"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
 _COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "inconclusive": "#bc4c00", "excluded": "#9a6700"}
@@ -57,7 +51,11 @@ def forest_svg(checks: Sequence[dict], width: int = 980, row_height: int = 30) -
         label = f"{c['metric']}" + (f" [{c['slice']}]" if c.get("slice") else "") + f" · {c['test']}"
         parts.append(f'<text x="{label_w}" y="{y + 4}" text-anchor="end">{escape(label)}</text>')
         parts.append(f'<line x1="{plot_x0}" x2="{plot_x1}" y1="{y}" y2="{y}" stroke="#eaeef2"/>')
-        fmt = (lambda v: f"{v:+.1%}") if relative else (lambda v: f"{v:+.3f}")
+        scale = "relative" if relative else "difference"
+
+        def fmt(value: float) -> str:
+            return format_number(value, True, scale)
+
         if c["test"] == "floor":
             parts.append(f'<line x1="{x(c["threshold"]):.1f}" x2="{x(c["threshold"]):.1f}" y1="{y - 10}" y2="{y + 10}" stroke="#57606a" stroke-dasharray="3,2"/>')
             parts.append(f'<circle cx="{x(c["value"]):.1f}" cy="{y}" r="5" fill="{colour}"><title>mean {c["value"]:.3f}, floor {c["threshold"]:.3f}</title></circle>')
@@ -91,5 +89,5 @@ def gate_html(record: dict, challenger_rows: Sequence[dict], champion_rows: Sequ
     forest = forest_svg(record["checks"])
     slices = sorted({c["slice"] for c in record["checks"] if c.get("slice")})
     slice_rows = [{"tag": tag, "checks": [c for c in record["checks"] if c.get("slice") == tag]} for tag in slices]
-    return _TEMPLATES.get_template("gate_report.html.j2").render(record=record, rows=rows, champion_rows=bool(champion_rows), primary=primary, judge=judge, fmt=_fmt,
+    return _TEMPLATES.get_template("gate_report.html.j2").render(record=record, rows=rows, champion_rows=bool(champion_rows), primary=primary, judge=judge, fmt=format_number,
                                                                  forest=markupsafe.Markup(forest), slice_rows=slice_rows)

@@ -304,7 +304,7 @@ def lint(prompts_dir: Optional[Path] = PROMPTS_OPTION) -> None:
     except ChampionError as exc:
         _fail(exc)
     for problem in problems:
-        err.print(f"[red]✗[/] {problem.path}: {problem.problem}\n  [bold]fix:[/] {problem.fix}")
+        err.print(f"[red]✗[/] {problem.where}: {problem.problem}\n  [bold]fix:[/] {problem.fix}")
     if problems:
         raise typer.Exit(1)
     err.print("[green]✓[/] every prompt parses and matches prompts.lock")

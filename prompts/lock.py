@@ -13,20 +13,13 @@ from pathlib import Path
 
 import yaml
 
-from champion.errors import PromptError
+from champion.errors import Problem, PromptError
 from prompts.loader import JUDGES_DIR, LOCK_NAME, PROMPTS_DIR, published_digests, JudgeRubric, PromptTemplate, _parse, list_prompts
 
 _HEADER = "# Written by `champion lock`. A published prompt version never changes: edit by adding v<N+1>.yaml.\n"
 
 
-@dataclass(frozen=True)
-class LintProblem:
-    path: str
-    problem: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.problem} Fix: {self.fix}"
+LintProblem = Problem  # where = the prompt file's path
 
 
 def prompt_files(root: Path = PROMPTS_DIR) -> dict[str, Path]:
@@ -94,6 +87,6 @@ def lint(root: Path = PROMPTS_DIR) -> list[LintProblem]:
                 f"{ref} changed after it was published (digest {locked[ref][:12]} → {digest[:12]}).",
                 f"restore it and put the change in {name.removeprefix('judges/')}/v{int(version) + 1}.yaml (then `champion lock`).",
             ))
-    for ref in sorted(set(locked) - set(digests) - {p.path for p in problems}):
+    for ref in sorted(set(locked) - set(digests) - {p.where for p in problems}):
         problems.append(LintProblem(lock_path, f"{ref} is locked but its file is gone.", "published versions stay: restore the file (or remove the entry if it was never used)."))
     return problems
