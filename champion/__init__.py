@@ -5,3 +5,18 @@ The layers themselves live beside it: prompts/, serving/, evaluators/, component
 """
 
 __version__ = "0.1.0"
+
+
+def _record_step_errors() -> None:
+    # Every pipeline step imports champion; under the local runner (which sets the variable) a step
+    # that fails leaves its typed error as a record the runner reads (champion.errors.StepError).
+    import os
+
+    folder = os.environ.get("CHAMPION_STEP_ERRORS")
+    if folder:
+        from champion.errors import record_step_errors
+
+        record_step_errors(folder)
+
+
+_record_step_errors()

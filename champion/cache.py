@@ -52,12 +52,13 @@ class ExampleCache:
         try:
             if self._local:
                 return Path(path).read_bytes()
+            assert self._fs is not None  # set for every remote root
             return self._fs.cat_file(path)
         except (FileNotFoundError, OSError):
             return None
 
     def get_many(self, kind: str, keys: list[str]) -> dict[str, Any]:
-        found = {}
+        found: dict[str, Any] = {}
         if not self.enabled:
             self.stats[f"{kind}.misses"] += len(keys)
             return found
@@ -93,8 +94,17 @@ class ExampleCache:
                     stream.write(data)
                 os.replace(temporary, path)
             else:
+                assert self._fs is not None
                 self._fs.pipe_file(path, data)
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """Hits, misses and corrupt entries per kind (generation, embedding, judge): artifact metadata the CLI sums."""
+        kinds = sorted({name.split(".")[0] for name in self.stats})
+        return {k: {what: int(self.stats[f"{k}.{what}"]) for what in ("hits", "misses", "corrupt")} for k in kinds}
 
     def summary(self) -> str:
         kinds = sorted({name.split(".")[0] for name in self.stats})
-        return "; ".join(f"{k} {self.stats[k + '.hits']} hits, {self.stats[k + '.misses']} misses, {self.stats[k + '.corrupt']} corrupt" for k in kinds)
+        return "; ".join(
+            f"{k} {self.stats[k + '.hits']} hits, {self.stats[k + '.misses']} misses, {self.stats[k + '.corrupt']} corrupt"
+            for k in kinds
+        )

@@ -23,7 +23,12 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, d
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1}): a key may appear once per mapping", key_node.start_mark)
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key {key!r} (line {key_node.start_mark.line + 1}): a key may appear once per mapping",
+                key_node.start_mark,
+            )
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -37,10 +42,19 @@ def load_yaml(text: str):
 
 
 def load_versioned_yaml(ref: str, model: type[Model], packaged_dir: Path, kind: str) -> Model:
-    """``ref`` is a packaged name (a file in ``packaged_dir``) or a path to a YAML file.
+    """``ref`` is a packaged name (a file in ``packaged_dir``), a path to a YAML file, or the model's JSON
+    (how a run hands a config it pinned at its start to later steps).
 
     Unknown keys and bad values are ConfigErrors naming each offending field.
     """
+    if ref.lstrip().startswith("{"):
+        try:
+            return model.model_validate_json(ref)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(
+                f"the inline {kind} is invalid: {problems}.", f"pass a {kind} name, a YAML path, or its JSON."
+            ) from exc
     path = Path(ref) if ref.endswith((".yaml", ".yml")) else packaged_dir / f"{ref}.yaml"
     if not path.is_file():
         packaged = sorted(p.stem for p in packaged_dir.glob("*.yaml"))
@@ -53,4 +67,6 @@ def load_versioned_yaml(ref: str, model: type[Model], packaged_dir: Path, kind: 
         raise ConfigError(f"{kind} {path} is not valid YAML: {exc}", "fix the YAML syntax.") from exc
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{kind} {path} is invalid: {problems}.", f"fix the fields named; see {packaged_dir.name}/default.yaml.") from exc
+        raise ConfigError(
+            f"{kind} {path} is invalid: {problems}.", f"fix the fields named; see {packaged_dir.name}/default.yaml."
+        ) from exc

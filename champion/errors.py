@@ -75,3 +75,43 @@ class ServingError(ChampionError):
     def __init__(self, problem: str, fix: str = "", status: int = 400) -> None:
         super().__init__(problem, fix)
         self.status = status
+
+
+STEP_ERRORS_ENV = "CHAMPION_STEP_ERRORS"
+
+
+@dataclass(frozen=True)
+class StepError:
+    """Why a step failed, as data: what the step process wrote when an exception ended it."""
+
+    type: str
+    problem: str
+    fix: str
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> "StepError":
+        if isinstance(exc, ChampionError):
+            return cls(type(exc).__name__, exc.problem, exc.fix)
+        return cls(type(exc).__name__, str(exc), "")
+
+
+def record_step_errors(folder: str) -> None:
+    """Make an uncaught exception of this (step) process leave a StepError record in ``folder``, so the
+    runner reports it from data rather than from the traceback's text. The hook then prints the
+    traceback as usual."""
+    import json
+    import os
+    import sys
+    from dataclasses import asdict
+
+    previous = sys.excepthook
+
+    def hook(kind, exc, traceback):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, f"{os.getpid()}.json"), "w", encoding="utf-8") as handle:
+                json.dump(asdict(StepError.from_exception(exc)), handle)
+        finally:
+            previous(kind, exc, traceback)
+
+    sys.excepthook = hook

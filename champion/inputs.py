@@ -35,7 +35,10 @@ def decode(raw: bytes, source: str, error: type[ChampionError] = DataError) -> s
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
         column = exc.start - (before.rfind(b"\n") + 1) + 1
-        raise error(f"{source}, line {line}, column {column}: not UTF-8 text (byte 0x{raw[exc.start]:02x}).", "re-encode the file as UTF-8.") from exc
+        raise error(
+            f"{source}, line {line}, column {column}: not UTF-8 text (byte 0x{raw[exc.start]:02x}).",
+            "re-encode the file as UTF-8.",
+        ) from exc
     return text.removeprefix(BOM)
 
 
@@ -72,7 +75,10 @@ def parse_json_lines(text: str, source: str) -> list[dict]:
             continue
         value = _json(line, f"{source}, line {number}", "each line must be one JSON object.")
         if not isinstance(value, dict):
-            raise DataError(f"{source}, line {number}: expected a JSON object, got {type(value).__name__}.", "each line must be one JSON object.")
+            raise DataError(
+                f"{source}, line {number}: expected a JSON object, got {type(value).__name__}.",
+                "each line must be one JSON object.",
+            )
         rows.append(value)
     return rows
 
@@ -82,7 +88,10 @@ def parse_json_array(text: str, source: str) -> list[dict]:
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(row, dict) for row in value):
-        raise DataError(f"{source}: expected an array of JSON objects.", "write [{\"question\": ..., \"reference\": ...}, ...] or use .jsonl.")
+        raise DataError(
+            f"{source}: expected an array of JSON objects.",
+            'write [{"question": ..., "reference": ...}, ...] or use .jsonl.',
+        )
     return value
 
 
@@ -93,14 +102,21 @@ def parse_csv(text: str, source: str) -> list[dict]:
         header = reader.fieldnames or []
         if len(set(header)) != len(header):
             duplicated = sorted({h for h in header if header.count(h) > 1})
-            raise DataError(f"{source}: the header names column(s) {duplicated} more than once.", "give every column a unique name.")
+            raise DataError(
+                f"{source}: the header names column(s) {duplicated} more than once.", "give every column a unique name."
+            )
         rows = []
         for row in reader:
             if None in row:  # more fields than the header has names
-                raise DataError(f"{source}, line {reader.line_num}: {len(header) + len(row[None])} fields, but the header has {len(header)}.", "quote values that contain the delimiter.")
+                raise DataError(
+                    f"{source}, line {reader.line_num}: {len(header) + len(row[None])} fields, but the header has {len(header)}.",
+                    "quote values that contain the delimiter.",
+                )
             rows.append({key: value for key, value in row.items() if value is not None})
     except csv.Error as exc:
-        raise DataError(f"{source}, line {reader.line_num}: malformed CSV ({exc}).", "check the quoting on that line.") from exc
+        raise DataError(
+            f"{source}, line {reader.line_num}: malformed CSV ({exc}).", "check the quoting on that line."
+        ) from exc
     return rows
 
 
@@ -109,7 +125,15 @@ def has_visible_text(value: str) -> bool:
     return any(unicodedata.category(char) not in _INVISIBLE for char in value)
 
 
-def finite_number(name: str, value, *, low: float | None = None, high: float | None = None, integer: bool = False, error: type[ChampionError] = DataError):
+def finite_number(
+    name: str,
+    value,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    integer: bool = False,
+    error: type[ChampionError] = DataError,
+):
     """``value`` checked to be a finite number in [low, high]; ``integer`` refuses fractions."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise error(f"{name} must be a number, got {value!r}.", f"pass a number for {name}.")
@@ -118,12 +142,18 @@ def finite_number(name: str, value, *, low: float | None = None, high: float | N
     if integer and float(value) != int(value):
         raise error(f"{name} must be a whole number, got {value}.", f"pass a whole number for {name}.")
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if low is not None and high is not None else (f"at least {low}" if low is not None else f"at most {high}")
+        bounds = (
+            f"between {low} and {high}"
+            if low is not None and high is not None
+            else (f"at least {low}" if low is not None else f"at most {high}")
+        )
         raise error(f"{name} must be {bounds}, got {value}.", f"pass {name} {bounds}.")
     return value
 
 
-def check_folder(path: str | Path, what: str, *, must_exist: bool = True, error: type[ChampionError] = DataError) -> Path:
+def check_folder(
+    path: str | Path, what: str, *, must_exist: bool = True, error: type[ChampionError] = DataError
+) -> Path:
     """A folder champion reads (``must_exist``) or creates: never an existing file."""
     path = Path(path)
     if path.exists() and not path.is_dir():

@@ -34,12 +34,14 @@ class Interrupted(ChampionError):
     def __init__(self, signum: int) -> None:
         self.signum = signum
         name = signal.Signals(signum).name
-        super().__init__(f"stopped by {name}: every process this command started was terminated, and the run was recorded as cancelled.",
-                         "run the same command again: finished work is reused from the cache.")
+        super().__init__(
+            f"stopped by {name}: every process this command started was terminated, and the run was recorded as cancelled.",
+            "run the same command again: finished work is reused from the cache.",
+        )
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES.get(self.signum, 128 + self.signum)
+        return EXIT_CODES.get(signal.Signals(self.signum), 128 + self.signum)
 
 
 class RunCancelled(ChampionError):
@@ -57,7 +59,10 @@ def cancelled() -> str | None:
 def refuse_if_cancelled(what: str) -> None:
     reason = cancelled()
     if reason is not None:
-        raise RunCancelled(f"the run was cancelled ({reason}), so {what} was not done.", "start a new run; nothing was promoted by the cancelled one.")
+        raise RunCancelled(
+            f"the run was cancelled ({reason}), so {what} was not done.",
+            "start a new run; nothing was promoted by the cancelled one.",
+        )
 
 
 def descendants(pid: int) -> list[int]:
@@ -120,7 +125,7 @@ def terminate_tree(pid: int | None = None, grace_s: float = 5.0) -> list[int]:
 def stop_on_signals(on_stop: Callable[[int], None] | None = None) -> Iterator[None]:
     """Within the block, SIGINT/SIGTERM run ``on_stop(signum)`` (mark the run cancelled), stop every
     child process, and raise ``Interrupted``. A second signal while stopping is ignored."""
-    stopping = []
+    stopping: list[int] = []
 
     def handler(signum, _frame):
         if stopping:

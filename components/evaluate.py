@@ -1,94 +1,17 @@
-"""evaluate: score every generation with the evaluators a versioned config names, and check the judge.
+"""evaluate: score every generation with the evaluators a versioned config names.
 
 Scores: semantic similarity, exact match, token F1, ragas' BLEU/ROUGE-L/chrF/string similarity, and
-(when the config has a judge) an LLM-as-judge grade with its rationale. The judge is checked on the
-shipped calibration set every run; the gate counts its grades only if it passed.
+(when the config has a judge) an LLM-as-judge grade with its rationale. Whether the judge may vote is
+the check_judge step's answer.
 """
 
-import tempfile
-from dataclasses import dataclass
 from typing import NamedTuple
 
-from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
+from kfp.dsl import Dataset, Input, Metrics, Output
 
-from champion.cache import ExampleCache
 from components import cpu_step
-from evaluators.config import EvaluatorConfig, JudgeConfig, Reliability
 
-VERSION = "1.3.0"
-
-
-@dataclass
-class Evaluation:
-    table: list[dict]
-    aggregates: dict[str, float]
-    judge_reliability: dict  # {"reliable": bool, "reasons": [...], "metrics": {...}}; reliable False when no judge ran
-
-
-def build_judge(config: JudgeConfig, weights_cache: str = "", cache: ExampleCache | None = None):
-    """The judge, its verdicts cached per example (keyed by the judge model's digest, or its endpoint)."""
-    from evaluators.judge import Judge
-    from prompts import load_rubric
-    from serving.generation.cached import cached_generator
-
-    cache = cache or ExampleCache()
-    if config.backend == "openai":
-        # A hosted model can change behind its name: its verdicts are cached under the name and URL given.
-        generator = cached_generator("openai", config.model, cache, {"endpoint": config.base_url, "model": config.model}, base_url=config.base_url, api_key_env=config.api_key_env)
-    else:
-        from components.fetch_weights import fetch_weights
-
-        weights = fetch_weights(config.model, tempfile.mkdtemp(prefix="judge-weights-"), cache_dir=weights_cache or None)
-        generator = cached_generator(config.backend, str(weights.path), cache, {"model_digest": weights.digest}, batch_size=16)
-    return Judge(generator, load_rubric(config.pointwise_rubric), load_rubric(config.pairwise_rubric), max_repairs=config.max_repairs)
-
-
-def evaluate_generations(rows: list[dict], config: EvaluatorConfig, *, weights_cache: str = "", judge=None, check_judge: bool = True, cache: ExampleCache | None = None) -> Evaluation:
-    """The per-example score table, its means, and the judge's reliability. ``judge`` overrides the
-    configured one; ``cache`` keeps embeddings and judge verdicts between runs."""
-    import math
-
-    from evaluators import aggregate, catalog, score_examples
-    from evaluators.config import build_metrics
-    from evaluators.judge import check_reliability
-
-    reliability = {"reliable": False, "reasons": ["no judge configured"], "metrics": {}}
-    if judge is None and config.judge is not None:
-        judge = build_judge(config.judge, weights_cache, cache)
-    metrics = build_metrics(config, judge.generator if judge is not None else None, cache)
-    produced = config.metric_catalog()
-    # Cost and latency are measured when generating; they are scored per example like any metric.
-    measured = [name for name in catalog.GENERATION if name in produced]
-    table = [
-        {"question": r["question"], "reference": r["reference"], "output": r["output"], "tags": list(r.get("tags") or []), **scored, **{name: r.get(name, math.nan) for name in measured}}
-        for r, scored in zip(rows, score_examples(rows, metrics))
-    ]
-    names = [m.spec.name for m in metrics] + measured
-    if judge is not None:
-        for row, verdict in zip(table, judge.grade(rows)):
-            row[judge.spec.name] = judge.value(verdict)
-            row[f"{judge.spec.name}_verdict"] = verdict.label
-            row[f"{judge.spec.name}_rationale"] = verdict.rationale
-            if catalog.JUDGE_COST.name in produced:
-                row[catalog.JUDGE_COST.name] = verdict.tokens if verdict.tokens is not None else math.nan
-        names.append(judge.spec.name)
-        if catalog.JUDGE_COST.name in produced:
-            names.append(catalog.JUDGE_COST.name)
-        if check_judge:
-            thresholds = config.judge.reliability if config.judge else Reliability()
-            report = check_reliability(judge, min_swap_consistency=thresholds.min_swap_consistency, min_calibration_accuracy=thresholds.min_calibration_accuracy)
-            reliability = {"reliable": report.reliable, "reasons": report.reasons, "metrics": report.as_metrics()}
-        else:  # the champion's evaluation in the same run: the challenger's check covers the judge
-            reliability = {"reliable": False, "reasons": ["checked with the challenger"], "metrics": {}}
-    return Evaluation(table=table, aggregates={name: aggregate(table, name) for name in names}, judge_reliability=reliability)
-
-
-def judge_markdown(reliability: dict) -> str:
-    verdict = "votes in the gate" if reliability["reliable"] else "**does not vote** in the gate"
-    lines = [f"# Judge reliability: the judge {verdict}", ""]
-    lines += [f"- {name}: {value:.2f}" for name, value in reliability["metrics"].items()]
-    lines += ["", "## Why", ""] + [f"- {reason}" for reason in reliability["reasons"]]
-    return "\n".join(lines) + "\n"
+VERSION = "3.0.0"
 
 
 @cpu_step
@@ -96,35 +19,40 @@ def evaluate_op(
     generations: Input[Dataset],
     bundle: str,
     evaluator_config: str,
+    judge_pin: str,
     weights_cache: str,
-    check_judge: bool,
     cache_root: str,
     scores: Output[Dataset],
     metrics: Output[Metrics],
-    judge_report: Output[Markdown],
-) -> NamedTuple("EvaluateOutputs", [("bundle", str), ("judge_reliability", str)]):
-    """evaluate v1.3.0: per-example scores from a versioned evaluator config, the judge's grades and its reliability check; embeddings and verdicts cached per example."""
-    import json
+) -> NamedTuple("EvaluateOutputs", [("bundle", str)]):
+    """evaluate v3.0.0: per-example scores from a versioned evaluator config and the judge's grades; embeddings and verdicts cached per example."""
     import math
     from collections import namedtuple
 
+    from champion.artifacts import persist_metadata
     from champion.bundle import Bundle
-    from champion.jsonl import read_jsonl, write_jsonl
-    from components.evaluate import evaluate_generations, judge_markdown
-    from evaluators.config import load_evaluator_config
-
     from champion.cache import ExampleCache
+    from champion.jsonl import read_jsonl, write_jsonl
+    from champion.pinning import check_pin, pin_judge
+    from evaluators.config import load_evaluator_config
+    from evaluators.evaluate import evaluate_generations
 
     config = load_evaluator_config(evaluator_config)
+    check_pin(judge_pin, pin_judge(config), "the judge model")
     cache = ExampleCache(cache_root)
-    result = evaluate_generations(read_jsonl(generations.path), config, weights_cache=weights_cache, check_judge=check_judge, cache=cache)
-    print(f"evaluate: cache {cache.summary() or 'off'}")
+    result = evaluate_generations(read_jsonl(generations.path), config, weights_cache=weights_cache, cache=cache)
     write_jsonl(result.table, scores.path)
-    for name, value in {**result.aggregates, **result.judge_reliability["metrics"]}.items():
+    for name, value in result.aggregates.items():
         if math.isfinite(value):  # KFP Metrics cannot hold NaN; a NaN mean is in the score table and fails the gate
             metrics.log_metric(name, value)
-    with open(judge_report.path, "w", encoding="utf-8") as handle:
-        handle.write(judge_markdown(result.judge_reliability))
     scored = Bundle.model_validate_json(bundle).model_copy(update={"evaluator_digest": config.digest})
-    scores.metadata.update({"rows": len(result.table), "bundle_id": scored.id, "evaluator_config": f"{config.name}@{config.version}"})
-    return namedtuple("EvaluateOutputs", ["bundle", "judge_reliability"])(scored.model_dump_json(), json.dumps(result.judge_reliability, sort_keys=True))
+    scores.metadata.update(
+        {
+            "rows": len(result.table),
+            "bundle_id": scored.id,
+            "evaluator_config": f"{config.name}@{config.version}",
+            "cache": cache.totals(),
+        }
+    )
+    persist_metadata(metrics)
+    return namedtuple("EvaluateOutputs", ["bundle"])(scored.model_dump_json())

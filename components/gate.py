@@ -1,83 +1,64 @@
 """gate: decide whether the challenger may replace the champion (paired statistics; bootstrap rule without one)."""
 
-from typing import NamedTuple, Optional
+from typing import List, NamedTuple
 
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
 
 from components import cpu_step
 
-VERSION = "3.0.0"
-
-
-def decision_record(decision, bundle, champion_bundle=None, champion_version: str = "") -> dict:
-    """The JSON record of one gate decision, as written to the run, the audit log and MLflow.
-
-    ``gate`` is the engine's verdict (passed|failed); ``decision`` is what happened to the bundle:
-    ``rejected`` when the gate failed, ``approved`` when it passed (register and deploy turn an approved
-    bundle into ``promoted`` once it serves and the alias moved)."""
-    champion_label = f"version {champion_version} ({champion_bundle.prompt.name}@{champion_bundle.prompt.version}, bundle {champion_bundle.short_id})" if champion_bundle else None
-    return {
-        "bundle_id": bundle.id,
-        "bundle": bundle.model_dump(mode="json"),
-        "gate": decision.gate,
-        "decision": "approved" if decision.passed else "rejected",
-        "reasons": decision.reasons,
-        "champion": {"version": champion_version, "bundle_id": champion_bundle.id, "bundle": champion_bundle.model_dump(mode="json")} if champion_bundle else None,
-        "champion_label": champion_label,
-        **decision.model_dump(mode="json", include={"mode", "policy", "policy_digest", "n_examples", "multiplicity", "checks"}),
-    }
-
-
-def run_gate(challenger_rows: list[dict], bundle, policy_ref: str, evaluator_config_ref: str, judge_reliability: dict, champion_rows: Optional[list[dict]] = None, champion_bundle=None, champion_version: str = ""):
-    """(decision record, Markdown, HTML) for one challenger, with or without a champion."""
-    from evaluators.config import load_evaluator_config
-    from evaluators.gate import decide, markdown_report
-    from evaluators.policy import check_against, load_policy
-    from evaluators.report import gate_html
-
-    policy = load_policy(policy_ref)
-    metrics = load_evaluator_config(evaluator_config_ref).metric_catalog()
-    check_against(policy, metrics, policy_ref)
-    verdict = decide(challenger_rows, policy, champion_table=champion_rows, metrics=metrics, judge_reliable=judge_reliability.get("reliable") is True, judge_reasons=judge_reliability.get("reasons", []))
-    record = decision_record(verdict, bundle, champion_bundle, champion_version)
-    markdown = markdown_report(verdict, bundle.id, f"{bundle.prompt.name}@{bundle.prompt.version}", record["champion_label"])
-    html = gate_html(record, challenger_rows, champion_rows, policy.primary or next(iter(policy.metrics)))
-    return record, markdown, html
+VERSION = "4.0.0"
 
 
 @cpu_step
 def gate_op(
-    scores: Input[Dataset],
-    bundle: str,
+    scores: Input[List[Dataset]],
+    bundles: List[str],
+    weights_sources: List[str],
+    eval_metrics: Input[List[Metrics]],
     gate_config: str,
     evaluator_config: str,
     judge_reliability: str,
+    champion_version: str,
+    champion_model_digest: str,
     decision: Output[Artifact],
     report: Output[Markdown],
     html_report: Output[HTML],
     metrics: Output[Metrics],
-    champion_scores: Optional[Input[Dataset]] = None,
-    champion_bundle: str = "",
-    champion_version: str = "",
-) -> NamedTuple("GateOutputs", [("passed", bool), ("decision_json", str)]):
-    """gate v3.0.0: challenger vs champion on the same examples (paired bootstrap or Tango intervals against each margin, Holm-corrected, per slice), or floors only without a champion."""
+    challenger_scores: Output[Dataset],
+    challenger_metrics: Output[Metrics],
+) -> NamedTuple("GateOutputs", [("passed", bool), ("decision_json", str), ("bundle", str), ("weights_source", str)]):
+    """gate v4.0.0: challenger vs champion on the same examples (paired bootstrap or Tango intervals against each margin, Holm-corrected, per slice), or floors only without a champion. The scored bundles arrive in the run's order: the challenger first, then the champion when there is one."""
     import json
+    import shutil
     from collections import namedtuple
 
+    from champion.artifacts import persist_metadata
     from champion.bundle import Bundle
     from champion.jsonl import read_jsonl, write_json
-    from components.gate import run_gate
+    from evaluators.decision import run_gate
     from evaluators.gate import interval_metrics
 
+    if len(scores) not in (1, 2) or len(bundles) != len(scores):
+        raise ValueError(
+            f"the gate takes the challenger and at most one champion, got {len(scores)} score tables for {len(bundles)} bundles"
+        )
+    has_champion = len(scores) == 2
+    if has_champion and Bundle.model_validate_json(bundles[1]).model_digest != champion_model_digest:
+        from champion.pinning import PinMismatch
+
+        raise PinMismatch(
+            f"the champion's weights scored in this run (model digest {Bundle.model_validate_json(bundles[1]).model_digest[:12]}…) are not the ones registered for version {champion_version} ({champion_model_digest[:12]}…).",
+            "restore the registered weights at the champion's weights source, or promote a new bundle; nothing was compared or promoted.",
+        )
     record, markdown, html = run_gate(
-        read_jsonl(scores.path),
-        Bundle.model_validate_json(bundle),
+        read_jsonl(scores[0].path),
+        Bundle.model_validate_json(bundles[0]),
         gate_config,
         evaluator_config,
         json.loads(judge_reliability or "{}"),
-        champion_rows=read_jsonl(champion_scores.path) if champion_scores is not None else None,
-        champion_bundle=Bundle.model_validate_json(champion_bundle) if champion_bundle else None,
-        champion_version=champion_version,
+        champion_rows=read_jsonl(scores[1].path) if has_champion else None,
+        champion_bundle=Bundle.model_validate_json(bundles[1]) if has_champion else None,
+        champion_version=champion_version if has_champion else "",
     )
     record["reports"] = {"decision": decision.uri, "markdown": report.uri, "html": html_report.uri}
     write_json(record, decision.path)
@@ -89,4 +70,10 @@ def gate_op(
     for name, value in interval_metrics(record["checks"]).items():
         metrics.log_metric(name, value)
     decision.metadata.update({"gate": record["gate"], "decision": record["decision"], "bundle_id": record["bundle_id"]})
-    return namedtuple("GateOutputs", ["passed", "decision_json"])(record["gate"] == "passed", json.dumps(record, sort_keys=True))
+    # The challenger's scores and means, under their own names, for the steps after the gate.
+    shutil.copyfile(scores[0].path, challenger_scores.path)
+    challenger_scores.metadata.update(scores[0].metadata)
+    challenger_metrics.metadata.update({k: v for k, v in eval_metrics[0].metadata.items() if k != "display_name"})
+    persist_metadata(metrics, challenger_metrics)
+    outputs = namedtuple("GateOutputs", ["passed", "decision_json", "bundle", "weights_source"])
+    return outputs(record["gate"] == "passed", json.dumps(record, sort_keys=True), bundles[0], weights_sources[0])

@@ -9,124 +9,13 @@ with the score table for the next comparison), posted to an optional webhook (Sl
 ``{"text": ...}``) and fails the run with the reasons, which is the alert Kubeflow shows.
 """
 
-import json
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import NamedTuple
+from typing import List, NamedTuple
 
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
 
-from champion.errors import ChampionError, ConfigError
 from components import cpu_step
 
-VERSION = "2.0.0"
-MONITOR_EXPERIMENT = "champion-monitoring"
-SCORES_ARTIFACT = "monitor/scores.jsonl"
-
-
-class ChampionRegressed(ChampionError):
-    """The live champion fails its policy on the latest data, or regressed since its last evaluation."""
-
-
-@dataclass
-class MonitorResult:
-    healthy: bool
-    reasons: list[str]
-    checks: list[dict]
-    mode: str = "bootstrap"
-    previous_run: str | None = None
-    run_id: str = ""
-    webhook: str = "not configured"
-    drift: dict = field(default_factory=dict)
-
-
-def monitoring_decision(rows: list[dict], previous_rows: list[dict] | None, policy, metrics: dict, judge_reliability: dict):
-    """The engine's verdict on the champion now against its previous evaluation (or floors only)."""
-    from evaluators.gate import decide
-
-    superior = [name for name, rule in policy.metrics.items() if rule.require_superiority]
-    if superior:
-        raise ConfigError(f"the monitoring policy {policy.name} requires superiority of {superior}: a champion compared with its own earlier evaluation can never be superior to itself.",
-                          "schedule the evaluation with a policy whose metrics use margins (gate_config), not require_superiority.")
-    return decide(rows, policy, champion_table=previous_rows, metrics=metrics, judge_reliable=judge_reliability.get("reliable") is True,
-                  judge_reasons=judge_reliability.get("reasons", []), allow_unpaired=True)
-
-
-def post_webhook(url: str, payload: dict, timeout_s: float = 10.0) -> str:
-    import requests
-
-    try:
-        response = requests.post(url, json=payload, timeout=timeout_s)
-    except requests.RequestException as exc:
-        return f"failed: {type(exc).__name__}"
-    return "sent" if response.status_code < 300 else f"failed: HTTP {response.status_code}"
-
-
-def monitor_champion(
-    *,
-    tracking_uri: str,
-    registered_model_name: str,
-    champion_version: str,
-    bundle_id: str,
-    rows: list[dict],
-    metrics: dict[str, float],
-    drift: dict[str, float],
-    policy_ref: str,
-    evaluator_config_ref: str = "default",
-    judge_reliability: dict | None = None,
-    webhook_url: str = "",
-    pipeline_run: str = "",
-) -> MonitorResult:
-    import math
-    import tempfile
-
-    from champion.jsonl import read_jsonl
-    from evaluators.config import load_evaluator_config
-    from evaluators.policy import check_against, load_policy
-    from serving.registry import append_audit, connect, default_audit_log
-
-    policy = load_policy(policy_ref)
-    catalog = load_evaluator_config(evaluator_config_ref).metric_catalog()
-    check_against(policy, catalog, policy_ref)
-    mlflow, client, experiment_id = connect(tracking_uri, experiment=MONITOR_EXPERIMENT)
-    earlier = client.search_runs([experiment_id], filter_string=f"tags.`champion.version` = '{champion_version}' and tags.`champion.model` = '{registered_model_name}'", order_by=["attributes.start_time DESC"], max_results=1)
-    previous_rows = None
-    if earlier:
-        with tempfile.TemporaryDirectory() as folder:
-            previous_rows = read_jsonl(client.download_artifacts(earlier[0].info.run_id, SCORES_ARTIFACT, folder))
-    decision = monitoring_decision(rows, previous_rows, policy, catalog, judge_reliability or {})
-    checks = [c.model_dump(mode="json") for c in decision.checks]
-    healthy = decision.passed
-    reasons = decision.reasons if not healthy else ["every check passed" + (f" against the previous scheduled evaluation ({decision.mode})" if earlier else " (first scheduled evaluation of this champion: floors only)")]
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{registered_model_name} v{champion_version} scheduled evaluation") as run:
-        mlflow.set_tags({"champion.version": champion_version, "champion.model": registered_model_name, "champion.evaluated_bundle_id": bundle_id, "champion.monitor_status": "healthy" if healthy else "alert",
-                         "champion.gate": decision.gate, "champion.pipeline_run": pipeline_run or "unknown", "champion.git_commit": os.environ.get("CHAMPION_GIT_COMMIT", "unknown")})
-        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)})
-        mlflow.log_dict({"checks": checks, "mode": decision.mode, "multiplicity": decision.multiplicity, "drift": drift, "previous_run": earlier[0].info.run_id if earlier else None}, "monitor/checks.json")
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / Path(SCORES_ARTIFACT).name
-            path.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows), encoding="utf-8")
-            mlflow.log_artifact(str(path), artifact_path=str(Path(SCORES_ARTIFACT).parent))
-        run_id = run.info.run_id
-    result = MonitorResult(healthy, reasons, checks, decision.mode, earlier[0].info.run_id if earlier else None, run_id, drift=drift)
-    append_audit(default_audit_log(tracking_uri), {"event": "scheduled_evaluation", "bundle_id": bundle_id, "model": registered_model_name, "version": champion_version, "status": "healthy" if healthy else "alert", "gate": decision.gate, "reasons": reasons, "pipeline_run": pipeline_run})
-    if not healthy and webhook_url:
-        text = f"champion: {registered_model_name} v{champion_version} (bundle {bundle_id[:12]}) failed its scheduled evaluation: " + "; ".join(reasons)
-        result.webhook = post_webhook(webhook_url, {"text": text, "model": registered_model_name, "version": champion_version, "bundle_id": bundle_id, "reasons": reasons, "pipeline_run": pipeline_run, "drift": drift})
-    return result
-
-
-def monitor_report(result: MonitorResult, champion_version: str) -> str:
-    lines = [f"# Scheduled evaluation of champion version {champion_version}: {'healthy' if result.healthy else 'ALERT'}", "", "**Why:** " + "; ".join(result.reasons), "",
-             f"Compared with: {'MLflow run ' + result.previous_run + f' ({result.mode})' if result.previous_run else 'no previous scheduled evaluation (floors only)'}. Webhook: {result.webhook}.", "",
-             "| metric | slice | test | result | detail |", "|---|---|---|---|---|"]
-    for check in result.checks:
-        lines.append(f"| {check['metric']} | {check.get('slice') or 'all'} | {check['test']} | {check['status']} | {check['reason']} |")
-    if result.drift:
-        lines += ["", "Drift against the reference: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.drift.items()))]
-    lines += ["", "This run never promotes or deploys anything."]
-    return "\n".join(lines) + "\n"
+VERSION = "3.0.0"
 
 
 @cpu_step
@@ -134,46 +23,68 @@ def monitor_op(
     mlflow_tracking_uri: str,
     registered_model_name: str,
     champion_version: str,
-    bundle: str,
+    champion_model_digest: str,
+    bundles: List[str],
     gate_config: str,
     evaluator_config: str,
     webhook_url: str,
     pipeline_run: str,
-    scores: Input[Dataset],
+    scores: Input[List[Dataset]],
     judge_reliability: str,
-    eval_metrics: Input[Metrics],
+    eval_metrics: Input[List[Metrics]],
     drift_metrics: Input[Metrics],
     report: Output[Markdown],
     metrics: Output[Metrics],
 ) -> NamedTuple("MonitorOutputs", [("status", str)]):
-    """monitor v2.0.0: the gate engine on the champion's scheduled evaluation against its policy and its previous evaluation; alert (fail) on a failed check; never promote."""
+    """monitor v3.0.0: the gate engine on the champion's scheduled evaluation (the run's one scored bundle) against its policy and its previous evaluation; alert (fail) on a failed check; never promote."""
     import json
     from collections import namedtuple
     from dataclasses import asdict
 
+    from champion.artifacts import persist_metadata
     from champion.bundle import Bundle
     from champion.jsonl import read_jsonl
-    from components.monitor import ChampionRegressed, monitor_champion, monitor_report
+    from serving.monitoring import ChampionRegressed, monitor_champion, monitor_report
 
-    numbers = lambda artifact: {k: float(v) for k, v in artifact.metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}  # noqa: E731
+    scored = Bundle.model_validate_json(bundles[0])
+    if scored.model_digest != champion_model_digest:
+        from champion.pinning import PinMismatch
+
+        raise PinMismatch(
+            f"the weights evaluated for champion version {champion_version} (model digest {scored.model_digest[:12]}…) are not the registered ones ({champion_model_digest[:12]}…).",
+            "restore the registered weights at the champion's weights source; nothing was evaluated against its history.",
+        )
+
+    def numbers(artifact) -> dict:
+        return {
+            k: float(v) for k, v in artifact.metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+
     result = monitor_champion(
-        tracking_uri=mlflow_tracking_uri, registered_model_name=registered_model_name, champion_version=champion_version, bundle_id=Bundle.model_validate_json(bundle).id,
-        rows=read_jsonl(scores.path), metrics=numbers(eval_metrics), drift=numbers(drift_metrics), policy_ref=gate_config, evaluator_config_ref=evaluator_config,
-        judge_reliability=json.loads(judge_reliability or "{}"), webhook_url=webhook_url, pipeline_run=pipeline_run,
+        tracking_uri=mlflow_tracking_uri,
+        registered_model_name=registered_model_name,
+        champion_version=champion_version,
+        bundle_id=scored.id,
+        rows=read_jsonl(scores[0].path),
+        metrics=numbers(eval_metrics[0]),
+        drift=numbers(drift_metrics),
+        policy_ref=gate_config,
+        evaluator_config_ref=evaluator_config,
+        judge_reliability=json.loads(judge_reliability or "{}"),
+        webhook_url=webhook_url,
+        pipeline_run=pipeline_run,
     )
     with open(report.path, "w", encoding="utf-8") as handle:
         handle.write(monitor_report(result, champion_version))
     metrics.log_metric("champion_healthy", 1.0 if result.healthy else 0.0)
     metrics.log_metric("failed_checks", float(sum(not c["passed"] for c in result.checks)))
-    print(f"monitor: {'healthy' if result.healthy else 'ALERT'}: {'; '.join(result.reasons)} (webhook: {result.webhook})")
+    print(
+        f"monitor: {'healthy' if result.healthy else 'ALERT'}: {'; '.join(result.reasons)} (webhook: {result.webhook})"
+    )
     if not result.healthy:
-        raise ChampionRegressed(f"champion version {champion_version} failed its scheduled evaluation: " + "; ".join(result.reasons), f"see the monitor report; the MLflow run {result.run_id} holds the scores. Nothing was promoted.")
+        raise ChampionRegressed(
+            f"champion version {champion_version} failed its scheduled evaluation: " + "; ".join(result.reasons),
+            f"see the monitor report; the MLflow run {result.run_id} holds the scores. Nothing was promoted.",
+        )
+    persist_metadata(metrics)
     return namedtuple("MonitorOutputs", ["status"])(json.dumps(asdict(result), sort_keys=True))
-
-
-@cpu_step
-def no_champion_op(registered_model_name: str, mlflow_tracking_uri: str):
-    """no_champion v2.0.0: fail the scheduled evaluation: nothing has been promoted, so there is nothing to evaluate."""
-    from serving.registry import CHAMPION_ALIAS, NoChampion
-
-    raise NoChampion(f"{registered_model_name} has no '{CHAMPION_ALIAS}' alias in {mlflow_tracking_uri}: nothing is live, so there is nothing to evaluate.", "promote a bundle first (champion run, or the promotion pipeline), then schedule its evaluation.")

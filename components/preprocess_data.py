@@ -1,226 +1,38 @@
 """preprocess_data: load an evaluation set, validate it, normalise it, split it, digest it."""
 
-
-import json
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 from kfp.dsl import Dataset, Output
 
-from champion.digests import canonical_json, sha256_json
-from champion.errors import DataError
-from champion.inputs import has_visible_text
 from components import cpu_step
 
-VERSION = "1.0.0"
-REQUIRED_COLUMNS = ("question", "reference")
-OPTIONAL_COLUMNS = ("id", "context", "tags")
-DEMO_DATA = Path(__file__).resolve().parent.parent / "pipelines" / "data" / "demo_eval.jsonl"
-_WHITESPACE = re.compile(r"\s+")
-
-
-@dataclass
-class PreprocessResult:
-    eval_rows: list[dict]
-    train_rows: list[dict]
-    digest: str
-    dropped_duplicates: int
-    ignored_columns: list[str] = field(default_factory=list)
-
-
-def resolve_source(source: str) -> str:
-    """``demo`` names the evaluation set packaged with champion."""
-    return str(DEMO_DATA) if source == "demo" else source
-
-
-def load_rows(source: str) -> list[dict]:
-    """Load rows: a JSONL/JSON/CSV file through champion's input layer (UTF-8, JSON Lines split on
-    ``\n`` only, CSV values kept as the exact text written), or with ``datasets``: a Parquet file, a
-    ``save_to_disk`` folder, or a dataset in the local Hugging Face cache (``hf://datasets/<name>``).
-    Nothing is downloaded."""
-    from champion import inputs
-
-    if source.startswith("hf://datasets/"):
-        return _load_cached_dataset(source.removeprefix("hf://datasets/"))
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"evaluation set {source} does not exist.", "pass --data with a JSONL, CSV or Parquet file, or 'demo'.")
-    suffix = path.suffix.lower()
-    if not path.is_dir() and suffix not in {".jsonl", ".json", ".csv", ".parquet"}:
-        raise DataError(f"{source}: unsupported file type {path.suffix!r}.", "use .jsonl, .json, .csv or .parquet.")
-    if path.is_file() and path.stat().st_size == 0:
-        raise DataError(f"{source} is empty.", "add rows with 'question' and 'reference' columns.")
-    if suffix == ".jsonl":
-        return inputs.parse_json_lines(inputs.read_text(path, "evaluation set"), source)
-    if suffix == ".json":
-        text = inputs.read_text(path, "evaluation set")
-        return inputs.parse_json_array(text, source) if text.lstrip().startswith("[") else inputs.parse_json_lines(text, source)
-    if suffix == ".csv":
-        return inputs.parse_csv(inputs.read_text(path, "evaluation set"), source)
-    import datasets
-
-    datasets.disable_progress_bars()
-    try:
-        if path.is_dir():
-            loaded = datasets.load_from_disk(str(path))
-            if isinstance(loaded, datasets.DatasetDict):
-                loaded = loaded["test"] if "test" in loaded else next(iter(loaded.values()))
-            return list(loaded)
-        return list(datasets.load_dataset("parquet", data_files=str(path), split="train", keep_in_memory=True))
-    except Exception as exc:  # datasets wraps parser errors in many types; name the source and the cause
-        raise DataError(f"could not load evaluation set {source}: {type(exc).__name__}: {exc}", "check that it is a Parquet file or a datasets save_to_disk folder.") from exc
-
-
-def _load_cached_dataset(name: str) -> list[dict]:
-    import datasets
-
-    datasets.disable_progress_bars()
-    try:
-        return list(datasets.load_dataset(name, split="train", download_mode="reuse_cache_if_exists"))
-    except Exception as exc:
-        raise DataError(f"hf://datasets/{name} is not in the local Hugging Face cache ({type(exc).__name__}); champion never downloads at run time.",
-                        "download it once where there is network (datasets.load_dataset) so it is cached, or save it with save_to_disk and pass that folder.") from exc
-
-
-def normalise_text(value: str) -> str:
-    return _WHITESPACE.sub(" ", value).strip()
-
-
-# A field longer than this is almost certainly a mistake (a whole document pasted into a question),
-# and would silently blow the model's context and the run's memory.
-MAX_FIELD_CHARS = 100_000
-
-
-def validate_and_normalise(rows: list[dict], source: str) -> tuple[list[dict], int, list[str]]:
-    if not rows:
-        raise DataError(f"evaluation set {source} has no rows.", "add rows with 'question' and 'reference' columns.")
-    columns = set().union(*(row.keys() for row in rows))
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        raise DataError(
-            f"evaluation set {source} lacks required column(s) {missing}; it has {sorted(columns)}.",
-            "rename your columns to 'question' and 'reference' (optional: id, context, tags).",
-        )
-    ignored = sorted(columns - set(REQUIRED_COLUMNS) - set(OPTIONAL_COLUMNS))
-    clean: list[dict] = []
-    seen_content: set[str] = set()
-    seen_ids: dict[str, int] = {}
-    duplicates = 0
-    for number, row in enumerate(rows, start=1):
-        record: dict = {}
-        for column in REQUIRED_COLUMNS:
-            value = row.get(column)
-            if not isinstance(value, str):
-                raise DataError(
-                    f"{source}, row {number}, column {column!r}: expected text, got {type(value).__name__} {value!r}.",
-                    f"give every row a text {column!r}.",
-                )
-            if len(value) > MAX_FIELD_CHARS:
-                raise DataError(
-                    f"{source}, row {number}, column {column!r} is {len(value):,} characters long, longer than the {MAX_FIELD_CHARS:,} allowed.",
-                    "shorten it (an evaluation example is a question and its answer, not a document), or drop the row.",
-                )
-            record[column] = normalise_text(value)
-            if not record[column]:
-                raise DataError(f"{source}, row {number}, column {column!r} is empty.", f"fill in {column!r} or drop the row.")
-            if not has_visible_text(record[column]):
-                raise DataError(f"{source}, row {number}, column {column!r} holds only invisible characters ({record[column]!r}).", f"fill in a visible {column!r} or drop the row.")
-        context = row.get("context")
-        if context not in (None, ""):
-            if not isinstance(context, str):
-                raise DataError(f"{source}, row {number}, column 'context': expected text, got {type(context).__name__}.", "make 'context' a string.")
-            if len(context) > 10 * MAX_FIELD_CHARS:
-                raise DataError(f"{source}, row {number}, column 'context' is {len(context):,} characters long, longer than the {10 * MAX_FIELD_CHARS:,} allowed.", "shorten it, or retrieve less context per example.")
-            record["context"] = normalise_text(context)
-        tags = row.get("tags")
-        if isinstance(tags, str) and tags.strip().startswith("["):  # a CSV cell holding a JSON list
-            try:
-                tags = json.loads(tags)
-            except ValueError:
-                pass
-        if tags not in (None, "", []):
-            tags = [tags] if isinstance(tags, str) else tags
-            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-                raise DataError(f"{source}, row {number}, column 'tags': expected a list of strings.", "write tags as [\"a\", \"b\"].")
-            record["tags"] = sorted(set(tags))
-        content_key = canonical_json(record)
-        if content_key in seen_content:
-            duplicates += 1
-            continue
-        seen_content.add(content_key)
-        given_id = row.get("id")
-        if given_id not in (None, ""):
-            if isinstance(given_id, bool) or not isinstance(given_id, (str, int)):
-                raise DataError(f"{source}, row {number}, column 'id': expected text, got {type(given_id).__name__}.", "make ids strings.")
-            record_id = str(given_id)
-        else:
-            record_id = "q-" + sha256_json(record)[:12]
-        if record_id in seen_ids:
-            raise DataError(
-                f"{source}, row {number}: id {record_id!r} is already used by row {seen_ids[record_id]} with different content.",
-                "give every example a unique id.",
-            )
-        seen_ids[record_id] = number
-        clean.append({"id": record_id, **record})
-    return clean, duplicates, ignored
-
-
-def split(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Assign each example by a seeded hash of its id: deterministic, and stable when rows are added."""
-    if not 0.0 < eval_fraction <= 1.0:
-        raise DataError(f"eval_fraction must be in (0, 1], got {eval_fraction}.", "use e.g. 0.5 to keep half for evaluation.")
-    eval_rows, train_rows = [], []
-    for row in rows:
-        bucket = int(sha256_json([seed, row["id"]])[:8], 16) / 0xFFFFFFFF
-        (eval_rows if bucket < eval_fraction or eval_fraction == 1.0 else train_rows).append(row)
-    return eval_rows, train_rows
-
-
-def preprocess_data(source: str, *, eval_fraction: float = 1.0, seed: int = 0, limit: int = 0) -> PreprocessResult:
-    """Load, validate, normalise, de-duplicate and split an evaluation set.
-
-    ``limit`` > 0 keeps the first N evaluation examples (in id order), for quick runs.
-    """
-    source = resolve_source(source)
-    rows, duplicates, ignored = validate_and_normalise(load_rows(source), source)
-    rows.sort(key=lambda r: r["id"])
-    eval_rows, train_rows = split(rows, eval_fraction, seed)
-    if limit < 0:
-        raise DataError(f"limit must be 0 (all) or positive, got {limit}.", "pass --limit N with N >= 1.")
-    if limit:
-        eval_rows = eval_rows[:limit]
-    if not eval_rows:
-        raise DataError(f"no evaluation examples left in {source} after the split.", "raise eval_fraction or add rows.")
-    return PreprocessResult(
-        eval_rows=eval_rows,
-        train_rows=train_rows,
-        digest=sha256_json(eval_rows),
-        dropped_duplicates=duplicates,
-        ignored_columns=ignored,
-    )
+VERSION = "2.0.0"
 
 
 @cpu_step
 def preprocess_data_op(
     data_source: str,
+    data_pin: str,
     eval_fraction: float,
     seed: int,
     limit: int,
     eval_set: Output[Dataset],
     train_set: Output[Dataset],
 ) -> NamedTuple("PreprocessOutputs", [("dataset_digest", str), ("n_eval", int)]):
-    """preprocess_data v1.0.0: validate, normalise, de-duplicate and split an evaluation set."""
+    """preprocess_data v2.0.0: check the data against the run's pin; validate, normalise, de-duplicate and split it."""
     from collections import namedtuple
 
+    from champion.data import preprocess_data
     from champion.jsonl import write_jsonl
-    from components.preprocess_data import preprocess_data
+    from champion.pinning import check_pin, pin_data
 
+    check_pin(data_pin, pin_data(data_source), f"evaluation set {data_source}")
     result = preprocess_data(data_source, eval_fraction=eval_fraction, seed=seed, limit=limit)
     write_jsonl(result.eval_rows, eval_set.path)
     write_jsonl(result.train_rows, train_set.path)
-    eval_set.metadata.update({"rows": len(result.eval_rows), "digest": result.digest, "dropped_duplicates": result.dropped_duplicates})
+    eval_set.metadata.update(
+        {"rows": len(result.eval_rows), "digest": result.digest, "dropped_duplicates": result.dropped_duplicates}
+    )
     train_set.metadata.update({"rows": len(result.train_rows)})
     if result.ignored_columns:
         print(f"preprocess_data: ignored columns {result.ignored_columns}")

@@ -6,117 +6,13 @@ moves later, in the deploy step, and only once the bundle serves (see components
 decision is appended to the audit log and logged on both bundles' MLflow runs.
 """
 
-import json
-import math
-import os
-import shutil
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 from kfp.dsl import Dataset, Input, Metrics
 
-from champion.bundle import Bundle
-from champion.errors import RegistryError
 from components import cpu_step
-from evaluators.gate import interval_metrics
-from prompts import PromptTemplate
-from serving.registry import append_audit, connect, ensure_prompt_version
 
 VERSION = "3.2.0"
-
-
-@dataclass
-class Registration:
-    model_version: str
-    approved: bool  # the gate passed; the deploy step makes it the champion once it serves
-    run_id: str
-    prompt_version: int
-
-
-def _ensure_registered_model(client, name: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name, description="Model+prompt bundles evaluated by champion; alias 'champion' is live.")
-
-
-def _log_files(mlflow, files: dict[str, str], artifact_path: str) -> None:
-    with tempfile.TemporaryDirectory() as staging:
-        for name, path in files.items():  # KFP names files after the output, without an extension
-            named = Path(staging) / name
-            shutil.copyfile(path, named)
-            mlflow.log_artifact(str(named), artifact_path=artifact_path)
-
-
-def register_bundle(
-    *,
-    tracking_uri: str,
-    registered_model_name: str,
-    bundle: Bundle,
-    prompt: PromptTemplate,
-    decision: dict,
-    files: dict[str, str],
-    weights_source: str,
-    expected_champion: str | None = None,
-    audit_log: str = "",
-    metrics: dict[str, float] | None = None,
-    pipeline_run: str = "",
-) -> Registration:
-    """Log the evaluation and register the bundle version, approved if ``decision['gate']`` is "passed".
-
-    ``expected_champion`` is the champion version the decision was made against (None: there was
-    none). ``files`` maps artifact names to local paths.
-    """
-    if bundle.prompt != prompt.ref:
-        raise RegistryError("the prompt given does not match the bundle's prompt digest.", "register with the prompt the bundle was generated with.")
-    mlflow, client, experiment_id = connect(tracking_uri)
-    passed = decision.get("gate") == "passed"  # anything but an explicit pass is a rejection
-    commit = os.environ.get("CHAMPION_GIT_COMMIT", "unknown")
-    tags = {
-        "champion.bundle_id": bundle.id,
-        "champion.bundle": json.dumps(bundle.model_dump(mode="json"), sort_keys=True),
-        "champion.gate": "passed" if passed else "failed",
-        "champion.decision": "approved" if passed else "rejected",
-        "champion.model_digest": bundle.model_digest,
-        "champion.prompt": f"{prompt.name}@{prompt.version}",
-        "champion.prompt_digest": prompt.digest,
-        "champion.dataset_digest": bundle.dataset_digest,
-        "champion.weights_source": weights_source,
-        "champion.compared_with": expected_champion or "none (bootstrap rule)",
-        "champion.git_commit": commit,
-        "champion.pipeline_run": pipeline_run or "unknown",
-    }
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{prompt.name}@{prompt.version} {bundle.short_id}") as run:
-        mlflow.set_tags(tags)
-        mlflow.log_params({"prompt": f"{prompt.name}@{prompt.version}", "decoding": json.dumps(bundle.decoding, sort_keys=True), "policy": decision.get("policy", "")})
-        mlflow.log_metrics({name: value for name, value in (metrics or {}).items() if math.isfinite(value)})
-        mlflow.log_metrics(interval_metrics(decision.get("checks", [])))
-        mlflow.log_dict(bundle.model_dump(mode="json") | {"id": bundle.id}, "bundle/bundle.json")
-        mlflow.log_dict(prompt.model_dump(mode="json"), "bundle/prompt.json")  # what a deployment applies
-        mlflow.log_dict(decision, "gate/decision.json")
-        _log_files(mlflow, files, "evaluation")
-        run_id = run.info.run_id
-        source = f"{run.info.artifact_uri}/bundle"
-    _ensure_registered_model(client, registered_model_name)
-    found = client.search_model_versions(f"name='{registered_model_name}' and tags.`champion.bundle_id`='{bundle.id}'")
-    if found:
-        version = str(found[0].version)
-        for key in ("champion.gate", "champion.decision"):
-            client.set_model_version_tag(registered_model_name, version, key, tags[key])
-    else:
-        version = str(client.create_model_version(registered_model_name, source=source, run_id=run_id, tags=tags, description=f"bundle {bundle.id}").version)
-    if expected_champion:  # the decision is part of the champion's record too
-        champion_run = client.get_model_version(registered_model_name, expected_champion).run_id
-        if champion_run:
-            client.log_dict(champion_run, decision, f"challenges/{bundle.short_id}/decision.json")
-    prompt_version = ensure_prompt_version(client, prompt)
-    audit = {"bundle_id": bundle.id, "model": registered_model_name, "version": version, "gate": tags["champion.gate"], "decision": tags["champion.decision"], "compared_with": expected_champion, "mlflow_run": run_id, "pipeline_run": pipeline_run, "git_commit": commit}
-    append_audit(audit_log, {"event": "gate_decision", **audit, "reasons": decision.get("reasons", [])})
-    return Registration(model_version=version, approved=passed, run_id=run_id, prompt_version=prompt_version)
 
 
 @cpu_step
@@ -133,22 +29,28 @@ def register_op(
     pipeline_run: str,
     scores: Input[Dataset],
     eval_metrics: Input[Metrics],
-) -> NamedTuple("RegisterOutputs", [("model_version", str), ("approved", bool), ("release", bool), ("prompt_version", int)]):
+) -> NamedTuple(
+    "RegisterOutputs", [("model_version", str), ("approved", bool), ("release", bool), ("prompt_version", int)]
+):
     """register v3.2.0: record bundle and decision in MLflow as a model version, approved if the gate passed; release it if also asked to promote."""
     import json
     import tempfile
     from collections import namedtuple
 
     from champion.bundle import Bundle
-    from components.register import register_bundle
     from evaluators.gate import markdown_report
     from prompts import load_prompt
+    from serving.register import register_bundle
     from serving.registry import default_audit_log
 
     verdict = json.loads(decision)
     record = Bundle.model_validate_json(bundle)
     report = tempfile.NamedTemporaryFile("w", suffix=".md", delete=False)
-    report.write(markdown_report(verdict, record.id, f"{record.prompt.name}@{record.prompt.version}", verdict.get("champion_label")))
+    report.write(
+        markdown_report(
+            verdict, record.id, f"{record.prompt.name}@{record.prompt.version}", verdict.get("champion_label")
+        )
+    )
     report.close()
     result = register_bundle(
         tracking_uri=mlflow_tracking_uri,
@@ -163,5 +65,9 @@ def register_op(
         metrics={name: value for name, value in eval_metrics.metadata.items() if isinstance(value, (int, float))},
         pipeline_run=pipeline_run,
     )
-    print(f"register: {registered_model_name} version {result.model_version}; approved: {result.approved}; promote: {promote}")
-    return namedtuple("RegisterOutputs", ["model_version", "approved", "release", "prompt_version"])(result.model_version, result.approved, result.approved and promote, result.prompt_version)
+    print(
+        f"register: {registered_model_name} version {result.model_version}; approved: {result.approved}; promote: {promote}"
+    )
+    return namedtuple("RegisterOutputs", ["model_version", "approved", "release", "prompt_version"])(
+        result.model_version, result.approved, result.approved and promote, result.prompt_version
+    )

@@ -26,31 +26,76 @@ class MetricInfo:
 _INF = float("inf")
 
 BUILTIN = {
-    "semantic_similarity": MetricInfo("semantic_similarity", "higher", -1.0, 1.0, description="cosine similarity of answer and reference embeddings"),
-    "exact_match": MetricInfo("exact_match", "higher", 0.0, 1.0, binary=True, description="normalised answer equals the reference (1) or not (0)"),
+    "semantic_similarity": MetricInfo(
+        "semantic_similarity", "higher", -1.0, 1.0, description="cosine similarity of answer and reference embeddings"
+    ),
+    "exact_match": MetricInfo(
+        "exact_match",
+        "higher",
+        0.0,
+        1.0,
+        binary=True,
+        description="normalised answer equals the reference (1) or not (0)",
+    ),
     "token_f1": MetricInfo("token_f1", "higher", 0.0, 1.0, description="SQuAD token F1 against the reference"),
     "ragas_bleu": MetricInfo("ragas_bleu", "higher", 0.0, 1.0, description="ragas BLEU"),
     "ragas_rouge_l": MetricInfo("ragas_rouge_l", "higher", 0.0, 1.0, description="ragas ROUGE-L"),
     "ragas_chrf": MetricInfo("ragas_chrf", "higher", 0.0, 1.0, description="ragas chrF"),
-    "ragas_string_similarity": MetricInfo("ragas_string_similarity", "higher", 0.0, 1.0, description="ragas string similarity"),
-    "ragas_answer_accuracy": MetricInfo("ragas_answer_accuracy", "higher", 0.0, 1.0, judged=True, description="ragas answer accuracy, graded by the judge model"),
-    "ragas_faithfulness": MetricInfo("ragas_faithfulness", "higher", 0.0, 1.0, judged=True, description="ragas faithfulness, graded by the judge model"),
+    "ragas_string_similarity": MetricInfo(
+        "ragas_string_similarity", "higher", 0.0, 1.0, description="ragas string similarity"
+    ),
+    "ragas_answer_accuracy": MetricInfo(
+        "ragas_answer_accuracy",
+        "higher",
+        0.0,
+        1.0,
+        judged=True,
+        description="ragas answer accuracy, graded by the judge model",
+    ),
+    "ragas_faithfulness": MetricInfo(
+        "ragas_faithfulness",
+        "higher",
+        0.0,
+        1.0,
+        judged=True,
+        description="ragas faithfulness, graded by the judge model",
+    ),
 }
 
 # Cost and latency: measured on every generation, whatever the evaluator config says.
 GENERATION = {
-    "completion_tokens": MetricInfo("completion_tokens", "lower", 0.0, _INF, ratio_scale=True, description="tokens in the answer"),
-    "prompt_tokens": MetricInfo("prompt_tokens", "lower", 0.0, _INF, ratio_scale=True, description="tokens of the rendered prompt"),
-    "latency_s": MetricInfo("latency_s", "lower", 0.0, _INF, ratio_scale=True, description="generation seconds per example (its batch's time shared by its examples)"),
+    "completion_tokens": MetricInfo(
+        "completion_tokens", "lower", 0.0, _INF, ratio_scale=True, description="tokens in the answer"
+    ),
+    "prompt_tokens": MetricInfo(
+        "prompt_tokens", "lower", 0.0, _INF, ratio_scale=True, description="tokens of the rendered prompt"
+    ),
+    "latency_s": MetricInfo(
+        "latency_s",
+        "lower",
+        0.0,
+        _INF,
+        ratio_scale=True,
+        description="generation seconds per example (its batch's time shared by its examples)",
+    ),
 }
 
-JUDGE_COST = MetricInfo("judge_tokens", "lower", 0.0, _INF, ratio_scale=True, description="prompt + completion tokens the judge spent grading the answer")
+JUDGE_COST = MetricInfo(
+    "judge_tokens",
+    "lower",
+    0.0,
+    _INF,
+    ratio_scale=True,
+    description="prompt + completion tokens the judge spent grading the answer",
+)
 
 
 def judge_metric(rubric_name: str) -> MetricInfo:
     """The pointwise judge's grade, named after its rubric (``correctness`` → ``judge_correctness``)."""
     name = f"judge_{rubric_name.replace('-', '_')}"
-    return MetricInfo(name, "higher", 0.0, 1.0, judged=True, description=f"LLM judge grade ({rubric_name} rubric) mapped onto [0, 1]")
+    return MetricInfo(
+        name, "higher", 0.0, 1.0, judged=True, description=f"LLM judge grade ({rubric_name} rubric) mapped onto [0, 1]"
+    )
 
 
 def info(name: str) -> MetricInfo | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -82,7 +82,9 @@ class EvaluatorConfig(BaseModel):
 
             grade = catalog.judge_metric(load_rubric(self.judge.pointwise_rubric).name)
             found[grade.name] = grade
-            if self.judge.backend == "openai":  # endpoints report tokens per call; the log-probability judges make one forward pass
+            if (
+                self.judge.backend == "openai"
+            ):  # endpoints report tokens per call; the log-probability judges make one forward pass
                 found[catalog.JUDGE_COST.name] = catalog.JUDGE_COST
         return found | catalog.GENERATION
 
@@ -99,17 +101,24 @@ def build_metrics(config: EvaluatorConfig, judge_generator=None, cache=None) -> 
     from evaluators.ragas_metrics import RagasLLMMetric, RagasMetric
     from evaluators.semantic import SemanticSimilarity
 
-    built = []
+    built: list[Any] = []
     for name in config.metrics:
         if name == "semantic_similarity":
-            built.append(SemanticSimilarity(None if config.embedding_model == "packaged" else config.embedding_model, cache=cache))
+            built.append(
+                SemanticSimilarity(
+                    None if config.embedding_model == "packaged" else config.embedding_model, cache=cache
+                )
+            )
         elif name == "exact_match":
             built.append(ExactMatch())
         elif name == "token_f1":
             built.append(TokenF1())
         elif name in RAGAS_LLM_METRICS:
             if judge_generator is None:
-                raise ConfigError(f"{name} needs a judge backend, and none was built.", "add a 'judge' section to the evaluator config.")
+                raise ConfigError(
+                    f"{name} needs a judge backend, and none was built.",
+                    "add a 'judge' section to the evaluator config.",
+                )
             built.append(RagasLLMMetric(name, judge_generator))
         else:
             built.append(RagasMetric(name))

@@ -19,14 +19,23 @@ how many examples would settle it. Tests across metrics and slices are corrected
 from __future__ import annotations
 
 import math
-from typing import Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, computed_field
 
 from evaluators import catalog
 from evaluators.catalog import MetricInfo
 from evaluators.policy import GatePolicy, MetricRule, load_policy  # noqa: F401  (load_policy: the public entry point)
-from evaluators.stats import Effect, PairedCounts, holm_levels, mcnemar_exact, paired_bootstrap, settling_size, tango_paired, two_sample_bootstrap
+from evaluators.stats import (
+    Effect,
+    PairedCounts,
+    holm_levels,
+    mcnemar_exact,
+    paired_bootstrap,
+    settling_size,
+    tango_paired,
+    two_sample_bootstrap,
+)
 
 Status = Literal["pass", "fail", "inconclusive", "excluded"]
 COMPARISON_TESTS = ("non-inferiority", "superiority")
@@ -41,7 +50,9 @@ class Check(BaseModel):
     slice: str | None = None  # the tag of a declared slice; None for the whole set
     value: float | None = None  # challenger mean
     champion: float | None = None  # champion mean
-    difference: float | None = None  # effect estimate, in the metric's own orientation (challenger - champion), or a relative change
+    difference: float | None = (
+        None  # effect estimate, in the metric's own orientation (challenger - champion), or a relative change
+    )
     ci_low: float | None = None
     ci_high: float | None = None
     confidence: float | None = None
@@ -84,20 +95,33 @@ class Decision(BaseModel):
     def reasons(self) -> list[str]:
         failed = [c.reason for c in self.checks if not c.passed]
         excluded = [c.reason for c in self.checks if c.excluded]
-        head = failed or ["every check passed" + ("" if self.mode != "bootstrap" else " (no champion yet: bootstrap rule, absolute floors only)")]
+        head = failed or [
+            "every check passed"
+            + ("" if self.mode != "bootstrap" else " (no champion yet: bootstrap rule, absolute floors only)")
+        ]
         return head + excluded
 
 
 class _PendingTest:
     """A comparison waiting for its multiplicity-corrected level."""
 
-    def __init__(self, metric: str, rule: MetricRule, slice_tag: str | None, challenger: list[float], champion: list[float], *, margin: float | None, margin_relative: float | None) -> None:
+    def __init__(
+        self,
+        metric: str,
+        rule: MetricRule,
+        slice_tag: str | None,
+        challenger: list[float],
+        champion: list[float],
+        *,
+        margin: float | None,
+        margin_relative: float | None,
+    ) -> None:
         self.metric, self.rule, self.slice = metric, rule, slice_tag
         self.challenger, self.champion = challenger, champion
         self.margin, self.margin_relative = margin, margin_relative
         self.superiority = rule.require_superiority
         self.relative = margin_relative is not None and not self.superiority
-        self.bound = 0.0 if self.superiority else -(margin_relative if self.relative else (margin or 0.0))
+        self.bound = 0.0 if self.superiority else -((margin_relative or 0.0) if self.relative else (margin or 0.0))
         self.p_value = 1.0
 
 
@@ -129,11 +153,23 @@ def _floor_check(metric: str, rule: MetricRule, values: list[float], floor: floa
     ok = value >= floor if rule.direction == "higher" else value <= floor
     relation = ("≥" if ok else "<") if rule.direction == "higher" else ("≤" if ok else ">")
     kind = "floor" if rule.direction == "higher" else "ceiling"
-    return Check(metric=metric, slice=slice_tag, test="floor", status="pass" if ok else "fail", value=value, threshold=floor, scale="mean", direction=rule.direction, votes=True,
-                 reason=f"{_where(metric, slice_tag)}: mean {value:.3f} {relation} {kind} {floor:.3f}")
+    return Check(
+        metric=metric,
+        slice=slice_tag,
+        test="floor",
+        status="pass" if ok else "fail",
+        value=value,
+        threshold=floor,
+        scale="mean",
+        direction=rule.direction,
+        votes=True,
+        reason=f"{_where(metric, slice_tag)}: mean {value:.3f} {relation} {kind} {floor:.3f}",
+    )
 
 
-def _values_check(metric: str, rule: MetricRule, rows: Sequence[dict], champion_rows: Sequence[dict] | None, slice_tag: str | None) -> Check | None:
+def _values_check(
+    metric: str, rule: MetricRule, rows: Sequence[dict], champion_rows: Sequence[dict] | None, slice_tag: str | None
+) -> Check | None:
     """Every score of a voting metric must be a finite number (and 0/1 for a pass/fail metric)."""
     bad = _bad_ids(rows, metric)
     bad_champion = _bad_ids(champion_rows, metric) if champion_rows is not None else []
@@ -141,16 +177,30 @@ def _values_check(metric: str, rule: MetricRule, rows: Sequence[dict], champion_
     if bad:
         problems.append(f"{len(bad)} challenger score(s) missing, NaN or infinite (examples {_ids_text(bad)})")
     if bad_champion:
-        problems.append(f"{len(bad_champion)} champion score(s) missing, NaN or infinite (examples {_ids_text(bad_champion)})")
+        problems.append(
+            f"{len(bad_champion)} champion score(s) missing, NaN or infinite (examples {_ids_text(bad_champion)})"
+        )
     if not problems and rule.kind == "binary":
-        not_binary = [str(r.get("id")) for r in [*rows, *(champion_rows or [])] if _number(r.get(metric)) not in (0.0, 1.0)]
+        not_binary = [
+            str(r.get("id")) for r in [*rows, *(champion_rows or [])] if _number(r.get(metric)) not in (0.0, 1.0)
+        ]
         if not_binary:
-            problems.append(f"kind: binary, but {len(not_binary)} score(s) are not exactly 0 or 1 (examples {_ids_text(not_binary)})")
+            problems.append(
+                f"kind: binary, but {len(not_binary)} score(s) are not exactly 0 or 1 (examples {_ids_text(not_binary)})"
+            )
             bad = not_binary
     if not problems:
         return None
-    return Check(metric=metric, slice=slice_tag, test="values", status="fail", direction=rule.direction, example_ids=(bad + bad_champion)[:50], votes=True,
-                 reason=f"{_where(metric, slice_tag)}: {'; '.join(problems)}; such scores are never counted as a pass or a loss: fix the evaluator or the data and re-run")
+    return Check(
+        metric=metric,
+        slice=slice_tag,
+        test="values",
+        status="fail",
+        direction=rule.direction,
+        example_ids=(bad + bad_champion)[:50],
+        votes=True,
+        reason=f"{_where(metric, slice_tag)}: {'; '.join(problems)}; such scores are never counted as a pass or a loss: fix the evaluator or the data and re-run",
+    )
 
 
 def _effect(test: _PendingTest, policy: GatePolicy, confidence: float, paired: bool) -> tuple[Effect, str]:
@@ -159,11 +209,28 @@ def _effect(test: _PendingTest, policy: GatePolicy, confidence: float, paired: b
         counts = PairedCounts.of(test.challenger, test.champion, sign)
         effect = tango_paired(counts, confidence=confidence, bound=test.bound)
         if test.superiority:  # McNemar's exact test answers the superiority question; the interval is Tango's
-            effect = Effect(effect.estimate, effect.low, effect.high, confidence, mcnemar_exact(counts).one_sided_p_better, 0.0,
-                            effect.method + "; superiority by McNemar's exact test", effect.n)
+            effect = Effect(
+                effect.estimate,
+                effect.low,
+                effect.high,
+                confidence,
+                mcnemar_exact(counts).one_sided_p_better,
+                0.0,
+                effect.method + "; superiority by McNemar's exact test",
+                effect.n,
+            )
         return effect, "difference"
     sampler = paired_bootstrap if paired else two_sample_bootstrap
-    effect = sampler(test.challenger, test.champion, sign=sign, confidence=confidence, bound=test.bound, relative=test.relative, resamples=policy.bootstrap_resamples, seed=policy.seed)
+    effect = sampler(
+        test.challenger,
+        test.champion,
+        sign=sign,
+        confidence=confidence,
+        bound=test.bound,
+        relative=test.relative,
+        resamples=policy.bootstrap_resamples,
+        seed=policy.seed,
+    )
     return effect, "relative" if test.relative else "difference"
 
 
@@ -194,29 +261,68 @@ def _comparison_check(test: _PendingTest, policy: GatePolicy, level: float, reac
         what = f"non-inferiority, margin {test.margin_relative:.0%} of the champion's mean"
     else:
         what = f"non-inferiority, margin {test.margin:.3f}"
-    head = (f"{where}: challenger {mean_c:.3f} vs champion {mean_k:.3f}, {'change' if scale == 'relative' else 'difference'} {_show(estimate, scale)} "
-            f"[{_show(low, scale)}, {_show(high, scale)}] at {confidence:.1%} ({what}; {policy.multiplicity} level {level:.4f})")
+    head = (
+        f"{where}: challenger {mean_c:.3f} vs champion {mean_k:.3f}, {'change' if scale == 'relative' else 'difference'} {_show(estimate, scale)} "
+        f"[{_show(low, scale)}, {_show(high, scale)}] at {confidence:.1%} ({what}; {policy.multiplicity} level {level:.4f})"
+    )
     if test.superiority and test.rule.kind == "binary" and paired:
         clears = effect.p_value <= level and effect.estimate > 0
     else:
         clears = effect.low > effect.bound
-    common = dict(metric=test.metric, slice=test.slice, test="superiority" if test.superiority else "non-inferiority", value=mean_c, champion=mean_k, difference=estimate,
-                  ci_low=low, ci_high=high, confidence=confidence, threshold=threshold, scale=scale, method=effect.method, p_value=effect.p_value, level=level,
-                  detectable=effect.half_width, direction=test.rule.direction, votes=True)
+    common: dict[str, Any] = dict(
+        metric=test.metric,
+        slice=test.slice,
+        test="superiority" if test.superiority else "non-inferiority",
+        value=mean_c,
+        champion=mean_k,
+        difference=estimate,
+        ci_low=low,
+        ci_high=high,
+        confidence=confidence,
+        threshold=threshold,
+        scale=scale,
+        method=effect.method,
+        p_value=effect.p_value,
+        level=level,
+        detectable=effect.half_width,
+        direction=test.rule.direction,
+        votes=True,
+    )
     if clears and reached:
         verdict = "superior" if test.superiority else "non-inferior: the interval's bound clears the margin"
         return Check(status="pass", reason=f"{head}: {verdict}", **common)
     if clears:
-        return Check(status="inconclusive", reason=f"{head}: its bound clears the margin, but Holm's step-down stopped at an earlier failed test, so it cannot be claimed", **common)
+        return Check(
+            status="inconclusive",
+            reason=f"{head}: its bound clears the margin, but Holm's step-down stopped at an earlier failed test, so it cannot be claimed",
+            **common,
+        )
     if effect.high < effect.bound:
-        verdict = "worse than the champion" if test.superiority else "worse than the champion beyond the margin (the whole interval lies past it)"
+        verdict = (
+            "worse than the champion"
+            if test.superiority
+            else "worse than the champion beyond the margin (the whole interval lies past it)"
+        )
         return Check(status="fail", reason=f"{head}: {verdict}", **common)
     margin = -effect.bound
     needed = settling_size(effect, margin, effect.n) if not test.superiority else None
-    reach = f"this sample can only clear a margin of {effect.half_width:.1%}" if scale == "relative" else f"this sample can only clear a margin of {effect.half_width:.3f}"
-    settle = (f"; about {needed} examples would settle it if the {'change' if scale == 'relative' else 'difference'} stays at {_show(estimate, scale)}" if needed
-              else "; the estimate itself is at or past the margin, so more examples are unlikely to show non-inferiority" if not test.superiority else "")
-    label = "inconclusive: not shown superior" if test.superiority else "inconclusive: the interval straddles the margin, so the sample cannot show non-inferiority (nor that it is worse)"
+    reach = (
+        f"this sample can only clear a margin of {effect.half_width:.1%}"
+        if scale == "relative"
+        else f"this sample can only clear a margin of {effect.half_width:.3f}"
+    )
+    settle = (
+        f"; about {needed} examples would settle it if the {'change' if scale == 'relative' else 'difference'} stays at {_show(estimate, scale)}"
+        if needed
+        else "; the estimate itself is at or past the margin, so more examples are unlikely to show non-inferiority"
+        if not test.superiority
+        else ""
+    )
+    label = (
+        "inconclusive: not shown superior"
+        if test.superiority
+        else "inconclusive: the interval straddles the margin, so the sample cannot show non-inferiority (nor that it is worse)"
+    )
     return Check(status="inconclusive", reason=f"{head}: {label}; {reach}{settle}", settling_examples=needed, **common)
 
 
@@ -243,12 +349,28 @@ def decide(
     """
     known = dict(metrics or {})
     n = len(table)
-    checks = [Check(metric="examples", test="min_examples", status="pass" if n >= policy.min_examples else "fail", value=float(n), threshold=float(policy.min_examples),
-                    reason=f"{n} examples (need at least {policy.min_examples})")]
+    checks = [
+        Check(
+            metric="examples",
+            test="min_examples",
+            status="pass" if n >= policy.min_examples else "fail",
+            value=float(n),
+            threshold=float(policy.min_examples),
+            reason=f"{n} examples (need at least {policy.min_examples})",
+        )
+    ]
     ids = [str(row.get("id")) for row in table]
     if len(set(ids)) != len(ids):
         duplicated = sorted({i for i in ids if ids.count(i) > 1})
-        checks.append(Check(metric="examples", test="pairing", status="fail", example_ids=duplicated[:50], reason=f"example ids are not unique ({_ids_text(duplicated)}): scores cannot be attributed"))
+        checks.append(
+            Check(
+                metric="examples",
+                test="pairing",
+                status="fail",
+                example_ids=duplicated[:50],
+                reason=f"example ids are not unique ({_ids_text(duplicated)}): scores cannot be attributed",
+            )
+        )
     mode: Literal["paired", "unpaired", "bootstrap"] = "bootstrap"
     champion_rows: list[dict] | None = None
     if champion_table is not None:
@@ -260,8 +382,15 @@ def decide(
             mode, champion_rows = "unpaired", list(champion_table)
         else:
             mode = "paired"
-            checks.append(Check(metric="examples", test="pairing", status="fail", example_ids=missing[:50],
-                                reason=f"the champion was not scored on the same examples ({len(missing)} of {n} missing, e.g. {_ids_text(missing)}): no paired comparison is possible"))
+            checks.append(
+                Check(
+                    metric="examples",
+                    test="pairing",
+                    status="fail",
+                    example_ids=missing[:50],
+                    reason=f"the champion was not scored on the same examples ({len(missing)} of {n} missing, e.g. {_ids_text(missing)}): no paired comparison is possible",
+                )
+            )
     paired = mode == "paired"
     pending: list[_PendingTest] = []
     compared: list[str] = []  # whole-set metrics that vote and are compared (slices compare these)
@@ -271,13 +400,40 @@ def decide(
             why = "; ".join(judge_reasons) or "its reliability was not checked"
             present = [_number(r.get(metric)) for r in table]
             value = _mean(present) if present and all(math.isfinite(v) for v in present) else None
-            checks.append(Check(metric=metric, test="excluded", status="excluded", direction=rule.direction, value=value, reason=f"{metric}: judge excluded from voting ({why})"))
+            checks.append(
+                Check(
+                    metric=metric,
+                    test="excluded",
+                    status="excluded",
+                    direction=rule.direction,
+                    value=value,
+                    reason=f"{metric}: judge excluded from voting ({why})",
+                )
+            )
             continue
         if not any(metric in row for row in table):
-            checks.append(Check(metric=metric, test="values", status="fail", direction=rule.direction, votes=True, reason=f"{metric}: missing from the score table (evaluation did not produce it)"))
+            checks.append(
+                Check(
+                    metric=metric,
+                    test="values",
+                    status="fail",
+                    direction=rule.direction,
+                    votes=True,
+                    reason=f"{metric}: missing from the score table (evaluation did not produce it)",
+                )
+            )
             continue
         if champion_rows is not None and rule.compare and not any(metric in row for row in champion_rows):
-            checks.append(Check(metric=metric, test="values", status="fail", direction=rule.direction, votes=True, reason=f"{metric}: missing from the champion's score table"))
+            checks.append(
+                Check(
+                    metric=metric,
+                    test="values",
+                    status="fail",
+                    direction=rule.direction,
+                    votes=True,
+                    reason=f"{metric}: missing from the champion's score table",
+                )
+            )
             continue
         invalid = _values_check(metric, rule, table, champion_rows if rule.compare else None, None)
         if invalid is not None:
@@ -288,24 +444,58 @@ def decide(
             checks.append(_floor_check(metric, rule, values, rule.floor, None))
         if champion_rows is not None and rule.compare and values:
             compared.append(metric)
-            pending.append(_PendingTest(metric, rule, None, values, [_number(r[metric]) for r in champion_rows], margin=rule.margin, margin_relative=rule.margin_relative))
-    usable = set(compared) | {m for m in policy.metrics if any(c.metric == m and c.test == "floor" and c.slice is None for c in checks)}
+            pending.append(
+                _PendingTest(
+                    metric,
+                    rule,
+                    None,
+                    values,
+                    [_number(r[metric]) for r in champion_rows],
+                    margin=rule.margin,
+                    margin_relative=rule.margin_relative,
+                )
+            )
+    usable = set(compared) | {
+        m for m in policy.metrics if any(c.metric == m and c.test == "floor" and c.slice is None for c in checks)
+    }
     champion_by_id = {str(r.get("id")): r for r in champion_rows} if champion_rows is not None else {}
     for tag, slice_rule in policy.slices.items():
         rows = _rows_with_tag(table, tag)
         if len(rows) < slice_rule.min_examples:
-            checks.append(Check(metric="examples", slice=tag, test="slice_size", status="fail", value=float(len(rows)), threshold=float(slice_rule.min_examples),
-                                reason=f"slice {tag}: {len(rows)} examples carry the tag, the policy needs at least {slice_rule.min_examples} to check it"))
+            checks.append(
+                Check(
+                    metric="examples",
+                    slice=tag,
+                    test="slice_size",
+                    status="fail",
+                    value=float(len(rows)),
+                    threshold=float(slice_rule.min_examples),
+                    reason=f"slice {tag}: {len(rows)} examples carry the tag, the policy needs at least {slice_rule.min_examples} to check it",
+                )
+            )
             continue
         for metric, floor in slice_rule.floors.items():
             if metric in usable:
-                checks.append(_floor_check(metric, policy.metrics[metric], [_number(r[metric]) for r in rows], floor, tag))
+                checks.append(
+                    _floor_check(metric, policy.metrics[metric], [_number(r[metric]) for r in rows], floor, tag)
+                )
         if champion_rows is None:
             continue
-        champion_slice = [champion_by_id[str(r.get("id"))] for r in rows] if paired else _rows_with_tag(champion_rows, tag)
+        champion_slice = (
+            [champion_by_id[str(r.get("id"))] for r in rows] if paired else _rows_with_tag(champion_rows, tag)
+        )
         if not paired and len(champion_slice) < slice_rule.min_examples:
-            checks.append(Check(metric="examples", slice=tag, test="slice_size", status="fail", value=float(len(champion_slice)), threshold=float(slice_rule.min_examples),
-                                reason=f"slice {tag}: the earlier evaluation has {len(champion_slice)} tagged examples, fewer than {slice_rule.min_examples}"))
+            checks.append(
+                Check(
+                    metric="examples",
+                    slice=tag,
+                    test="slice_size",
+                    status="fail",
+                    value=float(len(champion_slice)),
+                    threshold=float(slice_rule.min_examples),
+                    reason=f"slice {tag}: the earlier evaluation has {len(champion_slice)} tagged examples, fewer than {slice_rule.min_examples}",
+                )
+            )
             continue
         for metric in policy.slice_metrics(tag):
             if metric not in compared:
@@ -316,24 +506,42 @@ def decide(
                 margin, relative = slice_rule.margin, None
             elif slice_rule.margin_relative is not None and rule.kind != "binary":
                 margin, relative = None, slice_rule.margin_relative
-            pending.append(_PendingTest(metric, rule, tag, [_number(r[metric]) for r in rows], [_number(r[metric]) for r in champion_slice], margin=margin, margin_relative=relative))
+            pending.append(
+                _PendingTest(
+                    metric,
+                    rule,
+                    tag,
+                    [_number(r[metric]) for r in rows],
+                    [_number(r[metric]) for r in champion_slice],
+                    margin=margin,
+                    margin_relative=relative,
+                )
+            )
     if pending:
         for test in pending:  # the p-value at the margin does not depend on the level: it orders Holm's step-down
             test.p_value = _effect(test, policy, 1.0 - 2.0 * policy.alpha, paired)[0].p_value
         for test, (level, reached) in zip(pending, _levels(pending, policy)):
             checks.append(_comparison_check(test, policy, level, reached, paired))
     if not any(c.votes for c in checks):
-        checks.append(Check(metric="policy", test="votes", status="fail",
-                            reason="nothing voted: every metric was excluded, or had neither a floor nor a champion to compare with; an unexamined bundle is never promoted"))
+        checks.append(
+            Check(
+                metric="policy",
+                test="votes",
+                status="fail",
+                reason="nothing voted: every metric was excluded, or had neither a floor nor a champion to compare with; an unexamined bundle is never promoted",
+            )
+        )
     return Decision(
         gate="passed" if all(c.passed for c in checks) else "failed",
         mode=mode,
         policy=f"{policy.name}@{policy.version}",
         policy_digest=policy.digest,
         n_examples=n,
-        multiplicity={"holm": f"Holm step-down over {len(pending)} comparison(s), family-wise α={policy.alpha}",
-                      "bonferroni": f"Bonferroni over {len(pending)} comparison(s), family-wise α={policy.alpha}",
-                      "none": f"no correction: each comparison at α={policy.alpha} (the gate is an intersection-union test)"}[policy.multiplicity],
+        multiplicity={
+            "holm": f"Holm step-down over {len(pending)} comparison(s), family-wise α={policy.alpha}",
+            "bonferroni": f"Bonferroni over {len(pending)} comparison(s), family-wise α={policy.alpha}",
+            "none": f"no correction: each comparison at α={policy.alpha} (the gate is an intersection-union test)",
+        }[policy.multiplicity],
         checks=checks,
     )
 
@@ -361,7 +569,9 @@ def format_number(value, signed: bool = False, scale: str = "difference") -> str
     return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
-def markdown_report(decision: Decision | dict, bundle_id: str, bundle_label: str, champion_label: str | None = None, outcome: str = "") -> str:
+def markdown_report(
+    decision: Decision | dict, bundle_id: str, bundle_label: str, champion_label: str | None = None, outcome: str = ""
+) -> str:
     """The gate's Markdown summary. ``outcome`` is the decision word when known (promoted|approved|rejected)."""
     if isinstance(decision, dict):
         decision = Decision.model_validate({k: decision[k] for k in Decision.model_fields})
@@ -379,10 +589,18 @@ def markdown_report(decision: Decision | dict, bundle_id: str, bundle_label: str
         "|---|---|---|---|---|---|---|---|",
     ]
     for c in decision.checks:
-        interval = f"{format_number(c.difference, True, c.scale)} [{format_number(c.ci_low, True, c.scale)}, {format_number(c.ci_high, True, c.scale)}]" if c.ci_low is not None else format_number(c.difference, True, c.scale)
-        result = {"pass": "pass", "excluded": "excluded", "fail": "**fail**", "inconclusive": "**inconclusive**"}[c.status]
+        interval = (
+            f"{format_number(c.difference, True, c.scale)} [{format_number(c.ci_low, True, c.scale)}, {format_number(c.ci_high, True, c.scale)}]"
+            if c.ci_low is not None
+            else format_number(c.difference, True, c.scale)
+        )
+        result = {"pass": "pass", "excluded": "excluded", "fail": "**fail**", "inconclusive": "**inconclusive**"}[
+            c.status
+        ]
         threshold = format_number(c.threshold, c.test in COMPARISON_TESTS, c.scale)
-        lines.append(f"| {c.metric} | {c.slice or 'all'} | {c.test} | {format_number(c.value)} | {format_number(c.champion)} | {interval} | {threshold} | {result} |")
+        lines.append(
+            f"| {c.metric} | {c.slice or 'all'} | {c.test} | {format_number(c.value)} | {format_number(c.champion)} | {interval} | {threshold} | {result} |"
+        )
     slices = sorted({c.slice for c in decision.checks if c.slice})
     if slices:
         lines += ["", "## Slices", "", "| slice | checks | result |", "|---|---|---|"]

@@ -30,7 +30,9 @@ class Verdict:
 
 @dataclass(frozen=True)
 class PairVerdict:
-    winner: str | None  # "first" | "second" | "tie" (as seen from the caller's order), None if inconsistent or unparseable
+    winner: (
+        str | None
+    )  # "first" | "second" | "tie" (as seen from the caller's order), None if inconsistent or unparseable
     consistent: bool
     forward: Verdict
     swapped: Verdict
@@ -40,7 +42,7 @@ def parse_verdict(text: str, rubric: JudgeRubric) -> tuple[str | None, str]:
     """Strict: the label must stand alone after the prefix on its own line (``Score: 4``)."""
     label, rationale = None, ""
     prefix = re.escape(rubric.verdict_prefix.rstrip(":").strip())
-    allowed = {l.lower(): l for l in rubric.labels}
+    allowed = {label.lower(): label for label in rubric.labels}
     for line in text.splitlines():
         match = re.match(rf"^\s*\**{prefix}\**\s*:\s*\**\s*([^\s*.,;]+)\s*\**\s*[.]?\s*$", line, re.IGNORECASE)
         if match and label is None:
@@ -68,7 +70,13 @@ class Judge:
             for logprobs in scored:
                 label = max(logprobs, key=logprobs.get)
                 total = sum(math.exp(v) for v in logprobs.values())
-                verdicts.append(Verdict(label, f"constrained choice over {list(rubric.labels)}: p({label})={math.exp(logprobs[label]) / total:.2f}", "logprobs"))
+                verdicts.append(
+                    Verdict(
+                        label,
+                        f"constrained choice over {list(rubric.labels)}: p({label})={math.exp(logprobs[label]) / total:.2f}",
+                        "logprobs",
+                    )
+                )
             return verdicts
         replies = self.generator.generate(conversations, rubric.decoding)
         verdicts = []
@@ -79,17 +87,37 @@ class Judge:
             for _ in range(self.max_repairs):
                 if label is not None:
                     break
-                repair = [*conversation, {"role": "assistant", "content": text}, {"role": "user", "content": f"Reply again with exactly this format:\n{rubric.verdict_prefix} <one of {', '.join(rubric.labels)}>\nReason: <one sentence>"}]
+                repair = [
+                    *conversation,
+                    {"role": "assistant", "content": text},
+                    {
+                        "role": "user",
+                        "content": f"Reply again with exactly this format:\n{rubric.verdict_prefix} <one of {', '.join(rubric.labels)}>\nReason: <one sentence>",
+                    },
+                ]
                 repaired = self.generator.generate([repair], rubric.decoding)[0]
                 text, tokens = repaired.text, tokens + repaired.prompt_tokens + repaired.completion_tokens
                 label, rationale = parse_verdict(text, rubric)
                 method = "repaired"
-            verdicts.append(Verdict(label, rationale or text[:200], method if label is not None else "unparseable", tokens))
+            verdicts.append(
+                Verdict(label, rationale or text[:200], method if label is not None else "unparseable", tokens)
+            )
         return verdicts
 
     def grade(self, records: Sequence[dict]) -> list[Verdict]:
         conversations = [
-            self.pointwise.render(**{k: v for k, v in {"question": r["question"], "reference": r.get("reference", ""), "answer": r["output"], "context": r.get("context", "")}.items() if k in self.pointwise.variables})
+            self.pointwise.render(
+                **{
+                    k: v
+                    for k, v in {
+                        "question": r["question"],
+                        "reference": r.get("reference", ""),
+                        "answer": r["output"],
+                        "context": r.get("context", ""),
+                    }.items()
+                    if k in self.pointwise.variables
+                }
+            )
             for r in records
         ]
         return self._ask(self.pointwise, conversations)
@@ -107,7 +135,12 @@ class Judge:
         """Compare two answers per record, in both orders; a verdict counts only if both orders agree."""
 
         def render(a: str, b: str, record: dict) -> list[dict]:
-            values = {"question": record["question"], "reference": record.get("reference", ""), "answer_a": a, "answer_b": b}
+            values = {
+                "question": record["question"],
+                "reference": record.get("reference", ""),
+                "answer_a": a,
+                "answer_b": b,
+            }
             return self.pairwise.render(**{k: v for k, v in values.items() if k in self.pairwise.variables})
 
         forward = self._ask(self.pairwise, [render(a, b, r) for r, a, b in zip(records, first, second)])
@@ -142,7 +175,13 @@ class ReliabilityReport:
         }
 
 
-def check_reliability(judge: Judge, *, min_swap_consistency: float, min_calibration_accuracy: float, calibration: Sequence[dict] | None = None) -> ReliabilityReport:
+def check_reliability(
+    judge: Judge,
+    *,
+    min_swap_consistency: float,
+    min_calibration_accuracy: float,
+    calibration: Sequence[dict] | None = None,
+) -> ReliabilityReport:
     pairs = list(calibration) if calibration is not None else read_jsonl(CALIBRATION_SET)
     compared = judge.compare(pairs, [p["good"] for p in pairs], [p["bad"] for p in pairs])
     consistency = sum(v.consistent for v in compared) / len(pairs)
@@ -152,7 +191,18 @@ def check_reliability(judge: Judge, *, min_swap_consistency: float, min_calibrat
     separation = sum(g > b for g, b in zip(good, bad)) / len(pairs)
     reasons = []
     if consistency < min_swap_consistency:
-        reasons.append(f"position-swap consistency {consistency:.2f} < {min_swap_consistency:.2f}: its verdicts depend on answer order")
+        reasons.append(
+            f"position-swap consistency {consistency:.2f} < {min_swap_consistency:.2f}: its verdicts depend on answer order"
+        )
     if accuracy < min_calibration_accuracy:
-        reasons.append(f"calibration accuracy {accuracy:.2f} < {min_calibration_accuracy:.2f} on {len(pairs)} labelled pairs (chance is about 0.33)")
-    return ReliabilityReport(consistency, accuracy, separation, len(pairs), reliable=not reasons, reasons=reasons or ["passed both reliability checks"])
+        reasons.append(
+            f"calibration accuracy {accuracy:.2f} < {min_calibration_accuracy:.2f} on {len(pairs)} labelled pairs (chance is about 0.33)"
+        )
+    return ReliabilityReport(
+        consistency,
+        accuracy,
+        separation,
+        len(pairs),
+        reliable=not reasons,
+        reasons=reasons or ["passed both reliability checks"],
+    )

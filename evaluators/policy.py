@@ -41,16 +41,28 @@ class MetricRule(BaseModel):
     @model_validator(mode="after")
     def _one_margin_that_fits_the_kind(self) -> "MetricRule":
         if self.margin is not None and self.margin_relative is not None:
-            raise ValueError("give either margin (absolute) or margin_relative (a share of the champion's mean), not both")
+            raise ValueError(
+                "give either margin (absolute) or margin_relative (a share of the champion's mean), not both"
+            )
         if self.kind == "binary" and self.margin_relative is not None:
-            raise ValueError("a pass/fail metric takes an absolute margin in pass-rate points (margin: 0.05 = 5 points), not margin_relative")
+            raise ValueError(
+                "a pass/fail metric takes an absolute margin in pass-rate points (margin: 0.05 = 5 points), not margin_relative"
+            )
         if self.kind == "binary" and self.margin is not None and self.margin >= 1.0:
-            raise ValueError(f"a pass/fail metric's margin is a difference of pass rates and must be below 1, got {self.margin}")
+            raise ValueError(
+                f"a pass/fail metric's margin is a difference of pass rates and must be below 1, got {self.margin}"
+            )
         if self.compare and not self.require_superiority and self.margin is None and self.margin_relative is None:
-            raise ValueError("say how much worse than the champion is still acceptable: margin (absolute) or margin_relative; "
-                             "or require_superiority: true; or compare: false to use only the floor")
-        if not self.compare and (self.margin is not None or self.margin_relative is not None or self.require_superiority):
-            raise ValueError("compare: false means the metric is never compared with the champion; remove margin/margin_relative/require_superiority")
+            raise ValueError(
+                "say how much worse than the champion is still acceptable: margin (absolute) or margin_relative; "
+                "or require_superiority: true; or compare: false to use only the floor"
+            )
+        if not self.compare and (
+            self.margin is not None or self.margin_relative is not None or self.require_superiority
+        ):
+            raise ValueError(
+                "compare: false means the metric is never compared with the champion; remove margin/margin_relative/require_superiority"
+            )
         if not self.compare and self.floor is None:
             raise ValueError("compare: false with no floor: the metric would never vote; give it a floor or remove it")
         return self
@@ -71,7 +83,9 @@ class SliceRule(BaseModel):
 
     min_examples: int = Field(ge=1)
     metrics: tuple[str, ...] | None = None  # default: every compared metric of the policy
-    margin: float | None = Field(None, ge=0.0, allow_inf_nan=False)  # overrides the absolute margin of each metric in this slice
+    margin: float | None = Field(
+        None, ge=0.0, allow_inf_nan=False
+    )  # overrides the absolute margin of each metric in this slice
     margin_relative: float | None = Field(None, gt=0.0, lt=1.0, allow_inf_nan=False)
     floors: dict[str, float] = {}  # per-metric floors that apply to this slice's mean
 
@@ -99,22 +113,34 @@ class GatePolicy(BaseModel):
     @model_validator(mode="after")
     def _names_refer_to_metrics(self) -> "GatePolicy":
         if self.primary is not None and self.primary not in self.metrics:
-            raise ValueError(f"primary metric {self.primary!r} is not one of the policy's metrics {sorted(self.metrics)}{_did_you_mean(self.primary, self.metrics)}")
+            raise ValueError(
+                f"primary metric {self.primary!r} is not one of the policy's metrics {sorted(self.metrics)}{_did_you_mean(self.primary, self.metrics)}"
+            )
         for tag, rule in self.slices.items():
             for name in (*(rule.metrics or ()), *rule.floors):
                 if name not in self.metrics:
-                    raise ValueError(f"slice {tag!r} names metric {name!r}, which the policy does not have{_did_you_mean(name, self.metrics)}")
+                    raise ValueError(
+                        f"slice {tag!r} names metric {name!r}, which the policy does not have{_did_you_mean(name, self.metrics)}"
+                    )
             for name in rule.metrics or ():
                 metric = self.metrics[name]
                 if not metric.compare:
                     raise ValueError(f"slice {tag!r} compares {name!r}, which has compare: false")
-            if rule.margin is not None and rule.margin >= 1.0 and any(self.metrics[m].kind == "binary" for m in self.slice_metrics(tag)):
+            if (
+                rule.margin is not None
+                and rule.margin >= 1.0
+                and any(self.metrics[m].kind == "binary" for m in self.slice_metrics(tag))
+            ):
                 raise ValueError(f"slice {tag!r}: a margin for pass/fail metrics must be below 1")
         return self
 
     def slice_metrics(self, tag: str) -> tuple[str, ...]:
         rule = self.slices[tag]
-        return rule.metrics if rule.metrics is not None else tuple(name for name, metric in self.metrics.items() if metric.compare)
+        return (
+            rule.metrics
+            if rule.metrics is not None
+            else tuple(name for name, metric in self.metrics.items() if metric.compare)
+        )
 
     @property
     def digest(self) -> str:
@@ -141,39 +167,92 @@ def policy_problems(policy: GatePolicy, available: dict[str, MetricInfo]) -> lis
         where = f"metrics.{name}"
         metric = available.get(name)
         if metric is None:
-            problems.append(PolicyProblem(where, f"the evaluator config produces no metric {name!r}{_did_you_mean(name, available)}.",
-                                          f"use one of {sorted(available)}, or add the evaluator to the evaluator config."))
+            problems.append(
+                PolicyProblem(
+                    where,
+                    f"the evaluator config produces no metric {name!r}{_did_you_mean(name, available)}.",
+                    f"use one of {sorted(available)}, or add the evaluator to the evaluator config.",
+                )
+            )
             continue
         if rule.direction != metric.direction:
-            problems.append(PolicyProblem(where, f"direction {rule.direction!r}, but {metric.description or name} is better when {metric.direction}.", f"set direction: {metric.direction}."))
+            problems.append(
+                PolicyProblem(
+                    where,
+                    f"direction {rule.direction!r}, but {metric.description or name} is better when {metric.direction}.",
+                    f"set direction: {metric.direction}.",
+                )
+            )
         if rule.kind == "binary" and not metric.binary:
-            problems.append(PolicyProblem(where, f"kind: binary, but {name} is not a 0/1 score (it ranges over [{metric.low:g}, {metric.high:g}]).", "remove kind: binary (it is continuous)."))
+            problems.append(
+                PolicyProblem(
+                    where,
+                    f"kind: binary, but {name} is not a 0/1 score (it ranges over [{metric.low:g}, {metric.high:g}]).",
+                    "remove kind: binary (it is continuous).",
+                )
+            )
         if rule.margin_relative is not None and not metric.ratio_scale:
-            problems.append(PolicyProblem(where, f"margin_relative on {name}, whose scores are not a non-negative amount (tokens, seconds): a share of its mean means nothing.", "use an absolute margin."))
+            problems.append(
+                PolicyProblem(
+                    where,
+                    f"margin_relative on {name}, whose scores are not a non-negative amount (tokens, seconds): a share of its mean means nothing.",
+                    "use an absolute margin.",
+                )
+            )
         span = metric.high - metric.low
         if rule.margin is not None and span < float("inf") and rule.margin >= span:
-            problems.append(PolicyProblem(where, f"margin {rule.margin} is as large as the metric's whole range [{metric.low:g}, {metric.high:g}]: every challenger would pass.", "use a margin well inside the range, e.g. 0.05."))
+            problems.append(
+                PolicyProblem(
+                    where,
+                    f"margin {rule.margin} is as large as the metric's whole range [{metric.low:g}, {metric.high:g}]: every challenger would pass.",
+                    "use a margin well inside the range, e.g. 0.05.",
+                )
+            )
         if rule.floor is not None and not metric.low <= rule.floor <= metric.high:
-            problems.append(PolicyProblem(where, f"floor {rule.floor} lies outside the metric's range [{metric.low:g}, {metric.high:g}].", "set a floor inside the range."))
+            problems.append(
+                PolicyProblem(
+                    where,
+                    f"floor {rule.floor} lies outside the metric's range [{metric.low:g}, {metric.high:g}].",
+                    "set a floor inside the range.",
+                )
+            )
         if rule.require_superiority and metric.judged:
-            problems.append(PolicyProblem(where, f"require_superiority on {name}, which is excluded whenever the judge fails its reliability check: the requirement would silently disappear.",
-                                          "require superiority of a metric that always votes."))
+            problems.append(
+                PolicyProblem(
+                    where,
+                    f"require_superiority on {name}, which is excluded whenever the judge fails its reliability check: the requirement would silently disappear.",
+                    "require superiority of a metric that always votes.",
+                )
+            )
     voting = [name for name in policy.metrics if name in available and not available[name].judged]
     if policy.metrics and not voting and all(name in available for name in policy.metrics):
-        problems.append(PolicyProblem("metrics", "every metric comes from the LLM judge, which is excluded when it fails its reliability check: then nothing would vote.",
-                                      "add a metric that does not depend on the judge (e.g. semantic_similarity with a floor and a margin)."))
+        problems.append(
+            PolicyProblem(
+                "metrics",
+                "every metric comes from the LLM judge, which is excluded when it fails its reliability check: then nothing would vote.",
+                "add a metric that does not depend on the judge (e.g. semantic_similarity with a floor and a margin).",
+            )
+        )
     return problems
 
 
 def policy_warnings(policy: GatePolicy) -> list[str]:
     if not any(rule.floor is not None for rule in policy.metrics.values()):
-        return ["no metric has a floor: without a champion (the first run) nothing votes, so no bundle can be promoted until one is seeded."]
+        return [
+            "no metric has a floor: without a champion (the first run) nothing votes, so no bundle can be promoted until one is seeded."
+        ]
     return []
 
 
 def check_against(policy: GatePolicy, available: dict[str, MetricInfo], policy_ref: str = "") -> None:
     """Raise one ConfigError listing every problem (before any model loads)."""
     problems = policy_problems(policy, available)
+    if policy_ref.lstrip().startswith("{"):  # a policy pinned as JSON: name it, not its content
+        policy_ref = f"{policy.name}@{policy.version}"
     if problems:
-        raise ConfigError(f"gate policy {policy_ref or policy.name} does not fit the evaluator config: " + "; ".join(f"{p.where}: {p.problem}" for p in problems),
-                          "; ".join(dict.fromkeys(p.fix for p in problems)) + f" (`champion policy check {policy_ref or 'POLICY'} --evaluators CONFIG` lists them)")
+        raise ConfigError(
+            f"gate policy {policy_ref or policy.name} does not fit the evaluator config: "
+            + "; ".join(f"{p.where}: {p.problem}" for p in problems),
+            "; ".join(dict.fromkeys(p.fix for p in problems))
+            + f" (`champion policy check {policy_ref or 'POLICY'} --evaluators CONFIG` lists them)",
+        )

@@ -12,8 +12,8 @@ import asyncio
 import importlib
 import json
 import math
-import re
 import os
+import re
 import sys
 import types
 from typing import Sequence
@@ -36,7 +36,10 @@ def import_ragas():
     try:
         return importlib.import_module("ragas.metrics.collections")
     except ImportError as exc:
-        raise EvaluationError(f"ragas metrics need ragas and its scorers: {exc}", "pip install 'ragas==0.4.3' sacrebleu rouge-score rapidfuzz lxml") from exc
+        raise EvaluationError(
+            f"ragas metrics need ragas and its scorers: {exc}",
+            "pip install 'ragas==0.4.3' sacrebleu rouge-score rapidfuzz lxml",
+        ) from exc
 
 
 class RagasMetric:
@@ -107,7 +110,11 @@ class RagasLLMMetric:
         module = import_ragas()
         llm = self._llm = ragas_llm(generator)
         self.spec = MetricSpec(name, "higher", 0.0, 1.0)
-        self._metric = module.AnswerAccuracy(llm=llm, max_retries=2) if name == "ragas_answer_accuracy" else module.Faithfulness(llm=llm)
+        self._metric = (
+            module.AnswerAccuracy(llm=llm, max_retries=2)
+            if name == "ragas_answer_accuracy"
+            else module.Faithfulness(llm=llm)
+        )
 
     def score(self, records: Sequence[dict]) -> list[float]:
         return [self._score_one(r) for r in records]
@@ -117,9 +124,17 @@ class RagasLLMMetric:
             if self.spec.name == "ragas_faithfulness":
                 if not record.get("context"):
                     return math.nan  # faithfulness is defined against a context; without one there is nothing to check
-                result = asyncio.run(self._metric.ascore(user_input=record["question"], response=record["output"], retrieved_contexts=[record["context"]]))
+                result = asyncio.run(
+                    self._metric.ascore(
+                        user_input=record["question"], response=record["output"], retrieved_contexts=[record["context"]]
+                    )
+                )
             else:
-                result = asyncio.run(self._metric.ascore(user_input=record["question"], response=record["output"], reference=record["reference"]))
+                result = asyncio.run(
+                    self._metric.ascore(
+                        user_input=record["question"], response=record["output"], reference=record["reference"]
+                    )
+                )
         except Exception:  # ragas raises on empty inputs and on judges that never answer in JSON
             result = None
         self._raise_if_the_judge_failed()
@@ -130,4 +145,7 @@ class RagasLLMMetric:
         """ragas retries and swallows errors; a judge that cannot be reached (401, down) is an error of the step, never NaN."""
         failure = type(self._llm).backend_error
         if failure is not None:
-            raise EvaluationError(f"{self.spec.name}: the judge backend failed: {failure.problem}", failure.fix or "check the judge endpoint and its credentials; no score was produced.")
+            raise EvaluationError(
+                f"{self.spec.name}: the judge backend failed: {failure.problem}",
+                failure.fix or "check the judge endpoint and its credentials; no score was produced.",
+            )

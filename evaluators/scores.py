@@ -20,6 +20,7 @@ def score_examples(records: Sequence[dict], evaluators: Sequence[Evaluator]) -> 
 def aggregate(table: Sequence[dict], metric: str) -> float:
     """Mean over the table. Missing or non-finite values make the aggregate NaN, which fails the gate."""
     values = [row.get(metric) for row in table]
-    if not values or any(v is None or not math.isfinite(v) for v in values):
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not values or len(finite) != len(values):
         return math.nan
-    return math.fsum(values) / len(values)
+    return math.fsum(finite) / len(finite)

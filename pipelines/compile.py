@@ -2,8 +2,8 @@
 
 Images are fixed at import time of ``components`` (images/refs.env, overridden by CHAMPION_CPU_IMAGE /
 CHAMPION_GPU_IMAGE and their *_DIGEST variables; see components/__init__.py), so
-``compile_all`` runs the compiler in a fresh interpreter when images are given, which keeps the
-output a pure function of the source and the images: byte-identical from run to run.
+``compile_all`` runs the compiler in a fresh interpreter, which keeps the output a pure function of
+the source, its commit and the images: byte-identical from run to run.
 """
 
 from __future__ import annotations
@@ -15,8 +15,14 @@ from pathlib import Path
 
 from champion.errors import ChampionError
 
-PIPELINES = {"promotion": "pipelines.promotion:promotion_pipeline", "scheduled_eval": "pipelines.scheduled_eval:scheduled_eval_pipeline"}
+PIPELINES = {
+    "promotion": "pipelines.promotion:promotion_pipeline",
+    "scheduled_eval": "pipelines.scheduled_eval:scheduled_eval_pipeline",
+}
 COMPONENTS = {
+    "pin_inputs": "components.pin_inputs:pin_inputs_op",
+    "plan_bundles": "components.plan_bundles:plan_bundles_op",
+    "check_judge": "components.check_judge:check_judge_op",
     "preprocess_data": "components.preprocess_data:preprocess_data_op",
     "fetch_weights": "components.fetch_weights:fetch_weights_op",
     "fine_tune": "components.fine_tune:fine_tune_op",
@@ -27,9 +33,9 @@ COMPONENTS = {
     "gate": "components.gate:gate_op",
     "register": "components.register:register_op",
     "deploy": "components.deploy:deploy_op",
-    "skip_deploy": "components.deploy:skip_deploy_op",
+    "skip_deploy": "components.skip_deploy:skip_deploy_op",
     "monitor": "components.monitor:monitor_op",
-    "no_champion": "components.monitor:no_champion_op",
+    "no_champion": "components.no_champion:no_champion_op",
 }
 
 
@@ -51,7 +57,10 @@ def _compile_here(output: Path) -> list[Path]:
 
     unset = [kind for kind, image in (("CPU", steps.CPU_IMAGE), ("GPU", steps.GPU_IMAGE)) if image == steps.UNSET]
     if unset:
-        raise CompileError(f"no image is configured for the {' and '.join(unset)} steps.", "set CHAMPION_CPU_IMAGE / CHAMPION_GPU_IMAGE in images/refs.env (or the environment).")
+        raise CompileError(
+            f"no image is configured for the {' and '.join(unset)} steps.",
+            "set CHAMPION_CPU_IMAGE / CHAMPION_GPU_IMAGE in images/refs.env (or the environment).",
+        )
 
     written = []
     for kind, table in (("pipelines", PIPELINES), ("components", COMPONENTS)):
@@ -63,19 +72,44 @@ def _compile_here(output: Path) -> list[Path]:
             try:
                 components.load_component_from_file(str(path))
             except Exception as exc:
-                raise CompileError(f"{path} does not load back with kfp: {exc}", "report this as a bug in champion.") from exc
+                raise CompileError(
+                    f"{path} does not load back with kfp: {exc}", "report this as a bug in champion."
+                ) from exc
             written.append(path)
     return written
 
 
-def compile_all(output: Path, *, cpu_image: str | None = None, gpu_image: str | None = None, weights_pvc: str | None = None) -> list[Path]:
+def compile_all(
+    output: Path, *, cpu_image: str | None = None, gpu_image: str | None = None, weights_pvc: str | None = None
+) -> list[Path]:
+    """Compile in a fresh interpreter: images, the weights PVC and the source commit are fixed when the
+    pipeline modules are imported, and each step records the commit it was compiled from
+    (CHAMPION_GIT_COMMIT in its environment), so a cluster run's registry and audit entries name it."""
+    import json
+    import tempfile
+
+    from champion.errors import STEP_ERRORS_ENV
+    from champion.provenance import git_commit
+
     output = Path(output)
-    env_images = {"CHAMPION_CPU_IMAGE": cpu_image, "CHAMPION_GPU_IMAGE": gpu_image, "CHAMPION_WEIGHTS_PVC": weights_pvc}
-    if all(os.environ.get(k) == v or v is None for k, v in env_images.items()):
-        return _compile_here(output)
-    env = {**os.environ, **{k: v for k, v in env_images.items() if v}}
-    code = f"from pathlib import Path; from pipelines.compile import _compile_here; [print(p) for p in _compile_here(Path({str(output)!r}))]"
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise CompileError(f"compiling with images {env_images} failed:\n{result.stderr[-2000:]}", "check the image references.")
+    settings = {"CHAMPION_CPU_IMAGE": cpu_image, "CHAMPION_GPU_IMAGE": gpu_image, "CHAMPION_WEIGHTS_PVC": weights_pvc}
+    with tempfile.TemporaryDirectory(prefix="champion-compile-") as errors:
+        env = {
+            **os.environ,
+            **{k: v for k, v in settings.items() if v},
+            "CHAMPION_BUILD_COMMIT": git_commit(),
+            STEP_ERRORS_ENV: errors,
+        }
+        code = f"from pathlib import Path; from pipelines.compile import _compile_here; [print(p) for p in _compile_here(Path({str(output)!r}))]"
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        if result.returncode != 0:  # the compiler's own error, as the child recorded it (champion.errors.StepError)
+            records = sorted(Path(errors).glob("*.json"))
+            error = (
+                json.loads(records[-1].read_text())
+                if records
+                else {"type": "error", "problem": f"the compiler exited with status {result.returncode}", "fix": ""}
+            )
+            raise CompileError(
+                error["problem"], error["fix"] or "run `champion compile` again to see the compiler's full output."
+            )
     return [Path(line) for line in result.stdout.splitlines() if line.strip()]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,16 +83,33 @@ def _api_error(action: str, exc: Exception, host: str = "") -> KubeflowError:
     body = str(getattr(exc, "body", "") or exc)[:300]
     where = f"Kubeflow Pipelines at {host}" if host else "Kubeflow Pipelines"
     if status == 401:
-        return KubeflowError(f"{where} refused the credentials ({action}: 401).", f"set ${DEFAULT_TOKEN_ENV} (or --token-env) to a valid token, e.g. `kubectl create token` for your service account.")
+        return KubeflowError(
+            f"{where} refused the credentials ({action}: 401).",
+            f"set ${DEFAULT_TOKEN_ENV} (or --token-env) to a valid token, e.g. `kubectl create token` for your service account.",
+        )
     if status == 403:
-        return KubeflowError(f"{where} forbids {action} (403): {body}", "use a namespace your identity is a contributor of (--namespace), or ask the profile owner for access.")
+        return KubeflowError(
+            f"{where} forbids {action} (403): {body}",
+            "use a namespace your identity is a contributor of (--namespace), or ask the profile owner for access.",
+        )
     if status == 404:
-        return KubeflowError(f"{where}: {action}: not found (404): {body}", "check --host (it should end at the API root, e.g. https://kubeflow.example.com/pipeline) and the names given.")
+        return KubeflowError(
+            f"{where}: {action}: not found (404): {body}",
+            "check --host (it should end at the API root, e.g. https://kubeflow.example.com/pipeline) and the names given.",
+        )
     if status == 409:
-        return KubeflowError(f"{where}: {action}: already exists (409): {body}", "pick a new name or version, or leave it as it is.")
+        return KubeflowError(
+            f"{where}: {action}: already exists (409): {body}", "pick a new name or version, or leave it as it is."
+        )
     if status is not None:
-        return KubeflowError(f"{where}: {action} failed with HTTP {status}: {body}", "retry; if it persists check the ml-pipeline API server's logs.")
-    return KubeflowError(f"{where} is unreachable ({action}): {type(exc).__name__}: {exc}"[:400], "check --host and the network path (port-forward: kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80).")
+        return KubeflowError(
+            f"{where}: {action} failed with HTTP {status}: {body}",
+            "retry; if it persists check the ml-pipeline API server's logs.",
+        )
+    return KubeflowError(
+        f"{where} is unreachable ({action}): {type(exc).__name__}: {exc}"[:400],
+        "check --host and the network path (port-forward: kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80).",
+    )
 
 
 def _call(action: str, function, *args, **kwargs):
@@ -117,12 +133,11 @@ def _eq_filter(key: str, value: str) -> str:
 
 
 def git_commit(repo: Path = Path(".")) -> str:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short=8", "HEAD"], cwd=repo, capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "nogit"
-    return f"{commit}-dirty" if dirty else commit
+    """The short commit of ``repo`` for version and run names ("nogit" outside a checkout)."""
+    from champion.provenance import git_commit as commit_of
+
+    commit = commit_of(repo, short=True)
+    return "nogit" if commit == "unknown" else commit
 
 
 def prompts_hash(prompts_root: Path | None = None) -> str:
@@ -164,12 +179,32 @@ def upload(client, package: Path, version: str, *, namespace: str = "", descript
     pipeline_id = _call("look up pipeline", client.get_pipeline_id, name)
     created_pipeline = pipeline_id is None
     if created_pipeline:
-        pipeline_id = _call("upload pipeline", client.upload_pipeline, str(package), pipeline_name=name, description=description, namespace=namespace or None).pipeline_id
-    existing = _call("list versions", client.list_pipeline_versions, pipeline_id, page_size=100, filter=_eq_filter("display_name", version))
+        pipeline_id = _call(
+            "upload pipeline",
+            client.upload_pipeline,
+            str(package),
+            pipeline_name=name,
+            description=description,
+            namespace=namespace or None,
+        ).pipeline_id
+    existing = _call(
+        "list versions",
+        client.list_pipeline_versions,
+        pipeline_id,
+        page_size=100,
+        filter=_eq_filter("display_name", version),
+    )
     match = next((v for v in existing.pipeline_versions or [] if v.display_name == version), None)
     created_version = match is None
     if created_version:
-        match = _call("upload pipeline version", client.upload_pipeline_version, str(package), version, pipeline_id=pipeline_id, description=description)
+        match = _call(
+            "upload pipeline version",
+            client.upload_pipeline_version,
+            str(package),
+            version,
+            pipeline_id=pipeline_id,
+            description=description,
+        )
     link = f"{client._get_url_prefix()}/#/pipelines/details/{pipeline_id}/version/{match.pipeline_version_id}"
     return Uploaded(name, pipeline_id, version, match.pipeline_version_id, created_pipeline, created_version, link)
 
@@ -178,7 +213,12 @@ def latest_version(client, pipeline_name: str):
     pipeline_id = _call("look up pipeline", client.get_pipeline_id, pipeline_name)
     if pipeline_id is None:
         raise KubeflowError(f"pipeline {pipeline_name!r} is not uploaded to Kubeflow.", "run `champion upload` first.")
-    versions = _call("list versions", client.list_pipeline_versions, pipeline_id, page_size=1, sort_by="created_at desc").pipeline_versions or []
+    versions = (
+        _call(
+            "list versions", client.list_pipeline_versions, pipeline_id, page_size=1, sort_by="created_at desc"
+        ).pipeline_versions
+        or []
+    )
     if not versions:
         raise KubeflowError(f"pipeline {pipeline_name!r} has no versions.", "run `champion upload`.")
     return pipeline_id, versions[0]
@@ -193,9 +233,14 @@ def check_cron(cron: str) -> str:
     """KFP's scheduler (robfig/cron) takes 6 fields, seconds first."""
     fields = cron.split()
     if len(fields) == 5:
-        raise KubeflowError(f"cron {cron!r} has 5 fields; Kubeflow's scheduler wants 6 (seconds first).", f"use {'0 ' + cron!r}.")
+        raise KubeflowError(
+            f"cron {cron!r} has 5 fields; Kubeflow's scheduler wants 6 (seconds first).", f"use {'0 ' + cron!r}."
+        )
     if len(fields) != 6 or not all(_CRON_FIELD.match(f) for f in fields):
-        raise KubeflowError(f"cron {cron!r} is not a 6-field cron expression.", "use 'SEC MIN HOUR DAY MONTH WEEKDAY', e.g. '0 0 6 * * *' for 06:00 every day.")
+        raise KubeflowError(
+            f"cron {cron!r} is not a 6-field cron expression.",
+            "use 'SEC MIN HOUR DAY MONTH WEEKDAY', e.g. '0 0 6 * * *' for 06:00 every day.",
+        )
     return cron
 
 
@@ -208,22 +253,53 @@ class Scheduled:
     pipeline_version: str
 
 
-def schedule(client, *, name: str, pipeline_name: str, cron: str, params: dict, experiment: str, namespace: str = "", max_concurrency: int = 1) -> Scheduled:
+def schedule(
+    client,
+    *,
+    name: str,
+    pipeline_name: str,
+    cron: str,
+    params: dict,
+    experiment: str,
+    namespace: str = "",
+    max_concurrency: int = 1,
+) -> Scheduled:
     """Create or update the recurring run called ``name``: never two with the same name."""
     check_cron(cron)
     if max_concurrency < 1:
-        raise KubeflowError(f"max concurrency must be at least 1, got {max_concurrency}.", "pass --max-concurrency 1 (one evaluation at a time).")
+        raise KubeflowError(
+            f"max concurrency must be at least 1, got {max_concurrency}.",
+            "pass --max-concurrency 1 (one evaluation at a time).",
+        )
     pipeline_id, version = latest_version(client, pipeline_name)
-    experiment_id = _call("create experiment", client.create_experiment, experiment, namespace=namespace or None).experiment_id
-    existing = _call("list recurring runs", client.list_recurring_runs, experiment_id=experiment_id, page_size=100, filter=_eq_filter("display_name", name))
+    experiment_id = _call(
+        "create experiment", client.create_experiment, experiment, namespace=namespace or None
+    ).experiment_id
+    existing = _call(
+        "list recurring runs",
+        client.list_recurring_runs,
+        experiment_id=experiment_id,
+        page_size=100,
+        filter=_eq_filter("display_name", name),
+    )
     replaced = [r.recurring_run_id for r in existing.recurring_runs or [] if r.display_name == name]
     # The v2beta1 API has no update for recurring runs: replace, so the schedule, parameters and
     # pipeline version are exactly what this command says.
     for recurring_run_id in replaced:
         _call("delete recurring run", client.delete_recurring_run, recurring_run_id)
     created = _call(
-        "create recurring run", client.create_recurring_run, experiment_id, name, description="champion scheduled evaluation of the live champion",
-        cron_expression=cron, max_concurrency=max_concurrency, no_catchup=True, params=params, pipeline_id=pipeline_id, version_id=version.pipeline_version_id, enabled=True,
+        "create recurring run",
+        client.create_recurring_run,
+        experiment_id,
+        name,
+        description="champion scheduled evaluation of the live champion",
+        cron_expression=cron,
+        max_concurrency=max_concurrency,
+        no_catchup=True,
+        params=params,
+        pipeline_id=pipeline_id,
+        version_id=version.pipeline_version_id,
+        enabled=True,
     )
     return Scheduled(name, created.recurring_run_id, replaced, experiment_id, version.display_name)
 
@@ -244,13 +320,45 @@ class RunResult:
         return self.state.upper() == "SUCCEEDED"
 
 
-def submit_and_wait(client, package: Path, *, run_name: str, arguments: dict, experiment: str, namespace: str = "", timeout_s: float = 3600, poll_s: float = 10) -> RunResult:
-    submitted = _call("create run", client.create_run_from_pipeline_package, str(package), arguments=arguments, run_name=run_name, experiment_name=experiment, namespace=namespace or None)
+def submit_and_wait(
+    client,
+    package: Path,
+    *,
+    run_name: str,
+    arguments: dict,
+    experiment: str,
+    namespace: str = "",
+    timeout_s: float = 3600,
+    poll_s: float = 10,
+) -> RunResult:
+    submitted = _call(
+        "create run",
+        client.create_run_from_pipeline_package,
+        str(package),
+        arguments=arguments,
+        run_name=run_name,
+        experiment_name=experiment,
+        namespace=namespace or None,
+    )
     try:
-        run = client.wait_for_run_completion(submitted.run_id, timeout=timeout_s, sleep_duration=poll_s)  # prints nothing
+        run = client.wait_for_run_completion(
+            submitted.run_id, timeout=timeout_s, sleep_duration=poll_s
+        )  # prints nothing
     except TimeoutError:
-        return RunResult(run_name, submitted.run_id, "TIMEOUT", f"still running after {timeout_s:.0f} s", f"{client._get_url_prefix()}/#/runs/details/{submitted.run_id}")
+        return RunResult(
+            run_name,
+            submitted.run_id,
+            "TIMEOUT",
+            f"still running after {timeout_s:.0f} s",
+            f"{client._get_url_prefix()}/#/runs/details/{submitted.run_id}",
+        )
     except Exception as exc:
         raise _api_error("wait for run", exc) from exc
     message = (run.error.message if run.error else "") or ""
-    return RunResult(run_name, submitted.run_id, run.state or "UNKNOWN", message, f"{client._get_url_prefix()}/#/runs/details/{submitted.run_id}")
+    return RunResult(
+        run_name,
+        submitted.run_id,
+        run.state or "UNKNOWN",
+        message,
+        f"{client._get_url_prefix()}/#/runs/details/{submitted.run_id}",
+    )

@@ -8,20 +8,21 @@ file in the workspace. The same pipeline function compiles for a Kubeflow cluste
 from __future__ import annotations
 
 import contextlib
-import io
 import json
+import logging
 import os
-import re
 import shutil
-import subprocess
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Literal
 
-from champion.errors import ChampionError
+from champion.errors import STEP_ERRORS_ENV, ChampionError, StepError
 from champion.interrupt import CANCEL_ENV, Interrupted, stop_on_signals
+from champion.parameters import PipelineParameters, PromotionParameters, ScheduledEvalParameters
+from champion.provenance import git_commit
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -34,16 +35,15 @@ OFFLINE_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TQDM_DISABLE": "1",
 }
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_STARTED = re.compile(r"Executing task '?([\w-]+)'?")
-_FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
-_SKIPPED = re.compile(r"Skipping (?:conditional )?task '?([\w-]+)'?")
-# The last line of a step's traceback: any error class from champion's packages, or any *Error.
-_CHAMPION_ERROR = re.compile(r"^(?:(?:champion|components|serving|evaluators|pipelines|prompts)(?:\.\w+)*\.(\w+)|(?:[\w.]+\.)?(\w+Error)): (.+)")
 
 
 class PipelineFailed(ChampionError):
-    """A step of the local run failed; the message carries the step and its error."""
+    """A step of the local run failed; ``step`` and ``error`` say which and why (from the step's own record)."""
+
+    def __init__(self, problem: str, fix: str = "", *, step: str = "", error: StepError | None = None) -> None:
+        super().__init__(problem, fix)
+        self.step = step
+        self.error = error
 
 
 @dataclass
@@ -73,166 +73,258 @@ class Workspace:
 
 
 @dataclass
-class RunOptions:
-    data: str = "demo"
-    prompt: str = "qa-concise"
-    model: str = "smollm2"
-    gate_config: str = "default"
-    evaluator_config: str = "default"
+class LocalSettings:
+    """Where a local run keeps its state; the pipeline's own parameters are in champion.parameters."""
+
     workspace: Path = Path(".champion")
-    limit: int = 0
-    backend: str = "transformers"
-    batch_size: int = 16
-    registered_model_name: str = "champion-qa"
     weights_cache: Path | None = None  # default: CHAMPION_WEIGHTS_CACHE, else <workspace>/cache/weights
-    extra: dict = field(default_factory=dict)
+    use_cache: bool = True  # KFP's step cache and the per-example cache (off: everything is computed)
+    # Where both caches live (default: CHAMPION_CACHE_DIR, else <workspace>/cache). Workspaces may share
+    # one: every entry is keyed by content (pins, digests), never by a workspace's paths.
+    cache_dir: Path | None = None
+
+    def caches(self, workspace: "Workspace") -> Path:
+        return Path(self.cache_dir or os.environ.get("CHAMPION_CACHE_DIR") or workspace.root / "cache").resolve()
 
 
-class _TaskLog(io.TextIOBase):
-    """Stands in for sys.stdout during a run: keeps the full log in a file and reports task events."""
-
-    def __init__(self, handle, on_event: Callable[[str, str], None]) -> None:
-        self._handle = handle
-        self._on_event = on_event
-        self._pending = ""
-        self.lines: list[str] = []
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        self._handle.write(text)
-        self._handle.flush()
-        self._pending += text
-        *complete, self._pending = self._pending.split("\n")
-        for line in complete:
-            clean = _ANSI.sub("", line)
-            self.lines.append(clean)
-            if match := _FINISHED.search(clean):
-                self._on_event(match.group(1), match.group(2).lower())
-            elif match := _STARTED.search(clean):
-                self._on_event(match.group(1), "running")
-            elif match := _SKIPPED.search(clean):
-                self._on_event(match.group(1), "skipped")
-        return len(text)
+StepState = Literal["running", "succeeded", "cached", "failed"]
 
 
-def _git_commit() -> str:
-    """The commit of the checkout champion runs from (not of the current directory: a user may run
-    champion from anywhere); "unknown" for an installed package outside any checkout."""
-    source = Path(__file__).resolve().parent.parent
-    try:
-        return subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+def task_label(task: str, resource: str) -> str:
+    """A task's name in the run: inside the scoring loop, with the bundle's index (``batch-generate-op[0]``
+    is the challenger's, ``[1]`` the champion's), read from the loop iteration kfp.local runs it in."""
+    iteration = resource.rsplit("-iteration-", 1)
+    return f"{task}[{iteration[1]}]" if len(iteration) == 2 and iteration[1].isdigit() else task
 
 
-def _failure_message(lines: list[str], error: Exception) -> str:
-    message = _ANSI.sub("", str(error))
-    failed_step = re.search(r"Inner task failed: '([\w-]+)'", message) or re.search(r"Task '?([\w-]+)'? finished with status FAILURE", "\n".join(lines))
-    step = failed_step.group(1) if failed_step else "a step"
-    for line in reversed(lines):
-        match = _CHAMPION_ERROR.search(line.strip())
-        if match:
-            return f"step {step} failed: {match.group(1) or match.group(2)}: {match.group(3)}"
-    return f"step {step} failed: {message}"
+@dataclass
+class StepTracker:
+    """Follows a kfp.local run task by task, from the orchestrator's own calls and return values: which
+    task runs, whether it succeeded, and whether KFP's step cache answered it (the task never reached a
+    process). This wraps kfp.local's task executor, the one seam where the orchestrator reports a task's
+    status as data; tests/test_local_runner.py pins its signature."""
+
+    on_event: Callable[[str, StepState], None]
+    states: dict[str, StepState] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    _current: threading.local = field(default_factory=threading.local)
+
+    @contextlib.contextmanager
+    def watching(self):
+        from kfp.local import status
+        from kfp.local.orchestrator import task_executor
+
+        run_task, execute = (
+            task_executor.execute_single_task,
+            task_executor.task_dispatcher.run_single_task_implementation,
+        )
+
+        def tracked_task(*args, **kwargs):
+            name = task_label(kwargs.get("task_name") or args[0], kwargs.get("pipeline_resource_name", ""))
+            self._current.executed = False
+            self._event(name, "running")
+            started = time.perf_counter()
+            try:
+                outputs, task_status = run_task(*args, **kwargs)
+            except Exception:  # kfp.local raises (rather than returns a failure) when it cannot even start the task
+                self._event(name, "failed")
+                raise
+            self.seconds[name] = round(time.perf_counter() - started, 2)
+            self.outputs[name] = dict(outputs or {})
+            failed = task_status == status.Status.FAILURE
+            self._event(name, "failed" if failed else "succeeded" if self._current.executed else "cached")
+            return outputs, task_status
+
+        def tracked_execution(*args, **kwargs):
+            self._current.executed = True
+            return execute(*args, **kwargs)
+
+        task_executor.execute_single_task = tracked_task
+        task_executor.task_dispatcher.run_single_task_implementation = tracked_execution
+        try:
+            yield self
+        finally:
+            task_executor.execute_single_task = run_task
+            task_executor.task_dispatcher.run_single_task_implementation = execute
+
+    def _event(self, task: str, state: StepState) -> None:
+        self.states[task] = state
+        self.on_event(task, state)
+
+    def timeline(self) -> dict[str, dict[str, Any]]:
+        """Each task's final state and wall seconds, in the order they ran."""
+        return {task: {"state": state, "seconds": self.seconds.get(task)} for task, state in self.states.items()}
+
+    @property
+    def failed_step(self) -> str:
+        return next((task for task, state in self.states.items() if state == "failed"), "")
+
+    def cache_totals(self) -> dict[str, Any]:
+        """The per-example cache's hits and misses summed over every step's artifact metadata, and which
+        steps KFP's step cache answered."""
+        totals: dict[str, dict[str, int]] = {}
+        for task, outputs in self.outputs.items():
+            if self.states.get(task) != "succeeded":  # a reused step's counts are those of the run that computed it
+                continue
+            for value in outputs.values():
+                for kind, counts in (getattr(value, "metadata", None) or {}).get("cache", {}).items():
+                    entry = totals.setdefault(kind, {"hits": 0, "misses": 0, "corrupt": 0})
+                    for what in entry:
+                        entry[what] += int(counts.get(what, 0))
+        return {"examples": totals, "steps": sorted(task for task, state in self.states.items() if state == "cached")}
 
 
-def pipeline_arguments(options: RunOptions, workspace: Workspace) -> dict:
-    return {
-        "data_source": str(Path(options.data).resolve()) if options.data != "demo" and "://" not in options.data else options.data,
-        "limit": options.limit,
-        "model_source": str(Path(options.model).resolve()) if Path(options.model).exists() else options.model,
-        "weights_cache": str(options.weights_cache or os.environ.get("CHAMPION_WEIGHTS_CACHE") or workspace.weights_cache),
-        "prompt": str(Path(options.prompt).resolve()) if options.prompt.endswith((".yaml", ".yml")) else options.prompt,
-        "generation_backend": options.backend,
-        "batch_size": options.batch_size,
-        "gate_config": str(Path(options.gate_config).resolve()) if options.gate_config.endswith((".yaml", ".yml")) else options.gate_config,
-        "evaluator_config": str(Path(options.evaluator_config).resolve()) if options.evaluator_config.endswith((".yaml", ".yml")) else options.evaluator_config,
+def _step_error(folder: Path) -> StepError | None:
+    """The newest error record a failed step left (champion.errors.record_step_errors)."""
+    records = sorted(folder.glob("*.json"), key=lambda path: path.stat().st_mtime) if folder.is_dir() else []
+    return StepError(**json.loads(records[-1].read_text(encoding="utf-8"))) if records else None
+
+
+def _local_path(value: str, *, yaml_only: bool = False) -> str:
+    """A relative path made absolute (steps run in other folders); names and URLs stay as they are."""
+    if "://" in value or value.lstrip().startswith("{"):
+        return value
+    if yaml_only:
+        return str(Path(value).resolve()) if value.endswith((".yaml", ".yml")) else value
+    return str(Path(value).resolve()) if Path(value).exists() else value
+
+
+def pipeline_arguments(params: PipelineParameters, settings: LocalSettings, workspace: Workspace) -> dict:
+    """The pipeline's arguments for a run on this machine: the parameters as given, paths made absolute,
+    and what only makes sense here (the workspace's sqlite MLflow, its caches; no cluster to deploy to)
+    unless the caller set it explicitly."""
+    arguments = params.model_dump()
+    for name in ("data_source", "model_source", "drift_reference"):
+        if name in arguments and arguments[name] not in ("demo",):
+            arguments[name] = _local_path(arguments[name])
+    for name in ("prompt", "gate_config", "evaluator_config"):
+        if name in arguments:
+            arguments[name] = _local_path(arguments[name], yaml_only=True)
+    local = {
+        "weights_cache": str(
+            settings.weights_cache or os.environ.get("CHAMPION_WEIGHTS_CACHE") or workspace.weights_cache
+        ),
         "mlflow_tracking_uri": workspace.mlflow_uri,
-        "registered_model_name": options.registered_model_name,
+        "cache_root": str(settings.caches(workspace) / "examples") if settings.use_cache else "",
         "deploy_target": "none",  # no cluster here: the manifest is rendered and validated, then the alias moves
-        "cache_root": str(workspace.root / "cache" / "examples"),
-        **options.extra,
     }
+    arguments.update(
+        {key: value for key, value in local.items() if key in arguments and key not in params.model_fields_set}
+    )
+    return arguments
 
 
-REGISTERED_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def preflight(options: RunOptions) -> None:
-    """Fail in a second on inputs that would otherwise fail minutes into the run."""
+def preflight(params: PipelineParameters, settings: LocalSettings) -> None:
+    """Fail in a second on inputs that would otherwise fail minutes into the run. Values and bounds were
+    checked by the parameter model; here: folders, files, and configs that must fit each other."""
     from champion.errors import ConfigError, DataError
-    from champion.inputs import check_folder, finite_number
+    from champion.inputs import check_folder
     from evaluators.config import load_evaluator_config
     from evaluators.policy import check_against, load_policy
     from prompts import load_prompt
-    from serving.generation import BACKENDS
 
-    check_folder(options.workspace, "workspace", must_exist=False, error=ConfigError)
-    if options.weights_cache is not None:
-        check_folder(options.weights_cache, "weights cache", must_exist=False, error=ConfigError)
-    finite_number("--limit", options.limit, low=0, integer=True, error=ConfigError)
-    finite_number("--batch-size", options.batch_size, low=1, high=4096, integer=True, error=ConfigError)
-    numbers = {"eval_fraction": dict(low=0.0, high=1.0), "fine_tune_steps": dict(low=0, high=1_000_000, integer=True), "fine_tune_learning_rate": dict(low=0.0, high=1.0),
-               "lora_rank": dict(low=1, high=1024, integer=True), "canary_traffic_percent": dict(low=0, high=100, integer=True), "smoke_examples": dict(low=0, high=10_000, integer=True),
-               "smoke_min_token_f1": dict(low=0.0, high=1.0), "ready_timeout_s": dict(low=1.0, high=86_400.0), "seed": dict(integer=True)}
-    for key, bounds in numbers.items():
-        if key in options.extra:
-            finite_number(f"--{key.replace('_', '-')}", options.extra[key], error=ConfigError, **bounds)
-    if options.extra.get("context_overflow", "fail") not in ("fail", "skip"):
-        raise ConfigError(f"--context-overflow must be 'fail' or 'skip', got {options.extra['context_overflow']!r}.", "pass --context-overflow fail (stop and name the examples) or skip (leave them out and count them).")
-    if options.extra.get("eval_fraction", 1.0) <= 0.0:
-        raise ConfigError(f"--eval-fraction must be above 0, got {options.extra['eval_fraction']}.", "pass a share in (0, 1], e.g. 0.5.")
-    if not REGISTERED_MODEL_NAME.match(options.registered_model_name):
-        raise ConfigError(f"registered model name {options.registered_model_name!r} is not a plain name (letters, digits, '.', '_', '-').", "pick a name like champion-qa; quotes and spaces would break MLflow's search filters.")
-    load_prompt(options.prompt)  # refuses answer-key variables and impostors of published prompts
-    check_against(load_policy(options.gate_config), load_evaluator_config(options.evaluator_config).metric_catalog(), options.gate_config)
-    if options.backend not in BACKENDS:
-        from serving.generation import get_generator
-
-        get_generator(options.backend, "")  # raises the typed error with a suggestion
-    if options.data != "demo" and "://" not in options.data and not Path(options.data).exists():
-        raise DataError(f"evaluation set {options.data} does not exist.", "pass --data with a JSONL, CSV or Parquet file, or leave it out for the demo set.")
+    check_folder(settings.workspace, "workspace", must_exist=False, error=ConfigError)
+    if settings.weights_cache is not None:
+        check_folder(settings.weights_cache, "weights cache", must_exist=False, error=ConfigError)
+    if isinstance(params, PromotionParameters):
+        load_prompt(params.prompt)  # refuses answer-key variables and impostors of published prompts
+    check_against(
+        load_policy(params.gate_config),
+        load_evaluator_config(params.evaluator_config).metric_catalog(),
+        params.gate_config,
+    )
+    data = params.data_source
+    if data != "demo" and "://" not in data and not Path(data).exists():
+        raise DataError(
+            f"evaluation set {data} does not exist.",
+            "pass --data with a JSONL, CSV or Parquet file, or leave it out for the demo set.",
+        )
 
 
-def _run_locally(pipeline_func, options: RunOptions, on_event: Callable[[str, str], None], extra_arguments: dict | None = None):
-    """Run ``pipeline_func`` through kfp.local in the workspace; returns (run, workspace, log path, seconds, log lines)."""
+@dataclass
+class LocalRun:
+    """What a local run produced, as data: the pipeline's outputs and each task's state and outputs."""
+
+    outputs: Any
+    workspace: Workspace
+    log_path: Path
+    seconds: float
+    steps: StepTracker
+
+
+def _run_locally(
+    pipeline_func, params: PipelineParameters, settings: LocalSettings, on_event: Callable[[str, StepState], None]
+) -> LocalRun:
     from kfp import local
 
-    preflight(options)
-    workspace = Workspace(options.workspace.resolve()).create()
+    preflight(params, settings)
+    workspace = Workspace(settings.workspace.resolve()).create()
     os.environ.update(OFFLINE_ENV)
     os.environ["HF_DATASETS_CACHE"] = str(workspace.root / "cache" / "datasets")
-    os.environ.setdefault("CHAMPION_GIT_COMMIT", _git_commit())
+    os.environ.setdefault("CHAMPION_GIT_COMMIT", git_commit())
     # Expected here: the steps name the cluster image but run in this virtual environment on purpose.
     warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner", category=UserWarning)
-    # workspace_root stays unset: kfp.local deletes it after every run.
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workspace.runs), raise_on_error=True)
+    # workspace_root stays unset: kfp.local deletes it after every run. The step cache lives in the
+    # workspace; its entries point at artifacts under runs/, and a missing artifact is a miss.
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(workspace.runs),
+        raise_on_error=True,
+        enable_caching=settings.use_cache,
+        cache_root=str(settings.caches(workspace) / "steps"),
+    )
     name = pipeline_func.component_spec.name
-    log_path = workspace.logs / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    accepted = pipeline_func.component_spec.inputs or {}
-    arguments = {key: value for key, value in {**pipeline_arguments(options, workspace), **(extra_arguments or {})}.items() if key in accepted}
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_path = workspace.logs / f"{name}-{stamp}.log"
+    errors = workspace.root / "errors" / f"{name}-{stamp}-{os.getpid()}"
+    os.environ[STEP_ERRORS_ENV] = str(errors)
     started = time.perf_counter()
     # Every step inherits the cancellation marker's path: a signal to this command marks the run
     # cancelled (under the alias lock, so no step is midway through moving the alias), stops every
     # step process, and only then ends the command.
     cancel_file = workspace.root / "cancelled" / f"{log_path.stem}.reason"
     os.environ[CANCEL_ENV] = str(cancel_file)
-    with open(log_path, "w", encoding="utf-8") as log_handle:
-        task_log = _TaskLog(log_handle, on_event)
+    tracker = StepTracker(on_event)
+    # kfp.local swaps the root logger's handlers per task, from several threads when the scoring loop runs
+    # its bundles in parallel; a handler bound to this run's log file can outlive the run. Put them back.
+    root_handlers = logging.getLogger().handlers[:]
+    with open(log_path, "w", encoding="utf-8") as log_handle, _restored_handlers(root_handlers):
         try:
-            with stop_on_signals(lambda signum: mark_cancelled(workspace, cancel_file, signum)), contextlib.redirect_stdout(task_log):
-                run = pipeline_func(**arguments)
+            with (
+                stop_on_signals(lambda signum: mark_cancelled(workspace, cancel_file, signum)),
+                contextlib.redirect_stdout(log_handle),
+                tracker.watching(),
+            ):
+                outputs = pipeline_func(**pipeline_arguments(params, settings, workspace))
         except Interrupted:
             from serving.registry import append_audit
 
-            append_audit(str(workspace.root / "audit.jsonl"), {"event": "run_cancelled", "pipeline": name, "log": str(log_path), "reason": cancel_file.read_text(encoding="utf-8") if cancel_file.exists() else ""})
+            append_audit(
+                str(workspace.root / "audit.jsonl"),
+                {
+                    "event": "run_cancelled",
+                    "pipeline": name,
+                    "log": str(log_path),
+                    "reason": cancel_file.read_text(encoding="utf-8") if cancel_file.exists() else "",
+                },
+            )
             raise
         except Exception as exc:
-            raise PipelineFailed(_failure_message(task_log.lines, exc), f"see the full log: {log_path}") from exc
-    return run, workspace, log_path, time.perf_counter() - started, task_log.lines
+            step, error = tracker.failed_step or "a step", _step_error(errors)
+            why = f"{error.type}: {error.problem}" if error else f"{type(exc).__name__}: {exc}"
+            fix = (error.fix + " " if error and error.fix else "") + f"(the full log: {log_path})"
+            raise PipelineFailed(f"step {step} failed: {why}", fix, step=step, error=error) from exc
+    return LocalRun(outputs.outputs, workspace, log_path, time.perf_counter() - started, tracker)
+
+
+@contextlib.contextmanager
+def _restored_handlers(handlers: list):
+    try:
+        yield
+    finally:
+        logging.getLogger().handlers[:] = handlers
 
 
 def mark_cancelled(workspace: Workspace, cancel_file: Path, signum: int) -> None:
@@ -243,52 +335,50 @@ def mark_cancelled(workspace: Workspace, cancel_file: Path, signum: int) -> None
     from serving.registry import _alias_lock
 
     cancel_file.parent.mkdir(parents=True, exist_ok=True)
-    cancel_file.write_text(f"{signal.Signals(signum).name} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}", encoding="utf-8")
+    cancel_file.write_text(
+        f"{signal.Signals(signum).name} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}", encoding="utf-8"
+    )
     with _alias_lock(workspace.mlflow_uri, timeout_s=30.0):
         pass
 
 
-def run_promotion(options: RunOptions, on_event: Callable[[str, str], None] = lambda task, state: None) -> dict:
+def run_promotion(
+    params: PromotionParameters,
+    settings: LocalSettings = LocalSettings(),
+    on_event: Callable[[str, StepState], None] = lambda task, state: None,
+) -> dict:
     """Run the promotion pipeline locally and return its summary (what ``champion run --json`` prints)."""
     from pipelines.promotion import promotion_pipeline
 
-    run, workspace, log_path, seconds, lines = _run_locally(promotion_pipeline, options, on_event)
-    return summarise(run.outputs, workspace, log_path, seconds, options) | {"cache": cache_stats(lines)}
+    run = _run_locally(promotion_pipeline, params, settings, on_event)
+    return summarise(run, params) | {"cache": run.steps.cache_totals(), "steps": run.steps.timeline()}
 
 
-_CACHE_LINE = re.compile(r"(\w+) (\d+) hits, (\d+) misses, (\d+) corrupt")
-
-
-def cache_stats(lines: list[str]) -> dict[str, dict[str, int]]:
-    """Per-example cache hits and misses, summed over the run's steps (each step prints its own)."""
-    totals: dict[str, dict[str, int]] = {}
-    for line in lines:
-        if ": cache " not in line:
-            continue
-        for kind, hits, misses, corrupt in _CACHE_LINE.findall(line.split(": cache ", 1)[1]):
-            entry = totals.setdefault(kind, {"hits": 0, "misses": 0, "corrupt": 0})
-            entry["hits"] += int(hits)
-            entry["misses"] += int(misses)
-            entry["corrupt"] += int(corrupt)
-    return totals
-
-
-def run_scheduled_eval(options: RunOptions, *, webhook_url: str = "", on_event: Callable[[str, str], None] = lambda task, state: None) -> dict:
+def run_scheduled_eval(
+    params: ScheduledEvalParameters,
+    settings: LocalSettings = LocalSettings(),
+    on_event: Callable[[str, StepState], None] = lambda task, state: None,
+) -> dict:
     """Run the scheduled evaluation locally. An alert (the champion regressed) is a result, not an error."""
-    from components.monitor import MONITOR_EXPERIMENT
     from pipelines.scheduled_eval import scheduled_eval_pipeline
+    from serving.monitoring import MONITOR_EXPERIMENT
     from serving.registry import connect
 
     failure = None
     try:
-        _, workspace, log_path, seconds, _ = _run_locally(scheduled_eval_pipeline, options, on_event, {"webhook_url": webhook_url})
+        workspace = _run_locally(scheduled_eval_pipeline, params, settings, on_event).workspace
     except PipelineFailed as exc:
-        if "monitor-op" not in exc.problem or "ChampionRegressed" not in exc.problem:  # an alert is a result; any other failure is an error
+        alert = exc.step.startswith("monitor-op") and exc.error is not None and exc.error.type == "ChampionRegressed"
+        if not alert:  # an alert is a result; any other failure is an error
             raise
-        failure, workspace = exc, Workspace(options.workspace.resolve())
+        failure, workspace = exc, Workspace(settings.workspace.resolve())
     _, client, experiment_id = connect(workspace.mlflow_uri, experiment=MONITOR_EXPERIMENT)
     latest = client.search_runs([experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
-    checks = json.loads(Path(client.download_artifacts(latest.info.run_id, "monitor/checks.json", str(workspace.root / "cache"))).read_text())
+    checks = json.loads(
+        Path(
+            client.download_artifacts(latest.info.run_id, "monitor/checks.json", str(workspace.root / "cache"))
+        ).read_text()
+    )
     return {
         "status": latest.data.tags["champion.monitor_status"],
         "champion_version": latest.data.tags["champion.version"],
@@ -304,8 +394,16 @@ def run_scheduled_eval(options: RunOptions, *, webhook_url: str = "", on_event: 
 
 def collect_reports(run_dir: Path, reports: dict[str, str | None], target: Path) -> dict[str, str | None]:
     """Copy the run's reports under names a browser and editor understand (KFP saves them without extensions)."""
-    names = {"gate_report": "gate_report.html", "gate_summary": "gate_summary.md", "decision": "decision.json", "scores": "scores.jsonl",
-             "judge_report": "judge_report.md", "drift_report": "drift_report.html", "deploy_report": "deploy_report.md", "manifest": "inferenceservice.yaml"}
+    names = {
+        "gate_report": "gate_report.html",
+        "gate_summary": "gate_summary.md",
+        "decision": "decision.json",
+        "scores": "scores.jsonl",
+        "judge_report": "judge_report.md",
+        "drift_report": "drift_report.html",
+        "deploy_report": "deploy_report.md",
+        "manifest": "inferenceservice.yaml",
+    }
     target.mkdir(parents=True, exist_ok=True)
     collected = {}
     for key, path in reports.items():
@@ -317,14 +415,32 @@ def collect_reports(run_dir: Path, reports: dict[str, str | None], target: Path)
     return collected
 
 
-def summarise(outputs, workspace: Workspace, log_path: Path, seconds: float, options: RunOptions) -> dict:
+def summarise(run: LocalRun, params: PromotionParameters) -> dict:
+    outputs, workspace, log_path, seconds = run.outputs, run.workspace, run.log_path, run.seconds
     decision = json.loads(outputs["decision"])
     deployment = json.loads(outputs["deployment"])
-    run_dir = Path(outputs["scores"].path).parent.parent
+    # The folder of this run: the deploy (or skip) step always runs, so its report is this run's. Outputs
+    # the step cache answered stay where the run that computed them wrote them.
+    run_dir = Path(deployment["report"]).parent.parent
     metrics = {k: v for k, v in outputs["eval_metrics"].metadata.items() if k != "display_name"}
     metrics.update({k: v for k, v in outputs["drift_metrics"].metadata.items() if k != "display_name"})
     intervals = {
-        c["metric"] + (f"[{c['slice']}]" if c.get("slice") else ""): {key: c[key] for key in ("test", "status", "passed", "difference", "ci_low", "ci_high", "confidence", "threshold", "scale", "level", "method")}
+        c["metric"] + (f"[{c['slice']}]" if c.get("slice") else ""): {
+            key: c[key]
+            for key in (
+                "test",
+                "status",
+                "passed",
+                "difference",
+                "ci_low",
+                "ci_high",
+                "confidence",
+                "threshold",
+                "scale",
+                "level",
+                "method",
+            )
+        }
         | {"challenger": c["value"], "champion": c["champion"]}
         for c in decision["checks"]
         if c["test"] in ("non-inferiority", "superiority")
@@ -343,20 +459,24 @@ def summarise(outputs, workspace: Workspace, log_path: Path, seconds: float, opt
         "checks": decision["checks"],
         "bundle": decision["bundle"],
         "model_version": outputs["model_version"],
-        "registered_model": options.registered_model_name,
+        "registered_model": params.registered_model_name,
         "mlflow_tracking_uri": workspace.mlflow_uri,
-        "reports": collect_reports(run_dir, {
-            "gate_report": decision["reports"]["html"],
-            "gate_summary": decision["reports"]["markdown"],
-            "decision": decision["reports"]["decision"],
-            "scores": outputs["scores"].path,
-            "judge_report": outputs["judge_report"].path,
-            "drift_report": outputs["drift_report"].path,
-            "deploy_report": deployment["report"],
-            "manifest": deployment["manifest"],
-            "audit_log": str(workspace.root / "audit.jsonl"),
-            "log": str(log_path),
-        }, workspace.root / "reports" / run_dir.name),
+        "reports": collect_reports(
+            run_dir,
+            {
+                "gate_report": decision["reports"]["html"],
+                "gate_summary": decision["reports"]["markdown"],
+                "decision": decision["reports"]["decision"],
+                "scores": outputs["scores"].path,
+                "judge_report": outputs["judge_report"].path,
+                "drift_report": outputs["drift_report"].path,
+                "deploy_report": deployment["report"],
+                "manifest": deployment["manifest"],
+                "audit_log": str(workspace.root / "audit.jsonl"),
+                "log": str(log_path),
+            },
+            workspace.root / "reports" / run_dir.name,
+        ),
         "deployment": deployment["status"],
         "deployment_reason": deployment["reason"],
         "promoted": promoted,

@@ -1,10 +1,15 @@
 """The promotion pipeline: evaluate a challenger bundle against the live champion, in the same run.
 
-    preprocess_data ─┬─► batch_generate (challenger) ─► evaluate ─┬─► drift
-    fetch_weights ───┘                                             │
-    resolve_champion ─► If champion: fetch · generate · evaluate ──┴─► gate (paired)  ┐
-                        Else:                                          gate (floors)   ┴─► register ─► If approved and promote: deploy
+    pin_inputs ─► preprocess_data ─┐
+    resolve_champion ──────────────┴─► for each bundle (challenger, then champion if any):
+                                           fetch_weights ─► fine_tune ─► batch_generate ─► evaluate
+    check_judge ──────────────────────────► gate (paired with a champion, floors without) ─► register
+    drift (challenger's answers)               ─► If approved and promote: deploy, else skip_deploy
 
+pin_inputs fixes what every mutable input holds (data, weights, prompt, evaluator config, policy, drift
+reference) before anything reads it; the steps after it take pins and content, so KFP's step cache
+serves any pure step whose inputs did not change (see PURE_STEPS in pipelines/wiring.py). Challenger
+and champion are scored by the same loop, so a bundle scored once is never scored again on the same data.
 deploy rolls the bundle out (canary → smoke test → promote or roll back) and only then moves the
 MLflow champion alias.
 
@@ -18,8 +23,9 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Markdown, Metrics
 
-from components import CPU_IMAGE, deploy, drift, gate, preprocess_data, register, resolve_champion
-from pipelines.wiring import WEIGHTS_MOUNT, WEIGHTS_PVC, configure, evaluate_bundle
+from champion.parameters import PromotionParameters
+from components import deploy, drift, gate, register, resolve_champion, skip_deploy
+from pipelines.wiring import configure, judge_check, pin_and_prepare, score_bundles, typed_pipeline
 
 PIPELINE_NAME = "champion-promotion"
 
@@ -40,147 +46,111 @@ PromotionOutputs = NamedTuple(
 )
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="Evaluation-gated promotion of an LLM model+prompt bundle against the live champion (champion).")
-def promotion_pipeline(
-    data_source: str = "demo",
-    eval_fraction: float = 1.0,
-    seed: int = 0,
-    limit: int = 0,
-    model_source: str = "smollm2",
-    weights_cache: str = WEIGHTS_MOUNT if WEIGHTS_PVC else "",
-    trust_remote_code: bool = False,
-    hf_token_secret: str = "hf-token",
-    cache_root: str = "",
-    fine_tune_steps: int = 0,
-    fine_tune_learning_rate: float = 2e-4,
-    lora_rank: int = 8,
-    merge_adapter: bool = True,
-    fine_tune_gpu_count: int = 0,
-    prompt: str = "qa-concise",
-    generation_backend: str = "transformers",
-    batch_size: int = 16,
-    context_overflow: str = "fail",
-    evaluator_config: str = "default",
-    drift_reference: str = "demo",
-    gate_config: str = "default",
-    mlflow_tracking_uri: str = "http://mlflow.mlflow.svc.cluster.local:5000",
-    registered_model_name: str = "champion-qa",
-    audit_log: str = "",
-    service_name: str = "champion-qa",
-    namespace: str = "kubeflow-user-example-com",
-    storage_uri: str = "pvc://champion-models/{model_digest}",
-    serving_runtime: str = "huggingface-vllm",
-    deployment_mode: str = "Serverless",
-    deploy_target: str = "kserve",
-    canary_traffic_percent: int = 10,
-    ready_timeout_s: float = 900.0,
-    smoke_examples: int = 5,
-    smoke_min_token_f1: float = 0.1,
-    transformer_image: str = CPU_IMAGE,
-    service_account: str = "",
-    promote: bool = True,
-    allow_bootstrap: bool = False,
-    fail_on_reject: bool = False,
-    accelerator_type: str = "nvidia.com/gpu",
-    accelerator_count: int = 1,
-    gpu_node_selector: dict = {},
-    gpu_tolerations: list = [],
-) -> PromotionOutputs:
-    settings = dict(
-        weights_cache=weights_cache,
-        trust_remote_code=trust_remote_code,
-        generation_backend=generation_backend,
-        batch_size=batch_size,
-        evaluator_config=evaluator_config,
-        gpu=dict(accelerator_type=accelerator_type, accelerator_count=accelerator_count, node_selector=gpu_node_selector, tolerations=gpu_tolerations),
-        hf_token_secret=hf_token_secret,
-        cache_root=cache_root,
-        context_overflow=context_overflow,
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="Evaluation-gated promotion of an LLM model+prompt bundle against the live champion (champion).",
+)
+@typed_pipeline(PromotionParameters)
+def promotion_pipeline(p) -> PromotionOutputs:
+    """Evaluate a challenger bundle against the live champion, gate it, register it and (if it passes) deploy it."""
+    pins, data_task = pin_and_prepare(
+        p, model_source=p.model_source, prompt=p.prompt, eval_fraction=p.eval_fraction, seed=p.seed
     )
-    fine_tuning = dict(steps=fine_tune_steps, learning_rate=fine_tune_learning_rate, lora_rank=lora_rank, merge_adapter=merge_adapter, seed=seed, gpu_count=fine_tune_gpu_count)
-    data_task = configure(preprocess_data.preprocess_data_op(data_source=data_source, eval_fraction=eval_fraction, seed=seed, limit=limit))
-    champion_task = configure(resolve_champion.resolve_champion_op(mlflow_tracking_uri=mlflow_tracking_uri, registered_model_name=registered_model_name, allow_bootstrap=allow_bootstrap, audit_log=audit_log,
-                                                                     prompt=prompt, gate_config=gate_config, evaluator_config=evaluator_config))
-
-    challenger = evaluate_bundle(data_task, model_source, prompt, check_judge=True, fine_tuning=fine_tuning, after=champion_task, **settings)
-    drift_task = configure(drift.drift_op(generations=challenger.generate.outputs["generations"], drift_reference=drift_reference))
-
-    gate_inputs = dict(
-        scores=challenger.evaluate.outputs["scores"],
-        bundle=challenger.evaluate.outputs["bundle"],
-        gate_config=gate_config,
-        evaluator_config=evaluator_config,
-        judge_reliability=challenger.evaluate.outputs["judge_reliability"],
+    prompt = pins.outputs["prompt"]
+    champion_task = configure(
+        resolve_champion.resolve_champion_op(
+            mlflow_tracking_uri=p.mlflow_tracking_uri,
+            registered_model_name=p.registered_model_name,
+            allow_bootstrap=p.allow_bootstrap,
+            audit_log=p.audit_log,
+        )
     )
-    with dsl.If(champion_task.outputs["has_champion"] == True):  # noqa: E712 (compiled to a CEL condition)
-        champion = evaluate_bundle(
-            data_task, champion_task.outputs["champion_model_source"], champion_task.outputs["champion_prompt"], check_judge=False, **settings
+    challenger = dict(
+        model_source=p.model_source,
+        model_pin=pins.outputs["model_pin"],
+        prompt=prompt,
+        training_prompt=pins.outputs["training_prompt"],
+        fine_tune_steps=p.fine_tune_steps,
+    )
+    scored = score_bundles(p, pins, data_task, champion_task, challenger=challenger)
+    judge_task = judge_check(p, pins)
+    drift_task = configure(
+        drift.drift_op(
+            generations=scored.generations, drift_reference=p.drift_reference, drift_pin=pins.outputs["drift_pin"]
         )
-        paired_gate_task = configure(
-            gate.gate_op(
-                **gate_inputs,
-                champion_scores=champion.evaluate.outputs["scores"],
-                champion_bundle=champion.evaluate.outputs["bundle"],
-                champion_version=champion_task.outputs["champion_version"],
-            )
+    )
+    gate_task = configure(
+        gate.gate_op(
+            scores=scored.scores,
+            bundles=scored.bundles,
+            weights_sources=scored.weights_sources,
+            eval_metrics=scored.metrics,
+            gate_config=pins.outputs["gate_config"],
+            evaluator_config=pins.outputs["evaluator_config"],
+            judge_reliability=judge_task.outputs["judge_reliability"],
+            champion_version=champion_task.outputs["champion_version"],
+            champion_model_digest=champion_task.outputs["champion_model_digest"],
         )
-    with dsl.Else():
-        bootstrap_gate_task = configure(gate.gate_op(**gate_inputs))
-    decision = dsl.OneOf(paired_gate_task.outputs["decision_json"], bootstrap_gate_task.outputs["decision_json"])
+    )
+    decision = gate_task.outputs["decision_json"]
 
     register_task = configure(
         register.register_op(
-            bundle=challenger.evaluate.outputs["bundle"],
+            bundle=gate_task.outputs["bundle"],
             prompt=prompt,
-            model_source=challenger.weights_source,
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            registered_model_name=registered_model_name,
-            audit_log=audit_log,
-            promote=promote,
+            model_source=gate_task.outputs["weights_source"],
+            mlflow_tracking_uri=p.mlflow_tracking_uri,
+            registered_model_name=p.registered_model_name,
+            audit_log=p.audit_log,
+            promote=p.promote,
             decision=decision,
             expected_champion=champion_task.outputs["champion_version"],
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            scores=challenger.evaluate.outputs["scores"],
-            eval_metrics=challenger.evaluate.outputs["metrics"],
+            scores=gate_task.outputs["challenger_scores"],
+            eval_metrics=gate_task.outputs["challenger_metrics"],
         )
     )
     with dsl.If(register_task.outputs["release"] == True):  # noqa: E712
         deploy_task = configure(
             deploy.deploy_op(
-                bundle=challenger.evaluate.outputs["bundle"],
+                bundle=gate_task.outputs["bundle"],
                 prompt=prompt,
                 eval_set=data_task.outputs["eval_set"],
                 model_version=register_task.outputs["model_version"],
                 prompt_version=register_task.outputs["prompt_version"],
-                registered_model_name=registered_model_name,
-                mlflow_tracking_uri=mlflow_tracking_uri,
+                registered_model_name=p.registered_model_name,
+                mlflow_tracking_uri=p.mlflow_tracking_uri,
                 expected_champion=champion_task.outputs["champion_version"],
-                audit_log=audit_log,
+                audit_log=p.audit_log,
                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                service_name=service_name,
-                namespace=namespace,
-                storage_uri=storage_uri,
-                serving_runtime=serving_runtime,
-                deployment_mode=deployment_mode,
-                deploy_target=deploy_target,
-                canary_traffic_percent=canary_traffic_percent,
-                ready_timeout_s=ready_timeout_s,
-                smoke_examples=smoke_examples,
-                smoke_min_token_f1=smoke_min_token_f1,
-                transformer_image=transformer_image,
-                service_account=service_account,
+                service_name=p.service_name,
+                namespace=p.namespace,
+                storage_uri=p.storage_uri,
+                serving_runtime=p.serving_runtime,
+                deployment_mode=p.deployment_mode,
+                deploy_target=p.deploy_target,
+                canary_traffic_percent=p.canary_traffic_percent,
+                ready_timeout_s=p.ready_timeout_s,
+                smoke_examples=p.smoke_examples,
+                smoke_min_token_f1=p.smoke_min_token_f1,
+                transformer_image=p.transformer_image,
+                service_account=p.service_account,
             )
         )
     with dsl.Else():
-        skip_task = configure(deploy.skip_deploy_op(gate_passed=register_task.outputs["approved"], fail_on_reject=fail_on_reject, decision=decision))
+        skip_task = configure(
+            skip_deploy.skip_deploy_op(
+                gate_passed=register_task.outputs["approved"], fail_on_reject=p.fail_on_reject, decision=decision
+            )
+        )
 
     return PromotionOutputs(
         decision=decision,
-        bundle=challenger.evaluate.outputs["bundle"],
+        bundle=gate_task.outputs["bundle"],
         model_version=register_task.outputs["model_version"],
-        scores=challenger.evaluate.outputs["scores"],
-        eval_metrics=challenger.evaluate.outputs["metrics"],
-        judge_report=challenger.evaluate.outputs["judge_report"],
+        scores=gate_task.outputs["challenger_scores"],
+        eval_metrics=gate_task.outputs["challenger_metrics"],
+        judge_report=judge_task.outputs["report"],
         drift_report=drift_task.outputs["report"],
         drift_metrics=drift_task.outputs["metrics"],
         deployment=dsl.OneOf(deploy_task.outputs["deployment"], skip_task.outputs["deployment"]),

@@ -31,20 +31,38 @@ class ServedBundle:
     model_dir: Path
 
 
-def prepare(tracking_uri: str, registered_model_name: str, *, alias: str = "", bundle_id: str = "", weights_cache: str | Path | None = None, work_dir: Path) -> ServedBundle:
+def prepare(
+    tracking_uri: str,
+    registered_model_name: str,
+    *,
+    alias: str = "",
+    bundle_id: str = "",
+    weights_cache: str | Path | None = None,
+    work_dir: Path,
+) -> ServedBundle:
     """Find the bundle in MLflow, fetch its weights and prompt, and check both against its digests."""
     import mlflow
 
-    from components.fetch_weights import fetch_weights
+    from champion.weights import fetch_weights
     from serving.registry import find_version
 
     version = find_version(tracking_uri, registered_model_name, alias=alias, bundle_id=bundle_id)
     bundle = Bundle.model_validate(json.loads(version.tags["champion.bundle"]))
-    prompt_file = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="bundle/prompt.json", tracking_uri=tracking_uri, dst_path=str(work_dir / bundle.short_id))
+    prompt_file = mlflow.artifacts.download_artifacts(
+        run_id=version.run_id,
+        artifact_path="bundle/prompt.json",
+        tracking_uri=tracking_uri,
+        dst_path=str(work_dir / bundle.short_id),
+    )
     prompt = PromptTemplate.model_validate_json(Path(prompt_file).read_text())
     if prompt.ref != bundle.prompt:
-        raise PromptError(f"the prompt stored with version {version.version} does not match its bundle's digest.", "re-run the pipeline to register the bundle again.")
-    fetched = fetch_weights(version.tags["champion.weights_source"], work_dir / bundle.short_id / "model", cache_dir=weights_cache)
+        raise PromptError(
+            f"the prompt stored with version {version.version} does not match its bundle's digest.",
+            "re-run the pipeline to register the bundle again.",
+        )
+    fetched = fetch_weights(
+        version.tags["champion.weights_source"], work_dir / bundle.short_id / "model", cache_dir=weights_cache
+    )
     if fetched.digest != bundle.model_digest:
         raise ModelSourceError(
             f"the weights at {version.tags['champion.weights_source']} have digest {fetched.digest[:12]}, but bundle {bundle.short_id} was evaluated with {bundle.model_digest[:12]}.",
@@ -53,13 +71,19 @@ def prepare(tracking_uri: str, registered_model_name: str, *, alias: str = "", b
     return ServedBundle(registered_model_name, str(version.version), bundle, prompt, fetched.path)
 
 
-def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path | None = None, timeout_s: float = 300.0) -> None:
+def wait_until_ready(
+    url: str, process: subprocess.Popen, log_path: Path | None = None, timeout_s: float = 300.0
+) -> None:
     """Poll ``url`` until it answers 200; fail early if ``process`` exits (with its log's tail)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log_path.read_text(errors="replace")[-1500:] if log_path else ""
-            raise ServingError(f"the server exited with status {process.returncode} before it was ready:\n{tail}", f"see {log_path or 'its output'}.", 503)
+            raise ServingError(
+                f"the server exited with status {process.returncode} before it was ready:\n{tail}",
+                f"see {log_path or 'its output'}.",
+                503,
+            )
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return
@@ -77,10 +101,16 @@ def ensure_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise ServingError(f"port {port} on {host} is already in use ({exc.strerror}).", f"stop what listens there, or pass --port with a free port (champion also needs {port + 1} for its predictor).", 503) from exc
+            raise ServingError(
+                f"port {port} on {host} is already in use ({exc.strerror}).",
+                f"stop what listens there, or pass --port with a free port (champion also needs {port + 1} for its predictor).",
+                503,
+            ) from exc
 
 
-def serve_bundle(served: ServedBundle, *, host: str = "127.0.0.1", port: int = 8080, predictor_port: int | None = None, log_dir: Path) -> None:
+def serve_bundle(
+    served: ServedBundle, *, host: str = "127.0.0.1", port: int = 8080, predictor_port: int | None = None, log_dir: Path
+) -> None:
     """Start the predictor, wait for it, then run the transformer in this process until interrupted."""
     from serving.openai_api import serve
     from serving.transformer import PromptTransformer, predictor_url
@@ -88,12 +118,28 @@ def serve_bundle(served: ServedBundle, *, host: str = "127.0.0.1", port: int = 8
     predictor_port = predictor_port or port + 1
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"predictor-{served.bundle.short_id}.log"
-    command = [sys.executable, "-m", "serving.predictor", "--model_name", served.name, "--model_dir", str(served.model_dir), "--http_port", str(predictor_port), "--host", host]
+    command = [
+        sys.executable,
+        "-m",
+        "serving.predictor",
+        "--model_name",
+        served.name,
+        "--model_dir",
+        str(served.model_dir),
+        "--http_port",
+        str(predictor_port),
+        "--host",
+        host,
+    ]
     with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
     try:
         wait_until_ready(f"http://{host}:{predictor_port}/v1/models/{served.name}", process, log_path)
-        transformer = PromptTransformer(served.name, served.prompt, predictor_url(f"{host}:{predictor_port}"), bundle_id=served.bundle.id)
+        transformer = PromptTransformer(
+            served.name, served.prompt, predictor_url(f"{host}:{predictor_port}"), bundle_id=served.bundle.id
+        )
         serve([transformer], host=host, port=port)
     finally:
         process.terminate()

@@ -36,9 +36,14 @@ def _git(repo: Path, *args: str) -> str:
     try:
         return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True, timeout=30).stdout
     except FileNotFoundError as exc:
-        raise TriggerError("git is not installed.", "install git; change detection reads the repository history.") from exc
+        raise TriggerError(
+            "git is not installed.", "install git; change detection reads the repository history."
+        ) from exc
     except subprocess.CalledProcessError as exc:
-        raise TriggerError(f"git {' '.join(args)} failed in {repo}: {exc.stderr.strip()[:300]}", "run inside the repository; in CI check out with full history (actions/checkout fetch-depth: 0).") from exc
+        raise TriggerError(
+            f"git {' '.join(args)} failed in {repo}: {exc.stderr.strip()[:300]}",
+            "run inside the repository; in CI check out with full history (actions/checkout fetch-depth: 0).",
+        ) from exc
 
 
 def changed_files(repo: Path, since: str) -> list[str]:
@@ -46,7 +51,10 @@ def changed_files(repo: Path, since: str) -> list[str]:
     try:
         _git(repo, "rev-parse", "--verify", "--quiet", f"{since}^{{commit}}")
     except TriggerError as exc:
-        raise TriggerError(f"git ref {since!r} is not known in {repo}.", f"fetch it first (git fetch origin {since.split('/')[-1]}), or pass a commit.") from exc
+        raise TriggerError(
+            f"git ref {since!r} is not known in {repo}.",
+            f"fetch it first (git fetch origin {since.split('/')[-1]}), or pass a commit.",
+        ) from exc
     base = _git(repo, "merge-base", since, "HEAD").strip()
     return [line for line in _git(repo, "diff", "--name-only", "--diff-filter=ACMR", base, "HEAD").splitlines() if line]
 
@@ -55,9 +63,20 @@ def read_models(text: str | None, where: str) -> dict:
     if not text:
         return {"default": "smollm2", "prompts": {}}
     data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict) or not isinstance(data.get("default", ""), str) or not isinstance(data.get("prompts", {}), dict) or set(data) - {"default", "prompts"}:
-        raise TriggerError(f"{where} must be a mapping with 'default' (a model source) and 'prompts' (prompt name → model source).", "see prompts/models.yaml in the champion repository.")
-    return {"default": data.get("default", "smollm2"), "prompts": {str(k): str(v) for k, v in (data.get("prompts") or {}).items()}}
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("default", ""), str)
+        or not isinstance(data.get("prompts", {}), dict)
+        or set(data) - {"default", "prompts"}
+    ):
+        raise TriggerError(
+            f"{where} must be a mapping with 'default' (a model source) and 'prompts' (prompt name → model source).",
+            "see prompts/models.yaml in the champion repository.",
+        )
+    return {
+        "default": data.get("default", "smollm2"),
+        "prompts": {str(k): str(v) for k, v in (data.get("prompts") or {}).items()},
+    }
 
 
 def model_for(name: str, models: dict) -> str:
@@ -94,7 +113,15 @@ def changed_bundles(repo: Path, since: str) -> list[ChangedBundle]:
         for name, version in sorted(_latest_versions(repo).items()):
             if model_for(name, before) != model_for(name, models):
                 ref = f"{name}@{version}"
-                bundles.setdefault(ref, ChangedBundle(ref, repo / "prompts" / name / f"v{version}.yaml", model_for(name, models), f"model {model_for(name, before)} → {model_for(name, models)}"))
+                bundles.setdefault(
+                    ref,
+                    ChangedBundle(
+                        ref,
+                        repo / "prompts" / name / f"v{version}.yaml",
+                        model_for(name, models),
+                        f"model {model_for(name, before)} → {model_for(name, models)}",
+                    ),
+                )
     return sorted(bundles.values(), key=lambda b: b.prompt)
 
 

@@ -1,130 +1,279 @@
-"""What both pipelines share: per-step settings (cache policy, version label, GPU scheduling) and the
-fetch → generate → evaluate chain that scores one bundle."""
+"""What both pipelines share: the signature built from a parameter model, per-step settings (cache
+policy, version label, GPU scheduling) and the fetch → generate → evaluate chain that scores one bundle."""
 
-from typing import NamedTuple
-
+import inspect
 import os
+import types
+from typing import Any, Callable, NamedTuple
 
 from kfp import dsl, kubernetes
 
-from components import batch_generate, deploy, drift, evaluate, fetch_weights, fine_tune, gate, monitor, preprocess_data, register, resolve_champion
+from champion import parameters as P
+from components import (
+    batch_generate,
+    check_judge,
+    deploy,
+    drift,
+    evaluate,
+    fetch_weights,
+    fine_tune,
+    gate,
+    monitor,
+    no_champion,
+    pin_inputs,
+    plan_bundles,
+    preprocess_data,
+    register,
+    resolve_champion,
+    skip_deploy,
+)
 
-# A PersistentVolumeClaim that keeps fetched and converted weights between runs, chosen when the
-# pipeline is compiled (compile.sh passes CHAMPION_WEIGHTS_PVC): the weight steps mount it here.
-WEIGHTS_PVC = os.environ.get("CHAMPION_WEIGHTS_PVC", "")
-WEIGHTS_MOUNT = "/mnt/champion-weights"
-
-# KFP's step cache (whole steps, on a cluster) keys on parameters and artifact ids, not on what a path or URI currently holds.
-# Steps that read mutable sources (a data path, a model URI, the registry, a drift reference) or
-# have side effects (MLflow, KServe) must always run; pure functions of their inputs may be cached.
-CACHE_SAFE = {"batch-generate-op", "evaluate-op", "gate-op"}
-VERSIONS = {
-    "preprocess-data-op": preprocess_data.VERSION,
-    "fetch-weights-op": fetch_weights.VERSION,
-    "fine-tune-op": fine_tune.VERSION,
-    "resolve-champion-op": resolve_champion.VERSION,
-    "batch-generate-op": batch_generate.VERSION,
-    "evaluate-op": evaluate.VERSION,
-    "drift-op": drift.VERSION,
-    "gate-op": gate.VERSION,
-    "register-op": register.VERSION,
-    "deploy-op": deploy.VERSION,
-    "skip-deploy-op": deploy.VERSION,
-    "monitor-op": monitor.VERSION,
-    "no-champion-op": monitor.VERSION,
+# KFP's step cache keys on a step's parameters and input artifacts. Every mutable input is pinned by
+# pin_inputs at the start of the run and the steps that read one check its pin, so these steps are pure
+# functions of their inputs and may be cached. The others read the registry (resolve_champion) or have
+# side effects (MLflow, the alias, the audit log, KServe, a webhook): they always run.
+PURE_STEPS = {
+    "preprocess-data-op",
+    "fetch-weights-op",
+    "fine-tune-op",
+    "batch-generate-op",
+    "evaluate-op",
+    "drift-op",
+    "gate-op",
+    "check-judge-op",
+    "plan-bundles-op",
+}
+STEPS = {
+    "pin-inputs-op": pin_inputs,
+    "plan-bundles-op": plan_bundles,
+    "preprocess-data-op": preprocess_data,
+    "fetch-weights-op": fetch_weights,
+    "fine-tune-op": fine_tune,
+    "resolve-champion-op": resolve_champion,
+    "batch-generate-op": batch_generate,
+    "evaluate-op": evaluate,
+    "check-judge-op": check_judge,
+    "drift-op": drift,
+    "gate-op": gate,
+    "register-op": register,
+    "deploy-op": deploy,
+    "skip-deploy-op": skip_deploy,
+    "monitor-op": monitor,
+    "no-champion-op": no_champion,
 }
 
 
 def configure(task: dsl.PipelineTask) -> dsl.PipelineTask:
     name = task.component_spec.name
-    task.set_caching_options(name in CACHE_SAFE)
-    kubernetes.add_pod_label(task, "champion.io/component-version", VERSIONS[name])
+    task.set_caching_options(name in PURE_STEPS)
+    kubernetes.add_pod_label(task, "champion.io/component-version", STEPS[name].VERSION)
+    # The commit the pipeline was compiled from (pipelines/compile.py sets it): runs on a cluster record it.
+    # Locally the runner's environment carries it, and it stays out of the step cache's key.
+    if commit := os.environ.get("CHAMPION_BUILD_COMMIT"):
+        task.set_env_variable("CHAMPION_GIT_COMMIT", commit)
     return task
 
 
-def on_gpu(task: dsl.PipelineTask, accelerator_type, accelerator_count, node_selector, tolerations) -> dsl.PipelineTask:
-    task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
-    kubernetes.add_node_selector_json(task, node_selector)
-    kubernetes.add_toleration_json(task, tolerations)
+def typed_pipeline(model: type[P.PipelineParameters]) -> Callable[[Callable[[Any], Any]], Callable[..., Any]]:
+    """Give a pipeline body ``body(params)`` the signature KFP compiles: one input per field of ``model``,
+    with its type, default and help text (in the IR's input descriptions)."""
+
+    def decorate(body: Callable[[Any], Any]) -> Callable[..., Any]:
+        names = list(model.model_fields)
+
+        def pipeline(*args: Any) -> Any:
+            return body(types.SimpleNamespace(**dict(zip(names, args))))
+
+        pipeline.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter(
+                    name,
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    default=P.default(model, name),
+                    annotation=P.kfp_type(model.model_fields[name].annotation),
+                )
+                for name in names
+            ],
+            return_annotation=inspect.signature(body).return_annotation,
+        )
+        pipeline.__name__ = body.__name__
+        pipeline.__doc__ = (
+            (body.__doc__ or "")
+            + "\n\nArgs:\n"
+            + "".join(f"    {name}: {P.help_text(model, name)}\n" for name in names)
+        )
+        return pipeline
+
+    return decorate
+
+
+def on_gpu(task: dsl.PipelineTask, params, accelerator_count=None) -> dsl.PipelineTask:
+    task.set_accelerator_type(params.accelerator_type).set_accelerator_limit(
+        params.accelerator_count if accelerator_count is None else accelerator_count
+    )
+    kubernetes.add_node_selector_json(task, params.gpu_node_selector)
+    kubernetes.add_toleration_json(task, params.gpu_tolerations)
     return task
 
 
 def with_weights(task: dsl.PipelineTask, hf_token_secret=None) -> dsl.PipelineTask:
     """The weights cache PVC (when compiled with one) and, for steps that download, the Hugging Face
     token from a secret (optional: public models need none)."""
-    if WEIGHTS_PVC:
-        kubernetes.mount_pvc(task, pvc_name=WEIGHTS_PVC, mount_path=WEIGHTS_MOUNT)
+    if P.WEIGHTS_PVC:
+        kubernetes.mount_pvc(task, pvc_name=P.WEIGHTS_PVC, mount_path=P.WEIGHTS_MOUNT)
     if hf_token_secret is not None:
-        kubernetes.use_secret_as_env(task, secret_name=hf_token_secret, secret_key_to_env={"token": "HF_TOKEN"}, optional=True)
+        kubernetes.use_secret_as_env(
+            task, secret_name=hf_token_secret, secret_key_to_env={"token": "HF_TOKEN"}, optional=True
+        )
     return task
 
 
-class BundleTasks(NamedTuple):
-    generate: dsl.PipelineTask
-    evaluate: dsl.PipelineTask
-    weights_source: object  # the fine-tuned artifact's URI, or the model source as given
+def pin_and_prepare(params, *, model_source, prompt, eval_fraction=1.0, seed=0):
+    """pin_inputs, then the data step that reads the pinned evaluation set: (pins task, data task)."""
+    pins = configure(
+        pin_inputs.pin_inputs_op(
+            data_source=params.data_source,
+            model_source=model_source,
+            prompt=prompt,
+            evaluator_config=params.evaluator_config,
+            gate_config=params.gate_config,
+            drift_reference=params.drift_reference,
+            fine_tune_steps=getattr(params, "fine_tune_steps", 0),
+        )
+    )
+    data = configure(
+        preprocess_data.preprocess_data_op(
+            data_source=params.data_source,
+            data_pin=pins.outputs["data_pin"],
+            eval_fraction=eval_fraction,
+            seed=seed,
+            limit=params.limit,
+        )
+    )
+    return pins, data
 
 
-def evaluate_bundle(data_task, model_source, prompt, *, check_judge, weights_cache, trust_remote_code, generation_backend, batch_size, evaluator_config, gpu, hf_token_secret, cache_root, context_overflow, fine_tuning=None, after=None) -> BundleTasks:
-    """fetch weights (→ fine-tune) → generate on a GPU node → score: the chain for challenger and champion.
+class ScoredBundles(NamedTuple):
+    """The loop's outputs, collected in the order of ``to_evaluate``: the challenger first, then the champion."""
 
-    ``fine_tuning`` (the challenger's) holds the fine_tune parameters and its GPU count; the champion's
-    weights are fixed, so its chain has no fine-tune step. ``after``: a task the weights fetch waits for.
+    scores: Any
+    bundles: Any
+    metrics: Any
+    generations: Any
+    weights_sources: Any
+
+
+def _fine_tuning(params, name: str):
+    """A fine-tuning setting: the promotion's parameter, or its default where a pipeline never fine-tunes."""
+    return getattr(params, name, P.default(P.PromotionParameters, name))
+
+
+def score_bundles(params, pins, data_task, champion_task, *, challenger: dict | None = None) -> ScoredBundles:
+    """fetch weights → fine-tune (a pass-through at 0 steps) → generate on a GPU node → score, for the
+    challenger (when given: its model source, pin, prompt, training prompt, fine-tune steps) and the
+    champion (when resolve_champion found one).
+
+    One loop for challenger and champion: the same steps, given only a bundle's values and never its
+    role, so KFP's step cache (which keys on the step, locally on its name) serves a bundle scored as
+    this run's challenger when a later run compares against it as the champion. On a cluster the two
+    bundles are scored in parallel.
     """
-    weights_task = with_weights(configure(fetch_weights.fetch_weights_op(model_source=model_source, weights_cache=weights_cache, trust_remote_code=trust_remote_code)), hf_token_secret)
-    if after is not None:  # the input checks (resolve_champion) come before any weights are fetched
-        weights_task.after(after)
-    weights, digest = weights_task.outputs["model"], weights_task.outputs["model_digest"]
-    tune_task = None
-    if fine_tuning is not None:
+    challenger = challenger or dict(model_source="", model_pin="", prompt="", training_prompt="", fine_tune_steps=0)
+    plan = configure(
+        plan_bundles.plan_bundles_op(
+            **{f"challenger_{key}": value for key, value in challenger.items()},
+            champion_model_source=champion_task.outputs["champion_model_source"],
+            champion_model_pin=champion_task.outputs["champion_model_pin"],
+            champion_prompt=champion_task.outputs["champion_prompt"],
+            dataset_digest=data_task.outputs["dataset_digest"],
+            evaluator_config=pins.outputs["evaluator_config"],
+            judge_pin=pins.outputs["judge_pin"],
+        )
+    )
+    with dsl.ParallelFor(plan.output, parallelism=2) as bundle:
+        weights_task = with_weights(
+            configure(
+                fetch_weights.fetch_weights_op(
+                    model_source=bundle.model_source,
+                    model_pin=bundle.model_pin,
+                    weights_cache=params.weights_cache,
+                    trust_remote_code=params.trust_remote_code,
+                )
+            ),
+            params.hf_token_secret,
+        )
         tune_task = on_gpu(
             with_weights(
                 configure(
                     fine_tune.fine_tune_op(
-                        model=weights,
+                        model=weights_task.outputs["model"],
                         train_set=data_task.outputs["train_set"],
-                        model_source=model_source,
-                        prompt=prompt,
-                        steps=fine_tuning["steps"],
-                        learning_rate=fine_tuning["learning_rate"],
-                        lora_rank=fine_tuning["lora_rank"],
-                        merge_adapter=fine_tuning["merge_adapter"],
-                        seed=fine_tuning["seed"],
+                        model_source=bundle.model_source,
+                        prompt=bundle.training_prompt,
+                        steps=bundle.fine_tune_steps,
+                        learning_rate=_fine_tuning(params, "fine_tune_learning_rate"),
+                        lora_rank=_fine_tuning(params, "lora_rank"),
+                        merge_adapter=_fine_tuning(params, "merge_adapter"),
+                        seed=_fine_tuning(params, "seed"),
+                        gpu_type=params.accelerator_type,
+                        gpu_count=_fine_tuning(params, "fine_tune_gpu_count"),
                     )
                 ),
-                hf_token_secret,
+                params.hf_token_secret,
             ),
-            **{**gpu, "accelerator_count": fine_tuning["gpu_count"]},
+            params,
+            accelerator_count=_fine_tuning(params, "fine_tune_gpu_count"),
         )
-        weights, digest = tune_task.outputs["tuned"], tune_task.outputs["model_digest"]
-    generate_task = on_gpu(
-        with_weights(
+        generate_task = on_gpu(
+            with_weights(
+                configure(
+                    batch_generate.batch_generate_op(
+                        eval_set=data_task.outputs["eval_set"],
+                        model=tune_task.outputs["tuned"],
+                        model_digest=tune_task.outputs["model_digest"],
+                        dataset_digest=bundle.dataset_digest,
+                        prompt=bundle.prompt,
+                        backend=params.generation_backend,
+                        batch_size=params.batch_size,
+                        gpu_type=params.accelerator_type,
+                        gpu_count=params.accelerator_count,
+                        cache_root=params.cache_root,
+                        context_overflow=params.context_overflow,
+                    )
+                )
+            ),
+            params,
+        )
+        evaluate_task = with_weights(  # the judge model comes from the weights cache too
             configure(
-                batch_generate.batch_generate_op(
-                    eval_set=data_task.outputs["eval_set"],
-                    model=weights,
-                    model_digest=digest,
-                    dataset_digest=data_task.outputs["dataset_digest"],
-                    prompt=prompt,
-                    backend=generation_backend,
-                    batch_size=batch_size,
-                    gpu_type=gpu["accelerator_type"],
-                    gpu_count=gpu["accelerator_count"],
-                    cache_root=cache_root,
-                    context_overflow=context_overflow,
+                evaluate.evaluate_op(
+                    generations=generate_task.outputs["generations"],
+                    bundle=generate_task.outputs["bundle"],
+                    evaluator_config=bundle.evaluator_config,
+                    judge_pin=bundle.judge_pin,
+                    weights_cache=params.weights_cache,
+                    cache_root=params.cache_root,
                 )
             )
-        ),
-        **gpu,
-    )
-    evaluate_task = with_weights(configure(
-        evaluate.evaluate_op(
-            generations=generate_task.outputs["generations"],
-            bundle=generate_task.outputs["bundle"],
-            evaluator_config=evaluator_config,
-            weights_cache=weights_cache,
-            check_judge=check_judge,
-            cache_root=cache_root,
         )
-    ))  # the judge model comes from the weights cache too
-    return BundleTasks(generate_task, evaluate_task, tune_task.outputs["weights_source"] if tune_task is not None else model_source)
+    return ScoredBundles(
+        scores=dsl.Collected(evaluate_task.outputs["scores"]),
+        bundles=dsl.Collected(evaluate_task.outputs["bundle"]),
+        metrics=dsl.Collected(evaluate_task.outputs["metrics"]),
+        generations=dsl.Collected(generate_task.outputs["generations"]),
+        weights_sources=dsl.Collected(tune_task.outputs["weights_source"]),
+    )
+
+
+def judge_check(params, pins) -> dsl.PipelineTask:
+    """May the judge vote: once per judge and evaluator config (cached across runs)."""
+    return with_weights(
+        configure(
+            check_judge.check_judge_op(
+                evaluator_config=pins.outputs["evaluator_config"],
+                judge_pin=pins.outputs["judge_pin"],
+                weights_cache=params.weights_cache,
+                cache_root=params.cache_root,
+            )
+        )
+    )

@@ -79,14 +79,18 @@ class PromptTemplate(BaseModel):
             try:
                 used |= meta.find_undeclared_variables(_SANDBOX.parse(message.content))
             except jinja2.TemplateSyntaxError as exc:
-                raise ValueError(f"Jinja2 syntax error in a {message.role} message, line {exc.lineno}: {exc.message}") from exc
+                raise ValueError(
+                    f"Jinja2 syntax error in a {message.role} message, line {exc.lineno}: {exc.message}"
+                ) from exc
         declared = set(self.variables)
         allowed = type(self).served_variables
         if allowed is not None and declared - set(allowed):
             unavailable = sorted(declared - set(allowed))
             key = " (the evaluation's answer key)" if "reference" in unavailable else ""
-            raise ValueError(f"the prompt uses {unavailable}{key}, which a served bundle never receives: clients send only {list(allowed)}; "
-                             "a prompt that reads it would be evaluated on information it will not have in production")
+            raise ValueError(
+                f"the prompt uses {unavailable}{key}, which a served bundle never receives: clients send only {list(allowed)}; "
+                "a prompt that reads it would be evaluated on information it will not have in production"
+            )
         if used - declared:
             raise ValueError(f"template uses undeclared variables {sorted(used - declared)}; add them to 'variables'")
         if declared - used:
@@ -120,7 +124,9 @@ class PromptTemplate(BaseModel):
                     "templates may only use variables and filters, not Python attributes.",
                 ) from exc
             except jinja2.UndefinedError as exc:
-                raise PromptError(f"prompt {self.name} v{self.version}: {exc}.", "fix the variable name in the template.") from exc
+                raise PromptError(
+                    f"prompt {self.name} v{self.version}: {exc}.", "fix the variable name in the template."
+                ) from exc
             rendered.append({"role": message.role, "content": content})
         return rendered
 
@@ -150,14 +156,18 @@ def _parse(path: Path, model: type[PromptTemplate] = PromptTemplate, root: Path 
     except yaml.YAMLError as exc:
         raise PromptError(f"{path} is not valid YAML: {exc}", "fix the YAML syntax.") from exc
     if not isinstance(data, dict):
-        raise PromptError(f"{path} must hold a mapping with name, version, variables, messages.", "see prompts/qa-concise/v1.yaml.")
+        raise PromptError(
+            f"{path} must hold a mapping with name, version, variables, messages.", "see prompts/qa-concise/v1.yaml."
+        )
     try:
         template = model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
         raise PromptError(f"{path} is not a valid prompt template: {problems}.", "fix the fields named.") from exc
     match = _VERSION_FILE.match(path.name)
-    if path.parent.parent == root and (path.parent.name != template.name or not match or int(match.group(1)) != template.version):
+    if path.parent.parent == root and (
+        path.parent.name != template.name or not match or int(match.group(1)) != template.version
+    ):
         raise PromptError(
             f"{path} declares {template.name} v{template.version} but lives at {path.parent.name}/{path.name}.",
             f"move it to {path.parent.parent.name}/{template.name}/v{template.version}.yaml.",
@@ -214,7 +224,9 @@ def load_prompt(ref: str, root: Path = PROMPTS_DIR, model: type[PromptTemplate] 
     """Load a prompt by path (``my/prompt.yaml``), name (``qa-concise``, latest version), ``name@version``,
     or inline as the template's JSON (how `champion trigger` sends a prompt the cluster image lacks).
     A template that claims a published name@version with other content is refused."""
-    return check_identity(_load(ref, root, model), root, ref if not ref.lstrip().startswith("{") else "the inline prompt")
+    return check_identity(
+        _load(ref, root, model), root, ref if not ref.lstrip().startswith("{") else "the inline prompt"
+    )
 
 
 def _load(ref: str, root: Path, model: type[PromptTemplate]) -> PromptTemplate:
@@ -223,7 +235,10 @@ def _load(ref: str, root: Path, model: type[PromptTemplate]) -> PromptTemplate:
             return model.model_validate_json(ref)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'prompt'}: {e['msg']}" for e in exc.errors())
-            raise PromptError(f"the inline prompt is not a valid prompt template: {problems}.", "pass the JSON of a prompt file (PromptTemplate.model_dump_json()).") from exc
+            raise PromptError(
+                f"the inline prompt is not a valid prompt template: {problems}.",
+                "pass the JSON of a prompt file (PromptTemplate.model_dump_json()).",
+            ) from exc
     as_path = Path(ref)
     if as_path.suffix in {".yaml", ".yml"}:
         return _parse(as_path, model, root)

@@ -34,10 +34,21 @@ VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"  # the release serving/generation/vllm_b
 RUNTIMES = {
     # KServe's Hugging Face server with the vLLM backend (ClusterServingRuntime shipped with KServe):
     # OpenAI routes under /openai/v1.
-    "huggingface-vllm": {"modelFormat": {"name": "huggingface"}, "args": ["--backend=vllm"], "route_prefix": "/openai", "model_name_arg": True},
+    "huggingface-vllm": {
+        "modelFormat": {"name": "huggingface"},
+        "args": ["--backend=vllm"],
+        "route_prefix": "/openai",
+        "model_name_arg": True,
+    },
     # champion's namespaced runtime (render_serving_runtime): upstream vLLM, routes under /v1, the
     # same engine release as the pipeline's generation step.
-    "vllm": {"modelFormat": {"name": "vLLM"}, "runtime": VLLM_RUNTIME_NAME, "args": [], "route_prefix": "", "model_name_arg": False},
+    "vllm": {
+        "modelFormat": {"name": "vLLM"},
+        "runtime": VLLM_RUNTIME_NAME,
+        "args": [],
+        "route_prefix": "",
+        "model_name_arg": False,
+    },
 }
 DEPLOYMENT_MODES = ("Serverless", "Standard")
 
@@ -46,7 +57,10 @@ def _check_name(name: str, what: str, max_length: int = 45) -> None:
     """A DNS-1123 label (RFC 1123), as Kubernetes requires of namespaces and service names. Services are
     held to 45 characters: KServe and Knative append suffixes (-predictor-00001-deployment...)."""
     if not _DNS_LABEL.match(name) or len(name) > max_length:
-        raise ManifestError(f"{what} {name!r} is not a valid DNS-1123 label of at most {max_length} characters.", "use lowercase letters, digits and '-', starting with a letter and ending with a letter or digit.")
+        raise ManifestError(
+            f"{what} {name!r} is not a valid DNS-1123 label of at most {max_length} characters.",
+            "use lowercase letters, digits and '-', starting with a letter and ending with a letter or digit.",
+        )
 
 
 def check_namespace(namespace: str) -> None:
@@ -80,20 +94,36 @@ def render_inference_service(
     if runtime not in RUNTIMES:
         raise ManifestError(f"unknown serving runtime {runtime!r}.", f"choose one of {sorted(RUNTIMES)}.")
     if deployment_mode not in DEPLOYMENT_MODES:
-        raise ManifestError(f"unknown deployment mode {deployment_mode!r}.", f"choose one of {list(DEPLOYMENT_MODES)} (Serverless supports canary traffic splits).")
+        raise ManifestError(
+            f"unknown deployment mode {deployment_mode!r}.",
+            f"choose one of {list(DEPLOYMENT_MODES)} (Serverless supports canary traffic splits).",
+        )
     if not storage_uri or "://" not in storage_uri:
-        raise ManifestError(f"storage URI {storage_uri!r} is not a URI.", "pass where the promoted weights live, e.g. s3://bucket/models/<digest> or pvc://models/<digest>.")
+        raise ManifestError(
+            f"storage URI {storage_uri!r} is not a URI.",
+            "pass where the promoted weights live, e.g. s3://bucket/models/<digest> or pvc://models/<digest>.",
+        )
     if prompt.ref != bundle.prompt:
-        raise ManifestError(f"prompt {prompt.name}@{prompt.version} (digest {prompt.digest[:12]}) is not the bundle's prompt ({bundle.prompt.digest[:12]}).", "deploy with the prompt the bundle was evaluated with.")
+        raise ManifestError(
+            f"prompt {prompt.name}@{prompt.version} (digest {prompt.digest[:12]}) is not the bundle's prompt ({bundle.prompt.digest[:12]}).",
+            "deploy with the prompt the bundle was evaluated with.",
+        )
     if not transformer_image:
-        raise ManifestError("no image was given for the prompt transformer.", "pass the champion CPU image (compile.sh sets it from CHAMPION_CPU_IMAGE).")
+        raise ManifestError(
+            "no image was given for the prompt transformer.",
+            "pass the champion CPU image (compile.sh sets it from CHAMPION_CPU_IMAGE).",
+        )
     chosen = RUNTIMES[runtime]
     resources = {"cpu": "4", "memory": "16Gi"}
     if gpus:
         resources["nvidia.com/gpu"] = str(gpus)
     model = {
         "modelFormat": dict(chosen["modelFormat"]),
-        "args": [*([f"--model_name={name}"] if chosen["model_name_arg"] else []), *chosen["args"], f"--max_model_len={max_model_len}"],
+        "args": [
+            *([f"--model_name={name}"] if chosen["model_name_arg"] else []),
+            *chosen["args"],
+            f"--max_model_len={max_model_len}",
+        ],
         "storageUri": storage_uri,
         "resources": {"requests": dict(resources), "limits": dict(resources)},
     }
@@ -107,7 +137,12 @@ def render_inference_service(
                 "name": "kserve-container",
                 "image": transformer_image,
                 "command": ["python", "-m", "serving.transformer"],
-                "args": [f"--model_name={name}", f"--predictor_host={name}-predictor.{namespace}", f"--predictor_route_prefix={chosen['route_prefix']}", "--host=0.0.0.0"],
+                "args": [
+                    f"--model_name={name}",
+                    f"--predictor_host={name}-predictor.{namespace}",
+                    f"--predictor_route_prefix={chosen['route_prefix']}",
+                    "--host=0.0.0.0",
+                ],
                 "env": [
                     {"name": "CHAMPION_PROMPT", "value": prompt.model_dump_json()},
                     {"name": "CHAMPION_PROMPT_DIGEST", "value": prompt.digest},
@@ -136,7 +171,11 @@ def render_inference_service(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": "champion", "champion.io/bundle": bundle.short_id, "champion.io/mlflow-version": str(model_version)},
+            "labels": {
+                "app.kubernetes.io/managed-by": "champion",
+                "champion.io/bundle": bundle.short_id,
+                "champion.io/mlflow-version": str(model_version),
+            },
             "annotations": annotations,
         },
         "spec": {"predictor": predictor, "transformer": transformer},
@@ -165,7 +204,11 @@ def render_serving_runtime(namespace: str, *, image: str = VLLM_IMAGE, name: str
                     "ports": [{"containerPort": 8080, "protocol": "TCP"}],
                     "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
                     "readinessProbe": {"httpGet": {"path": "/v1/models", "port": 8080}, "periodSeconds": 10},
-                    "startupProbe": {"httpGet": {"path": "/v1/models", "port": 8080}, "periodSeconds": 10, "failureThreshold": 180},
+                    "startupProbe": {
+                        "httpGet": {"path": "/v1/models", "port": 8080},
+                        "periodSeconds": 10,
+                        "failureThreshold": 180,
+                    },
                 }
             ],
         },
@@ -180,16 +223,28 @@ def render_rbac(namespace: str, *, service_account: str = "pipeline-runner") -> 
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
-            "metadata": {"name": role_name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "champion"}},
+            "metadata": {
+                "name": role_name,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": "champion"},
+            },
             "rules": [
-                {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+                {
+                    "apiGroups": ["serving.kserve.io"],
+                    "resources": ["inferenceservices"],
+                    "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+                },
                 {"apiGroups": ["serving.kserve.io"], "resources": ["servingruntimes"], "verbs": ["get", "list"]},
             ],
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
-            "metadata": {"name": role_name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "champion"}},
+            "metadata": {
+                "name": role_name,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": "champion"},
+            },
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
             "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
         },
@@ -199,7 +254,11 @@ def render_rbac(namespace: str, *, service_account: str = "pipeline-runner") -> 
 def _close_objects(schema: dict) -> dict:
     """Forbid unknown keys wherever the schema lists properties and does not ask to keep unknown fields."""
     if isinstance(schema, dict):
-        if "properties" in schema and "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
             schema["additionalProperties"] = False
         for value in schema.values():
             _close_objects(value)
@@ -224,7 +283,9 @@ def validation_errors(manifest: dict) -> list[str]:
     import jsonschema
 
     validator = jsonschema.Draft7Validator(strict_schema(manifest.get("kind", "InferenceService")))
-    return sorted(f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(manifest))
+    return sorted(
+        f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(manifest)
+    )
 
 
 def validate_strict(manifest: dict) -> None:
@@ -246,7 +307,9 @@ def crd_schema(crd_path: str | Path, version: str) -> dict:
 
 def refresh_schemas(crd_dir: str) -> None:
     for path, crd_file, version in SCHEMAS.values():
-        path.write_text(json.dumps(crd_schema(Path(crd_dir) / crd_file, version), sort_keys=True, separators=(",", ":")))
+        path.write_text(
+            json.dumps(crd_schema(Path(crd_dir) / crd_file, version), sort_keys=True, separators=(",", ":"))
+        )
 
 
 if __name__ == "__main__":

@@ -60,7 +60,9 @@ def completion_body(model: str, reply: ChatReply) -> dict:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": reply.finish_reason}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": reply.finish_reason}
+        ],
         "usage": {
             "prompt_tokens": reply.prompt_tokens,
             "completion_tokens": reply.completion_tokens,
@@ -70,7 +72,13 @@ def completion_body(model: str, reply: ChatReply) -> dict:
 
 
 def error_body(message: str, status: int) -> dict:
-    kind = {400: "BadRequestError", 404: "NotFoundError", 422: "BadRequestError", 502: "BadGateway", 503: "ServiceUnavailableError"}.get(status, "InternalServerError")
+    kind = {
+        400: "BadRequestError",
+        404: "NotFoundError",
+        422: "BadRequestError",
+        502: "BadGateway",
+        503: "ServiceUnavailableError",
+    }.get(status, "InternalServerError")
     return {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}
 
 
@@ -80,7 +88,11 @@ def parse_chat_request(body: object) -> ChatRequest:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise ServingError(f"invalid chat request: {where}: {first['msg']}.", "send {'model': ..., 'messages': [{'role': 'user', 'content': ...}]}.", 400) from exc
+        raise ServingError(
+            f"invalid chat request: {where}: {first['msg']}.",
+            "send {'model': ..., 'messages': [{'role': 'user', 'content': ...}]}.",
+            400,
+        ) from exc
     if request.stream:
         raise ServingError("streaming is not supported by this server.", "send the request with stream=false.", 400)
     return request
@@ -106,7 +118,9 @@ def add_openai_routes(app, registry) -> None:
             chat = parse_chat_request(body)
             name, model = lookup(chat.model)
             if not model.ready:
-                raise ServingError(f"model {name!r} is still loading.", "retry when /v2/health/ready reports ready.", 503)
+                raise ServingError(
+                    f"model {name!r} is still loading.", "retry when /v2/health/ready reports ready.", 503
+                )
             reply = await model.chat(chat)
         except ServingError as exc:
             return JSONResponse(error_body(str(exc), exc.status), status_code=exc.status)

@@ -22,7 +22,12 @@ from serving.openai_api import ChatReply, ChatRequest, serve
 
 def request_decoding(request: ChatRequest) -> Decoding:
     """Decoding from the request; fields the client left out take champion's explicit defaults."""
-    given = {"temperature": request.temperature, "top_p": request.top_p, "max_tokens": request.max_tokens, "seed": request.seed}
+    given = {
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "max_tokens": request.max_tokens,
+        "seed": request.seed,
+    }
     stop = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
     return Decoding(**{key: value for key, value in given.items() if value is not None}, stop=tuple(stop))
 
@@ -30,7 +35,9 @@ def request_decoding(request: ChatRequest) -> Decoding:
 class GeneratorModel(kserve.Model):
     """Serves one model directory through a champion ``Generator`` (one request at a time)."""
 
-    def __init__(self, name: str, model_dir: str, *, backend: str = "transformers", trust_remote_code: bool = False) -> None:
+    def __init__(
+        self, name: str, model_dir: str, *, backend: str = "transformers", trust_remote_code: bool = False
+    ) -> None:
         super().__init__(name)
         self.model_dir = model_dir
         self.backend = backend
@@ -39,7 +46,9 @@ class GeneratorModel(kserve.Model):
         self._lock = asyncio.Lock()
 
     def load(self) -> bool:
-        self.generator = get_generator(self.backend, self.model_dir, batch_size=1, trust_remote_code=self.trust_remote_code)
+        self.generator = get_generator(
+            self.backend, self.model_dir, batch_size=1, trust_remote_code=self.trust_remote_code
+        )
         self.ready = True
         return self.ready
 
@@ -48,10 +57,16 @@ class GeneratorModel(kserve.Model):
         try:
             decoding = request_decoding(request)
         except ValueError as exc:
-            raise ServingError(f"invalid decoding parameters: {exc}", "send temperature, top_p, max_tokens within OpenAI's ranges.", 400) from exc
+            raise ServingError(
+                f"invalid decoding parameters: {exc}",
+                "send temperature, top_p, max_tokens within OpenAI's ranges.",
+                400,
+            ) from exc
         async with self._lock:  # the model is not re-entrant; a queue of one keeps memory flat
             generation = (await asyncio.to_thread(self.generator.generate, [conversation], decoding))[0]
-        return ChatReply(generation.text, generation.finish_reason, generation.prompt_tokens, generation.completion_tokens)
+        return ChatReply(
+            generation.text, generation.finish_reason, generation.prompt_tokens, generation.completion_tokens
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -43,7 +43,10 @@ def connect(tracking_uri: str, experiment: str = EXPERIMENT):
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     if not tracking_uri:
-        raise RegistryError("no MLflow tracking URI was given, so nothing can be registered or promoted.", "set mlflow_tracking_uri (a server URL, or sqlite:///path/mlflow.db).")
+        raise RegistryError(
+            "no MLflow tracking URI was given, so nothing can be registered or promoted.",
+            "set mlflow_tracking_uri (a server URL, or sqlite:///path/mlflow.db).",
+        )
     artifact_location = None
     db_path = sqlite_path(tracking_uri)
     if db_path is not None:
@@ -54,9 +57,14 @@ def connect(tracking_uri: str, experiment: str = EXPERIMENT):
     mlflow.set_registry_uri(tracking_uri)
     try:
         found = mlflow.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else mlflow.create_experiment(experiment, artifact_location=artifact_location)
+        experiment_id = (
+            found.experiment_id if found else mlflow.create_experiment(experiment, artifact_location=artifact_location)
+        )
     except Exception as exc:
-        raise RegistryError(f"MLflow at {tracking_uri} is unreachable or refused the request: {exc}", "check the tracking URI and that the server is up; nothing was promoted.") from exc
+        raise RegistryError(
+            f"MLflow at {tracking_uri} is unreachable or refused the request: {exc}",
+            "check the tracking URI and that the server is up; nothing was promoted.",
+        ) from exc
     return mlflow, MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri), experiment_id
 
 
@@ -105,17 +113,30 @@ def earlier_promotions(client, name: str, audit_log: str = "") -> list[str]:
         versions = client.search_model_versions(f"name='{name}'")
     except Exception as exc:
         if not _alias_missing(exc):
-            raise RegistryError(f"MLflow could not list the versions of {name}: {str(exc)[:300]}", "check the tracking server and the identity's permissions.") from exc
+            raise RegistryError(
+                f"MLflow could not list the versions of {name}: {str(exc)[:300]}",
+                "check the tracking server and the identity's permissions.",
+            ) from exc
         versions = []
-    evidence += [f"version {v.version} is tagged promoted" for v in versions if (v.tags or {}).get("champion.decision") == "promoted"]
-    if audit_log and "://" not in audit_log.removeprefix("file://") and Path(audit_log.removeprefix("file://")).is_file():
+    evidence += [
+        f"version {v.version} is tagged promoted"
+        for v in versions
+        if (v.tags or {}).get("champion.decision") == "promoted"
+    ]
+    if (
+        audit_log
+        and "://" not in audit_log.removeprefix("file://")
+        and Path(audit_log.removeprefix("file://")).is_file()
+    ):
         for line in Path(audit_log.removeprefix("file://")).read_text(encoding="utf-8").splitlines():
             try:
                 event = json.loads(line)
             except ValueError:
                 continue
             if event.get("event") == "alias_moved" and event.get("model") == name:
-                evidence.append(f"the audit log records an alias move to version {event.get('to_version')} at {event.get('time')}")
+                evidence.append(
+                    f"the audit log records an alias move to version {event.get('to_version')} at {event.get('time')}"
+                )
     return evidence
 
 
@@ -127,7 +148,9 @@ class ChampionRef:
     prompt: str  # name@version
 
 
-def resolve_champion(tracking_uri: str, name: str, *, allow_bootstrap: bool = False, audit_log: str = "") -> ChampionRef | None:
+def resolve_champion(
+    tracking_uri: str, name: str, *, allow_bootstrap: bool = False, audit_log: str = ""
+) -> ChampionRef | None:
     """The live bundle, or None when nothing has ever been promoted.
 
     When the alias is missing but the registry or the audit log shows an earlier promotion, the alias
@@ -144,7 +167,12 @@ def resolve_champion(tracking_uri: str, name: str, *, allow_bootstrap: bool = Fa
         return None
     tags = client.get_model_version(name, version).tags
     try:
-        return ChampionRef(version=version, bundle=json.loads(tags["champion.bundle"]), model_source=tags["champion.weights_source"], prompt=tags["champion.prompt"])
+        return ChampionRef(
+            version=version,
+            bundle=json.loads(tags["champion.bundle"]),
+            model_source=tags["champion.weights_source"],
+            prompt=tags["champion.prompt"],
+        )
     except (KeyError, ValueError) as exc:
         raise RegistryError(
             f"{name} version {version} (alias {CHAMPION_ALIAS}) lacks champion's bundle tags ({exc}); it cannot be re-evaluated.",
@@ -170,7 +198,10 @@ def _alias_lock(tracking_uri: str, timeout_s: float = 60.0):
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise RegistryError(f"another promotion has held {lock_path} for over {timeout_s:.0f} s.", "wait for it to finish, or remove a stale lock file.") from None
+                    raise RegistryError(
+                        f"another promotion has held {lock_path} for over {timeout_s:.0f} s.",
+                        "wait for it to finish, or remove a stale lock file.",
+                    ) from None
                 time.sleep(0.05)
         try:
             yield
@@ -181,7 +212,9 @@ def _alias_lock(tracking_uri: str, timeout_s: float = 60.0):
 def move_alias(tracking_uri: str, client, name: str, version: str, *, expected: str | None) -> None:
     """Point the champion alias at ``version`` if it still points at ``expected`` (None: no champion)."""
     with _alias_lock(tracking_uri):
-        refuse_if_cancelled(f"moving the {CHAMPION_ALIAS!r} alias to version {version}")  # the last check before the one irreversible act
+        refuse_if_cancelled(
+            f"moving the {CHAMPION_ALIAS!r} alias to version {version}"
+        )  # the last check before the one irreversible act
         current = current_champion(client, name)
         if current != expected:
             raise ChampionMoved(
@@ -190,7 +223,10 @@ def move_alias(tracking_uri: str, client, name: str, version: str, *, expected: 
             )
         client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
     if current_champion(client, name) != version:  # a tracking server has no lock: verify nobody overwrote us
-        raise ChampionMoved(f"another promotion moved the alias at the same moment; version {version} is not the champion.", "re-run the pipeline.")
+        raise ChampionMoved(
+            f"another promotion moved the alias at the same moment; version {version} is not the champion.",
+            "re-run the pipeline.",
+        )
 
 
 def promote_version(
@@ -213,11 +249,23 @@ def promote_version(
         move_alias(tracking_uri, client, name, version, expected=expected)
     except ChampionMoved as exc:
         client.set_model_version_tag(name, version, "champion.alias_refused", "the champion moved during evaluation")
-        append_audit(audit_log, {"event": "alias_refused", **audit, "model": name, "version": version, "reason": exc.problem})
+        append_audit(
+            audit_log, {"event": "alias_refused", **audit, "model": name, "version": version, "reason": exc.problem}
+        )
         raise
     client.set_model_version_tag(name, version, "champion.decision", "promoted")
     client.set_prompt_alias(prompt_name, CHAMPION_ALIAS, prompt_version)
-    append_audit(audit_log, {"event": "alias_moved", **audit, "model": name, "alias": CHAMPION_ALIAS, "from_version": previous, "to_version": version})
+    append_audit(
+        audit_log,
+        {
+            "event": "alias_moved",
+            **audit,
+            "model": name,
+            "alias": CHAMPION_ALIAS,
+            "from_version": previous,
+            "to_version": version,
+        },
+    )
     return previous
 
 
@@ -229,7 +277,10 @@ def ensure_prompt_version(client, prompt) -> int:
         existing = list(client.search_prompt_versions(prompt.name))
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise RegistryError(f"MLflow could not list the versions of prompt {prompt.name}: {str(exc)[:300]}", "check the tracking server and the identity's permissions.") from exc
+            raise RegistryError(
+                f"MLflow could not list the versions of prompt {prompt.name}: {str(exc)[:300]}",
+                "check the tracking server and the identity's permissions.",
+            ) from exc
         existing = []
     for version in existing:
         if version.tags.get("champion.digest") == prompt.digest:
@@ -272,10 +323,20 @@ def find_version(tracking_uri: str, name: str, *, alias: str = "", bundle_id: st
         try:
             return client.get_model_version_by_alias(name, alias)
         except MlflowException as exc:
-            raise RegistryError(f"{name} has no version with alias {alias!r} in {tracking_uri}.", "run `champion run` until a bundle is promoted, or pass --bundle ID.") from exc
-    matches = [v for v in client.search_model_versions(f"name='{name}'") if bundle_id and v.tags.get("champion.bundle_id", "").startswith(bundle_id)]
+            raise RegistryError(
+                f"{name} has no version with alias {alias!r} in {tracking_uri}.",
+                "run `champion run` until a bundle is promoted, or pass --bundle ID.",
+            ) from exc
+    matches = [
+        v
+        for v in client.search_model_versions(f"name='{name}'")
+        if bundle_id and v.tags.get("champion.bundle_id", "").startswith(bundle_id)
+    ]
     if len(matches) != 1:
-        raise RegistryError(f"{len(matches)} versions of {name} match bundle id {bundle_id!r}.", "pass more characters of the bundle id (see `champion run --json`), or --alias champion.")
+        raise RegistryError(
+            f"{len(matches)} versions of {name} match bundle id {bundle_id!r}.",
+            "pass more characters of the bundle id (see `champion run --json`), or --alias champion.",
+        )
     return matches[0]
 
 
@@ -283,7 +344,11 @@ def append_audit(audit_log: str, record: dict) -> None:
     """Append one JSON line. Local files are locked and fsynced; fsspec URLs get one object per record."""
     if not audit_log:
         return
-    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_commit": os.environ.get("CHAMPION_GIT_COMMIT", "unknown"), **record}
+    record = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "git_commit": os.environ.get("CHAMPION_GIT_COMMIT", "unknown"),
+        **record,
+    }
     line = json.dumps(record, sort_keys=True) + "\n"
     if "://" in audit_log and not audit_log.startswith("file://"):
         import fsspec

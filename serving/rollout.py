@@ -39,7 +39,10 @@ def kube_api(kubeconfig: str = ""):
     try:
         api_client = config.new_client_from_config(config_file=kubeconfig or None)
     except config.ConfigException as exc:
-        raise DeployError(f"no Kubernetes credentials: {exc}", "run inside the cluster, or set KUBECONFIG to a kubeconfig for the target cluster.") from exc
+        raise DeployError(
+            f"no Kubernetes credentials: {exc}",
+            "run inside the cluster, or set KUBECONFIG to a kubeconfig for the target cluster.",
+        ) from exc
     return client.CustomObjectsApi(api_client)
 
 
@@ -52,7 +55,11 @@ def is_ready(isvc: dict, generation: int) -> bool:
     if int(status.get("observedGeneration") or 0) < generation or _condition(status, "Ready").get("status") != "True":
         return False
     # Knative: the newest revision of every component must be the ready one.
-    return all(c.get("latestCreatedRevision") == c.get("latestReadyRevision") for c in (status.get("components") or {}).values() if c.get("latestCreatedRevision"))
+    return all(
+        c.get("latestCreatedRevision") == c.get("latestReadyRevision")
+        for c in (status.get("components") or {}).values()
+        if c.get("latestCreatedRevision")
+    )
 
 
 def candidate_url(isvc: dict) -> str:
@@ -94,7 +101,16 @@ class _NotReady(Exception):
 class KServeRollout:
     """One rollout of one InferenceService. ``smoke(url) -> SmokeResult`` decides promote vs rollback."""
 
-    def __init__(self, api, namespace: str, *, ready_timeout_s: float = 900.0, poll_s: float = 5.0, request_timeout_s: float = 30.0, retries: int = 2) -> None:
+    def __init__(
+        self,
+        api,
+        namespace: str,
+        *,
+        ready_timeout_s: float = 900.0,
+        poll_s: float = 5.0,
+        request_timeout_s: float = 30.0,
+        retries: int = 2,
+    ) -> None:
         self.api = api
         self.namespace = namespace
         self.ready_timeout_s = ready_timeout_s
@@ -123,23 +139,40 @@ class KServeRollout:
                 if attempt < self.retries:
                     time.sleep(min(2**attempt, 5))
                     continue
-                raise DeployError(f"the Kubernetes API did not answer {verb} {self.namespace}/{name}: {type(exc).__name__}: {exc}", "check the API server address in the kubeconfig and the network path to it.") from exc
+                raise DeployError(
+                    f"the Kubernetes API did not answer {verb} {self.namespace}/{name}: {type(exc).__name__}: {exc}",
+                    "check the API server address in the kubeconfig and the network path to it.",
+                ) from exc
         raise AssertionError("unreachable")
 
     def _api_error(self, verb: str, name: str, exc) -> DeployError:
         target = f"{verb} inferenceservice {self.namespace}/{name}"
         message = str(exc.body or exc.reason or "")[:300]
         if exc.status == 401:
-            return DeployError(f"the Kubernetes API refused the credentials for {target} (401).", "refresh the token in the kubeconfig, or check the pipeline's service account token.")
+            return DeployError(
+                f"the Kubernetes API refused the credentials for {target} (401).",
+                "refresh the token in the kubeconfig, or check the pipeline's service account token.",
+            )
         if exc.status == 403:
             return DeployError(f"the service account may not {target} (403 forbidden): {message}", RBAC_HINT)
         if exc.status == 404:
-            return DeployError(f"{target}: not found (404): {message}", "check that KServe is installed (the InferenceService CRD exists) and the namespace is right.")
+            return DeployError(
+                f"{target}: not found (404): {message}",
+                "check that KServe is installed (the InferenceService CRD exists) and the namespace is right.",
+            )
         if exc.status == 409:
-            return DeployError(f"{target}: conflict (409), someone else changed or created it meanwhile: {message}", "re-run the pipeline; it will read the current state first.")
+            return DeployError(
+                f"{target}: conflict (409), someone else changed or created it meanwhile: {message}",
+                "re-run the pipeline; it will read the current state first.",
+            )
         if exc.status == 422:
-            return DeployError(f"the API server rejected {target} as invalid (422): {message}", "check the manifest against the installed KServe version (`champion manifests` renders the same objects).")
-        return DeployError(f"{target} failed with HTTP {exc.status}: {message}", "check the API server's health and retry.")
+            return DeployError(
+                f"the API server rejected {target} as invalid (422): {message}",
+                "check the manifest against the installed KServe version (`champion manifests` renders the same objects).",
+            )
+        return DeployError(
+            f"{target} failed with HTTP {exc.status}: {message}", "check the API server's health and retry."
+        )
 
     def get(self, name: str) -> dict | None:
         return self._call("get", name, self.api.get_namespaced_custom_object, name, missing_ok=True)
@@ -148,7 +181,13 @@ class KServeRollout:
         return self._call("create", body["metadata"]["name"], self.api.create_namespaced_custom_object, body)
 
     def _replace(self, body: dict) -> dict:
-        return self._call("update", body["metadata"]["name"], self.api.replace_namespaced_custom_object, body["metadata"]["name"], body)
+        return self._call(
+            "update",
+            body["metadata"]["name"],
+            self.api.replace_namespaced_custom_object,
+            body["metadata"]["name"],
+            body,
+        )
 
     def _patch(self, name: str, patch: dict) -> dict:
         return self._call("patch", name, self.api.patch_namespaced_custom_object, name, patch)
@@ -173,16 +212,27 @@ class KServeRollout:
                 raise _NotReady(f"not Ready after {self.ready_timeout_s:.0f} s (generation {generation}; {why})")
             time.sleep(self.poll_s)
 
-    def run(self, manifest: dict, *, canary_traffic_percent: int, smoke: Callable[[str], SmokeResult]) -> RolloutOutcome:
+    def run(
+        self, manifest: dict, *, canary_traffic_percent: int, smoke: Callable[[str], SmokeResult]
+    ) -> RolloutOutcome:
         name = manifest["metadata"]["name"]
         mode = manifest["metadata"].get("annotations", {}).get("serving.kserve.io/deploymentMode", "Serverless")
         if not 0 <= canary_traffic_percent <= 100:
-            raise DeployError(f"canary traffic percent must be 0..100, got {canary_traffic_percent}.", "pass e.g. 10 for a 10% canary, or 100 to switch at once.")
-        outcome = RolloutOutcome("rolled_back", "", name, self.namespace, mode, canary_traffic_percent, events=self.events)
+            raise DeployError(
+                f"canary traffic percent must be 0..100, got {canary_traffic_percent}.",
+                "pass e.g. 10 for a 10% canary, or 100 to switch at once.",
+            )
+        outcome = RolloutOutcome(
+            "rolled_back", "", name, self.namespace, mode, canary_traffic_percent, events=self.events
+        )
         existing = self.get(name)
         if existing is None:
             return self._first_deploy(manifest, outcome, smoke)
-        previous = {"labels": existing["metadata"].get("labels") or {}, "annotations": existing["metadata"].get("annotations") or {}, "spec": existing["spec"]}
+        previous = {
+            "labels": existing["metadata"].get("labels") or {},
+            "annotations": existing["metadata"].get("annotations") or {},
+            "spec": existing["spec"],
+        }
         outcome.previous_spec = copy.deepcopy(previous)
         try:
             return self._update(manifest, existing, previous, outcome, smoke)
@@ -194,8 +244,14 @@ class KServeRollout:
             try:
                 self.rollback(name, previous)
             except DeployError as rollback_exc:
-                raise DeployError(f"{exc.problem} The rollback to the previous spec failed too: {rollback_exc.problem}", rollback_exc.fix) from exc
-            raise DeployError(f"{exc.problem} The InferenceService was rolled back to the previous spec before this error was reported.", exc.fix) from exc
+                raise DeployError(
+                    f"{exc.problem} The rollback to the previous spec failed too: {rollback_exc.problem}",
+                    rollback_exc.fix,
+                ) from exc
+            raise DeployError(
+                f"{exc.problem} The InferenceService was rolled back to the previous spec before this error was reported.",
+                exc.fix,
+            ) from exc
 
     def _first_deploy(self, manifest: dict, outcome: RolloutOutcome, smoke) -> RolloutOutcome:
         name = outcome.name
@@ -208,8 +264,13 @@ class KServeRollout:
                 self._delete(name)
                 self._event("deleted", reason=exc.problem)
             except DeployError as delete_exc:
-                raise DeployError(f"{exc.problem} Deleting the new InferenceService failed too: {delete_exc.problem}", delete_exc.fix) from exc
-            raise DeployError(f"{exc.problem} The new InferenceService was deleted before this error was reported (nothing served before).", exc.fix) from exc
+                raise DeployError(
+                    f"{exc.problem} Deleting the new InferenceService failed too: {delete_exc.problem}", delete_exc.fix
+                ) from exc
+            raise DeployError(
+                f"{exc.problem} The new InferenceService was deleted before this error was reported (nothing served before).",
+                exc.fix,
+            ) from exc
 
     def _first_deploy_checks(self, manifest: dict, created: dict, outcome: RolloutOutcome, smoke) -> RolloutOutcome:
         name = outcome.name
@@ -227,12 +288,19 @@ class KServeRollout:
         if not result.passed:
             self._delete(name)
             self._event("deleted", reason=result.reason)
-            outcome.reason = f"smoke test failed ({result.reason}); the new InferenceService was deleted (nothing served before)."
+            outcome.reason = (
+                f"smoke test failed ({result.reason}); the new InferenceService was deleted (nothing served before)."
+            )
             return outcome
-        outcome.status, outcome.reason = "rolled_out", f"first deployment is Ready and passed its smoke test; it serves 100% of traffic at {outcome.url}."
+        outcome.status, outcome.reason = (
+            "rolled_out",
+            f"first deployment is Ready and passed its smoke test; it serves 100% of traffic at {outcome.url}.",
+        )
         return outcome
 
-    def _ready_or_rolled_back(self, name: str, generation: int, previous: dict, outcome: RolloutOutcome, what: str) -> dict | None:
+    def _ready_or_rolled_back(
+        self, name: str, generation: int, previous: dict, outcome: RolloutOutcome, what: str
+    ) -> dict | None:
         """The service once Ready at ``generation``; on a timeout, roll back and say why in ``outcome``."""
         try:
             return self.wait_ready(name, generation)
@@ -252,9 +320,17 @@ class KServeRollout:
                 if component in candidate["spec"]:
                     candidate["spec"][component]["canaryTrafficPercent"] = percent
         replaced = self._replace(candidate)
-        self._event("updated", canary_traffic_percent=percent if canary else 100, generation=replaced["metadata"].get("generation"),
-                    note="" if canary else f"{mode} mode: KServe has no traffic split for a transformer here; a rolling update replaces the pods")
-        isvc = self._ready_or_rolled_back(name, int(replaced["metadata"]["generation"]), previous, outcome, "the updated InferenceService")
+        self._event(
+            "updated",
+            canary_traffic_percent=percent if canary else 100,
+            generation=replaced["metadata"].get("generation"),
+            note=""
+            if canary
+            else f"{mode} mode: KServe has no traffic split for a transformer here; a rolling update replaces the pods",
+        )
+        isvc = self._ready_or_rolled_back(
+            name, int(replaced["metadata"]["generation"]), previous, outcome, "the updated InferenceService"
+        )
         if isvc is None:
             return outcome
         outcome.url = candidate_url(isvc)
@@ -266,27 +342,57 @@ class KServeRollout:
             outcome.reason = f"smoke test failed ({result.reason}); rolled back to the previous spec."
             return outcome
         if canary:
-            patched = self._patch(name, {"spec": {component: {"canaryTrafficPercent": None} for component in ("predictor", "transformer") if component in manifest["spec"]}})
+            patched = self._patch(
+                name,
+                {
+                    "spec": {
+                        component: {"canaryTrafficPercent": None}
+                        for component in ("predictor", "transformer")
+                        if component in manifest["spec"]
+                    }
+                },
+            )
             self._event("traffic_100", traffic_percent=100, generation=patched["metadata"].get("generation"))
-            isvc = self._ready_or_rolled_back(name, int(patched["metadata"]["generation"]), previous, outcome, "promotion to 100%")
+            isvc = self._ready_or_rolled_back(
+                name, int(patched["metadata"]["generation"]), previous, outcome, "promotion to 100%"
+            )
             if isvc is None:
                 return outcome
         outcome.url = (isvc.get("status") or {}).get("url") or outcome.url
         outcome.status = "rolled_out"
-        outcome.reason = f"canary at {percent}% was Ready and passed its smoke test; promoted to 100%." if canary else "rolling update is Ready and passed its smoke test."
+        outcome.reason = (
+            f"canary at {percent}% was Ready and passed its smoke test; promoted to 100%."
+            if canary
+            else "rolling update is Ready and passed its smoke test."
+        )
         return outcome
 
     def rollback(self, name: str, previous: dict) -> None:
         current = self.get(name)
         if current is None:
-            raise DeployError(f"inferenceservice {self.namespace}/{name} disappeared during the rollout; nothing to roll back to.", "recreate it from the previous champion (`champion manifests`), then re-run.")
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceService",
-                "metadata": {"name": name, "namespace": self.namespace, "labels": previous["labels"], "annotations": previous["annotations"], "resourceVersion": current["metadata"]["resourceVersion"]},
-                "spec": previous["spec"]}
+            raise DeployError(
+                f"inferenceservice {self.namespace}/{name} disappeared during the rollout; nothing to roll back to.",
+                "recreate it from the previous champion (`champion manifests`), then re-run.",
+            )
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "InferenceService",
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "labels": previous["labels"],
+                "annotations": previous["annotations"],
+                "resourceVersion": current["metadata"]["resourceVersion"],
+            },
+            "spec": previous["spec"],
+        }
         restored = self._replace(body)
         self._event("rolled_back", generation=restored["metadata"].get("generation"))
         try:
             self.wait_ready(name, int(restored["metadata"]["generation"]))
         except _NotReady as exc:
-            raise DeployError(f"the rollback of {self.namespace}/{name} to the previous spec is {exc}.", "inspect it with `kubectl describe isvc`; the previous spec is in this step's report.") from exc
+            raise DeployError(
+                f"the rollback of {self.namespace}/{name} to the previous spec is {exc}.",
+                "inspect it with `kubectl describe isvc`; the previous spec is in this step's report.",
+            ) from exc
         self._event("previous_spec_ready")

@@ -48,9 +48,13 @@ def smoke_test(
 ) -> SmokeResult:
     """POST each example's question to ``base_url`` + /openai/v1/chat/completions and score the answers."""
     if not bundle_id:
-        return SmokeResult(base_url, False, "no bundle id was given; the smoke test cannot tell which bundle answered.", floor=floor)
+        return SmokeResult(
+            base_url, False, "no bundle id was given; the smoke test cannot tell which bundle answered.", floor=floor
+        )
     if not examples:
-        return SmokeResult(base_url, False, "no smoke examples were given; an untested deployment is not promoted.", floor=floor)
+        return SmokeResult(
+            base_url, False, "no smoke examples were given; an untested deployment is not promoted.", floor=floor
+        )
     url = base_url.rstrip("/") + CHAT_ROUTE
     headers = {}
     if token := os.environ.get(token_env, ""):
@@ -68,7 +72,9 @@ def smoke_test(
             continue
         served_bundle = response.headers.get(BUNDLE_HEADER, "")
         if not served_bundle:
-            errors.append(f"the answer carries no {BUNDLE_HEADER} header, so nothing shows which bundle answered (is the prompt transformer in front?)")
+            errors.append(
+                f"the answer carries no {BUNDLE_HEADER} header, so nothing shows which bundle answered (is the prompt transformer in front?)"
+            )
             continue
         if served_bundle != bundle_id:
             errors.append(f"answered by bundle {served_bundle[:12]}, not {bundle_id[:12]}")
@@ -80,10 +86,42 @@ def smoke_test(
             continue
         score = token_f1(text, example["reference"])
         scores.append(score)
-        answers.append({"id": example.get("id"), "question": example["question"], "answer": text, "reference": example["reference"], "token_f1": round(score, 4)})
+        answers.append(
+            {
+                "id": example.get("id"),
+                "question": example["question"],
+                "answer": text,
+                "reference": example["reference"],
+                "token_f1": round(score, 4),
+            }
+        )
     mean = sum(scores) / len(scores) if scores else 0.0
     if errors:
-        return SmokeResult(url, False, f"{len(errors)} of {len(examples)} smoke requests failed: {errors[0]}", mean, floor, errors, answers)
+        return SmokeResult(
+            url,
+            False,
+            f"{len(errors)} of {len(examples)} smoke requests failed: {errors[0]}",
+            mean,
+            floor,
+            errors,
+            answers,
+        )
     if mean < floor:
-        return SmokeResult(url, False, f"mean token F1 {mean:.3f} on {len(examples)} examples is below the smoke floor {floor:.3f}.", mean, floor, errors, answers)
-    return SmokeResult(url, True, f"{len(examples)} requests answered; mean token F1 {mean:.3f} >= floor {floor:.3f}.", mean, floor, errors, answers)
+        return SmokeResult(
+            url,
+            False,
+            f"mean token F1 {mean:.3f} on {len(examples)} examples is below the smoke floor {floor:.3f}.",
+            mean,
+            floor,
+            errors,
+            answers,
+        )
+    return SmokeResult(
+        url,
+        True,
+        f"{len(examples)} requests answered; mean token F1 {mean:.3f} >= floor {floor:.3f}.",
+        mean,
+        floor,
+        errors,
+        answers,
+    )

@@ -33,7 +33,10 @@ def prompt_from_env(environ=os.environ) -> PromptTemplate:
     """The prompt the deployment carries, refused unless its digest is the bundle's."""
     raw = environ.get(PROMPT_ENV, "")
     if not raw:
-        raise PromptError(f"{PROMPT_ENV} is not set, so the transformer has no prompt to apply.", "deploy through champion, which sets it from the promoted bundle.")
+        raise PromptError(
+            f"{PROMPT_ENV} is not set, so the transformer has no prompt to apply.",
+            "deploy through champion, which sets it from the promoted bundle.",
+        )
     prompt = PromptTemplate.model_validate_json(raw)
     expected = environ.get(PROMPT_DIGEST_ENV, "")
     if prompt.digest != expected:
@@ -63,7 +66,16 @@ def prompt_values(prompt: PromptTemplate, user_content: str) -> dict[str, str]:
 
 
 class PromptTransformer(kserve.Model):
-    def __init__(self, name: str, prompt: PromptTemplate, predictor_url: str, *, bundle_id: str = "", upstream_model: str | None = None, timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        prompt: PromptTemplate,
+        predictor_url: str,
+        *,
+        bundle_id: str = "",
+        upstream_model: str | None = None,
+        timeout_s: float = 120.0,
+    ) -> None:
         super().__init__(name)
         self.prompt = prompt
         self.bundle_id = bundle_id
@@ -86,17 +98,34 @@ class PromptTransformer(kserve.Model):
         try:
             response = await self.client.post(self.chat_url, json=body)
         except httpx.HTTPError as exc:
-            raise ServingError(f"the predictor at {self.chat_url} is unreachable: {type(exc).__name__}.", "check that the predictor is running and ready.", 503) from exc
+            raise ServingError(
+                f"the predictor at {self.chat_url} is unreachable: {type(exc).__name__}.",
+                "check that the predictor is running and ready.",
+                503,
+            ) from exc
         if response.status_code != 200:
-            raise ServingError(f"the predictor answered HTTP {response.status_code}: {response.text[:200]}", "see the predictor's log.", 502)
+            raise ServingError(
+                f"the predictor answered HTTP {response.status_code}: {response.text[:200]}",
+                "see the predictor's log.",
+                502,
+            )
         try:
             generation = parse_chat_response(response.json())
         except (BackendError, ValueError) as exc:
-            raise ServingError(f"the predictor's reply is not a chat completion: {response.text[:200]}", "point the transformer at an OpenAI-compatible route.", 502) from exc
-        headers = {"x-champion-prompt": f"{self.prompt.name}@{self.prompt.version}", "x-champion-prompt-digest": self.prompt.digest}
+            raise ServingError(
+                f"the predictor's reply is not a chat completion: {response.text[:200]}",
+                "point the transformer at an OpenAI-compatible route.",
+                502,
+            ) from exc
+        headers = {
+            "x-champion-prompt": f"{self.prompt.name}@{self.prompt.version}",
+            "x-champion-prompt-digest": self.prompt.digest,
+        }
         if self.bundle_id:
             headers["x-champion-bundle"] = self.bundle_id
-        return ChatReply(generation.text, generation.finish_reason, generation.prompt_tokens, generation.completion_tokens, headers)
+        return ChatReply(
+            generation.text, generation.finish_reason, generation.prompt_tokens, generation.completion_tokens, headers
+        )
 
 
 def predictor_url(host: str, *, use_ssl: bool = False, route_prefix: str = "/openai") -> str:
@@ -110,12 +139,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model_name", required=True)
     parser.add_argument("--predictor_host", required=True)
     parser.add_argument("--predictor_use_ssl", action="store_true")
-    parser.add_argument("--predictor_route_prefix", default="/openai", help="'/openai' for KServe's Hugging Face runtime, '' for the vLLM runtime")
+    parser.add_argument(
+        "--predictor_route_prefix",
+        default="/openai",
+        help="'/openai' for KServe's Hugging Face runtime, '' for the vLLM runtime",
+    )
     parser.add_argument("--http_port", type=int, default=8080)
     parser.add_argument("--host", default="127.0.0.1")
     args, _ = parser.parse_known_args(argv)
     prompt = prompt_from_env()
-    model = PromptTransformer(args.model_name, prompt, predictor_url(args.predictor_host, use_ssl=args.predictor_use_ssl, route_prefix=args.predictor_route_prefix), bundle_id=os.environ.get(BUNDLE_ENV, ""))
+    model = PromptTransformer(
+        args.model_name,
+        prompt,
+        predictor_url(args.predictor_host, use_ssl=args.predictor_use_ssl, route_prefix=args.predictor_route_prefix),
+        bundle_id=os.environ.get(BUNDLE_ENV, ""),
+    )
     serve([model], host=args.host, port=args.http_port)
 
 

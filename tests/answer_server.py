@@ -14,7 +14,9 @@ from typing import Callable
 
 
 class AnswerServer:
-    def __init__(self, answers: dict[str, str], *, bundle_id: str = "", on_request: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, answers: dict[str, str], *, bundle_id: str = "", on_request: Callable[[], None] | None = None
+    ) -> None:
         self.answers = answers
         self.bundle_id = bundle_id
         self.on_request = on_request
@@ -32,7 +34,17 @@ class AnswerServer:
                     server.on_request()
                 question = body["messages"][-1]["content"]
                 text = server.answers.get(question, "I do not know.")
-                reply = json.dumps({"id": "x", "object": "chat.completion", "model": body.get("model", ""), "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 5, "completion_tokens": 3}}).encode()
+                reply = json.dumps(
+                    {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "model": body.get("model", ""),
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                        ],
+                        "usage": {"prompt_tokens": 5, "completion_tokens": 3},
+                    }
+                ).encode()
                 self.send_response(200 if self.path == "/openai/v1/chat/completions" else 404)
                 self.send_header("Content-Type", "application/json")
                 if server.bundle_id:

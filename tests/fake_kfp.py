@@ -62,17 +62,27 @@ class Contract:
         for regex, template, operations in self.routes:
             match = regex.match(path)
             if match and method.lower() in operations:
-                return template, operations[method.lower()], {k.replace("__", "."): v for k, v in match.groupdict().items()}
+                return (
+                    template,
+                    operations[method.lower()],
+                    {k.replace("__", "."): v for k, v in match.groupdict().items()},
+                )
         return None, None, {}
 
     def errors(self, instance, schema, *, request: bool = False) -> list[str]:
         wrapped = {**schema, "definitions": self.request_definitions if request else self.definitions}
         validator = self._jsonschema.Draft4Validator(wrapped)
-        return [f"{'.'.join(map(str, e.absolute_path)) or '<body>'}: {e.message}" for e in validator.iter_errors(instance)]
+        return [
+            f"{'.'.join(map(str, e.absolute_path)) or '<body>'}: {e.message}" for e in validator.iter_errors(instance)
+        ]
 
     def check_request(self, operation: dict, query: dict, body, form: dict) -> list[str]:
         declared = {p["name"]: p for p in operation.get("parameters", [])}
-        problems = [f"query parameter {name!r} is not in the API description" for name in query if name not in declared or declared[name]["in"] != "query"]
+        problems = [
+            f"query parameter {name!r} is not in the API description"
+            for name in query
+            if name not in declared or declared[name]["in"] != "query"
+        ]
         for name, parameter in declared.items():
             if parameter.get("required") and parameter["in"] == "query" and name not in query:
                 problems.append(f"required query parameter {name!r} missing")
@@ -177,10 +187,22 @@ class FakeKFP:
         content_type = headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
             message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
-            form = {part.get_param("name", header="content-disposition"): part.get_payload(decode=True) for part in message.iter_parts()}
+            form = {
+                part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+                for part in message.iter_parts()
+            }
         elif raw:
             body = json.loads(raw)
-        self.requests.append({"method": method, "path": url.path, "query": query, "body": body, "form": sorted(form), "authorization": headers.get("authorization", "")})
+        self.requests.append(
+            {
+                "method": method,
+                "path": url.path,
+                "query": query,
+                "body": body,
+                "form": sorted(form),
+                "authorization": headers.get("authorization", ""),
+            }
+        )
         if headers.get("authorization") != f"Bearer {self.token}":
             return 401, {"code": 16, "message": "Unauthenticated: missing or invalid bearer token"}
         if (method, url.path) in self.fail_with:
@@ -192,7 +214,9 @@ class FakeKFP:
         problems = self.contract.check_request(operation, query, body, form)
         if problems:
             return self._violation(method, url.path, problems)
-        code, reply = getattr(self, "_" + re.sub(r"\W+", "_", f"{method} {template}").strip("_").lower())(params, query, body, form)
+        code, reply = getattr(self, "_" + re.sub(r"\W+", "_", f"{method} {template}").strip("_").lower())(
+            params, query, body, form
+        )
         if code == 200:
             problems = self.contract.check_response(operation, reply)
             if problems:  # a bug in this fake: it must never answer outside the contract
@@ -218,7 +242,13 @@ class FakeKFP:
         return 200, {"multi_user": self.multi_user}
 
     def _new_pipeline(self, name, description, namespace) -> dict:
-        pipeline = {"pipeline_id": str(uuid.uuid4()), "display_name": name, "name": name, "description": description, "created_at": _now()}
+        pipeline = {
+            "pipeline_id": str(uuid.uuid4()),
+            "display_name": name,
+            "name": name,
+            "description": description,
+            "created_at": _now(),
+        }
         if namespace:
             pipeline["namespace"] = namespace
         self.pipelines[pipeline["pipeline_id"]] = pipeline
@@ -227,15 +257,25 @@ class FakeKFP:
     def _new_version(self, pipeline_id, name, description, package: bytes) -> dict:
         import yaml
 
-        version = {"pipeline_id": pipeline_id, "pipeline_version_id": str(uuid.uuid4()), "display_name": name, "name": name, "description": description,
-                   "created_at": _now(), "pipeline_spec": next(yaml.safe_load_all(package))}
+        version = {
+            "pipeline_id": pipeline_id,
+            "pipeline_version_id": str(uuid.uuid4()),
+            "display_name": name,
+            "name": name,
+            "description": description,
+            "created_at": _now(),
+            "pipeline_spec": next(yaml.safe_load_all(package)),
+        }
         self.versions[version["pipeline_version_id"]] = version
         self.uploads[version["pipeline_version_id"]] = package
         return version
 
     def _post_apis_v2beta1_pipelines_upload(self, params, query, body, form):
         name = query.get("name") or query.get("display_name")
-        if any(p["display_name"] == name and p.get("namespace", "") == query.get("namespace", "") for p in self.pipelines.values()):
+        if any(
+            p["display_name"] == name and p.get("namespace", "") == query.get("namespace", "")
+            for p in self.pipelines.values()
+        ):
             return 409, {"code": 6, "message": f"pipeline {name!r} already exists"}
         pipeline = self._new_pipeline(name, query.get("description", ""), query.get("namespace", ""))
         self._new_version(pipeline["pipeline_id"], name, query.get("description", ""), form["uploadfile"])
@@ -257,7 +297,11 @@ class FakeKFP:
 
     def _get_apis_v2beta1_pipelines_pipeline_id_versions(self, params, query, body, form):
         wanted = self._display_name_filter(query)
-        found = [{k: v for k, v in version.items() if k != "pipeline_spec"} for version in self.versions.values() if version["pipeline_id"] == params["pipeline_id"] and wanted in (None, version["display_name"])]
+        found = [
+            {k: v for k, v in version.items() if k != "pipeline_spec"}
+            for version in self.versions.values()
+            if version["pipeline_id"] == params["pipeline_id"] and wanted in (None, version["display_name"])
+        ]
         return 200, {"pipeline_versions": _page(found, query), "total_size": len(found)}
 
     def _get_apis_v2beta1_experiments(self, params, query, body, form):
@@ -266,7 +310,13 @@ class FakeKFP:
         return 200, {"experiments": found, "total_size": len(found)}
 
     def _post_apis_v2beta1_experiments(self, params, query, body, form):
-        experiment = {"experiment_id": str(uuid.uuid4()), "display_name": body["display_name"], "description": body.get("description", ""), "created_at": _now(), "storage_state": "AVAILABLE"}
+        experiment = {
+            "experiment_id": str(uuid.uuid4()),
+            "display_name": body["display_name"],
+            "description": body.get("description", ""),
+            "created_at": _now(),
+            "storage_state": "AVAILABLE",
+        }
         if body.get("namespace"):
             experiment["namespace"] = body["namespace"]
         self.experiments[experiment["experiment_id"]] = experiment
@@ -277,7 +327,13 @@ class FakeKFP:
         return (200, experiment) if experiment else (404, {"code": 5, "message": "experiment not found"})
 
     def _post_apis_v2beta1_runs(self, params, query, body, form):
-        run = {**body, "run_id": str(uuid.uuid4()), "created_at": _now(), "state": "PENDING", "storage_state": "AVAILABLE"}
+        run = {
+            **body,
+            "run_id": str(uuid.uuid4()),
+            "created_at": _now(),
+            "state": "PENDING",
+            "storage_state": "AVAILABLE",
+        }
         self.runs[run["run_id"]] = run
         self._polls[run["run_id"]] = 0
         return 200, run
@@ -298,13 +354,25 @@ class FakeKFP:
         return 200, run
 
     def _post_apis_v2beta1_recurringruns(self, params, query, body, form):
-        recurring = {**body, "max_concurrency": str(body.get("max_concurrency", 1)), "recurring_run_id": str(uuid.uuid4()), "created_at": _now(), "updated_at": _now(), "status": "ENABLED" if body.get("mode") != "DISABLE" else "DISABLED"}
+        recurring = {
+            **body,
+            "max_concurrency": str(body.get("max_concurrency", 1)),
+            "recurring_run_id": str(uuid.uuid4()),
+            "created_at": _now(),
+            "updated_at": _now(),
+            "status": "ENABLED" if body.get("mode") != "DISABLE" else "DISABLED",
+        }
         self.recurring_runs[recurring["recurring_run_id"]] = recurring
         return 200, recurring
 
     def _get_apis_v2beta1_recurringruns(self, params, query, body, form):
         wanted = self._display_name_filter(query)
-        found = [r for r in self.recurring_runs.values() if (wanted is None or r["display_name"] == wanted) and (not query.get("experiment_id") or r.get("experiment_id") == query["experiment_id"])]
+        found = [
+            r
+            for r in self.recurring_runs.values()
+            if (wanted is None or r["display_name"] == wanted)
+            and (not query.get("experiment_id") or r.get("experiment_id") == query["experiment_id"])
+        ]
         return 200, {"recurringRuns": found, "total_size": len(found)}
 
     def _delete_apis_v2beta1_recurringruns_recurring_run_id(self, params, query, body, form):

@@ -22,7 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from serving.manifests import SCHEMAS, _close_objects
 
-PATH = re.compile(r"^/apis/serving\.kserve\.io/v1beta1/namespaces/(?P<ns>[^/]+)/inferenceservices(?:/(?P<name>[^/?]+))?(?:\?.*)?$")
+PATH = re.compile(
+    r"^/apis/serving\.kserve\.io/v1beta1/namespaces/(?P<ns>[^/]+)/inferenceservices(?:/(?P<name>[^/?]+))?(?:\?.*)?$"
+)
 
 
 def contract_validator():
@@ -48,7 +50,15 @@ def merge_patch(target, patch):
 
 
 def status_body(code: int, reason: str, message: str) -> dict:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 class FakeKubeAPI:
@@ -127,7 +137,9 @@ class FakeKubeAPI:
         import yaml
 
         config = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "fake",
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
             "users": [{"name": "deployer", "user": {"token": self.token}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "deployer", "namespace": "team-a"}}],
@@ -139,7 +151,14 @@ class FakeKubeAPI:
 
     def handle(self, method: str, path: str, body, headers: dict) -> tuple[int, dict]:
         headers = {k.lower(): v for k, v in headers.items()}
-        self.requests.append({"method": method, "path": path, "body": copy.deepcopy(body), "content_type": headers.get("content-type", "")})
+        self.requests.append(
+            {
+                "method": method,
+                "path": path,
+                "body": copy.deepcopy(body),
+                "content_type": headers.get("content-type", ""),
+            }
+        )
         if headers.get("authorization") != f"Bearer {self.token}":
             return 401, status_body(401, "Unauthorized", "Unauthorized")
         if self.server_errors > 0:
@@ -149,23 +168,44 @@ class FakeKubeAPI:
         if not match or not self.kserve_installed:
             return 404, status_body(404, "NotFound", f"the server could not find the requested resource {path}")
         namespace, name = match.group("ns"), match.group("name")
-        verb = {"GET": "get" if name else "list", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
+        verb = {
+            "GET": "get" if name else "list",
+            "POST": "create",
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete",
+        }[method]
         if verb in self.forbidden_verbs:
-            return 403, status_body(403, "Forbidden", f'inferenceservices.serving.kserve.io is forbidden: User "system:serviceaccount:{namespace}:pipeline-runner" cannot {verb} resource "inferenceservices" in API group "serving.kserve.io" in the namespace "{namespace}"')
+            return 403, status_body(
+                403,
+                "Forbidden",
+                f'inferenceservices.serving.kserve.io is forbidden: User "system:serviceaccount:{namespace}:pipeline-runner" cannot {verb} resource "inferenceservices" in API group "serving.kserve.io" in the namespace "{namespace}"',
+            )
         key = (namespace, name or (body or {}).get("metadata", {}).get("name", ""))
         if method == "GET":
             if not name:
-                return 200, {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceServiceList", "items": [o for (ns, _), o in self.objects.items() if ns == namespace]}
+                return 200, {
+                    "apiVersion": "serving.kserve.io/v1beta1",
+                    "kind": "InferenceServiceList",
+                    "items": [o for (ns, _), o in self.objects.items() if ns == namespace],
+                }
             if key not in self.objects:
                 return 404, status_body(404, "NotFound", f'inferenceservices.serving.kserve.io "{name}" not found')
             return 200, self._reconcile(key)
         if method == "DELETE":
             if self.objects.pop(key, None) is None:
                 return 404, status_body(404, "NotFound", f'inferenceservices.serving.kserve.io "{name}" not found')
-            return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": name, "kind": "inferenceservices"}}
+            return 200, {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Success",
+                "details": {"name": name, "kind": "inferenceservices"},
+            }
         if method == "POST":
             if key in self.objects:
-                return 409, status_body(409, "AlreadyExists", f'inferenceservices.serving.kserve.io "{key[1]}" already exists')
+                return 409, status_body(
+                    409, "AlreadyExists", f'inferenceservices.serving.kserve.io "{key[1]}" already exists'
+                )
             stored = self._store(key, body, None)
             if self.after_create is not None:
                 self.after_create()
@@ -175,7 +215,9 @@ class FakeKubeAPI:
             return 404, status_body(404, "NotFound", f'inferenceservices.serving.kserve.io "{name}" not found')
         if method == "PATCH":
             if headers.get("content-type") != "application/merge-patch+json":
-                return 415, status_body(415, "UnsupportedMediaType", f"this fake only speaks merge-patch, got {headers.get('content-type')}")
+                return 415, status_body(
+                    415, "UnsupportedMediaType", f"this fake only speaks merge-patch, got {headers.get('content-type')}"
+                )
             merged = merge_patch({k: v for k, v in current.items() if k != "status"}, body)
             merged["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             return self._store(key, merged, current)
@@ -183,7 +225,11 @@ class FakeKubeAPI:
             self.conflict_on_next_update = False
             current["metadata"]["resourceVersion"] = str(int(current["metadata"]["resourceVersion"]) + 1)
         if (body.get("metadata") or {}).get("resourceVersion") != current["metadata"]["resourceVersion"]:
-            return 409, status_body(409, "Conflict", f'Operation cannot be fulfilled on inferenceservices.serving.kserve.io "{name}": the object has been modified; please apply your changes to the latest version and try again')
+            return 409, status_body(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on inferenceservices.serving.kserve.io "{name}": the object has been modified; please apply your changes to the latest version and try again',
+            )
         return self._store(key, body, current)
 
     def _store(self, key, body: dict, current: dict | None) -> tuple[int, dict]:
@@ -193,7 +239,9 @@ class FakeKubeAPI:
             errors.append("apiVersion/kind: must be serving.kserve.io/v1beta1 InferenceService")
         if errors:
             self.rejected.append({"object": obj, "errors": errors})
-            return 422, status_body(422, "Invalid", f'InferenceService.serving.kserve.io "{key[1]}" is invalid: ' + "; ".join(errors[:5]))
+            return 422, status_body(
+                422, "Invalid", f'InferenceService.serving.kserve.io "{key[1]}" is invalid: ' + "; ".join(errors[:5])
+            )
         meta = obj["metadata"]
         previous_meta = (current or {}).get("metadata", {})
         spec_changed = current is None or current.get("spec") != obj.get("spec")
@@ -221,19 +269,46 @@ class FakeKubeAPI:
                 continue
             previous = status.get("components", {}).get(component, {})
             percent = obj["spec"][component].get("canaryTrafficPercent")
-            traffic = [{"tag": "latest", "revisionName": revision, "latestRevision": True, "percent": percent if percent is not None else 100, "url": self.latest_url or self.stable_url}]
+            traffic = [
+                {
+                    "tag": "latest",
+                    "revisionName": revision,
+                    "latestRevision": True,
+                    "percent": percent if percent is not None else 100,
+                    "url": self.latest_url or self.stable_url,
+                }
+            ]
             if percent is not None and previous.get("latestReadyRevision"):
-                traffic.append({"tag": "prev", "revisionName": previous["latestReadyRevision"], "latestRevision": False, "percent": 100 - percent, "url": self.stable_url})
+                traffic.append(
+                    {
+                        "tag": "prev",
+                        "revisionName": previous["latestReadyRevision"],
+                        "latestRevision": False,
+                        "percent": 100 - percent,
+                        "url": self.stable_url,
+                    }
+                )
             components[component] = {
                 "latestCreatedRevision": revision,
                 "latestReadyRevision": revision if ready else previous.get("latestReadyRevision"),
                 "traffic": traffic,
                 "url": self.stable_url,
             }
-        status.update({
-            "observedGeneration": generation if ready else status.get("observedGeneration", 0),
-            "url": self.stable_url,
-            "components": components,
-            "conditions": [{"type": "Ready", "status": "True"} if ready else {"type": "Ready", "status": "False", "reason": "RevisionMissing", "message": f"Revision {revision} is not ready: 0/1 pods available"}],
-        })
+        status.update(
+            {
+                "observedGeneration": generation if ready else status.get("observedGeneration", 0),
+                "url": self.stable_url,
+                "components": components,
+                "conditions": [
+                    {"type": "Ready", "status": "True"}
+                    if ready
+                    else {
+                        "type": "Ready",
+                        "status": "False",
+                        "reason": "RevisionMissing",
+                        "message": f"Revision {revision} is not ready: 0/1 pods available",
+                    }
+                ],
+            }
+        )
         return copy.deepcopy(obj)

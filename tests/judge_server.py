@@ -71,11 +71,18 @@ class JudgeServer:
                 text = scripted_verdict(prompt)
                 if server.mode == "sloppy" and not repairing:
                     text = "I think the answer looks fine overall."
-                self._send(200, {
-                    "id": "cmpl-1", "object": "chat.completion", "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 8, "total_tokens": 18},
-                })
+                self._send(
+                    200,
+                    {
+                        "id": "cmpl-1",
+                        "object": "chat.completion",
+                        "model": body["model"],
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                        ],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 8, "total_tokens": 18},
+                    },
+                )
 
             def _send(self, status, payload):
                 data = json.dumps(payload).encode()

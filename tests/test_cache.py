@@ -74,15 +74,21 @@ def test_the_generator_answers_unchanged_examples_without_loading_the_model(smol
     from serving.generation.cached import cached_generator
 
     prompt = load_prompt("qa-concise")
-    conversations = [prompt.render(question=q) for q in ("What is the capital of France?", "What is the capital of Japan?")]
+    conversations = [
+        prompt.render(question=q) for q in ("What is the capital of France?", "What is the capital of Japan?")
+    ]
     cache = ExampleCache(tmp_path)
     first = cached_generator("transformers", str(smollm2.path), cache, {"model_digest": smollm2.digest}, batch_size=2)
     computed = first.generate(conversations, prompt.decoding)
-    again = cached_generator("transformers", str(smollm2.path), ExampleCache(tmp_path), {"model_digest": smollm2.digest}, batch_size=2)
+    again = cached_generator(
+        "transformers", str(smollm2.path), ExampleCache(tmp_path), {"model_digest": smollm2.digest}, batch_size=2
+    )
     assert again.generate(conversations, prompt.decoding) == computed
     assert again._generator is None  # every example hit: the model was never loaded
     assert hasattr(again, "choice_logprobs")  # the judge's constrained choice is cached too
-    other = cached_generator("transformers", str(smollm2.path), ExampleCache(tmp_path), {"model_digest": smollm2.digest}, batch_size=2)
+    other = cached_generator(
+        "transformers", str(smollm2.path), ExampleCache(tmp_path), {"model_digest": smollm2.digest}, batch_size=2
+    )
     other.generate(conversations[:1], Decoding(max_tokens=5))  # another decoding is another key
     assert other.cache.stats["generation.misses"] == 1 and other._generator is not None
 
@@ -90,7 +96,10 @@ def test_the_generator_answers_unchanged_examples_without_loading_the_model(smol
 def test_embeddings_come_from_the_cache_with_identical_scores(tmp_path):
     from evaluators.semantic import SemanticSimilarity
 
-    records = [{"output": "The capital of France is Paris.", "reference": "Paris"}, {"output": "Tokyo", "reference": "Tokyo"}]
+    records = [
+        {"output": "The capital of France is Paris.", "reference": "Paris"},
+        {"output": "Tokyo", "reference": "Tokyo"},
+    ]
     first = SemanticSimilarity(cache=ExampleCache(tmp_path))
     scores = first.score(records)
     second = SemanticSimilarity(cache=ExampleCache(tmp_path))

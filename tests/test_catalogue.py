@@ -12,7 +12,9 @@ def test_every_test_the_catalogue_names_exists():
     defined: dict[str, set[str]] = {}
     for path in (REPO / "tests").glob("test_*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        defined[path.name] = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+        defined[path.name] = {
+            node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+        }
     missing = []
     for row in text.splitlines():
         current = None

@@ -31,7 +31,7 @@ def promotion_docs(compiled):
 
 def test_both_gpu_steps_carry_accelerator_node_selector_and_tolerations(compiled):
     spec, platform = promotion_docs(compiled)
-    for executor in ("exec-batch-generate-op", "exec-batch-generate-op-2"):  # challenger, and champion inside the If
+    for executor in ("exec-batch-generate-op",):  # one step for both bundles, in the scoring loop
         resources = spec["deploymentSpec"]["executors"][executor]["container"]["resources"]["accelerator"]
         assert "accelerator_count" in resources["resourceCount"] and "accelerator_type" in resources["resourceType"]
         k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][executor]
@@ -47,39 +47,73 @@ def test_fine_tune_runs_on_a_gpu_node_with_the_token_secret_and_its_own_gpu_coun
     assert "nodeSelector" in k8s and "tolerations" in k8s
     secret = k8s["secretAsEnv"][0]
     assert secret["keyToEnv"] == [{"secretKey": "token", "envVar": "HF_TOKEN"}] and secret["optional"] is True
-    assert spec["root"]["dag"]["tasks"]["batch-generate-op"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "fine-tune-op"
+    loop = next(c for name, c in spec["components"].items() if name.startswith("comp-for-loop"))
+    assert (
+        loop["dag"]["tasks"]["batch-generate-op"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"]
+        == "fine-tune-op"
+    )
     assert spec["root"]["inputDefinitions"]["parameters"]["fine_tune_steps"]["defaultValue"] == 0.0
 
 
 def test_a_weights_pvc_given_at_compile_time_is_mounted_on_the_weight_steps(tmp_path):
     import os
 
-    compile_all(tmp_path, cpu_image="registry.example.com/champion@sha256:" + "a" * 64, gpu_image="registry.example.com/champion-gpu@sha256:" + "b" * 64, weights_pvc="champion-weights")
+    compile_all(
+        tmp_path,
+        cpu_image="registry.example.com/champion@sha256:" + "a" * 64,
+        gpu_image="registry.example.com/champion-gpu@sha256:" + "b" * 64,
+        weights_pvc="champion-weights",
+    )
     spec, platform = list(yaml.safe_load_all((tmp_path / "pipelines" / "promotion.yaml").read_text()))
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for executor in ("exec-fetch-weights-op", "exec-fine-tune-op", "exec-batch-generate-op", "exec-evaluate-op"):
         assert executors[executor]["pvcMount"][0]["mountPath"] == "/mnt/champion-weights", executor
     assert spec["root"]["inputDefinitions"]["parameters"]["weights_cache"]["defaultValue"] == "/mnt/champion-weights"
-    assert spec["deploymentSpec"]["executors"]["exec-batch-generate-op"]["container"]["image"].endswith("@sha256:" + "b" * 64)
+    assert spec["deploymentSpec"]["executors"]["exec-batch-generate-op"]["container"]["image"].endswith(
+        "@sha256:" + "b" * 64
+    )
     assert spec["deploymentSpec"]["executors"]["exec-gate-op"]["container"]["image"].endswith("@sha256:" + "a" * 64)
     assert "CHAMPION_WEIGHTS_PVC" not in os.environ
 
 
-def test_condition_sub_dags_declare_the_accelerator_parameters(compiled):
-    """KFP does not thread resource parameters into condition sub-DAGs on its own (see batch_generate)."""
+def test_the_scoring_loop_declares_the_accelerator_parameters(compiled):
+    """KFP does not thread resource parameters into a loop's sub-DAG on its own (see batch_generate, fine_tune)."""
     spec, _ = promotion_docs(compiled)
-    nested = next(c for c in spec["components"].values() if "batch-generate-op-2" in c.get("dag", {}).get("tasks", {}))
+    nested = next(c for c in spec["components"].values() if "batch-generate-op" in c.get("dag", {}).get("tasks", {}))
     declared = nested["inputDefinitions"]["parameters"]
-    assert {"pipelinechannel--accelerator_type", "pipelinechannel--accelerator_count"} <= set(declared)
+    assert {
+        "pipelinechannel--accelerator_type",
+        "pipelinechannel--accelerator_count",
+        "pipelinechannel--fine_tune_gpu_count",
+    } <= set(declared)
 
 
-def test_side_effect_steps_are_never_cached(compiled):
+def test_challenger_and_champion_are_scored_by_one_loop_that_never_sees_a_role(compiled):
+    """The loop's steps take a bundle's values only: the same step (and, locally, the same cache entry)
+    scores a bundle whether it is this run's challenger or a later run's champion."""
     spec, _ = promotion_docs(compiled)
-    tasks = spec["root"]["dag"]["tasks"]
-    assert tasks["register-op"]["cachingOptions"] == {}
-    assert tasks["preprocess-data-op"]["cachingOptions"] == {}
-    assert tasks["resolve-champion-op"]["cachingOptions"] == {}
-    assert tasks["evaluate-op"]["cachingOptions"]["enableCache"] is True
+    loop = next(c for name, c in spec["components"].items() if name.startswith("comp-for-loop"))
+    assert set(loop["dag"]["tasks"]) == {"fetch-weights-op", "fine-tune-op", "batch-generate-op", "evaluate-op"}
+    executors = spec["deploymentSpec"]["executors"]
+    assert not [name for name in executors if name.endswith("-2") and "gate" not in name]
+
+
+def test_pure_steps_are_cached_and_side_effects_never(compiled):
+    """KFP's step cache on exactly the steps that are pure functions of their (pinned) inputs."""
+    from pipelines.wiring import PURE_STEPS
+
+    spec, _ = promotion_docs(compiled)
+    tasks = {
+        name: task
+        for component in [spec["root"], *spec["components"].values()]
+        for name, task in component.get("dag", {}).get("tasks", {}).items()
+    }
+    steps = {name: task for name, task in tasks.items() if not name.startswith(("for-loop", "condition"))}
+    for name, task in steps.items():
+        cached = task.get("cachingOptions", {}).get("enableCache", False)
+        assert cached == (name in PURE_STEPS), name
+    for never in ("pin-inputs-op", "resolve-champion-op", "register-op", "deploy-op", "skip-deploy-op"):
+        assert steps[never].get("cachingOptions", {}) == {}, never
 
 
 def _branch_condition(spec, task_name):
@@ -91,10 +125,12 @@ def _branch_condition(spec, task_name):
     return ""
 
 
-def test_champion_is_evaluated_only_when_there_is_one_and_deploy_only_when_approved(compiled):
+def test_the_champion_is_scored_only_when_listed_and_deploy_only_when_approved(compiled):
     spec, _ = promotion_docs(compiled)
-    assert "resolve-champion-op-has_champion" in _branch_condition(spec, "batch-generate-op-2")
-    assert "== true" in _branch_condition(spec, "batch-generate-op-2")
+    loop = next(task for task in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in task)
+    assert loop["parameterIterator"]["items"]["inputParameter"].endswith(
+        "plan-bundles-op-Output"
+    )  # challenger, then the champion if any
     assert "register-op-release" in _branch_condition(spec, "deploy-op")
 
 
@@ -107,7 +143,13 @@ def test_no_runtime_pip_install_and_images_come_from_the_environment(tmp_path):
 
 
 def test_compile_sh_writes_dist(tmp_path):
-    result = subprocess.run(["bash", str(REPO / "compile.sh"), str(tmp_path)], capture_output=True, text=True, cwd=REPO, env={"CHAMPION": str(REPO / ".venv" / "bin" / "champion"), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        ["bash", str(REPO / "compile.sh"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"CHAMPION": str(REPO / ".venv" / "bin" / "champion"), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "pipelines" / "promotion.yaml").is_file() and (tmp_path / "components" / "gate.yaml").is_file()
 
@@ -119,4 +161,19 @@ def test_each_component_description_states_its_module_version():
         module_name, _, op_name = target.partition(":")
         module = importlib.import_module(module_name)
         description = getattr(module, op_name).component_spec.description
-        assert f"v{module.VERSION}" in description, f"{op_name}: docstring says {description!r}, module VERSION is {module.VERSION}"
+        assert f"v{module.VERSION}" in description, (
+            f"{op_name}: docstring says {description!r}, module VERSION is {module.VERSION}"
+        )
+
+
+def test_every_step_records_the_commit_it_was_compiled_from(compiled):
+    """A cluster run's MLflow tags and audit entries name the source commit (not "unknown"): it is baked
+    into every step's environment at compile time."""
+    from champion.provenance import git_commit
+
+    commit = git_commit()
+    assert commit != "unknown"
+    for document in (promotion_docs(compiled)[0],):
+        for name, executor in document["deploymentSpec"]["executors"].items():
+            env = {e["name"]: e["value"] for e in executor["container"].get("env", [])}
+            assert env.get("CHAMPION_GIT_COMMIT") == commit, name

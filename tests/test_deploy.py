@@ -13,9 +13,9 @@ import yaml
 
 from champion.bundle import Bundle
 from champion.errors import DeployError
-from components.deploy import PromotionTarget, ServiceOptions, deploy_bundle, deployment_report, render_for
-from components.register import register_bundle
 from prompts import load_prompt
+from serving.deploy import PromotionTarget, ServiceOptions, deploy_bundle, deployment_report, render_for
+from serving.register import register_bundle
 from serving.registry import ChampionMoved, current_champion, promote_version
 from serving.rollout import KServeRollout, kube_api
 from tests.answer_server import AnswerServer
@@ -31,7 +31,13 @@ GOOD = {e["question"]: f"{e['reference']}." for e in EXAMPLES}
 
 
 def make_bundle(model_digest: str) -> Bundle:
-    return Bundle(model_digest=model_digest, prompt=PROMPT.ref, decoding=PROMPT.decoding.model_dump(mode="json"), dataset_digest="d" * 64, evaluator_digest="e" * 64)
+    return Bundle(
+        model_digest=model_digest,
+        prompt=PROMPT.ref,
+        decoding=PROMPT.decoding.model_dump(mode="json"),
+        dataset_digest="d" * 64,
+        evaluator_digest="e" * 64,
+    )
 
 
 class Registry:
@@ -43,16 +49,41 @@ class Registry:
         self.champion = make_bundle("a" * 64)
         self.challenger = make_bundle("b" * 64)
         first = self.register(self.champion, None)
-        promote_version(self.uri, "qa", first.model_version, expected=None, prompt_name=PROMPT.name, prompt_version=first.prompt_version, audit_log=self.audit_log)
+        promote_version(
+            self.uri,
+            "qa",
+            first.model_version,
+            expected=None,
+            prompt_name=PROMPT.name,
+            prompt_version=first.prompt_version,
+            audit_log=self.audit_log,
+        )
         self.champion_version = first.model_version
         self.registration = self.register(self.challenger, first.model_version)
 
     def register(self, bundle, expected):
-        return register_bundle(tracking_uri=self.uri, registered_model_name="qa", bundle=bundle, prompt=PROMPT, decision={"gate": "passed", "reasons": ["test"], "checks": []},
-                               files={}, weights_source="smollm2", expected_champion=expected, audit_log=self.audit_log)
+        return register_bundle(
+            tracking_uri=self.uri,
+            registered_model_name="qa",
+            bundle=bundle,
+            prompt=PROMPT,
+            decision={"gate": "passed", "reasons": ["test"], "checks": []},
+            files={},
+            weights_source="smollm2",
+            expected_champion=expected,
+            audit_log=self.audit_log,
+        )
 
     def target(self) -> PromotionTarget:
-        return PromotionTarget(self.uri, "qa", self.registration.model_version, self.registration.prompt_version, self.champion_version, self.audit_log, "run-42")
+        return PromotionTarget(
+            self.uri,
+            "qa",
+            self.registration.model_version,
+            self.registration.prompt_version,
+            self.champion_version,
+            self.audit_log,
+            "run-42",
+        )
 
     def live(self) -> str | None:
         from mlflow import MlflowClient
@@ -71,7 +102,10 @@ def registry(tmp_path):
 @pytest.fixture
 def cluster(tmp_path, registry):
     # Both revisions answer as the challenger's prompt transformer would: naming the bundle it serves.
-    stable, latest = AnswerServer({}, bundle_id=registry.challenger.id), AnswerServer(GOOD, bundle_id=registry.challenger.id)
+    stable, latest = (
+        AnswerServer({}, bundle_id=registry.challenger.id),
+        AnswerServer(GOOD, bundle_id=registry.challenger.id),
+    )
     with FakeKubeAPI(stable_url=stable.url, latest_url=latest.url) as fake:
         fake.stable, fake.latest = stable, latest
         fake.kubeconfig_path = fake.kubeconfig(tmp_path / "kubeconfig")
@@ -81,8 +115,15 @@ def cluster(tmp_path, registry):
 
 
 def service(cluster, **overrides) -> ServiceOptions:
-    options = dict(namespace="team-a", target="kserve", kubeconfig=cluster.kubeconfig_path, ready_timeout_s=1.0, poll_s=0.02, smoke_min_token_f1=0.5,
-                   transformer_image="registry.example.com/champion@sha256:" + "f" * 64)
+    options = dict(
+        namespace="team-a",
+        target="kserve",
+        kubeconfig=cluster.kubeconfig_path,
+        ready_timeout_s=1.0,
+        poll_s=0.02,
+        smoke_min_token_f1=0.5,
+        transformer_image="registry.example.com/champion@sha256:" + "f" * 64,
+    )
     return ServiceOptions(**{**options, **overrides})
 
 
@@ -92,8 +133,15 @@ def live_spec(cluster, name="champion-qa") -> dict:
 
 def install_champion(cluster, registry) -> dict:
     """The champion's InferenceService as a previous run left it (created through the fake API)."""
-    manifest = render_for(registry.champion, PROMPT, service(cluster), PromotionTarget(registry.uri, "qa", registry.champion_version, 1, None))
-    KServeRollout(kube_api(cluster.kubeconfig_path), "team-a", ready_timeout_s=1.0, poll_s=0.02).run(manifest, canary_traffic_percent=100, smoke=lambda url: _passing(url))
+    manifest = render_for(
+        registry.champion,
+        PROMPT,
+        service(cluster),
+        PromotionTarget(registry.uri, "qa", registry.champion_version, 1, None),
+    )
+    KServeRollout(kube_api(cluster.kubeconfig_path), "team-a", ready_timeout_s=1.0, poll_s=0.02).run(
+        manifest, canary_traffic_percent=100, smoke=lambda url: _passing(url)
+    )
     cluster.requests.clear()
     return manifest["spec"]
 
@@ -112,7 +160,9 @@ def test_first_deploy_creates_waits_smoke_tests_then_moves_the_alias(cluster, re
     assert [r["method"] for r in cluster.requests][:2] == ["GET", "POST"] and not cluster.rejected
     stored = cluster.objects[("team-a", "champion-qa")]
     assert stored["metadata"]["annotations"]["champion.io/bundle-id"] == registry.challenger.id
-    assert len(cluster.stable.requests) == len(EXAMPLES) and cluster.stable.requests[0]["body"]["messages"] == [{"role": "user", "content": EXAMPLES[0]["question"]}]
+    assert len(cluster.stable.requests) == len(EXAMPLES) and cluster.stable.requests[0]["body"]["messages"] == [
+        {"role": "user", "content": EXAMPLES[0]["question"]}
+    ]
     assert registry.live() == registry.registration.model_version
     assert registry.events()[-2:] == ["deployment", "alias_moved"]
     assert result.rollout["smoke"]["mean_token_f1"] == 1.0
@@ -120,17 +170,24 @@ def test_first_deploy_creates_waits_smoke_tests_then_moves_the_alias(cluster, re
 
 def test_update_goes_through_a_canary_then_to_100_percent(cluster, registry):
     previous = install_champion(cluster, registry)
-    result = deploy_bundle(registry.challenger, PROMPT, service(cluster, canary_traffic_percent=20), registry.target(), EXAMPLES)
+    result = deploy_bundle(
+        registry.challenger, PROMPT, service(cluster, canary_traffic_percent=20), registry.target(), EXAMPLES
+    )
     assert result.promoted, result.reason
     put = next(r for r in cluster.requests if r["method"] == "PUT")
-    assert put["body"]["spec"]["predictor"]["canaryTrafficPercent"] == 20 and put["body"]["spec"]["transformer"]["canaryTrafficPercent"] == 20
+    assert (
+        put["body"]["spec"]["predictor"]["canaryTrafficPercent"] == 20
+        and put["body"]["spec"]["transformer"]["canaryTrafficPercent"] == 20
+    )
     assert put["body"]["metadata"]["annotations"]["serving.kserve.io/enable-tag-routing"] == "true"
     assert put["body"]["metadata"]["resourceVersion"]  # optimistic concurrency
     # The smoke test went to the candidate's own URL, not to the stable revision users are on.
     assert len(cluster.latest.requests) == len(EXAMPLES) and not cluster.stable.requests
     patch = next(r for r in cluster.requests if r["method"] == "PATCH")
     assert patch["content_type"] == "application/merge-patch+json"
-    assert patch["body"] == {"spec": {"predictor": {"canaryTrafficPercent": None}, "transformer": {"canaryTrafficPercent": None}}}
+    assert patch["body"] == {
+        "spec": {"predictor": {"canaryTrafficPercent": None}, "transformer": {"canaryTrafficPercent": None}}
+    }
     spec = live_spec(cluster)
     assert "canaryTrafficPercent" not in spec["predictor"] and spec != previous
     assert spec["predictor"]["model"]["storageUri"].endswith("b" * 64)
@@ -160,13 +217,21 @@ def test_a_failed_smoke_test_rolls_back(cluster, registry):
     assert live_spec(cluster) == previous and registry.live() == registry.champion_version
     from mlflow import MlflowClient
 
-    tags = MlflowClient(tracking_uri=registry.uri, registry_uri=registry.uri).get_model_version("qa", registry.registration.model_version).tags
-    assert tags["champion.deployment"] == "rolled_back" and tags["champion.decision"] == "approved"  # passed the gate, never promoted
+    tags = (
+        MlflowClient(tracking_uri=registry.uri, registry_uri=registry.uri)
+        .get_model_version("qa", registry.registration.model_version)
+        .tags
+    )
+    assert (
+        tags["champion.deployment"] == "rolled_back" and tags["champion.decision"] == "approved"
+    )  # passed the gate, never promoted
 
 
 def test_an_answer_without_the_bundle_header_fails_the_smoke_test(cluster, registry):
     previous = install_champion(cluster, registry)
-    cluster.latest.bundle_id = ""  # something answers, but nothing says it is this bundle (no prompt transformer in front)
+    cluster.latest.bundle_id = (
+        ""  # something answers, but nothing says it is this bundle (no prompt transformer in front)
+    )
     result = deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
     assert not result.promoted and "no x-champion-bundle header" in result.reason
     assert live_spec(cluster) == previous and registry.live() == registry.champion_version
@@ -243,7 +308,13 @@ def test_unreachable_api_server_is_a_clear_error(registry, tmp_path):
     with FakeKubeAPI() as fake:
         path = fake.kubeconfig(tmp_path / "kubeconfig")
     with pytest.raises(DeployError, match="did not answer"):
-        deploy_bundle(registry.challenger, PROMPT, ServiceOptions(namespace="team-a", target="kserve", kubeconfig=path), registry.target(), EXAMPLES)
+        deploy_bundle(
+            registry.challenger,
+            PROMPT,
+            ServiceOptions(namespace="team-a", target="kserve", kubeconfig=path),
+            registry.target(),
+            EXAMPLES,
+        )
     assert registry.live() == registry.champion_version
 
 
@@ -251,7 +322,9 @@ def test_the_fake_api_rejects_what_the_crd_would_prune(cluster, registry):
     manifest = render_for(registry.challenger, PROMPT, service(cluster), registry.target())
     manifest["spec"]["predictor"]["model"]["storage_uri"] = "s3://typo"
     with pytest.raises(DeployError, match="invalid \\(422\\).*storage_uri"):
-        KServeRollout(kube_api(cluster.kubeconfig_path), "team-a").run(manifest, canary_traffic_percent=10, smoke=_passing)
+        KServeRollout(kube_api(cluster.kubeconfig_path), "team-a").run(
+            manifest, canary_traffic_percent=10, smoke=_passing
+        )
 
 
 def test_if_another_promotion_moves_the_alias_mid_rollout_the_deployment_is_rolled_back(cluster, registry):
@@ -261,7 +334,16 @@ def test_if_another_promotion_moves_the_alias_mid_rollout_the_deployment_is_roll
 
     def rival_promotes():
         if not moved:
-            moved.append(promote_version(registry.uri, "qa", rival.model_version, expected=registry.champion_version, prompt_name=PROMPT.name, prompt_version=rival.prompt_version))
+            moved.append(
+                promote_version(
+                    registry.uri,
+                    "qa",
+                    rival.model_version,
+                    expected=registry.champion_version,
+                    prompt_name=PROMPT.name,
+                    prompt_version=rival.prompt_version,
+                )
+            )
 
     cluster.latest.on_request = rival_promotes
     with pytest.raises(ChampionMoved):
@@ -280,7 +362,9 @@ def test_a_stale_champion_is_refused_before_anything_is_rolled_out(cluster, regi
     assert not cluster.requests
 
 
-@pytest.mark.parametrize("options, message", [({"target": "helm"}, "unknown deploy target"), ({"canary_traffic_percent": 150}, "0..100")])
+@pytest.mark.parametrize(
+    "options, message", [({"target": "helm"}, "unknown deploy target"), ({"canary_traffic_percent": 150}, "0..100")]
+)
 def test_bad_deploy_parameters(cluster, registry, options, message):
     with pytest.raises(DeployError, match=message):
         deploy_bundle(registry.challenger, PROMPT, service(cluster, **options), registry.target(), EXAMPLES)

@@ -8,12 +8,18 @@ import tempfile
 import pytest
 
 from champion.errors import DataError, EvaluationError
-from components.drift import load_reference
-from evaluators.drift import drift_report
+from evaluators.drift import drift_report, load_reference
 from evaluators.semantic import SemanticSimilarity
 
 BASELINE = [{"id": f"q{i}", "reference": "Paris", "output": "The capital of France is Paris."} for i in range(12)]
-POEMS = [{"id": f"q{i}", "reference": "Paris", "output": "The sea is a land of endless wonder, and its depths are a mirror of the sky at night."} for i in range(12)]
+POEMS = [
+    {
+        "id": f"q{i}",
+        "reference": "Paris",
+        "output": "The sea is a land of endless wonder, and its depths are a mirror of the sky at night.",
+    }
+    for i in range(12)
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +64,23 @@ def test_reference_loading(tmp_path):
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--virtual-time-budget=15000"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=15000",
+]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it; locally: apt-get install chromium)")
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Debian's chromium is not installed (.ci/run installs it; locally: apt-get install chromium)",
+)
 def test_drift_report_renders_in_headless_chromium(drifted, tmp_path):
     from PIL import Image
 
@@ -73,6 +92,11 @@ def test_drift_report_renders_in_headless_chromium(drifted, tmp_path):
     assert re.search(r">\s*Share of Drifted Columns\s*<", dom)
     assert re.search(r">\s*similarity_to_reference\s*<", dom)
     shot = tmp_path / "drift.png"
-    subprocess.run([*common, "--window-size=1200,900", f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [*common, "--window-size=1200,900", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     pixels = Image.open(shot).convert("L").getdata()
     assert sum(p < 200 for p in pixels) / len(pixels) > 0.01  # not a blank page

@@ -10,11 +10,13 @@ import re
 import shutil
 import subprocess
 import sys
+from html import escape as html_escape
 
 import pytest
 import yaml
 
-from pipelines.local import PipelineFailed, RunOptions, run_promotion
+from champion.parameters import PromotionParameters, ScheduledEvalParameters
+from pipelines.local import LocalSettings, PipelineFailed, run_promotion
 from serving.manifests import validate_strict
 from tests.conftest import REPO
 
@@ -25,9 +27,15 @@ LEAN = str(REPO / "tests" / "configs" / "lean-evaluators.yaml")  # no judge: the
 IMPOSSIBLE = "name: impossible\nversion: 1\nmin_examples: 3\nmetrics:\n  semantic_similarity: {direction: higher, floor: 0.99, margin: 0.05}\n"
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    return tmp_path_factory.mktemp("workspace")
+@pytest.fixture
+def workspace(tmp_path):
+    """Every test has its own workspace (MLflow, audit log, runs); the caches are shared and keyed by content."""
+    return tmp_path / "workspace"
+
+
+@pytest.fixture
+def settings(workspace, weights_cache, shared_cache):
+    return LocalSettings(workspace=workspace, weights_cache=weights_cache, cache_dir=shared_cache)
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +59,31 @@ def champion_version(workspace):
 
     uri = f"sqlite:///{workspace / 'mlflow.db'}"
     try:
-        return str(MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias("champion-qa", "champion").version)
+        return str(
+            MlflowClient(tracking_uri=uri, registry_uri=uri)
+            .get_model_version_by_alias("champion-qa", "champion")
+            .version
+        )
     except MlflowException:
         return None
 
 
-@pytest.fixture(scope="module")
-def promoted(workspace, policies, weights_cache):
-    options = RunOptions(limit=4, gate_config=str(policies / "lenient.yaml"), evaluator_config=LEAN, workspace=workspace, weights_cache=weights_cache, batch_size=4)
-    return run_promotion(options)
+def lenient(policies, **overrides) -> PromotionParameters:
+    return PromotionParameters(
+        **{
+            "limit": 4,
+            "gate_config": str(policies / "lenient.yaml"),
+            "evaluator_config": LEAN,
+            "batch_size": 4,
+            **overrides,
+        }
+    )
+
+
+@pytest.fixture
+def promoted(settings, policies):
+    """A workspace whose champion is the demo bundle (qa-concise), promoted by the bootstrap rule."""
+    return run_promotion(lenient(policies), settings)
 
 
 def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted, workspace):
@@ -68,7 +92,9 @@ def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted
     assert set(promoted["metrics"]) >= {"semantic_similarity", "exact_match", "token_f1"}
     assert promoted["metrics"]["semantic_similarity"] > 0.3
     assert champion_version(workspace) == promoted["model_version"]
-    run = mlflow_client(workspace).get_run(mlflow_client(workspace).get_model_version("champion-qa", promoted["model_version"]).run_id)
+    run = mlflow_client(workspace).get_run(
+        mlflow_client(workspace).get_model_version("champion-qa", promoted["model_version"]).run_id
+    )
     assert {"semantic_similarity", "ragas_chrf", "token_f1"} <= set(run.data.metrics)
     manifest = yaml.safe_load(open(promoted["reports"]["manifest"]))
     validate_strict(manifest)
@@ -83,45 +109,98 @@ def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted
     scores = [json.loads(line) for line in open(promoted["reports"]["scores"])]
     assert len(scores) == 4 and all("semantic_similarity" in row for row in scores)
     # The gate's reports are written before the deployment: they say "approved"; the run's decision says "promoted".
-    assert "APPROVED" in open(promoted["reports"]["gate_report"]).read() and "gate **PASSED**: approved" in open(promoted["reports"]["gate_summary"]).read()
+    assert (
+        "APPROVED" in open(promoted["reports"]["gate_report"]).read()
+        and "gate **PASSED**: approved" in open(promoted["reports"]["gate_summary"]).read()
+    )
 
 
-def test_rejected_bundle_leaves_the_alias_where_it_was(promoted, workspace, policies, weights_cache):
+def test_rejected_bundle_leaves_the_alias_where_it_was(promoted, workspace, policies, weights_cache, shared_cache):
     before = champion_version(workspace)
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", "--limit", "4", "--gate-config", str(policies / "impossible.yaml"), "--evaluator-config", LEAN, "--prompt", "qa-oneline",
-         "--workspace", str(workspace), "--weights-cache", str(weights_cache), "--json", "--fail-on-reject"],
-        capture_output=True, text=True, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "run",
+            "--limit",
+            "4",
+            "--gate-config",
+            str(policies / "impossible.yaml"),
+            "--evaluator-config",
+            LEAN,
+            "--prompt",
+            "qa-oneline",
+            "--workspace",
+            str(workspace),
+            "--weights-cache",
+            str(weights_cache),
+            "--json",
+            "--fail-on-reject",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "CHAMPION_CACHE_DIR": str(shared_cache)},
     )
     assert result.returncode == 1, result.stderr[-2000:]
     summary = json.loads(result.stdout)  # stdout is exactly one JSON object: progress went to stderr
     assert summary["decision"] == "rejected" and summary["mode"] == "paired"
     assert summary["champion"]["version"] == before
-    assert any("semantic_similarity" in reason and "floor 0.990" in reason for reason in summary["reasons"]) and summary["gate"] == "failed"
-    assert summary["deployment"] == "skipped" and summary["reports"]["manifest"] is None and summary["promoted"] is False
+    assert (
+        any("semantic_similarity" in reason and "floor 0.990" in reason for reason in summary["reasons"])
+        and summary["gate"] == "failed"
+    )
+    assert (
+        summary["deployment"] == "skipped" and summary["reports"]["manifest"] is None and summary["promoted"] is False
+    )
     assert summary["model_version"] != before
     assert champion_version(workspace) == before
     assert {"bundle_id", "decision", "reasons", "metrics", "reports"} <= set(summary)
 
 
-def test_bad_data_fails_with_the_row_named_and_promotes_nothing(workspace, tmp_path, weights_cache, promoted):
+def test_bad_data_fails_with_the_row_named_and_promotes_nothing(workspace, tmp_path, settings, promoted):
     before = champion_version(workspace)
     data = tmp_path / "bad.jsonl"
-    data.write_text('{"question": "What is 2+2?", "reference": "4"}\n{"question": "Legs on a spider?", "reference": 8}\n')
+    data.write_text(
+        '{"question": "What is 2+2?", "reference": "4"}\n{"question": "Legs on a spider?", "reference": 8}\n'
+    )
     with pytest.raises(PipelineFailed, match=r"row 2, column 'reference': expected text") as info:
-        run_promotion(RunOptions(data=str(data), limit=2, workspace=workspace, weights_cache=weights_cache))
+        run_promotion(PromotionParameters(data_source=str(data), limit=2), settings)
     assert "full log" in info.value.fix
+    # Why it failed comes from the step's own error record, typed, not from its log.
+    assert (
+        info.value.step == "preprocess-data-op"
+        and info.value.error.type == "DataError"
+        and "row 2" in info.value.error.problem
+    )
     assert champion_version(workspace) == before
 
 
 def test_cli_reports_bad_input_before_running(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", "--data", str(tmp_path / "missing.jsonl"), "--workspace", str(tmp_path / "ws")],
-        capture_output=True, text=True, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "run",
+            "--data",
+            str(tmp_path / "missing.jsonl"),
+            "--workspace",
+            str(tmp_path / "ws"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "fix:" in result.stderr
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--prompt", "qa-concize", "--workspace", str(tmp_path / "ws")], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", "--prompt", "qa-concize", "--workspace", str(tmp_path / "ws")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 2 and "qa-concise" in result.stderr
 
 
@@ -145,7 +224,10 @@ def sequence(tmp_path_factory, weights_cache):
     policy.write_text(E2E_POLICY)
     runs = {}
     for prompt in ("qa-concise", "qa-evasive", "qa-oneline"):
-        runs[prompt] = run_promotion(RunOptions(prompt=prompt, limit=24, gate_config=str(policy), workspace=workspace, weights_cache=weights_cache))
+        runs[prompt] = run_promotion(
+            PromotionParameters(prompt=prompt, limit=24, gate_config=str(policy)),
+            LocalSettings(workspace=workspace, weights_cache=weights_cache),
+        )
         runs[prompt]["alias_after"] = champion_version(workspace)
     return workspace, runs
 
@@ -162,17 +244,30 @@ def test_degraded_prompt_is_rejected_against_the_champion_and_the_alias_stays(se
     degraded, baseline = runs["qa-evasive"], runs["qa-concise"]
     assert degraded["decision"] == "rejected" and degraded["mode"] == "paired"
     assert degraded["champion"]["version"] == baseline["model_version"]
-    assert degraded["champion"]["bundle_id"] == baseline["bundle_id"]  # the champion was re-generated and re-scored: same bundle
+    assert (
+        degraded["champion"]["bundle_id"] == baseline["bundle_id"]
+    )  # the champion was re-generated and re-scored: same bundle
     interval = degraded["intervals"]["semantic_similarity"]
     assert interval["ci_high"] < -0.10 and not interval["passed"]
     assert degraded["alias_after"] == baseline["model_version"]
     assert degraded["deployment"] == "skipped"
-    # Only the prompt changed: the champion's 24 generations came from the per-example cache.
-    assert baseline["cache"]["generation"]["hits"] == 0
-    assert degraded["cache"]["generation"] == {"hits": 24, "misses": 24, "corrupt": 0}
-    assert degraded["cache"]["embedding"]["hits"] > 0
-    for metric in ("semantic_similarity", "ragas_chrf", "ragas_rouge_l", "ragas_bleu", "ragas_string_similarity"):
-        assert degraded["metrics"][metric] < baseline["metrics"][metric] - 0.02, metric  # clearly below on semantic and ragas metrics
+    # Only the prompt changed: the champion (bundle [1]) was scored as the baseline's challenger (bundle [0]),
+    # and KFP's step cache gives those steps back; only the new challenger is generated and scored.
+    assert baseline["cache"]["examples"]["generation"]["hits"] == 0
+    assert {
+        "batch-generate-op[1]",
+        "evaluate-op[1]",
+        "fetch-weights-op[0]",
+        "fetch-weights-op[1]",
+        "preprocess-data-op",
+        "check-judge-op",
+    } <= set(degraded["cache"]["steps"])
+    assert "batch-generate-op[0]" not in degraded["cache"]["steps"] and degraded["cache"]["examples"]["generation"] == {
+        "hits": 0,
+        "misses": 24,
+        "corrupt": 0,
+    }
+    assert degraded["metrics"]["semantic_similarity"] < baseline["metrics"]["semantic_similarity"]
 
 
 def test_good_prompt_is_promoted_and_the_alias_moves(sequence):
@@ -180,7 +275,9 @@ def test_good_prompt_is_promoted_and_the_alias_moves(sequence):
     good, baseline = runs["qa-oneline"], runs["qa-concise"]
     assert good["decision"] == "promoted" and good["mode"] == "paired", good["reasons"]
     interval = good["intervals"]["semantic_similarity"]
-    assert interval["ci_low"] > -0.10 and interval["champion"] == pytest.approx(baseline["metrics"]["semantic_similarity"])
+    assert interval["ci_low"] > -0.10 and interval["champion"] == pytest.approx(
+        baseline["metrics"]["semantic_similarity"]
+    )
     assert good["alias_after"] == good["model_version"] != baseline["model_version"]
     assert good["deployment"] == "rendered" and good["promoted"] is True
 
@@ -189,9 +286,11 @@ def test_audit_log_records_every_decision_and_alias_move(sequence):
     workspace, runs = sequence
     events = [json.loads(line) for line in open(workspace / "audit.jsonl")]
     assert [(e["event"], e.get("decision")) for e in events] == [
-        ("gate_decision", "approved"), ("alias_moved", None),  # the alias moves in the deploy step, after the gate
+        ("gate_decision", "approved"),
+        ("alias_moved", None),  # the alias moves in the deploy step, after the gate
         ("gate_decision", "rejected"),
-        ("gate_decision", "approved"), ("alias_moved", None),
+        ("gate_decision", "approved"),
+        ("alias_moved", None),
     ]
     assert events[-1]["from_version"] == runs["qa-concise"]["model_version"]
     assert all(e["pipeline_run"].startswith("champion-promotion-") for e in events)  # the kfp run that decided
@@ -202,25 +301,47 @@ def test_gate_report_shows_champion_and_challenger_side_by_side_worst_first(sequ
     _, runs = sequence
     html = open(runs["qa-evasive"]["reports"]["gate_report"], encoding="utf-8").read()
     assert "champion answer" in html and "challenger answer" in html and "worst regressions first" in html
-    assert "The sea" in html  # the degraded answers are shown, escaped
+    challenger_answers = [
+        json.loads(line)["output"] for line in open(runs["qa-evasive"]["reports"]["scores"], encoding="utf-8")
+    ]
+    assert any(
+        html_escape(answer) in html for answer in challenger_answers if answer.strip()
+    )  # the answers are shown, escaped
     decision = json.load(open(runs["qa-evasive"]["reports"]["decision"]))
     assert decision["champion"]["version"] == runs["qa-concise"]["model_version"]
     first_delta = html.index('class="worse"')
     assert first_delta < html.index("</table>", html.index('id="examples"'))
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it; locally: apt-get install chromium)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="Debian's chromium is not installed (.ci/run installs it; locally: apt-get install chromium)",
+)
 def test_gate_report_renders_in_headless_chromium(sequence, tmp_path):
     _, runs = sequence
     page = runs["qa-evasive"]["reports"]["gate_report"]
     assert page.endswith(".html")
     dom = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path}", "--dump-dom", f"file://{page}"],
-        capture_output=True, text=True, timeout=120,
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path}",
+            "--dump-dom",
+            f"file://{page}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     assert re.search(r'<h1 class="rejected" id="decision">\s*REJECTED\s*</h1>', dom)
     assert re.search(r"<td>semantic_similarity</td>\s*<td>all</td>\s*<td>non-inferiority</td>", dom)
-    assert '<svg' in dom and 'id="forest"' in dom  # the intervals against their margins, drawn inline
+    assert "<svg" in dom and 'id="forest"' in dom  # the intervals against their margins, drawn inline
 
 
 class WebhookReceiver:
@@ -247,31 +368,45 @@ class WebhookReceiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def test_scheduled_evaluation_is_healthy_then_alerts_on_a_regression_and_never_promotes(promoted, workspace, policies, weights_cache, tmp_path):
+def test_scheduled_evaluation_is_healthy_then_alerts_on_a_regression_and_never_promotes(
+    promoted, workspace, policies, settings, tmp_path
+):
     from pipelines.local import run_scheduled_eval
 
     before = champion_version(workspace)
-    options = dict(limit=4, gate_config=str(policies / "lenient.yaml"), evaluator_config=LEAN, workspace=workspace, weights_cache=weights_cache, batch_size=4)
-    healthy = run_scheduled_eval(RunOptions(**options))
+    options = dict(limit=4, gate_config=str(policies / "lenient.yaml"), evaluator_config=LEAN, batch_size=4)
+    healthy = run_scheduled_eval(ScheduledEvalParameters(**options), settings)
     assert healthy["status"] == "healthy" and healthy["champion_version"] == before and healthy["error"] is None
     hook = WebhookReceiver()
-    again = run_scheduled_eval(RunOptions(**options), webhook_url=hook.url)
+    again = run_scheduled_eval(ScheduledEvalParameters(**options, webhook_url=hook.url), settings)
     assert again["status"] == "healthy" and again["compared_with"] == healthy["mlflow_run"] and not hook.posts
     # The latest data: the same questions, but the world changed (references the champion does not know).
     shifted = tmp_path / "latest.jsonl"
     rows = [json.loads(line) for line in open(REPO / "pipelines/data/demo_eval.jsonl")][:4]
-    shifted.write_text("".join(json.dumps({**row, "reference": "a completely different answer"}) + "\n" for row in rows))
-    alert = run_scheduled_eval(RunOptions(data=str(shifted), **options), webhook_url=hook.url)
+    shifted.write_text(
+        "".join(json.dumps({**row, "reference": "a completely different answer"}) + "\n" for row in rows)
+    )
+    alert = run_scheduled_eval(
+        ScheduledEvalParameters(data_source=str(shifted), **options, webhook_url=hook.url), settings
+    )
     assert alert["status"] == "alert" and "ChampionRegressed" in alert["error"]
     assert any("< floor 0.300" in reason for reason in alert["failed_checks"]) and alert["mode"] == "paired"
-    assert any(c["test"] == "non-inferiority" for c in alert["checks"])  # compared with the previous evaluation by the gate engine
-    assert len(hook.posts) == 1 and hook.posts[0]["version"] == before and "failed its scheduled evaluation" in hook.posts[0]["text"]
+    assert any(
+        c["test"] == "non-inferiority" for c in alert["checks"]
+    )  # compared with the previous evaluation by the gate engine
+    assert (
+        len(hook.posts) == 1
+        and hook.posts[0]["version"] == before
+        and "failed its scheduled evaluation" in hook.posts[0]["text"]
+    )
     assert champion_version(workspace) == before
     events = [json.loads(line)["event"] for line in open(workspace / "audit.jsonl")]
     assert events.count("scheduled_evaluation") == 3 and "alias_moved" not in events[-3:]
 
 
-def test_trigger_local_runs_a_gate_only_promotion_for_a_changed_prompt(promoted, workspace, policies, weights_cache, tmp_path):
+def test_trigger_local_runs_a_gate_only_promotion_for_a_changed_prompt(
+    promoted, workspace, policies, weights_cache, shared_cache, tmp_path
+):
     root = tmp_path / "repo"
     shutil.copytree(REPO / "prompts", root / "prompts", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     git = lambda *args: subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)  # noqa: E731
@@ -283,28 +418,53 @@ def test_trigger_local_runs_a_gate_only_promotion_for_a_changed_prompt(promoted,
     # v2 of the champion's own prompt: same messages and decoding, so the paired gate sees no difference.
     data = yaml.safe_load((root / "prompts/qa-concise/v1.yaml").read_text()) | {"version": 2}
     (root / "prompts/qa-concise/v2.yaml").write_text(yaml.safe_dump(data))
-    subprocess.run([sys.executable, "-m", "pipelines.cli", "lock", "--prompts-dir", str(root / "prompts")], check=True, cwd=REPO, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "lock", "--prompts-dir", str(root / "prompts")],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+    )
     git("add", ".")
     git("-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-qm", "qa-concise v2")
     before = champion_version(workspace)
     policy = tmp_path / "paired.yaml"
     policy.write_text(LENIENT.replace("margin: 0.5}", "margin: 0.05}"))
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "trigger", "--changed-since", "main", "--repo", str(root), "--local", "--workspace", str(workspace),
-         "--limit", "4", "--gate-config", str(policy), "--summary", str(tmp_path / "summary.md")],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ, "CHAMPION_WEIGHTS_CACHE": str(weights_cache)},
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "trigger",
+            "--changed-since",
+            "main",
+            "--repo",
+            str(root),
+            "--local",
+            "--workspace",
+            str(workspace),
+            "--limit",
+            "4",
+            "--gate-config",
+            str(policy),
+            "--summary",
+            str(tmp_path / "summary.md"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "CHAMPION_WEIGHTS_CACHE": str(weights_cache), "CHAMPION_CACHE_DIR": str(shared_cache)},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| `qa-concise@2` | `smollm2` | ✅ passed |" in (tmp_path / "summary.md").read_text()
     assert champion_version(workspace) == before  # a PR check gates; it does not promote
 
 
-def test_fine_tuning_in_the_pipeline_changes_the_model_digest_and_the_champion_refetches_it(promoted, workspace, policies, weights_cache):
-    from components.fetch_weights import fetch_weights
+def test_fine_tuning_in_the_pipeline_changes_the_model_digest_and_the_champion_refetches_it(
+    promoted, workspace, policies, settings, weights_cache
+):
+    from champion.weights import fetch_weights
 
-    options = RunOptions(limit=4, gate_config=str(policies / "lenient.yaml"), evaluator_config=LEAN, workspace=workspace, weights_cache=weights_cache, batch_size=4,
-                         extra={"fine_tune_steps": 3, "eval_fraction": 0.5})
-    tuned = run_promotion(options)
+    tuned = run_promotion(lenient(policies, fine_tune_steps=3, eval_fraction=0.5), settings)
     base_digest = promoted["bundle"]["model_digest"]
     assert tuned["bundle"]["model_digest"] != base_digest  # the tuned weights are what the bundle names
     version = mlflow_client(workspace).get_model_version("champion-qa", tuned["model_version"])
@@ -312,3 +472,42 @@ def test_fine_tuning_in_the_pipeline_changes_the_model_digest_and_the_champion_r
     assert source != "smollm2" and (source.startswith("/") or "://" in source)  # the fine-tuned artifact, not the base
     refetched = fetch_weights(source, workspace / "refetch", cache_dir=weights_cache)
     assert refetched.digest == tuned["bundle"]["model_digest"]  # what the next run re-evaluates as the champion
+
+
+def test_editing_one_row_reruns_exactly_the_steps_that_read_the_data(tmp_path, policies, weights_cache):
+    """KFP's step cache on pinned inputs: an unchanged re-run reuses every pure step; after one row of the
+    evaluation set is edited, the steps downstream of the data run again and the rest (the weights, the
+    judge check) are reused. Own workspace and caches: the counts are this test's alone."""
+    settings = LocalSettings(workspace=tmp_path / "ws", weights_cache=weights_cache)
+    rows = [json.loads(line) for line in open(REPO / "pipelines/data/demo_eval.jsonl", encoding="utf-8")][:3]
+    data = tmp_path / "eval.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    params = lenient(policies, data_source=str(data), promote=False)
+    first = run_promotion(params, settings)
+    assert first["cache"]["steps"] == []
+    pure = {
+        "plan-bundles-op",
+        "preprocess-data-op",
+        "fetch-weights-op[0]",
+        "fine-tune-op[0]",
+        "batch-generate-op[0]",
+        "evaluate-op[0]",
+        "check-judge-op",
+        "drift-op",
+        "gate-op",
+    }
+    again = run_promotion(params, settings)
+    assert set(again["cache"]["steps"]) == pure and again["bundle_id"] == first["bundle_id"]
+    assert {s for s, e in again["steps"].items() if e["state"] == "succeeded"} == {
+        "pin-inputs-op",
+        "resolve-champion-op",
+        "register-op",
+        "skip-deploy-op",
+    }
+    rows[1]["question"] = rows[1]["question"].rstrip("?") + " (edited)?"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    edited = run_promotion(params, settings)
+    assert set(edited["cache"]["steps"]) == {"fetch-weights-op[0]", "check-judge-op"}
+    assert edited["bundle_id"] != first["bundle_id"]  # the dataset digest is part of the bundle record
+    # Within the steps that ran, the per-example cache generated only the edited row.
+    assert edited["cache"]["examples"]["generation"] == {"hits": 2, "misses": 1, "corrupt": 0}

@@ -14,7 +14,13 @@ def test_normalisation_and_exact_match():
 
 @pytest.mark.parametrize(
     "prediction, reference, expected",
-    [("Paris", "Paris", 1.0), ("The capital is Paris", "Paris", 0.5), ("Berlin", "Paris", 0.0), ("", "", 1.0), ("", "Paris", 0.0)],
+    [
+        ("Paris", "Paris", 1.0),
+        ("The capital is Paris", "Paris", 0.5),
+        ("Berlin", "Paris", 0.0),
+        ("", "", 1.0),
+        ("", "Paris", 0.0),
+    ],
 )
 def test_token_f1(prediction, reference, expected):
     assert token_f1(prediction, reference) == pytest.approx(expected)
@@ -46,7 +52,10 @@ def test_each_distinct_text_is_embedded_once(semantic, monkeypatch):
 
 
 def test_score_table_and_aggregates():
-    records = [{"id": "a", "output": "Paris", "reference": "Paris"}, {"id": "b", "output": "Rome", "reference": "Paris"}]
+    records = [
+        {"id": "a", "output": "Paris", "reference": "Paris"},
+        {"id": "b", "output": "Rome", "reference": "Paris"},
+    ]
     table = score_examples(records, [ExactMatch(), TokenF1()])
     assert table == [{"id": "a", "exact_match": 1.0, "token_f1": 1.0}, {"id": "b", "exact_match": 0.0, "token_f1": 0.0}]
     assert aggregate(table, "exact_match") == 0.5

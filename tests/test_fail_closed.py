@@ -27,8 +27,8 @@ import yaml
 
 from champion.bundle import Bundle
 from champion.errors import PromptError, RegistryError
-from components.register import register_bundle
 from prompts import PromptTemplate, load_prompt
+from serving.register import register_bundle
 from serving.registry import NoChampion, current_champion, ensure_prompt_version, promote_version, resolve_champion
 from tests.conftest import REPO
 
@@ -50,14 +50,33 @@ class MlflowServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = root / "basic_auth.ini"
-        config.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{root / 'auth.db'}\nadmin_username = {ADMIN}\nadmin_password = {ADMIN_PASSWORD}\n"
-                          "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+        config.write_text(
+            f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{root / 'auth.db'}\nadmin_username = {ADMIN}\nadmin_password = {ADMIN_PASSWORD}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
         env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": "tests-only"}
         started = time.monotonic()
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port), "--app-name", "basic-auth",
-             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--default-artifact-root", str(root / "artifacts"), "--workers", "1"],
-            cwd=root, env=env, stdout=open(root / "server.log", "wb"), stderr=subprocess.STDOUT,
+            [
+                str(Path(sys.executable).parent / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--app-name",
+                "basic-auth",
+                "--backend-store-uri",
+                f"sqlite:///{root / 'mlflow.db'}",
+                "--default-artifact-root",
+                str(root / "artifacts"),
+                "--workers",
+                "1",
+            ],
+            cwd=root,
+            env=env,
+            stdout=open(root / "server.log", "wb"),
+            stderr=subprocess.STDOUT,
         )
         while time.monotonic() - started < 120:
             try:
@@ -72,12 +91,21 @@ class MlflowServer:
         print(f"\nmlflow server (basic-auth) ready in {time.monotonic() - started:.1f} s")
 
     def create_user(self, username: str, password: str) -> None:
-        response = requests.post(f"{self.url}/api/2.0/mlflow/users/create", json={"username": username, "password": password}, auth=(ADMIN, ADMIN_PASSWORD), timeout=10)
+        response = requests.post(
+            f"{self.url}/api/2.0/mlflow/users/create",
+            json={"username": username, "password": password},
+            auth=(ADMIN, ADMIN_PASSWORD),
+            timeout=10,
+        )
         response.raise_for_status()
 
     def deny_model(self, name: str, username: str) -> None:
-        response = requests.post(f"{self.url}/api/3.0/mlflow/users/permissions/grant",
-                                 json={"username": username, "resource_type": "registered_model", "resource_id": name, "permission": "DENY"}, auth=(ADMIN, ADMIN_PASSWORD), timeout=10)
+        response = requests.post(
+            f"{self.url}/api/3.0/mlflow/users/permissions/grant",
+            json={"username": username, "resource_type": "registered_model", "resource_id": name, "permission": "DENY"},
+            auth=(ADMIN, ADMIN_PASSWORD),
+            timeout=10,
+        )
         response.raise_for_status()
 
     def stop(self) -> None:
@@ -109,7 +137,9 @@ class FaultProxy:
                     self.wfile.write(payload)
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                upstream_response = requests.request(self.command, upstream + self.path, data=body, headers=headers, timeout=30)
+                upstream_response = requests.request(
+                    self.command, upstream + self.path, data=body, headers=headers, timeout=30
+                )
                 self.send_response(upstream_response.status_code)
                 for key, value in upstream_response.headers.items():
                     if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
@@ -130,13 +160,36 @@ class FaultProxy:
 
 
 def make_bundle(model_digest: str, prompt: PromptTemplate = PROMPT) -> Bundle:
-    return Bundle(model_digest=model_digest, prompt=prompt.ref, decoding=prompt.decoding.model_dump(mode="json"), dataset_digest="d" * 64, evaluator_digest="e" * 64)
+    return Bundle(
+        model_digest=model_digest,
+        prompt=prompt.ref,
+        decoding=prompt.decoding.model_dump(mode="json"),
+        dataset_digest="d" * 64,
+        evaluator_digest="e" * 64,
+    )
 
 
 def register_and_promote(uri: str, name: str, digest: str, expected=None, audit_log: str = ""):
-    registered = register_bundle(tracking_uri=uri, registered_model_name=name, bundle=make_bundle(digest), prompt=PROMPT, decision={"gate": "passed", "reasons": ["test"], "checks": []},
-                                 files={}, weights_source="smollm2", expected_champion=expected, audit_log=audit_log)
-    promote_version(uri, name, registered.model_version, expected=expected, prompt_name=PROMPT.name, prompt_version=registered.prompt_version, audit_log=audit_log)
+    registered = register_bundle(
+        tracking_uri=uri,
+        registered_model_name=name,
+        bundle=make_bundle(digest),
+        prompt=PROMPT,
+        decision={"gate": "passed", "reasons": ["test"], "checks": []},
+        files={},
+        weights_source="smollm2",
+        expected_champion=expected,
+        audit_log=audit_log,
+    )
+    promote_version(
+        uri,
+        name,
+        registered.model_version,
+        expected=expected,
+        prompt_name=PROMPT.name,
+        prompt_version=registered.prompt_version,
+        audit_log=audit_log,
+    )
     return registered.model_version
 
 
@@ -146,7 +199,9 @@ def server(tmp_path_factory):
         pytest.fail("the mlflow CLI is not installed beside this Python (make setup installs it)")
     started = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
     os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = ADMIN, ADMIN_PASSWORD
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"  # a fault answers at once; connect() keeps what the environment says
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = (
+        "0"  # a fault answers at once; connect() keeps what the environment says
+    )
     started.champion_version = register_and_promote(started.url, "qa", "a" * 64)
     yield started
     started.stop()
@@ -157,13 +212,17 @@ def server(tmp_path_factory):
 def test_the_real_server_resolves_the_champion(server):
     champion = resolve_champion(server.url, "qa")
     assert champion is not None and champion.version == server.champion_version and champion.prompt == "qa-concise@1"
-    assert resolve_champion(server.url, "never-registered") is None  # a model that does not exist yet: nothing promoted, the bootstrap rule
+    assert (
+        resolve_champion(server.url, "never-registered") is None
+    )  # a model that does not exist yet: nothing promoted, the bootstrap rule
 
 
 def test_a_registry_that_errors_fails_resolution_instead_of_turning_the_comparison_off(server):
     proxy = FaultProxy(server.url, "registered-models/alias")
     try:
-        with pytest.raises(RegistryError, match="could not say which version of qa carries the 'champion' alias") as info:
+        with pytest.raises(
+            RegistryError, match="could not say which version of qa carries the 'champion' alias"
+        ) as info:
             resolve_champion(proxy.url, "qa")
         assert "nothing was compared or promoted" in info.value.fix
         assert any("registered-models/alias" in call for call in proxy.calls)  # the real call was made and failed
@@ -192,11 +251,29 @@ def test_promoting_through_an_erroring_registry_moves_nothing(server):
     try:
         from mlflow import MlflowClient
 
-        challenger = register_bundle(tracking_uri=server.url, registered_model_name="qa", bundle=make_bundle("b" * 64), prompt=PROMPT,
-                                     decision={"gate": "passed", "reasons": ["test"], "checks": []}, files={}, weights_source="smollm2", expected_champion=server.champion_version)
+        challenger = register_bundle(
+            tracking_uri=server.url,
+            registered_model_name="qa",
+            bundle=make_bundle("b" * 64),
+            prompt=PROMPT,
+            decision={"gate": "passed", "reasons": ["test"], "checks": []},
+            files={},
+            weights_source="smollm2",
+            expected_champion=server.champion_version,
+        )
         with pytest.raises(RegistryError):
-            promote_version(proxy.url, "qa", challenger.model_version, expected=server.champion_version, prompt_name=PROMPT.name, prompt_version=challenger.prompt_version)
-        assert current_champion(MlflowClient(tracking_uri=server.url, registry_uri=server.url), "qa") == server.champion_version
+            promote_version(
+                proxy.url,
+                "qa",
+                challenger.model_version,
+                expected=server.champion_version,
+                prompt_name=PROMPT.name,
+                prompt_version=challenger.prompt_version,
+            )
+        assert (
+            current_champion(MlflowClient(tracking_uri=server.url, registry_uri=server.url), "qa")
+            == server.champion_version
+        )
     finally:
         proxy.close()
 
@@ -207,7 +284,8 @@ def test_a_run_against_an_erroring_registry_fails_and_promotes_nothing(server, t
     the run before any weights are fetched; no version is registered, the alias stays."""
     from mlflow import MlflowClient
 
-    from pipelines.local import PipelineFailed, RunOptions, run_promotion
+    from champion.parameters import PromotionParameters
+    from pipelines.local import LocalSettings, PipelineFailed, run_promotion
 
     client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
     versions_before = len(client.search_model_versions("name='qa'"))
@@ -215,12 +293,17 @@ def test_a_run_against_an_erroring_registry_fails_and_promotes_nothing(server, t
     proxy = FaultProxy(server.url, "registered-models/alias")
     try:
         with pytest.raises(PipelineFailed, match="resolve-champion-op failed: RegistryError") as info:
-            run_promotion(RunOptions(limit=3, workspace=tmp_path / "ws", weights_cache=weights_cache, registered_model_name="qa",
-                                     extra={"mlflow_tracking_uri": proxy.url}))
+            run_promotion(
+                PromotionParameters(limit=3, registered_model_name="qa", mlflow_tracking_uri=proxy.url),
+                LocalSettings(workspace=tmp_path / "ws", weights_cache=weights_cache),
+            )
         assert "carries the 'champion' alias" in info.value.problem
     finally:
         proxy.close()
-    assert len(client.search_model_versions("name='qa'")) == versions_before and current_champion(client, "qa") == alias_before
+    assert (
+        len(client.search_model_versions("name='qa'")) == versions_before
+        and current_champion(client, "qa") == alias_before
+    )
     assert not list((tmp_path / "ws" / "runs").rglob("generations"))  # nothing was generated
 
 
@@ -240,12 +323,23 @@ def test_a_lost_alias_with_a_promotion_history_needs_an_explicit_bootstrap(tmp_p
 
 # -- prompts that cheat or impersonate -------------------------------------------------------------
 
-ANSWER_KEY = {"name": "qa-cheat", "version": 1, "variables": ["question", "reference"],
-              "messages": [{"role": "user", "content": "Question: {{ question }}\nThe right answer is {{ reference }}. Repeat it."}]}
+ANSWER_KEY = {
+    "name": "qa-cheat",
+    "version": 1,
+    "variables": ["question", "reference"],
+    "messages": [
+        {"role": "user", "content": "Question: {{ question }}\nThe right answer is {{ reference }}. Repeat it."}
+    ],
+}
 
 
 def run_cli(*args, workspace: Path):
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--workspace", str(workspace), *args], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", "--workspace", str(workspace), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
 
 
 def test_a_prompt_that_reads_the_answer_key_is_refused_before_anything_runs(tmp_path):
@@ -289,18 +383,27 @@ def test_the_registry_never_holds_two_contents_under_one_label(tmp_path):
 
 
 def test_the_cluster_pipeline_checks_inputs_before_fetching_weights():
-    from components.resolve_champion import resolve_champion_op
+    from components.pin_inputs import pin_inputs_op
 
     with pytest.raises(PromptError, match="answer key"):
-        resolve_champion_op.python_func(mlflow_tracking_uri="sqlite:///unused.db", registered_model_name="qa", allow_bootstrap=False, audit_log="",
-                                        prompt=json.dumps(ANSWER_KEY), gate_config="default", evaluator_config="default")
+        pin_inputs_op.python_func(
+            data_source="demo",
+            model_source="smollm2",
+            prompt=json.dumps(ANSWER_KEY),
+            evaluator_config="default",
+            gate_config="default",
+            drift_reference="demo",
+            fine_tune_steps=0,
+        )
 
 
 # -- policies that cannot vote ----------------------------------------------------------------------
 
 
 def policy_check(*args):
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", "policy", "check", *args], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "policy", "check", *args], capture_output=True, text=True, cwd=REPO
+    )
 
 
 def test_policy_check_accepts_the_packaged_policy():
@@ -310,22 +413,29 @@ def test_policy_check_accepts_the_packaged_policy():
 
 def test_policy_check_refuses_a_judge_only_policy_and_typos(tmp_path):
     judge_only = tmp_path / "judge.yaml"
-    judge_only.write_text("name: j\nversion: 1\nmin_examples: 5\nmetrics:\n  judge_correctness: {direction: higher, floor: 0.5, margin: 0.05}\n")
+    judge_only.write_text(
+        "name: j\nversion: 1\nmin_examples: 5\nmetrics:\n  judge_correctness: {direction: higher, floor: 0.5, margin: 0.05}\n"
+    )
     result = policy_check(str(judge_only))
     assert result.returncode == 2 and "nothing would vote" in result.stderr
     typo = tmp_path / "typo.yaml"
-    typo.write_text("name: t\nversion: 1\nmin_examples: 5\nmetrics:\n  token_f2: {direction: higher, floor: 0.1, margin: 0.05}\n")
+    typo.write_text(
+        "name: t\nversion: 1\nmin_examples: 5\nmetrics:\n  token_f2: {direction: higher, floor: 0.1, margin: 0.05}\n"
+    )
     result = policy_check(str(typo))
     assert result.returncode == 2 and "did you mean 'token_f1'" in result.stderr
     duplicate = tmp_path / "dup.yaml"
-    duplicate.write_text("name: t\nversion: 1\nmin_examples: 5\nmin_examples: 50\nmetrics:\n  token_f1: {direction: higher, floor: 0.1, margin: 0.05}\n")
+    duplicate.write_text(
+        "name: t\nversion: 1\nmin_examples: 5\nmin_examples: 50\nmetrics:\n  token_f1: {direction: higher, floor: 0.1, margin: 0.05}\n"
+    )
     result = policy_check(str(duplicate))
     assert result.returncode == 2 and "duplicate key 'min_examples'" in result.stderr
 
 
 def test_run_refuses_a_policy_that_does_not_fit_before_anything_runs(tmp_path):
     policy = tmp_path / "bad.yaml"
-    policy.write_text("name: b\nversion: 1\nmin_examples: 5\nmetrics:\n  token_f1: {direction: lower, floor: 0.1, margin: 0.05}\n")
+    policy.write_text(
+        "name: b\nversion: 1\nmin_examples: 5\nmetrics:\n  token_f1: {direction: lower, floor: 0.1, margin: 0.05}\n"
+    )
     result = run_cli("--gate-config", str(policy), workspace=tmp_path / "ws")
     assert result.returncode == 2 and "set direction: higher" in result.stderr and not (tmp_path / "ws").exists()
-

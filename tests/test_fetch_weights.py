@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from champion.errors import ModelSourceError
-from components.fetch_weights import MANIFEST_NAME, fetch_weights, verify_weights
+from champion.weights import MANIFEST_NAME, fetch_weights, verify_weights
 
 
 def test_packaged_smollm2_converts_once_and_is_content_addressed(smollm2, weights_cache, tmp_path):
@@ -78,6 +78,55 @@ def test_fsspec_url_is_downloaded(small_folder, tmp_path):
         memory.pipe(f"/models/tiny/{path.name}", path.read_bytes())
     fetched = fetch_weights("memory://models/tiny", tmp_path / "out", cache_dir=tmp_path / "cache")
     assert fetched.digest == fetch_weights(str(small_folder), tmp_path / "local").digest
+    # An in-memory store lists no checksums, so it cannot be pinned: its download is used once and not kept.
+    fetch_weights("memory://models/tiny", tmp_path / "again", cache_dir=tmp_path / "cache")
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith((".download-", "download-"))]
+
+
+def test_a_store_with_etags_is_downloaded_once_per_content(small_folder, tmp_path):
+    """A store that lists checksums, as S3 lists ETags: one kept copy per content, reused while unchanged,
+    a new one (and a new pin) when a file changes."""
+    import hashlib
+
+    import fsspec
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from champion.pinning import pin_url
+
+    class ETagStore(MemoryFileSystem):
+        protocol = "etagstore"
+
+        @classmethod
+        def _strip_protocol(cls, path):
+            return super()._strip_protocol(path.replace("etagstore://", "memory://", 1))
+
+        def _with_etag(self, info):
+            if info["type"] == "file":
+                info = {**info, "ETag": hashlib.md5(self.cat_file(info["name"])).hexdigest()}
+            return info
+
+        def info(self, path, **kwargs):
+            return self._with_etag(super().info(path, **kwargs))
+
+        def ls(self, path, detail=True, **kwargs):
+            listing = super().ls(path, detail=detail, **kwargs)
+            return [self._with_etag(entry) for entry in listing] if detail else listing
+
+    fsspec.register_implementation("etagstore", ETagStore, clobber=True)
+    store = fsspec.filesystem("etagstore")
+    for path in small_folder.iterdir():
+        store.pipe(f"/models/etag/{path.name}", path.read_bytes())
+    url = "etagstore://models/etag"
+    pin = pin_url(url)
+    assert pin.startswith("etag:") and pin_url(url) == pin
+    first = fetch_weights(url, tmp_path / "one", cache_dir=tmp_path / "cache")
+    second = fetch_weights(url, tmp_path / "two", cache_dir=tmp_path / "cache")
+    kept = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert first.digest == second.digest and len(kept) == 1 and kept[0].startswith("download-")
+    store.pipe("/models/etag/tokenizer_config.json", b'{"changed": true}')
+    assert pin_url(url) != pin
+    third = fetch_weights(url, tmp_path / "three", cache_dir=tmp_path / "cache")
+    assert third.digest != first.digest and len([p for p in (tmp_path / "cache").iterdir()]) == 2
 
 
 @pytest.mark.parametrize(

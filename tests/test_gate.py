@@ -20,11 +20,16 @@ def policy(metrics, **extra):
     return GatePolicy.model_validate({"name": "t", "version": 1, "min_examples": 3, **extra, "metrics": metrics})
 
 
-FLOORS = policy({"sim": {"direction": "higher", "floor": 0.5, "compare": False}, "latency": {"direction": "lower", "floor": 2.0, "compare": False}})
+FLOORS = policy(
+    {
+        "sim": {"direction": "higher", "floor": 0.5, "compare": False},
+        "latency": {"direction": "lower", "floor": 2.0, "compare": False},
+    }
+)
 
 
 def table(sims, latencies):
-    return [{"id": str(i), "sim": s, "latency": l} for i, (s, l) in enumerate(zip(sims, latencies))]
+    return [{"id": str(i), "sim": s, "latency": lat} for i, (s, lat) in enumerate(zip(sims, latencies))]
 
 
 def paired_tables(shift, n=60, seed=0, metric="sim"):
@@ -89,14 +94,27 @@ def test_nothing_voted_is_a_rejection():
 def test_a_judge_only_policy_with_an_excluded_judge_rejects():
     judge_only = policy({"judge_correctness": {"direction": "higher", "floor": 0.0, "margin": 0.05}})
     rows = [{"id": str(i), "judge_correctness": 1.0} for i in range(5)]
-    decision = decide(rows, judge_only, metrics=DEFAULT_METRICS, judge_reliable=False, judge_reasons=["calibration accuracy 0.40 < 0.80"])
+    decision = decide(
+        rows,
+        judge_only,
+        metrics=DEFAULT_METRICS,
+        judge_reliable=False,
+        judge_reasons=["calibration accuracy 0.40 < 0.80"],
+    )
     assert not decision.passed
     assert [c.status for c in decision.checks if c.metric == "judge_correctness"] == ["excluded"]
-    assert any("nothing voted" in r for r in decision.reasons) and any("calibration accuracy" in r for r in decision.reasons)
+    assert any("nothing voted" in r for r in decision.reasons) and any(
+        "calibration accuracy" in r for r in decision.reasons
+    )
 
 
 def test_ragas_llm_metrics_are_judged_and_excluded_with_the_judge():
-    mixed = policy({"ragas_answer_accuracy": {"direction": "higher", "floor": 0.9, "margin": 0.05}, "token_f1": {"direction": "higher", "floor": 0.1, "margin": 0.05}})
+    mixed = policy(
+        {
+            "ragas_answer_accuracy": {"direction": "higher", "floor": 0.9, "margin": 0.05},
+            "token_f1": {"direction": "higher", "floor": 0.1, "margin": 0.05},
+        }
+    )
     rows = [{"id": str(i), "ragas_answer_accuracy": 0.0, "token_f1": 0.5} for i in range(5)]
     decision = decide(rows, mixed, metrics=DEFAULT_METRICS, judge_reliable=False)
     assert decision.passed and next(c for c in decision.checks if c.metric == "ragas_answer_accuracy").excluded
@@ -118,7 +136,9 @@ def test_clear_loss_is_worse_beyond_the_margin():
     challenger, champion = paired_tables(-0.20)
     decision = decide(challenger, PAIRED, champion_table=champion)
     check = next(c for c in decision.checks if c.test == "non-inferiority")
-    assert not decision.passed and check.status == "fail" and "worse than the champion beyond the margin" in check.reason
+    assert (
+        not decision.passed and check.status == "fail" and "worse than the champion beyond the margin" in check.reason
+    )
 
 
 def test_an_unproven_challenger_is_inconclusive_not_worse():
@@ -142,7 +162,14 @@ def test_small_loss_inside_the_margin_is_not_inferior():
 
 
 def test_superiority_is_honoured_on_any_metric_that_declares_it():
-    strict = policy({"sim": {"direction": "higher", "floor": 0.2, "margin": 0.05}, "f1": {"direction": "higher", "require_superiority": True}}, min_examples=20, primary="sim")
+    strict = policy(
+        {
+            "sim": {"direction": "higher", "floor": 0.2, "margin": 0.05},
+            "f1": {"direction": "higher", "require_superiority": True},
+        },
+        min_examples=20,
+        primary="sim",
+    )
     challenger, champion = paired_tables(0.0)
     for a, b in zip(challenger, champion):
         a["f1"] = b["f1"] = a["sim"]
@@ -194,12 +221,23 @@ def test_a_challenger_30_percent_slower_is_rejected_by_a_relative_latency_margin
 
 
 def test_a_regression_confined_to_one_slice_fails_while_the_overall_mean_passes():
-    sliced = policy({"sim": {"direction": "higher", "floor": 0.2, "margin": 0.05}}, min_examples=20, slices={"math": {"min_examples": 8}, "geo": {"min_examples": 8}})
+    sliced = policy(
+        {"sim": {"direction": "higher", "floor": 0.2, "margin": 0.05}},
+        min_examples=20,
+        slices={"math": {"min_examples": 8}, "geo": {"min_examples": 8}},
+    )
     rng = np.random.default_rng(0)
     base = rng.uniform(0.4, 0.8, 100)
     tags = ["math" if i < 12 else "geo" for i in range(100)]
     champion = [{"id": f"q{i}", "tags": [tags[i]], "sim": float(base[i])} for i in range(100)]
-    challenger = [{"id": f"q{i}", "tags": [tags[i]], "sim": float(base[i] - (0.30 if tags[i] == "math" else -0.01) + rng.normal(0, 0.01))} for i in range(100)]
+    challenger = [
+        {
+            "id": f"q{i}",
+            "tags": [tags[i]],
+            "sim": float(base[i] - (0.30 if tags[i] == "math" else -0.01) + rng.normal(0, 0.01)),
+        }
+        for i in range(100)
+    ]
     decision = decide(challenger, sliced, champion_table=champion)
     overall = next(c for c in decision.checks if c.metric == "sim" and c.slice is None and c.test == "non-inferiority")
     math_slice = next(c for c in decision.checks if c.slice == "math" and c.test == "non-inferiority")
@@ -209,7 +247,9 @@ def test_a_regression_confined_to_one_slice_fails_while_the_overall_mean_passes(
 
 
 def test_a_declared_slice_with_too_few_examples_fails_closed():
-    sliced = policy({"sim": {"direction": "higher", "floor": 0.2, "margin": 0.05}}, slices={"rare": {"min_examples": 5}})
+    sliced = policy(
+        {"sim": {"direction": "higher", "floor": 0.2, "margin": 0.05}}, slices={"rare": {"min_examples": 5}}
+    )
     rows = [{"id": str(i), "tags": ["rare"] if i == 0 else [], "sim": 0.9} for i in range(10)]
     decision = decide(rows, sliced)
     assert not decision.passed and "slice rare: 1 examples carry the tag" in decision.reasons[0]
@@ -221,11 +261,16 @@ def test_champion_on_other_examples_cannot_be_compared_but_the_monitor_may_go_un
     assert not decision.passed and any("not scored on the same examples" in r for r in decision.reasons)
     other = [{**row, "id": f"old-{row['id']}"} for row in champion]
     unpaired = decide(challenger, PAIRED, champion_table=other, allow_unpaired=True)
-    assert unpaired.mode == "unpaired" and "two-sample" in next(c for c in unpaired.checks if c.test == "non-inferiority").method
+    assert (
+        unpaired.mode == "unpaired"
+        and "two-sample" in next(c for c in unpaired.checks if c.test == "non-inferiority").method
+    )
 
 
 def test_holm_is_stated_and_levels_shrink_with_more_tests():
-    two = policy({"sim": {"direction": "higher", "margin": 0.05}, "f1": {"direction": "higher", "margin": 0.05}}, min_examples=20)
+    two = policy(
+        {"sim": {"direction": "higher", "margin": 0.05}, "f1": {"direction": "higher", "margin": 0.05}}, min_examples=20
+    )
     challenger, champion = paired_tables(+0.1)
     for a, b in zip(challenger, champion):
         a["f1"], b["f1"] = a["sim"], b["sim"]
@@ -233,7 +278,9 @@ def test_holm_is_stated_and_levels_shrink_with_more_tests():
     levels = sorted(c.level for c in decision.checks if c.level is not None)
     assert levels == [pytest.approx(0.025), pytest.approx(0.05)] and "Holm" in decision.multiplicity
     bonferroni = decide(challenger, two.model_copy(update={"multiplicity": "bonferroni"}), champion_table=champion)
-    assert [c.level for c in bonferroni.checks if c.level is not None] == [pytest.approx(0.025)] * 2 and "Bonferroni" in bonferroni.multiplicity
+    assert [c.level for c in bonferroni.checks if c.level is not None] == [
+        pytest.approx(0.025)
+    ] * 2 and "Bonferroni" in bonferroni.multiplicity
 
 
 def test_same_seed_same_decision():
@@ -270,7 +317,11 @@ def test_a_challenger_shifted_down_by_more_than_the_margin_never_passes_at_large
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.floats(0.2, 0.8), min_size=20, max_size=50), st.lists(st.floats(0.0, 0.2), min_size=50, max_size=50), st.integers(0, 49))
+@given(
+    st.lists(st.floats(0.2, 0.8), min_size=20, max_size=50),
+    st.lists(st.floats(0.0, 0.2), min_size=50, max_size=50),
+    st.integers(0, 49),
+)
 def test_the_verdict_is_monotone_in_the_challengers_scores(base, bumps, index):
     champion = [{"id": str(i), "sim": v} for i, v in enumerate(base)]
     challenger = [{"id": str(i), "sim": v - 0.04 + bumps[i]} for i, v in enumerate(base)]
@@ -330,21 +381,54 @@ def test_packaged_policy_loads_fits_the_default_config_and_guards_tokens():
 @pytest.mark.parametrize(
     "body, message",
     [
-        ("name: x\nversion: 1\nmin_examples: 3\nmetrics: {sim: {direction: higher, floor: 0.5, margin: 0.1, flor: 1}}\n", "flor"),
-        ("name: x\nversion: 1\nmin_examples: 0\nmetrics: {sim: {direction: higher, floor: 0.5, margin: 0.1}}\n", "min_examples"),
-        ("name: x\nversion: 1\nmin_examples: 3\nmetrics: {sim: {direction: up, floor: 0.5, margin: 0.1}}\n", "direction"),
-        ("name: x\nversion: 1\nmin_examples: 3\nmetrics: {sim: {direction: higher, floor: .nan, margin: 0.1}}\n", "floor"),
+        (
+            "name: x\nversion: 1\nmin_examples: 3\nmetrics: {sim: {direction: higher, floor: 0.5, margin: 0.1, flor: 1}}\n",
+            "flor",
+        ),
+        (
+            "name: x\nversion: 1\nmin_examples: 0\nmetrics: {sim: {direction: higher, floor: 0.5, margin: 0.1}}\n",
+            "min_examples",
+        ),
+        (
+            "name: x\nversion: 1\nmin_examples: 3\nmetrics: {sim: {direction: up, floor: 0.5, margin: 0.1}}\n",
+            "direction",
+        ),
+        (
+            "name: x\nversion: 1\nmin_examples: 3\nmetrics: {sim: {direction: higher, floor: .nan, margin: 0.1}}\n",
+            "floor",
+        ),
         ("name: x\nversion: 1\nmin_examples: 3\nmetrics: {}\n", "metrics"),
         ("name: x\nversion: 1\nmin_examples: 3\nmetrics: {sim: [unclosed\n", "not valid YAML"),
-        ("name: x\nversion: 1\nmin_examples: 3\nprimary: simm\nmetrics: {sim: {direction: higher, floor: 0.5, margin: 0.1}}\n", "did you mean 'sim'"),
+        (
+            "name: x\nversion: 1\nmin_examples: 3\nprimary: simm\nmetrics: {sim: {direction: higher, floor: 0.5, margin: 0.1}}\n",
+            "did you mean 'sim'",
+        ),
         ("name: x\nversion: 1\nmin_examples: 3\nmetrics: {sim: {direction: higher, margin: -0.1}}\n", "margin"),
-        ("name: x\nversion: 1\nmin_examples: 3\nalpha: 0.7\nmetrics: {sim: {direction: higher, margin: 0.1}}\n", "alpha"),
+        (
+            "name: x\nversion: 1\nmin_examples: 3\nalpha: 0.7\nmetrics: {sim: {direction: higher, margin: 0.1}}\n",
+            "alpha",
+        ),
         ("name: x\nversion: 1\nmin_examples: 3\nmetrics: {sim: {direction: higher, floor: 0.5}}\n", "how much worse"),
-        ("name: x\nversion: 1\nmin_examples: 3\nmetrics: {sim: {direction: higher, margin: 0.1, margin_relative: 0.1}}\n", "not both"),
-        ("name: x\nversion: 1\nmin_examples: 3\nmetrics: {em: {direction: higher, kind: binary, margin_relative: 0.1}}\n", "pass-rate points"),
-        ("name: x\nversion: 1\nmin_examples: 3\nmetrics: {em: {direction: higher, kind: binary, margin: 1.5}}\n", "below 1"),
-        ("name: x\nversion: 1\nmin_examples: 3\nmetrics: {sim: {direction: higher, margin: 0.1}}\nmetrics: {sim: {direction: higher, margin: 0.2}}\n", "duplicate key 'metrics'"),
-        ("name: x\nversion: 1\nmin_examples: 3\nmetrics: {sim: {direction: higher, margin: 0.1}}\nslices: {math: {min_examples: 3, metrics: [simm]}}\n", "did you mean 'sim'"),
+        (
+            "name: x\nversion: 1\nmin_examples: 3\nmetrics: {sim: {direction: higher, margin: 0.1, margin_relative: 0.1}}\n",
+            "not both",
+        ),
+        (
+            "name: x\nversion: 1\nmin_examples: 3\nmetrics: {em: {direction: higher, kind: binary, margin_relative: 0.1}}\n",
+            "pass-rate points",
+        ),
+        (
+            "name: x\nversion: 1\nmin_examples: 3\nmetrics: {em: {direction: higher, kind: binary, margin: 1.5}}\n",
+            "below 1",
+        ),
+        (
+            "name: x\nversion: 1\nmin_examples: 3\nmetrics: {sim: {direction: higher, margin: 0.1}}\nmetrics: {sim: {direction: higher, margin: 0.2}}\n",
+            "duplicate key 'metrics'",
+        ),
+        (
+            "name: x\nversion: 1\nmin_examples: 3\nmetrics: {sim: {direction: higher, margin: 0.1}}\nslices: {math: {min_examples: 3, metrics: [simm]}}\n",
+            "did you mean 'sim'",
+        ),
     ],
 )
 def test_bad_policies_name_the_field(tmp_path, body, message):
@@ -369,7 +453,13 @@ def test_unknown_policy_lists_packaged_ones():
         ({"token_f1": {"direction": "higher", "margin": 1.0}}, "whole range"),
         ({"token_f1": {"direction": "higher", "floor": 1.5, "margin": 0.05}}, "outside the metric's range"),
         ({"judge_correctness": {"direction": "higher", "floor": 0.5, "margin": 0.05}}, "nothing would vote"),
-        ({"token_f1": {"direction": "higher", "margin": 0.05}, "judge_correctness": {"direction": "higher", "require_superiority": True}}, "silently disappear"),
+        (
+            {
+                "token_f1": {"direction": "higher", "margin": 0.05},
+                "judge_correctness": {"direction": "higher", "require_superiority": True},
+            },
+            "silently disappear",
+        ),
     ],
 )
 def test_policy_check_against_the_evaluator_config(metrics, message):
@@ -380,7 +470,12 @@ def test_policy_check_against_the_evaluator_config(metrics, message):
 
 
 def test_exact_match_may_be_binary_and_tokens_relative():
-    ok = policy({"exact_match": {"direction": "higher", "kind": "binary", "margin": 0.05}, "completion_tokens": {"direction": "lower", "margin_relative": 0.2}})
+    ok = policy(
+        {
+            "exact_match": {"direction": "higher", "kind": "binary", "margin": 0.05},
+            "completion_tokens": {"direction": "lower", "margin_relative": 0.2},
+        }
+    )
     assert policy_problems(ok, DEFAULT_METRICS) == []
     assert isinstance(DEFAULT_METRICS["exact_match"], MetricInfo) and DEFAULT_METRICS["exact_match"].binary
 

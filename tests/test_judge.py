@@ -30,7 +30,16 @@ def test_pointwise_parser_is_strict(text, label):
     assert parse_verdict(text, POINTWISE)[0] == label
 
 
-@pytest.mark.parametrize("text, label", [("Winner: A", "A"), ("Winner: tie\nReason: same", "tie"), ("winner: b", "B"), ("Winner: C", None), ("A is better", None)])
+@pytest.mark.parametrize(
+    "text, label",
+    [
+        ("Winner: A", "A"),
+        ("Winner: tie\nReason: same", "tie"),
+        ("winner: b", "B"),
+        ("Winner: C", None),
+        ("A is better", None),
+    ],
+)
 def test_pairwise_parser(text, label):
     assert parse_verdict(text, PAIRWISE)[0] == label
 
@@ -48,7 +57,12 @@ def test_reliable_scripted_judge_passes_reliability_and_grades():
         judge = scripted_judge(server)
         report = check_reliability(judge, min_swap_consistency=0.8, min_calibration_accuracy=0.8)
         assert report.reliable and report.swap_consistency == 1.0 and report.calibration_accuracy == 1.0
-        scores = judge.score([{"question": "Capital of France?", "reference": "Paris", "output": "It is Paris."}, {"question": "Capital of France?", "reference": "Paris", "output": "Lyon."}])
+        scores = judge.score(
+            [
+                {"question": "Capital of France?", "reference": "Paris", "output": "It is Paris."},
+                {"question": "Capital of France?", "reference": "Paris", "output": "Lyon."},
+            ]
+        )
         assert scores == [1.0, 0.0]
         body = server.requests[0]
         assert {"model", "messages", "temperature", "top_p", "max_tokens", "seed", "n"} <= set(body)
@@ -66,7 +80,9 @@ def test_pairwise_runs_both_orders_and_detects_ties():
 
 def test_unparseable_reply_is_repaired_within_the_bound():
     with JudgeServer(mode="sloppy") as server:
-        verdict = scripted_judge(server).grade([{"question": "Capital of France?", "reference": "Paris", "output": "Paris"}])[0]
+        verdict = scripted_judge(server).grade(
+            [{"question": "Capital of France?", "reference": "Paris", "output": "Paris"}]
+        )[0]
         assert verdict.label == "5" and verdict.method == "repaired"
         assert len(server.requests) == 2
 
@@ -83,16 +99,22 @@ def test_without_repairs_an_unparseable_verdict_is_nan():
 def test_api_key_comes_from_the_environment_and_is_sent_as_bearer(monkeypatch):
     monkeypatch.setenv("JUDGE_KEY", "s3cr3t-token")
     with JudgeServer(api_key="s3cr3t-token") as server:
-        scripted_judge(server, api_key_env="JUDGE_KEY").grade([{"question": "q", "reference": "Paris", "output": "Paris"}])
+        scripted_judge(server, api_key_env="JUDGE_KEY").grade(
+            [{"question": "q", "reference": "Paris", "output": "Paris"}]
+        )
         assert server.headers[0]["Authorization"] == "Bearer s3cr3t-token"
     monkeypatch.setenv("JUDGE_KEY", "wrong")
     with JudgeServer(api_key="s3cr3t-token") as server:
         with pytest.raises(BackendError, match="refused the request \\(401\\)"):
-            scripted_judge(server, api_key_env="JUDGE_KEY").grade([{"question": "q", "reference": "Paris", "output": "Paris"}])
+            scripted_judge(server, api_key_env="JUDGE_KEY").grade(
+                [{"question": "q", "reference": "Paris", "output": "Paris"}]
+            )
 
 
 def test_unreachable_endpoint_is_a_clear_error():
-    judge = Judge(get_generator("openai", "m", base_url="http://127.0.0.1:9/v1", retries=1, timeout_s=2), POINTWISE, PAIRWISE)
+    judge = Judge(
+        get_generator("openai", "m", base_url="http://127.0.0.1:9/v1", retries=1, timeout_s=2), POINTWISE, PAIRWISE
+    )
     with pytest.raises(BackendError, match="failed after 2 attempts"):
         judge.grade([{"question": "q", "reference": "r", "output": "o"}])
 
@@ -110,7 +132,9 @@ def test_logprob_choice_is_constrained_to_the_labels(smollm2):
     conversation = POINTWISE.render(question="Capital of France?", reference="Paris", answer="Paris")
     (logprobs,) = generator.choice_logprobs([conversation], POINTWISE.labels, POINTWISE.verdict_prefix)
     assert set(logprobs) == set(POINTWISE.labels) and all(v <= 0 for v in logprobs.values())
-    verdict = Judge(generator, POINTWISE, PAIRWISE).grade([{"question": "Capital of France?", "reference": "Paris", "output": "Paris"}])[0]
+    verdict = Judge(generator, POINTWISE, PAIRWISE).grade(
+        [{"question": "Capital of France?", "reference": "Paris", "output": "Paris"}]
+    )[0]
     assert verdict.method == "logprobs" and verdict.label in POINTWISE.labels
 
 
@@ -121,9 +145,15 @@ def test_a_judge_endpoint_that_refuses_fails_ragas_metrics_instead_of_nan(monkey
     monkeypatch.setenv("JUDGE_KEY", "wrong")
     records = [{"question": "Capital of France?", "reference": "Paris", "output": "Paris."}]
     with JudgeServer(api_key="s3cr3t-token") as server:
-        metric = RagasLLMMetric("ragas_answer_accuracy", get_generator("openai", "scripted", base_url=server.base_url, api_key_env="JUDGE_KEY"))
+        metric = RagasLLMMetric(
+            "ragas_answer_accuracy",
+            get_generator("openai", "scripted", base_url=server.base_url, api_key_env="JUDGE_KEY"),
+        )
         with pytest.raises(EvaluationError, match="judge backend failed: .*refused the request \\(401\\)"):
             metric.score(records)
     monkeypatch.setenv("JUDGE_KEY", "s3cr3t-token")
     with JudgeServer(api_key="s3cr3t-token") as server:  # the same metric with the right key scores
-        assert RagasLLMMetric("ragas_answer_accuracy", get_generator("openai", "scripted", base_url=server.base_url, api_key_env="JUDGE_KEY")).score(records) == [1.0]
+        assert RagasLLMMetric(
+            "ragas_answer_accuracy",
+            get_generator("openai", "scripted", base_url=server.base_url, api_key_env="JUDGE_KEY"),
+        ).score(records) == [1.0]

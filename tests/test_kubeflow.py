@@ -15,7 +15,18 @@ import pytest
 import yaml
 
 from pipelines.compile import compile_all
-from pipelines.kubeflow import Connection, KubeflowError, check_cron, connect, git_commit, prompts_hash, schedule, submit_and_wait, upload, version_name
+from pipelines.kubeflow import (
+    Connection,
+    KubeflowError,
+    check_cron,
+    connect,
+    git_commit,
+    prompts_hash,
+    schedule,
+    submit_and_wait,
+    upload,
+    version_name,
+)
 from pipelines.trigger import TriggerError, changed_bundles
 from prompts.loader import PROMPTS_DIR
 from tests.conftest import REPO
@@ -47,14 +58,18 @@ def test_first_upload_creates_the_pipeline_then_versions(kfp, packages):
     first = upload(client, packages / "promotion.yaml", "v0.1.0-aaaa1111-p12345678")
     assert first.created_pipeline and first.created_version
     again = upload(client, packages / "promotion.yaml", "v0.1.0-aaaa1111-p12345678")
-    assert not again.created_pipeline and not again.created_version and again.version_id == first.version_id  # same commit: a no-op
+    assert (
+        not again.created_pipeline and not again.created_version and again.version_id == first.version_id
+    )  # same commit: a no-op
     second = upload(client, packages / "promotion.yaml", "v0.1.0-bbbb2222-p12345678")
     assert second.created_version and second.pipeline_id == first.pipeline_id and second.version_id != first.version_id
     assert second.link == f"{kfp.url}/#/pipelines/details/{first.pipeline_id}/version/{second.version_id}"
     assert kfp.uploads[second.version_id] == (packages / "promotion.yaml").read_bytes()
     assert all(r["authorization"] == "Bearer kfp-token" for r in kfp.requests)
     uploads = [r for r in kfp.requests if r["path"].endswith(("/upload", "/upload_version"))]
-    assert [r["path"].rsplit("/", 1)[1] for r in uploads] == ["upload", "upload_version", "upload_version"] and all(r["form"] == ["uploadfile"] for r in uploads)
+    assert [r["path"].rsplit("/", 1)[1] for r in uploads] == ["upload", "upload_version", "upload_version"] and all(
+        r["form"] == ["uploadfile"] for r in uploads
+    )
 
 
 def test_version_names_carry_project_commit_and_prompts(tmp_path):
@@ -69,11 +84,22 @@ def test_version_names_carry_project_commit_and_prompts(tmp_path):
 
 def test_champion_upload_cli_prints_links_and_is_idempotent(kfp, packages):
     env = {**os.environ, "KFP_TOKEN": "kfp-token"}
-    command = [sys.executable, "-m", "pipelines.cli", "upload", "--host", kfp.url, "--package-dir", str(packages.parent)]
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "upload",
+        "--host",
+        kfp.url,
+        "--package-dir",
+        str(packages.parent),
+    ]
     first = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert first.returncode == 0, first.stderr
     lines = first.stdout.strip().splitlines()
-    assert len(lines) == 2 and all("new pipeline, new version" in line and "/#/pipelines/details/" in line for line in lines)
+    assert len(lines) == 2 and all(
+        "new pipeline, new version" in line and "/#/pipelines/details/" in line for line in lines
+    )
     assert f"-{git_commit(REPO)}-p{prompts_hash()}" in lines[0]
     second = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert second.returncode == 0 and second.stdout.count("version already uploaded") == 2
@@ -93,20 +119,52 @@ def test_bad_token_and_unreachable_server_are_clear_errors(kfp, packages, monkey
 def test_schedule_creates_then_updates_never_duplicates(kfp, packages):
     client = client_for(kfp, namespace="team-a")
     upload(client, packages / "scheduled_eval.yaml", "v0.1.0-aaaa1111-p1", namespace="team-a")
-    first = schedule(client, name="nightly", pipeline_name="champion-scheduled-eval", cron="0 0 6 * * *", params={"data_source": "s3://eval/latest.jsonl"}, experiment="champion-monitoring", namespace="team-a")
+    first = schedule(
+        client,
+        name="nightly",
+        pipeline_name="champion-scheduled-eval",
+        cron="0 0 6 * * *",
+        params={"data_source": "s3://eval/latest.jsonl"},
+        experiment="champion-monitoring",
+        namespace="team-a",
+    )
     assert not first.replaced and first.pipeline_version == "v0.1.0-aaaa1111-p1"
-    second = schedule(client, name="nightly", pipeline_name="champion-scheduled-eval", cron="0 30 5 * * *", params={"data_source": "s3://eval/latest.jsonl", "webhook_url": "https://hooks.example.com/x"}, experiment="champion-monitoring", namespace="team-a")
+    second = schedule(
+        client,
+        name="nightly",
+        pipeline_name="champion-scheduled-eval",
+        cron="0 30 5 * * *",
+        params={"data_source": "s3://eval/latest.jsonl", "webhook_url": "https://hooks.example.com/x"},
+        experiment="champion-monitoring",
+        namespace="team-a",
+    )
     assert second.replaced == [first.recurring_run_id]
     assert len(kfp.recurring_runs) == 1
     run = next(iter(kfp.recurring_runs.values()))
-    assert run["trigger"] == {"cron_schedule": {"cron": "0 30 5 * * *"}} and run["no_catchup"] is True and run["max_concurrency"] == "1"
-    assert run["runtime_config"]["parameters"]["webhook_url"] == "https://hooks.example.com/x" and run["mode"] == "ENABLE"
+    assert (
+        run["trigger"] == {"cron_schedule": {"cron": "0 30 5 * * *"}}
+        and run["no_catchup"] is True
+        and run["max_concurrency"] == "1"
+    )
+    assert (
+        run["runtime_config"]["parameters"]["webhook_url"] == "https://hooks.example.com/x" and run["mode"] == "ENABLE"
+    )
     assert next(iter(kfp.experiments.values()))["namespace"] == "team-a"
-    schedule(client, name="weekly", pipeline_name="champion-scheduled-eval", cron="0 0 6 * * 1", params={}, experiment="champion-monitoring", namespace="team-a")
+    schedule(
+        client,
+        name="weekly",
+        pipeline_name="champion-scheduled-eval",
+        cron="0 0 6 * * 1",
+        params={},
+        experiment="champion-monitoring",
+        namespace="team-a",
+    )
     assert len(kfp.recurring_runs) == 2
 
 
-@pytest.mark.parametrize("cron, message", [("0 6 * * *", "5 fields"), ("every day", "not a 6-field"), ("0 0 6 * * * *", "not a 6-field")])
+@pytest.mark.parametrize(
+    "cron, message", [("0 6 * * *", "5 fields"), ("every day", "not a 6-field"), ("0 0 6 * * * *", "not a 6-field")]
+)
 def test_bad_cron_is_refused_before_any_call(cron, message):
     with pytest.raises(KubeflowError, match=message):
         check_cron(cron)
@@ -114,20 +172,48 @@ def test_bad_cron_is_refused_before_any_call(cron, message):
 
 def test_schedule_before_upload_says_what_to_do(kfp):
     with pytest.raises(KubeflowError, match="not uploaded") as info:
-        schedule(client_for(kfp), name="nightly", pipeline_name="champion-scheduled-eval", cron="0 0 6 * * *", params={}, experiment="x")
+        schedule(
+            client_for(kfp),
+            name="nightly",
+            pipeline_name="champion-scheduled-eval",
+            cron="0 0 6 * * *",
+            params={},
+            experiment="x",
+        )
     assert "champion upload" in info.value.fix
 
 
 def test_submit_and_wait_reports_success_and_failure(kfp, packages):
     client = client_for(kfp)
     kfp.run_polls = 2
-    kfp.run_outcome = lambda run: ("FAILED", "step skip-deploy-op failed: GateRejected: the gate rejected the bundle") if "evasive" in run["runtime_config"]["parameters"]["prompt"] else ("SUCCEEDED", "")
-    good = submit_and_wait(client, packages / "promotion.yaml", run_name="ci-good", arguments={"prompt": "qa-oneline", "promote": False}, experiment="champion-ci", poll_s=0.05)
+    kfp.run_outcome = lambda run: (
+        ("FAILED", "step skip-deploy-op failed: GateRejected: the gate rejected the bundle")
+        if "evasive" in run["runtime_config"]["parameters"]["prompt"]
+        else ("SUCCEEDED", "")
+    )
+    good = submit_and_wait(
+        client,
+        packages / "promotion.yaml",
+        run_name="ci-good",
+        arguments={"prompt": "qa-oneline", "promote": False},
+        experiment="champion-ci",
+        poll_s=0.05,
+    )
     assert good.succeeded and good.state == "SUCCEEDED" and good.link.endswith(f"/#/runs/details/{good.run_id}")
-    bad = submit_and_wait(client, packages / "promotion.yaml", run_name="ci-bad", arguments={"prompt": "qa-evasive", "promote": False}, experiment="champion-ci", poll_s=0.05)
+    bad = submit_and_wait(
+        client,
+        packages / "promotion.yaml",
+        run_name="ci-bad",
+        arguments={"prompt": "qa-evasive", "promote": False},
+        experiment="champion-ci",
+        poll_s=0.05,
+    )
     assert not bad.succeeded and "GateRejected" in bad.message
     body = kfp.runs[bad.run_id]
-    assert body["runtime_config"]["parameters"]["promote"] is False and body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "champion-promotion"
+    assert (
+        body["runtime_config"]["parameters"]["promote"] is False
+        and body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "champion-promotion"
+    )
 
 
 # -- change detection on real git repositories ----------------------------------------------
@@ -168,7 +254,9 @@ def test_a_new_prompt_version_is_one_changed_bundle(repo):
 def test_a_model_change_in_models_yaml_is_a_changed_bundle(repo):
     (repo / "prompts/models.yaml").write_text("default: smollm2\nprompts:\n  qa-oneline: s3://models/qwen-0.5b\n")
     commit(repo, "qa-oneline on another model")
-    assert [(b.prompt, b.model, b.reason) for b in changed_bundles(repo, "main")] == [("qa-oneline@1", "s3://models/qwen-0.5b", "model smollm2 → s3://models/qwen-0.5b")]
+    assert [(b.prompt, b.model, b.reason) for b in changed_bundles(repo, "main")] == [
+        ("qa-oneline@1", "s3://models/qwen-0.5b", "model smollm2 → s3://models/qwen-0.5b")
+    ]
 
 
 def test_no_change_and_an_unknown_ref(repo):
@@ -182,7 +270,21 @@ def test_no_change_and_an_unknown_ref(repo):
 def run_trigger(repo, kfp_url, *extra, summary=None):
     env = {**os.environ, "KFP_TOKEN": "kfp-token"}
     env.pop("GITHUB_STEP_SUMMARY", None)
-    command = [sys.executable, "-m", "pipelines.cli", "trigger", "--changed-since", "main", "--repo", str(repo), "--host", kfp_url, "--param", "mlflow_tracking_uri=http://mlflow:5000", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "trigger",
+        "--changed-since",
+        "main",
+        "--repo",
+        str(repo),
+        "--host",
+        kfp_url,
+        "--param",
+        "mlflow_tracking_uri=http://mlflow:5000",
+        *extra,
+    ]
     if summary:
         command += ["--summary", str(summary)]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
@@ -192,9 +294,21 @@ def test_trigger_submits_one_gate_only_run_per_changed_bundle_and_fails_on_a_rej
     for name in ("qa-oneline", "qa-evasive"):
         data = yaml.safe_load((repo / f"prompts/{name}/v1.yaml").read_text()) | {"version": 2}
         (repo / f"prompts/{name}/v2.yaml").write_text(yaml.safe_dump(data))
-    subprocess.run([sys.executable, "-m", "pipelines.cli", "lock", "--prompts-dir", str(repo / "prompts")], check=True, cwd=REPO, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "lock", "--prompts-dir", str(repo / "prompts")],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+    )
     commit(repo, "new versions")
-    kfp.run_outcome = lambda run: ("FAILED", "step skip-deploy-op failed: GateRejected: the gate rejected the bundle: semantic_similarity below the champion") if "poem" in run["runtime_config"]["parameters"]["prompt"] else ("SUCCEEDED", "")
+    kfp.run_outcome = lambda run: (
+        (
+            "FAILED",
+            "step skip-deploy-op failed: GateRejected: the gate rejected the bundle: semantic_similarity below the champion",
+        )
+        if "poem" in run["runtime_config"]["parameters"]["prompt"]
+        else ("SUCCEEDED", "")
+    )
     summary = tmp_path / "summary.md"
     result = run_trigger(repo, kfp.url, "--timeout", "60", summary=summary)
     assert result.returncode == 1, result.stderr
@@ -202,10 +316,18 @@ def test_trigger_submits_one_gate_only_run_per_changed_bundle_and_fails_on_a_rej
     assert [r["display_name"].split("-v2-")[0] for r in runs] == ["ci-qa-evasive", "ci-qa-oneline"]
     for run in runs:
         parameters = run["runtime_config"]["parameters"]
-        assert parameters["promote"] is False and parameters["fail_on_reject"] is True and parameters["mlflow_tracking_uri"] == "http://mlflow:5000"
+        assert (
+            parameters["promote"] is False
+            and parameters["fail_on_reject"] is True
+            and parameters["mlflow_tracking_uri"] == "http://mlflow:5000"
+        )
         assert json.loads(parameters["prompt"])["version"] == 2  # sent inline: the cluster image need not hold it
     text = summary.read_text()
-    assert "| `qa-evasive@2` | `smollm2` | ❌ failed |" in text and "| `qa-oneline@2` | `smollm2` | ✅ passed |" in text and "GateRejected" in text
+    assert (
+        "| `qa-evasive@2` | `smollm2` | ❌ failed |" in text
+        and "| `qa-oneline@2` | `smollm2` | ✅ passed |" in text
+        and "GateRejected" in text
+    )
 
 
 def test_trigger_fails_lint_when_a_published_prompt_is_edited_in_place(repo, kfp):
@@ -234,4 +356,3 @@ def test_the_github_workflow_runs_the_trigger_on_prompt_changes():
     assert "--changed-since origin/${{ github.base_ref }}" in trigger["run"] and trigger["shell"] == "bash"
     assert trigger["env"]["KFP_TOKEN"] == "${{ secrets.KFP_TOKEN }}" and "--promote" not in trigger["run"]
     assert any(step.get("run") == ".venv/bin/champion lint" for step in steps)
-

@@ -5,7 +5,15 @@ import pytest
 from champion.bundle import Bundle
 from champion.errors import ManifestError
 from prompts import load_prompt
-from serving.manifests import SCHEMAS, crd_schema, render_inference_service, render_rbac, render_serving_runtime, validate_strict, validation_errors
+from serving.manifests import (
+    SCHEMAS,
+    crd_schema,
+    render_inference_service,
+    render_rbac,
+    render_serving_runtime,
+    validate_strict,
+    validation_errors,
+)
 from serving.transformer import prompt_from_env
 from tests.conftest import SHARED
 
@@ -14,7 +22,14 @@ BUNDLE = Bundle(model_digest="a" * 64, prompt=PROMPT.ref, decoding={"max_tokens"
 
 
 def render(prompt=PROMPT, **overrides):
-    kwargs = dict(name="champion-qa", namespace="team-a", storage_uri="s3://models/abc", model_version="3", registered_model_name="qa", transformer_image="registry.example.com/champion@sha256:" + "f" * 64)
+    kwargs = dict(
+        name="champion-qa",
+        namespace="team-a",
+        storage_uri="s3://models/abc",
+        model_version="3",
+        registered_model_name="qa",
+        transformer_image="registry.example.com/champion@sha256:" + "f" * 64,
+    )
     return render_inference_service(BUNDLE, prompt, **{**kwargs, **overrides})
 
 
@@ -46,7 +61,9 @@ def test_runtime_and_rbac_for_a_namespace():
     role, binding = render_rbac("team-a", service_account="pipeline-runner")
     rule = next(r for r in role["rules"] if "inferenceservices" in r["resources"])
     assert {"get", "create", "update", "patch", "delete"} <= set(rule["verbs"])
-    assert binding["roleRef"]["name"] == role["metadata"]["name"] and binding["subjects"][0]["name"] == "pipeline-runner"
+    assert (
+        binding["roleRef"]["name"] == role["metadata"]["name"] and binding["subjects"][0]["name"] == "pipeline-runner"
+    )
     from kubernetes import client
 
     # The Kubernetes client's own models accept them (a misspelt field would fail to deserialise).
@@ -74,7 +91,16 @@ def test_wrong_types_are_rejected():
     assert any("minReplicas" in e for e in validation_errors(manifest))
 
 
-@pytest.mark.parametrize("overrides, message", [({"name": "Bad_Name"}, "DNS-1123 label"), ({"runtime": "triton"}, "unknown serving runtime"), ({"storage_uri": "models/abc"}, "not a URI"), ({"deployment_mode": "Knative"}, "unknown deployment mode"), ({"transformer_image": ""}, "no image")])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"name": "Bad_Name"}, "DNS-1123 label"),
+        ({"runtime": "triton"}, "unknown serving runtime"),
+        ({"storage_uri": "models/abc"}, "not a URI"),
+        ({"deployment_mode": "Knative"}, "unknown deployment mode"),
+        ({"transformer_image": ""}, "no image"),
+    ],
+)
 def test_bad_parameters(overrides, message):
     with pytest.raises(ManifestError, match=message):
         render(**overrides)
@@ -95,7 +121,12 @@ def test_champion_manifests_writes_the_runtime_and_rbac(tmp_path):
 
     import yaml
 
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "manifests", "--namespace", "team-a", "--output", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "manifests", "--namespace", "team-a", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     runtime = yaml.safe_load((tmp_path / "servingruntime-vllm.yaml").read_text())
     validate_strict(runtime)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from champion.errors import ConfigError
-from components.monitor import ChampionRegressed, monitor_champion, monitoring_decision  # noqa: F401
 from evaluators.config import load_evaluator_config
 from evaluators.gate import decide
 from evaluators.policy import load_policy
+from serving.monitoring import ChampionRegressed, monitor_champion, monitoring_decision  # noqa: F401
 
 POLICY = """name: watch
 version: 1
@@ -24,8 +24,15 @@ METRICS = load_evaluator_config("default").metric_catalog()
 def rows(shift=0.0, n=40, seed=0, prefix="q", math_shift=0.0):
     rng = np.random.default_rng(seed)
     base = rng.uniform(0.4, 0.8, n)
-    return [{"id": f"{prefix}{i}", "tags": ["math"] if i < 10 else ["geo"], "semantic_similarity": float(base[i] + shift + (math_shift if i < 10 else 0.0)),
-             "token_f1": float(base[i] / 2 + shift)} for i in range(n)]
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "tags": ["math"] if i < 10 else ["geo"],
+            "semantic_similarity": float(base[i] + shift + (math_shift if i < 10 else 0.0)),
+            "token_f1": float(base[i] / 2 + shift),
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.fixture
@@ -36,8 +43,18 @@ def policy_path(tmp_path):
 
 
 def monitor(tmp_path, policy_path, table, **extra):
-    return monitor_champion(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", registered_model_name="qa", champion_version="3", bundle_id="b" * 64, rows=table,
-                            metrics={}, drift={}, policy_ref=policy_path, evaluator_config_ref="default", **extra)
+    return monitor_champion(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        registered_model_name="qa",
+        champion_version="3",
+        bundle_id="b" * 64,
+        rows=table,
+        metrics={},
+        drift={},
+        policy_ref=policy_path,
+        evaluator_config_ref="default",
+        **extra,
+    )
 
 
 @pytest.mark.parametrize("shift, math_shift", [(0.0, 0.0), (-0.2, 0.0), (0.0, -0.3), (-0.03, 0.0)])
@@ -50,7 +67,9 @@ def test_the_monitor_and_the_gate_agree_on_the_same_tables(tmp_path, policy_path
     second = monitor(tmp_path, policy_path, current)
     assert second.previous_run == first.run_id and second.mode == "paired"
     assert second.healthy == gate.passed
-    assert [(c["metric"], c.get("slice"), c["test"], c["status"]) for c in second.checks] == [(c.metric, c.slice, c.test, c.status) for c in gate.checks]
+    assert [(c["metric"], c.get("slice"), c["test"], c["status"]) for c in second.checks] == [
+        (c.metric, c.slice, c.test, c.status) for c in gate.checks
+    ]
 
 
 def test_a_regression_alerts_with_the_engines_reasons_and_records_the_scores(tmp_path, policy_path):
@@ -74,6 +93,8 @@ def test_a_changed_evaluation_set_is_compared_unpaired_and_says_so(tmp_path, pol
 
 def test_superiority_is_refused_in_a_monitoring_policy(tmp_path):
     path = tmp_path / "superior.yaml"
-    path.write_text("name: s\nversion: 1\nmin_examples: 5\nmetrics:\n  token_f1: {direction: higher, floor: 0.1, require_superiority: true}\n")
+    path.write_text(
+        "name: s\nversion: 1\nmin_examples: 5\nmetrics:\n  token_f1: {direction: higher, floor: 0.1, require_superiority: true}\n"
+    )
     with pytest.raises(ConfigError, match="never be superior to itself"):
         monitor(tmp_path, str(path), rows())

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from champion.data import DEMO_DATA, preprocess_data, split
 from champion.errors import DataError
-from components.preprocess_data import DEMO_DATA, preprocess_data, split
 
 ROWS = [
     {"question": "What is  the capital\nof France?", "reference": " Paris "},

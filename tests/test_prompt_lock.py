@@ -49,7 +49,9 @@ def test_a_new_version_must_be_locked(prompts):
 
 
 def test_broken_templates_and_vanished_versions_are_reported(prompts):
-    (prompts / "qa-evasive" / "v1.yaml").write_text("name: qa-evasive\nversion: 1\nvariables: [question]\nmessages:\n  - role: user\n    content: '{{ question.__class__ }'\n")
+    (prompts / "qa-evasive" / "v1.yaml").write_text(
+        "name: qa-evasive\nversion: 1\nvariables: [question]\nmessages:\n  - role: user\n    content: '{{ question.__class__ }'\n"
+    )
     shutil.rmtree(prompts / "qa-oneline")
     problems = {p.problem for p in lint(prompts)}
     assert any("Jinja2 syntax error" in p for p in problems)
@@ -62,11 +64,20 @@ def test_lint_and_lock_commands(prompts):
 
     data = yaml.safe_load((prompts / "qa-concise" / "v1.yaml").read_text()) | {"version": 2}
     (prompts / "qa-concise" / "v2.yaml").write_text(yaml.safe_dump(data))
-    failing = subprocess.run([sys.executable, "-m", "pipelines.cli", "lint", "--prompts-dir", str(prompts)], capture_output=True, text=True)
+    failing = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "lint", "--prompts-dir", str(prompts)], capture_output=True, text=True
+    )
     assert failing.returncode == 1 and "champion lock" in failing.stderr
-    locked = subprocess.run([sys.executable, "-m", "pipelines.cli", "lock", "--prompts-dir", str(prompts)], capture_output=True, text=True)
+    locked = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "lock", "--prompts-dir", str(prompts)], capture_output=True, text=True
+    )
     assert locked.returncode == 0 and (prompts / LOCK_NAME).read_text().startswith("# Written by `champion lock`")
-    assert subprocess.run([sys.executable, "-m", "pipelines.cli", "lint", "--prompts-dir", str(prompts)], capture_output=True).returncode == 0
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "lint", "--prompts-dir", str(prompts)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def test_inline_prompts_load_like_files():
@@ -80,7 +91,7 @@ def test_sync_prompts_registers_every_version_once_and_aligns_the_champion_alias
     import mlflow
 
     from champion.bundle import Bundle
-    from components.register import register_bundle
+    from serving.register import register_bundle
     from serving.registry import CHAMPION_ALIAS, promote_version, sync_prompts
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -88,9 +99,29 @@ def test_sync_prompts_registers_every_version_once_and_aligns_the_champion_alias
     first = sync_prompts(uri, "qa", prompts)
     assert sync_prompts(uri, "qa", prompts) == first  # idempotent: found by digest
     oneline = prompts[1]
-    bundle = Bundle(model_digest="m" * 64, prompt=oneline.ref, decoding=oneline.decoding.model_dump(mode="json"), dataset_digest="d" * 64)
-    registration = register_bundle(tracking_uri=uri, registered_model_name="qa", bundle=bundle, prompt=oneline, decision={"passed": True}, files={}, weights_source="smollm2")
-    promote_version(uri, "qa", registration.model_version, expected=None, prompt_name=oneline.name, prompt_version=registration.prompt_version)
+    bundle = Bundle(
+        model_digest="m" * 64,
+        prompt=oneline.ref,
+        decoding=oneline.decoding.model_dump(mode="json"),
+        dataset_digest="d" * 64,
+    )
+    registration = register_bundle(
+        tracking_uri=uri,
+        registered_model_name="qa",
+        bundle=bundle,
+        prompt=oneline,
+        decision={"passed": True},
+        files={},
+        weights_source="smollm2",
+    )
+    promote_version(
+        uri,
+        "qa",
+        registration.model_version,
+        expected=None,
+        prompt_name=oneline.name,
+        prompt_version=registration.prompt_version,
+    )
     sync_prompts(uri, "qa", prompts)
     mlflow.set_registry_uri(uri)
     loaded = mlflow.genai.load_prompt(f"prompts:/qa-oneline@{CHAMPION_ALIAS}")

@@ -10,29 +10,54 @@ import pytest
 
 from champion.bundle import Bundle
 from champion.errors import RegistryError
-from components.register import register_bundle
 from prompts import load_prompt
+from serving.register import register_bundle
 from serving.registry import CHAMPION_ALIAS, ChampionMoved, current_champion, promote_version
 
 
 def make_bundle(prompt, model_digest="m" * 64):
-    return Bundle(model_digest=model_digest, prompt=prompt.ref, decoding=prompt.decoding.model_dump(mode="json"), dataset_digest="d" * 64, evaluator_digest="e" * 64)
+    return Bundle(
+        model_digest=model_digest,
+        prompt=prompt.ref,
+        decoding=prompt.decoding.model_dump(mode="json"),
+        dataset_digest="d" * 64,
+        evaluator_digest="e" * 64,
+    )
 
 
 @pytest.fixture
 def registry(tmp_path):
     report = tmp_path / "report"
     report.write_text("# report\n")
-    return {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "registered_model_name": "qa", "files": {"gate_report.md": str(report)}, "weights_source": "smollm2"}
+    return {
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "registered_model_name": "qa",
+        "files": {"gate_report.md": str(report)},
+        "weights_source": "smollm2",
+    }
 
 
 def register(registry, bundle, prompt, passed, expected=None):
-    decision = {"gate": "passed" if passed else "failed", "reasons": ["test"], "checks": [{"metric": "sim", "test": "floor", "value": 0.7}]}
-    registration = register_bundle(bundle=bundle, prompt=prompt, decision=decision, expected_champion=expected, **registry)
+    decision = {
+        "gate": "passed" if passed else "failed",
+        "reasons": ["test"],
+        "checks": [{"metric": "sim", "test": "floor", "value": 0.7}],
+    }
+    registration = register_bundle(
+        bundle=bundle, prompt=prompt, decision=decision, expected_champion=expected, **registry
+    )
     previous = None
     if registration.approved:
-        previous = promote_version(registry["tracking_uri"], registry["registered_model_name"], registration.model_version, expected=expected,
-                                   prompt_name=prompt.name, prompt_version=registration.prompt_version, audit_log=registry.get("audit_log", ""), audit={"bundle_id": bundle.id})
+        previous = promote_version(
+            registry["tracking_uri"],
+            registry["registered_model_name"],
+            registration.model_version,
+            expected=expected,
+            prompt_name=prompt.name,
+            prompt_version=registration.prompt_version,
+            audit_log=registry.get("audit_log", ""),
+            audit={"bundle_id": bundle.id},
+        )
     return SimpleNamespace(**vars(registration), promoted=registration.approved, previous_champion=previous)
 
 
@@ -80,13 +105,17 @@ def test_prompt_registry_holds_the_template_and_alias(registry):
 
 def test_anything_but_an_explicit_pass_is_a_rejection(registry):
     prompt = load_prompt("qa-concise")
-    result = register_bundle(bundle=make_bundle(prompt), prompt=prompt, decision={"gate": "yes"}, expected_champion=None, **registry)
+    result = register_bundle(
+        bundle=make_bundle(prompt), prompt=prompt, decision={"gate": "yes"}, expected_champion=None, **registry
+    )
     assert not result.approved
 
 
 def test_registering_alone_never_moves_the_alias(registry):
     prompt = load_prompt("qa-concise")
-    result = register_bundle(bundle=make_bundle(prompt), prompt=prompt, decision={"gate": "passed"}, expected_champion=None, **registry)
+    result = register_bundle(
+        bundle=make_bundle(prompt), prompt=prompt, decision={"gate": "passed"}, expected_champion=None, **registry
+    )
     client = client_for(registry)
     assert result.approved and current_champion(client, "qa") is None
     assert client.get_model_version("qa", result.model_version).tags["champion.decision"] == "approved"
@@ -115,13 +144,22 @@ def test_promotion_against_a_stale_champion_is_refused_and_audited(registry, tmp
     first = register(registry, make_bundle(prompt, "a" * 64), prompt, passed=True)
     second = register(registry, make_bundle(prompt, "b" * 64), prompt, passed=True, expected=first.model_version)
     with pytest.raises(ChampionMoved, match="champion changed while this run was evaluating") as info:
-        register(registry, make_bundle(prompt, "c" * 64), prompt, passed=True, expected=first.model_version)  # evaluated against v1, but v2 is live now
+        register(
+            registry, make_bundle(prompt, "c" * 64), prompt, passed=True, expected=first.model_version
+        )  # evaluated against v1, but v2 is live now
     assert "re-run" in info.value.fix
     assert current_champion(client_for(registry), "qa") == second.model_version
     import json
 
     events = [json.loads(line) for line in open(registry["audit_log"])]
-    assert [e["event"] for e in events] == ["gate_decision", "alias_moved", "gate_decision", "alias_moved", "gate_decision", "alias_refused"]
+    assert [e["event"] for e in events] == [
+        "gate_decision",
+        "alias_moved",
+        "gate_decision",
+        "alias_moved",
+        "gate_decision",
+        "alias_refused",
+    ]
     assert events[3]["from_version"] == first.model_version and events[3]["to_version"] == second.model_version
     assert all(e["git_commit"] and e["time"] for e in events)
 
@@ -143,7 +181,10 @@ def test_two_concurrent_promotions_from_the_same_champion_exactly_one_wins(regis
     prompt = load_prompt("qa-concise")
     first = register(registry, make_bundle(prompt, "a" * 64), prompt, passed=True)
     with multiprocessing.get_context("spawn").Pool(2) as pool:
-        outcomes = pool.map(_promote_in_a_process, [(registry, "b" * 64, first.model_version), (registry, "c" * 64, first.model_version)])
+        outcomes = pool.map(
+            _promote_in_a_process,
+            [(registry, "b" * 64, first.model_version), (registry, "c" * 64, first.model_version)],
+        )
     assert sorted(outcomes) == ["refused", "won"]
     live = current_champion(client_for(registry), "qa")
     assert live != first.model_version

@@ -16,9 +16,9 @@ import requests
 
 from champion.bundle import Bundle
 from champion.errors import PromptError, ServingError
-from components.register import register_bundle
 from pipelines.serve import wait_until_ready
 from prompts import PromptTemplate, load_prompt
+from serving.register import register_bundle
 from serving.registry import promote_version
 from serving.smoke import smoke_test
 from serving.transformer import BUNDLE_ENV, PROMPT_DIGEST_ENV, PROMPT_ENV, prompt_from_env, prompt_values
@@ -44,7 +44,11 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def chat(port: int, content: str, **extra) -> requests.Response:
-    return requests.post(f"http://127.0.0.1:{port}/openai/v1/chat/completions", json={"model": "champion-qa", "messages": [{"role": "user", "content": content}], **extra}, timeout=120)
+    return requests.post(
+        f"http://127.0.0.1:{port}/openai/v1/chat/completions",
+        json={"model": "champion-qa", "messages": [{"role": "user", "content": content}], **extra},
+        timeout=120,
+    )
 
 
 def transformer_env(prompt: PromptTemplate, bundle_id: str = "bundle-xyz") -> dict:
@@ -59,8 +63,25 @@ def transformer():
     predictor = AnswerServer({})
     port = free_port()
     host = predictor.url.removeprefix("http://")
-    process = subprocess.Popen([sys.executable, "-m", "serving.transformer", "--model_name", "champion-qa", "--predictor_host", host, "--http_port", str(port), "--predictor_protocol", "v1"],
-                               env=transformer_env(PROMPT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serving.transformer",
+            "--model_name",
+            "champion-qa",
+            "--predictor_host",
+            host,
+            "--http_port",
+            str(port),
+            "--predictor_protocol",
+            "v1",
+        ],
+        env=transformer_env(PROMPT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_until_ready(f"http://127.0.0.1:{port}/v1/models/champion-qa", process, timeout_s=60)
         yield port, predictor
@@ -77,18 +98,37 @@ def test_the_transformer_applies_the_bundles_prompt_and_decoding(transformer):
     assert forwarded["path"] == "/openai/v1/chat/completions"
     assert forwarded["body"]["messages"] == PROMPT.render(question="What is the capital of France?")
     # The client's sampling fields are replaced by the ones the gate evaluated.
-    assert {k: forwarded["body"][k] for k in ("temperature", "top_p", "max_tokens", "seed")} == {"temperature": 0.0, "top_p": 1.0, "max_tokens": 32, "seed": 0}
-    assert response.headers["x-champion-bundle"] == "bundle-xyz" and response.headers["x-champion-prompt"] == "qa-concise@1"
+    assert {k: forwarded["body"][k] for k in ("temperature", "top_p", "max_tokens", "seed")} == {
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "max_tokens": 32,
+        "seed": 0,
+    }
+    assert (
+        response.headers["x-champion-bundle"] == "bundle-xyz"
+        and response.headers["x-champion-prompt"] == "qa-concise@1"
+    )
     assert response.json()["choices"][0]["message"]["content"] == "I do not know."
 
 
-@pytest.mark.parametrize("body, status, message", [
-    ({"model": "champion-qa", "messages": [{"role": "system", "content": "hi"}]}, 400, "no user message"),
-    ({"model": "champion-qa", "messages": []}, 400, "messages"),
-    ({"model": "champion-qa", "messages": [{"role": "user", "content": "x"}], "stream": True}, 400, "streaming is not supported"),
-    ({"model": "other", "messages": [{"role": "user", "content": "x"}]}, 404, "not served here"),
-    ({"model": "champion-qa", "messages": [{"role": "user", "content": "x"}], "temperature": 9}, 400, "temperature"),
-])
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({"model": "champion-qa", "messages": [{"role": "system", "content": "hi"}]}, 400, "no user message"),
+        ({"model": "champion-qa", "messages": []}, 400, "messages"),
+        (
+            {"model": "champion-qa", "messages": [{"role": "user", "content": "x"}], "stream": True},
+            400,
+            "streaming is not supported",
+        ),
+        ({"model": "other", "messages": [{"role": "user", "content": "x"}]}, 404, "not served here"),
+        (
+            {"model": "champion-qa", "messages": [{"role": "user", "content": "x"}], "temperature": 9},
+            400,
+            "temperature",
+        ),
+    ],
+)
 def test_bad_requests_get_openai_style_errors(transformer, body, status, message):
     port, predictor = transformer
     response = requests.post(f"http://127.0.0.1:{port}/openai/v1/chat/completions", json=body, timeout=30)
@@ -112,7 +152,12 @@ def test_the_transformer_refuses_a_prompt_that_is_not_the_bundles():
 
 
 def test_multi_variable_prompts_take_a_json_object():
-    prompt = PromptTemplate(name="qa-context", version=1, variables=("question", "context"), messages=[{"role": "user", "content": "{{ context }}\n{{ question }}"}])
+    prompt = PromptTemplate(
+        name="qa-context",
+        version=1,
+        variables=("question", "context"),
+        messages=[{"role": "user", "content": "{{ context }}\n{{ question }}"}],
+    )
     assert prompt_values(prompt, json.dumps({"question": "q", "context": "c"})) == {"question": "q", "context": "c"}
     with pytest.raises(ServingError, match="JSON object"):
         prompt_values(prompt, "just text")
@@ -126,12 +171,38 @@ def served(smollm2, weights_cache, tmp_path_factory):
     """A workspace whose MLflow has the SmolLM2 + qa-concise bundle promoted, served by `champion serve`."""
     workspace = tmp_path_factory.mktemp("serve-workspace")
     uri = f"sqlite:///{workspace / 'mlflow.db'}"
-    bundle = Bundle(model_digest=smollm2.digest, prompt=PROMPT.ref, decoding=PROMPT.decoding.model_dump(mode="json"), dataset_digest="d" * 64, evaluator_digest="e" * 64)
-    registration = register_bundle(tracking_uri=uri, registered_model_name="champion-qa", bundle=bundle, prompt=PROMPT, decision={"passed": True, "reasons": [], "checks": []}, files={}, weights_source="smollm2")
-    promote_version(uri, "champion-qa", registration.model_version, expected=None, prompt_name=PROMPT.name, prompt_version=registration.prompt_version)
+    bundle = Bundle(
+        model_digest=smollm2.digest,
+        prompt=PROMPT.ref,
+        decoding=PROMPT.decoding.model_dump(mode="json"),
+        dataset_digest="d" * 64,
+        evaluator_digest="e" * 64,
+    )
+    registration = register_bundle(
+        tracking_uri=uri,
+        registered_model_name="champion-qa",
+        bundle=bundle,
+        prompt=PROMPT,
+        decision={"passed": True, "reasons": [], "checks": []},
+        files={},
+        weights_source="smollm2",
+    )
+    promote_version(
+        uri,
+        "champion-qa",
+        registration.model_version,
+        expected=None,
+        prompt_name=PROMPT.name,
+        prompt_version=registration.prompt_version,
+    )
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--workspace", str(workspace), "--port", str(port)],
-                               env={**os.environ, "CHAMPION_WEIGHTS_CACHE": str(weights_cache)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "serve", "--workspace", str(workspace), "--port", str(port)],
+        env={**os.environ, "CHAMPION_WEIGHTS_CACHE": str(weights_cache)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_until_ready(f"http://127.0.0.1:{port}/v1/models/champion-qa", process, timeout_s=240)
         yield {"port": port, "bundle": bundle, "process": process, "workspace": workspace}
@@ -142,7 +213,9 @@ def served(smollm2, weights_cache, tmp_path_factory):
 def test_served_answers_are_the_promoted_bundles_answers(served, smollm2):
     from serving.generation.transformers_backend import TransformersGenerator
 
-    offline = TransformersGenerator(str(smollm2.path), batch_size=4).generate([PROMPT.render(question=q) for q in QUESTIONS], PROMPT.decoding)
+    offline = TransformersGenerator(str(smollm2.path), batch_size=4).generate(
+        [PROMPT.render(question=q) for q in QUESTIONS], PROMPT.decoding
+    )
     for question, expected in zip(QUESTIONS, offline):
         response = chat(served["port"], question, temperature=1.2)
         assert response.status_code == 200, response.text
@@ -152,15 +225,21 @@ def test_served_answers_are_the_promoted_bundles_answers(served, smollm2):
         body = response.json()
         assert body["choices"][0]["message"]["content"] == expected.text
         assert body["usage"]["prompt_tokens"] == expected.prompt_tokens
-    bare = TransformersGenerator(str(smollm2.path), batch_size=1).generate([[{"role": "user", "content": QUESTIONS[0]}]], PROMPT.decoding)[0]
+    bare = TransformersGenerator(str(smollm2.path), batch_size=1).generate(
+        [[{"role": "user", "content": QUESTIONS[0]}]], PROMPT.decoding
+    )[0]
     assert bare.prompt_tokens < offline[0].prompt_tokens  # without the template the model would see less
 
 
 def test_smoke_test_against_the_real_server(served):
     examples = [{"question": q, "reference": r} for q, r in zip(QUESTIONS, ["Paris", "Tokyo", "eight"])]
-    result = smoke_test(f"http://127.0.0.1:{served['port']}", "champion-qa", examples, floor=0.1, bundle_id=served["bundle"].id)
+    result = smoke_test(
+        f"http://127.0.0.1:{served['port']}", "champion-qa", examples, floor=0.1, bundle_id=served["bundle"].id
+    )
     assert result.passed, result.reason
-    assert not smoke_test(f"http://127.0.0.1:{served['port']}", "champion-qa", examples, floor=0.1, bundle_id="another-bundle").passed
+    assert not smoke_test(
+        f"http://127.0.0.1:{served['port']}", "champion-qa", examples, floor=0.1, bundle_id="another-bundle"
+    ).passed
 
 
 def test_serve_listens_on_loopback_only(served):
@@ -171,10 +250,20 @@ def test_serve_listens_on_loopback_only(served):
 
 
 def test_serve_without_a_promoted_bundle_says_what_to_do(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "serve", "--workspace", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "serve", "--workspace", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "champion run" in result.stderr
 
 
 def test_serve_an_unknown_bundle_id(served):
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "serve", "--workspace", str(served["workspace"]), "--bundle", "ffff"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "serve", "--workspace", str(served["workspace"]), "--bundle", "ffff"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "0 versions of champion-qa match bundle id 'ffff'" in result.stderr

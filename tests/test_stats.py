@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
-from evaluators.stats import PairedCounts, holm_levels, mcnemar_exact, paired_bootstrap, settling_size, tango_paired, two_sample_bootstrap
+from evaluators.stats import (
+    PairedCounts,
+    holm_levels,
+    mcnemar_exact,
+    paired_bootstrap,
+    settling_size,
+    tango_paired,
+    two_sample_bootstrap,
+)
 
 
 def test_tango_matches_the_published_cavo_example():
@@ -53,7 +61,14 @@ def test_paired_bootstrap_agrees_with_scipy_bootstrap_percentile():
     champion = rng.uniform(0.2, 0.8, 120)
     challenger = champion + rng.normal(-0.01, 0.05, 120)
     ours = paired_bootstrap(challenger, champion, confidence=0.95, resamples=20_000, seed=3)
-    theirs = scipy_stats.bootstrap((challenger - champion,), np.mean, confidence_level=0.95, method="percentile", n_resamples=20_000, random_state=np.random.default_rng(5))
+    theirs = scipy_stats.bootstrap(
+        (challenger - champion,),
+        np.mean,
+        confidence_level=0.95,
+        method="percentile",
+        n_resamples=20_000,
+        random_state=np.random.default_rng(5),
+    )
     assert ours.low == pytest.approx(theirs.confidence_interval.low, abs=0.002)
     assert ours.high == pytest.approx(theirs.confidence_interval.high, abs=0.002)
     assert ours.estimate == pytest.approx(float(np.mean(challenger - champion)))

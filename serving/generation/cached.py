@@ -21,13 +21,23 @@ class CachedGenerator:
     """Misses are generated ``chunk`` at a time and each chunk is cached as soon as it is done, so a
     step killed midway keeps what it finished and its re-run starts from there."""
 
-    def __init__(self, factory: Callable[[], Generator], cache: ExampleCache, identity: dict, name: str = "cached", chunk: int = 16) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], Generator],
+        cache: ExampleCache,
+        identity: dict,
+        name: str = "cached",
+        chunk: int = 16,
+    ) -> None:
         self._factory = factory
         self.chunk = max(1, chunk)
         self._generator: Generator | None = None
         self.cache = cache
         self.identity = identity
         self.name = name
+        # Work actually done (misses), apart from what the cache answered: throughput is measured on it only.
+        self.computed = 0
+        self.computed_seconds = 0.0
 
     @property
     def generator(self) -> Generator:
@@ -35,21 +45,38 @@ class CachedGenerator:
             self._generator = self._factory()
         return self._generator
 
-    def _cached(self, kind: str, keys: list[str], conversations: Sequence[Conversation], compute: Callable[[list[Conversation]], list]) -> list:
+    def _cached(
+        self,
+        kind: str,
+        keys: list[str],
+        conversations: Sequence[Conversation],
+        compute: Callable[[list[Conversation]], list],
+    ) -> list:
         """Values for ``keys``: hits from the cache, misses computed ``chunk`` at a time and stored at once."""
         found = self.cache.get_many(kind, keys)
         missing = [i for i, key in enumerate(keys) if key not in found]
         for start in range(0, len(missing), self.chunk):
             part = missing[start : start + self.chunk]
+            started = time.perf_counter()
             new = dict(zip((keys[i] for i in part), compute([conversations[i] for i in part])))
+            self.computed_seconds += time.perf_counter() - started
+            self.computed += len(part)
             self.cache.put_many(kind, new)
             found.update(new)
         return [found[key] for key in keys]
 
     def generate(self, conversations: Sequence[Conversation], decoding: Decoding) -> list[Generation]:
         # "v2": entries carry the latency they were generated with; older entries (without it) are not reused.
-        keys = [self.cache.key("generation", "v2", self.identity, list(c), decoding.model_dump(mode="json")) for c in conversations]
-        return [Generation(**value) for value in self._cached("generation", keys, conversations, lambda part: timed_generate(self.generator, part, decoding))]
+        keys = [
+            self.cache.key("generation", "v2", self.identity, list(c), decoding.model_dump(mode="json"))
+            for c in conversations
+        ]
+        return [
+            Generation(**value)
+            for value in self._cached(
+                "generation", keys, conversations, lambda part: timed_generate(self.generator, part, decoding)
+            )
+        ]
 
 
 def timed_generate(generator: Generator, conversations: Sequence[Conversation], decoding: Decoding) -> list[dict]:
@@ -63,9 +90,13 @@ def timed_generate(generator: Generator, conversations: Sequence[Conversation], 
 class CachedChoiceGenerator(CachedGenerator):
     """For backends that score a fixed set of labels (the judge's constrained choice)."""
 
-    def choice_logprobs(self, conversations: Sequence[Conversation], choices: Sequence[str], prefix: str) -> list[dict[str, float]]:
+    def choice_logprobs(
+        self, conversations: Sequence[Conversation], choices: Sequence[str], prefix: str
+    ) -> list[dict[str, float]]:
         keys = [self.cache.key("choice", self.identity, list(c), list(choices), prefix) for c in conversations]
-        return self._cached("choice", keys, conversations, lambda part: self.generator.choice_logprobs(part, choices, prefix))
+        return self._cached(
+            "choice", keys, conversations, lambda part: self.generator.choice_logprobs(part, choices, prefix)
+        )
 
 
 def cached_generator(backend: str, model_path: str, cache: ExampleCache, identity: dict, **options) -> CachedGenerator:
@@ -75,4 +106,10 @@ def cached_generator(backend: str, model_path: str, cache: ExampleCache, identit
     module_name, class_name = BACKENDS[backend].split(":")
     backend_class = getattr(importlib.import_module(module_name), class_name)
     wrapper = CachedChoiceGenerator if hasattr(backend_class, "choice_logprobs") else CachedGenerator
-    return wrapper(lambda: get_generator(backend, model_path, **options), cache, {"backend": backend, **identity}, name=backend, chunk=options.get("batch_size") or 16)
+    return wrapper(
+        lambda: get_generator(backend, model_path, **options),
+        cache,
+        {"backend": backend, **identity},
+        name=backend,
+        chunk=options.get("batch_size") or 16,
+    )

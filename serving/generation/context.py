@@ -48,7 +48,14 @@ class ContextReport:
         return self.limit is not None
 
 
-def measure(model_path: str | Path, conversations: Sequence[Conversation], ids: Sequence[str], max_tokens: int, *, trust_remote_code: bool = False) -> ContextReport:
+def measure(
+    model_path: str | Path,
+    conversations: Sequence[Conversation],
+    ids: Sequence[str],
+    max_tokens: int,
+    *,
+    trust_remote_code: bool = False,
+) -> ContextReport:
     """Prompt tokens of every conversation as the model will see them, against its context."""
     limit = context_limit(model_path)
     report = ContextReport(limit, max_tokens)

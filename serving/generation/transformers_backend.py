@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 class TransformersGenerator:
     name = "transformers"
 
-    def __init__(self, model_path: str, *, batch_size: int = 16, device: str | None = None, trust_remote_code: bool = False) -> None:
+    def __init__(
+        self, model_path: str, *, batch_size: int = 16, device: str | None = None, trust_remote_code: bool = False
+    ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -26,11 +28,15 @@ class TransformersGenerator:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         # Left padding keeps every prompt's last token next to the first generated one, so batched
         # and one-by-one greedy decoding give the same text.
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left", trust_remote_code=trust_remote_code)
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            model_path, padding_side="left", trust_remote_code=trust_remote_code
+        )
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if self.tokenizer.chat_template is None:
-            raise BackendError(f"the tokenizer in {model_path} has no chat template.", "use an instruction-tuned model that ships one.")
+            raise BackendError(
+                f"the tokenizer in {model_path} has no chat template.", "use an instruction-tuned model that ships one."
+            )
         dtype = torch.float32 if self.device == "cpu" else torch.bfloat16  # bf16 is ~3x slower than fp32 on CPUs
         self.model = AutoModelForCausalLM.from_pretrained(
             model_path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
@@ -45,7 +51,8 @@ class TransformersGenerator:
 
     def generate(self, conversations: Sequence[Conversation], decoding: Decoding) -> list[Generation]:
         prompts = [
-            self.tokenizer.apply_chat_template(list(conv), tokenize=False, add_generation_prompt=True) for conv in conversations
+            self.tokenizer.apply_chat_template(list(conv), tokenize=False, add_generation_prompt=True)
+            for conv in conversations
         ]
         # Sorting by length puts similar prompts in one batch (less padding); results go back in input order.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -87,10 +94,19 @@ class TransformersGenerator:
             for stop in decoding.stop:
                 if stop in text:
                     text, finish_reason = text.split(stop, 1)[0], "stop"
-            generations.append(Generation(text=text.strip(), finish_reason=finish_reason, prompt_tokens=int(n_prompt), completion_tokens=len(completion)))
+            generations.append(
+                Generation(
+                    text=text.strip(),
+                    finish_reason=finish_reason,
+                    prompt_tokens=int(n_prompt),
+                    completion_tokens=len(completion),
+                )
+            )
         return generations
 
-    def choice_logprobs(self, conversations: Sequence[Conversation], choices: Sequence[str], prefix: str) -> list[dict[str, float]]:
+    def choice_logprobs(
+        self, conversations: Sequence[Conversation], choices: Sequence[str], prefix: str
+    ) -> list[dict[str, float]]:
         """Log-probability of each choice as the next token after ``prefix`` in the assistant turn.
 
         One forward pass per batch instead of free generation: the judge's verdict is constrained to
@@ -102,14 +118,21 @@ class TransformersGenerator:
             ids = self.tokenizer.encode(choice, add_special_tokens=False)
             first_tokens[choice] = ids[0]
         if len(set(first_tokens.values())) != len(choices):
-            raise BackendError(f"the labels {list(choices)} share a first token in this tokenizer.", "use labels that start differently.")
+            raise BackendError(
+                f"the labels {list(choices)} share a first token in this tokenizer.",
+                "use labels that start differently.",
+            )
         prompts = [
-            self.tokenizer.apply_chat_template(list(conv), tokenize=False, add_generation_prompt=True) + prefix.rstrip() + " "
+            self.tokenizer.apply_chat_template(list(conv), tokenize=False, add_generation_prompt=True)
+            + prefix.rstrip()
+            + " "
             for conv in conversations
         ]
         results: list[dict[str, float]] = []
         for start in range(0, len(prompts), self.batch_size):
-            encoded = self.tokenizer(prompts[start : start + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            encoded = self.tokenizer(
+                prompts[start : start + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(self.device)
             with torch.inference_mode():
                 logits = self.model(**encoded).logits[:, -1, :].float()
             logprobs = torch.log_softmax(logits, dim=-1)

@@ -30,7 +30,14 @@ def sampling_kwargs(decoding: Decoding) -> dict:
     )
 
 
-def engine_kwargs(model_path: str, *, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.90, max_model_len: int = 4096, trust_remote_code: bool = False) -> dict:
+def engine_kwargs(
+    model_path: str,
+    *,
+    tensor_parallel_size: int = 1,
+    gpu_memory_utilization: float = 0.90,
+    max_model_len: int = 4096,
+    trust_remote_code: bool = False,
+) -> dict:
     """Everything passed to ``vllm.LLM``; kept pure so the API contract test reads it without vLLM."""
     kwargs = dict(
         model=model_path,
@@ -75,7 +82,13 @@ class VllmGenerator:
                 "run batch_generate in the GPU image (pip install 'champion[vllm]'), or use backend 'transformers'.",
             ) from exc
         # vLLM schedules its own batches; batch_size and device are accepted for interface parity.
-        kwargs = engine_kwargs(model_path, tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, trust_remote_code=trust_remote_code)
+        kwargs = engine_kwargs(
+            model_path,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            trust_remote_code=trust_remote_code,
+        )
         self.lora_request = None
         if kwargs.get("enable_lora"):
             from vllm.lora.request import LoRARequest
@@ -86,7 +99,11 @@ class VllmGenerator:
     def generate(self, conversations: Sequence[Conversation], decoding: Decoding) -> list[Generation]:
         from vllm import SamplingParams
 
-        outputs = self.llm.chat([list(c) for c in conversations], SamplingParams(**sampling_kwargs(decoding)), **chat_kwargs(self.lora_request))
+        outputs = self.llm.chat(
+            [list(c) for c in conversations],
+            SamplingParams(**sampling_kwargs(decoding)),
+            **chat_kwargs(self.lora_request),
+        )
         return [
             Generation(
                 text=out.outputs[0].text.strip(),

@@ -22,7 +22,11 @@ from pathlib import Path
 
 PINNED = "0.33.0"
 CONTRACT_PATH = Path(__file__).resolve().parent / f"vllm-{PINNED}.contract.json"
-_SOURCES = {"llm": "vllm/entrypoints/llm.py", "engine_args": "vllm/engine/arg_utils.py", "sampling_params": "vllm/sampling_params.py"}
+_SOURCES = {
+    "llm": "vllm/entrypoints/llm.py",
+    "engine_args": "vllm/engine/arg_utils.py",
+    "sampling_params": "vllm/sampling_params.py",
+}
 
 
 def _class(tree: ast.Module, name: str) -> ast.ClassDef:
@@ -35,7 +39,11 @@ def _parameters(function: ast.FunctionDef) -> list[str]:
 
 
 def _fields(cls: ast.ClassDef) -> list[str]:
-    return [node.target.id for node in cls.body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and not node.target.id.startswith("_")]
+    return [
+        node.target.id
+        for node in cls.body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and not node.target.id.startswith("_")
+    ]
 
 
 def extract_contract(wheel: str | Path) -> dict:
@@ -70,7 +78,8 @@ def backend_calls(adapter_dir: Path | None = None) -> dict[str, set[str]]:
     return {
         "LLM": set(vllm_backend.engine_kwargs(model_path)),
         "LLM.chat": set(vllm_backend.chat_kwargs()),
-        "SamplingParams": set(vllm_backend.sampling_kwargs(Decoding(stop=("\n",)))) | set(vllm_backend.sampling_kwargs(Decoding(temperature=0.7))),
+        "SamplingParams": set(vllm_backend.sampling_kwargs(Decoding(stop=("\n",))))
+        | set(vllm_backend.sampling_kwargs(Decoding(temperature=0.7))),
     }
 
 
@@ -82,7 +91,11 @@ def check_backend(contract: dict, calls: dict[str, set[str]] | None = None) -> l
         "LLM.chat": set(contract["LLM.chat"]),
         "SamplingParams": set(contract["SamplingParams"]),
     }
-    return sorted(f"{target}({name}=...) is not accepted by vLLM {contract['vllm']}" for target, names in calls.items() for name in names - accepted[target])
+    return sorted(
+        f"{target}({name}=...) is not accepted by vLLM {contract['vllm']}"
+        for target, names in calls.items()
+        for name in names - accepted[target]
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,16 @@
+"""Helpers for the artifacts steps write, without importing KFP (they take any object with ``path`` and ``metadata``)."""
+
+import json
+import os
+
+
+def persist_metadata(*artifacts) -> None:
+    """Write each artifact's metadata into its file when the step wrote none (a Metrics artifact).
+
+    KFP keeps metrics as metadata only, but kfp.local's step cache treats an artifact without a file as
+    lost and never reuses the step; the file is also what a reader of the run folder finds."""
+    for artifact in artifacts:
+        if not os.path.exists(artifact.path):
+            os.makedirs(os.path.dirname(artifact.path), exist_ok=True)
+            with open(artifact.path, "w", encoding="utf-8") as handle:
+                json.dump(artifact.metadata, handle, sort_keys=True, indent=2)

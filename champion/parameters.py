@@ -1,0 +1,331 @@
+"""The pipelines' parameters: one typed model per pipeline, the single source of each parameter's name,
+type, default, bounds and help text.
+
+The pipeline signatures (``pipelines/promotion.py``, ``pipelines/scheduled_eval.py``), the CLI's
+options and defaults, the local runner, the deploy step's settings and the README's parameter table
+are all derived from these models. Unknown names are errors with a suggestion, so a typo never
+silently falls back to a default.
+
+Images and the weights-cache mount are chosen when the pipeline is compiled (``images/refs.env``,
+``CHAMPION_WEIGHTS_PVC``); they enter here as defaults and are fixed in the compiled IR.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from champion.errors import ConfigError
+from champion.images import image_ref
+
+# A PersistentVolumeClaim that keeps fetched and converted weights between runs, chosen at compile time:
+# the weight steps mount it at WEIGHTS_MOUNT, which then becomes the weights_cache default.
+WEIGHTS_PVC = os.environ.get("CHAMPION_WEIGHTS_PVC", "")
+WEIGHTS_MOUNT = "/mnt/champion-weights"
+DEFAULT_REGISTERED_MODEL = "champion-qa"
+REGISTERED_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+# Groups order the README's table and say which part of the pipeline a parameter steers.
+GROUPS = ("data", "model", "fine-tuning", "generation", "evaluation", "registry", "deployment", "cluster")
+
+
+def _param(
+    default: Any, help: str, group: str, *, cli: dict[str, str] | None = None, shown: str | None = None, **bounds: Any
+) -> Any:
+    """A parameter: its default, help text, group, the options it has on the local commands
+    (``{"run": "data"}`` is ``champion run --data``; elsewhere it is ``--param NAME=VALUE``), and how the
+    README shows a default that depends on where it is compiled."""
+    extra: dict[str, Any] = {"group": group}
+    if cli:
+        extra["cli"] = cli
+    if shown:
+        extra["shown"] = shown
+    if isinstance(default, (dict, list)):
+        return Field(default_factory=type(default), description=help, json_schema_extra=extra, **bounds)
+    return Field(default, description=help, json_schema_extra=extra, **bounds)
+
+
+class PipelineParameters(BaseModel):
+    """What both pipelines take: where the data, weights, evaluators and registry are, and how to use the GPU."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    data_source: str = _param(
+        "demo",
+        "Evaluation set: a JSONL/CSV/Parquet file or URL, a save_to_disk folder, hf://datasets/NAME, or 'demo'.",
+        "data",
+        cli={"run": "data", "monitor": "data"},
+    )
+    limit: int = _param(
+        0, "Evaluate only the first N examples (0 = all).", "data", ge=0, cli={"run": "limit", "monitor": "limit"}
+    )
+    weights_cache: str = _param(
+        WEIGHTS_MOUNT if WEIGHTS_PVC else "",
+        "Folder that keeps fetched and converted weights between runs (the PVC mount when compiled with one).",
+        "model",
+        shown=f'`{WEIGHTS_MOUNT}` with CHAMPION_WEIGHTS_PVC, else `""`',
+    )
+    trust_remote_code: bool = _param(
+        False, "Allow model folders that ship Python code (off: such models are refused).", "model"
+    )
+    hf_token_secret: str = _param(
+        "hf-token", "Kubernetes secret (key 'token') with a Hugging Face token; optional.", "model"
+    )
+    cache_root: str = _param(
+        "",
+        "Per-example cache of generations, embeddings and judge verdicts (any fsspec URL; empty = off).",
+        "generation",
+    )
+    generation_backend: Literal["transformers", "vllm"] = _param(
+        "transformers", "Generation backend: transformers or vllm.", "generation", cli={"run": "backend"}
+    )
+    batch_size: int = _param(16, "Generation batch size.", "generation", ge=1, le=4096, cli={"run": "batch_size"})
+    context_overflow: Literal["fail", "skip"] = _param(
+        "fail",
+        "Examples whose prompt does not fit the model's context: 'fail' naming them, or 'skip' and count them.",
+        "generation",
+        cli={"run": "context_overflow"},
+    )
+    evaluator_config: str = _param(
+        "default",
+        "Evaluator config: a name in evaluators/configs/ or a YAML path.",
+        "evaluation",
+        cli={"run": "evaluator_config"},
+    )
+    drift_reference: str = _param(
+        "demo", "Reference outputs for the drift report: a JSONL path or 'demo'.", "evaluation"
+    )
+    gate_config: str = _param(
+        "default",
+        "Gate policy: a name in evaluators/policies/ or a YAML path.",
+        "evaluation",
+        cli={"run": "gate_config", "monitor": "gate_config"},
+    )
+    mlflow_tracking_uri: str = _param(
+        "http://mlflow.mlflow.svc.cluster.local:5000", "MLflow tracking URI (server or sqlite).", "registry"
+    )
+    registered_model_name: str = _param(
+        DEFAULT_REGISTERED_MODEL,
+        "MLflow registered model that holds the bundles.",
+        "registry",
+        cli={"run": "registered_model_name"},
+    )
+    accelerator_type: str = _param("nvidia.com/gpu", "Accelerator resource of the GPU steps.", "cluster")
+    accelerator_count: int = _param(1, "Accelerators per generation step.", "cluster", ge=0)
+    gpu_node_selector: dict = _param({}, "Node selector of the GPU steps (JSON object).", "cluster")
+    gpu_tolerations: list = _param([], "Tolerations of the GPU steps (JSON list of Kubernetes tolerations).", "cluster")
+
+    @field_validator("registered_model_name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not REGISTERED_MODEL_NAME.match(name):
+            raise ValueError(
+                f"{name!r} is not a plain name (letters, digits, '.', '_', '-'); quotes and spaces would break MLflow's search filters"
+            )
+        return name
+
+
+class PromotionParameters(PipelineParameters):
+    """The promotion pipeline: evaluate a challenger bundle against the champion, gate, register, deploy."""
+
+    eval_fraction: float = _param(
+        1.0,
+        "Share of the data kept for evaluation; the rest is the fine-tuning split.",
+        "data",
+        gt=0.0,
+        le=1.0,
+        cli={"run": "eval_fraction"},
+    )
+    seed: int = _param(0, "Seed of the split and of fine-tuning.", "data")
+    model_source: str = _param(
+        "smollm2",
+        "Model: 'smollm2' (packaged), a folder, a .gguf file, hf://org/name, s3://…, gs://….",
+        "model",
+        cli={"run": "model"},
+    )
+    fine_tune_steps: int = _param(
+        0,
+        "LoRA fine-tuning steps before evaluating (0 = weights as fetched).",
+        "fine-tuning",
+        ge=0,
+        le=1_000_000,
+        cli={"run": "fine_tune_steps"},
+    )
+    fine_tune_learning_rate: float = _param(2e-4, "LoRA learning rate.", "fine-tuning", gt=0.0, le=1.0)
+    lora_rank: int = _param(8, "LoRA rank.", "fine-tuning", ge=1, le=1024)
+    merge_adapter: bool = _param(True, "Merge the adapter into the weights (off: serve base + adapter).", "fine-tuning")
+    fine_tune_gpu_count: int = _param(0, "Accelerators for the fine-tune step.", "fine-tuning", ge=0)
+    prompt: str = _param(
+        "qa-concise",
+        "Prompt: NAME, NAME@VERSION (prompts/), a YAML path, or a prompt as JSON.",
+        "generation",
+        cli={"run": "prompt"},
+    )
+    audit_log: str = _param("", "Append-only audit log (a path or fsspec URL; empty = next to MLflow).", "registry")
+    allow_bootstrap: bool = _param(
+        False,
+        "Allow the floors-only rule although a champion existed before and its alias is gone.",
+        "registry",
+        cli={"run": "bootstrap"},
+    )
+    promote: bool = _param(
+        True, "Deploy a passing bundle and make it the champion (off: gate only).", "registry", cli={"run": "promote"}
+    )
+    fail_on_reject: bool = _param(False, "Fail the run when the gate rejects the bundle (a CI check).", "registry")
+    service_name: str = _param(DEFAULT_REGISTERED_MODEL, "InferenceService name.", "deployment")
+    namespace: str = _param("kubeflow-user-example-com", "Namespace the InferenceService lives in.", "deployment")
+    storage_uri: str = _param(
+        "pvc://champion-models/{model_digest}",
+        "Where the predictor reads weights ({model_digest} is filled in).",
+        "deployment",
+    )
+    serving_runtime: str = _param("huggingface-vllm", "KServe ServingRuntime of the predictor.", "deployment")
+    deployment_mode: Literal["Serverless", "RawDeployment", "Standard", "Knative"] = _param(
+        "Serverless", "KServe deployment mode.", "deployment"
+    )
+    deploy_target: Literal["kserve", "none"] = _param(
+        "kserve", "'kserve': apply to the cluster; 'none': render and validate only.", "deployment"
+    )
+    canary_traffic_percent: int = _param(
+        10, "Share of traffic the canary gets before the smoke test.", "deployment", ge=0, le=100
+    )
+    ready_timeout_s: float = _param(
+        900.0, "Seconds to wait for the InferenceService to be Ready.", "deployment", ge=1.0, le=86_400.0
+    )
+    smoke_examples: int = _param(
+        5, "Evaluation examples sent through the canary's route.", "deployment", ge=0, le=10_000
+    )
+    smoke_min_token_f1: float = _param(
+        0.1, "Smoke test: the canary's mean token F1 must reach this.", "deployment", ge=0.0, le=1.0
+    )
+    transformer_image: str = _param(
+        image_ref("CPU"),
+        "Image of the prompt transformer (the CPU image).",
+        "deployment",
+        shown="the CPU image of images/refs.env",
+    )
+    service_account: str = _param(
+        "", "Service account of the InferenceService's pods (empty = namespace default).", "deployment"
+    )
+
+
+class ScheduledEvalParameters(PipelineParameters):
+    """The scheduled evaluation: the live champion on the latest data, compared with its last evaluation."""
+
+    webhook_url: str = _param(
+        "",
+        "POST an alert here (Slack-compatible JSON) when the champion regresses.",
+        "registry",
+        cli={"monitor": "webhook_url"},
+    )
+
+
+def did_you_mean(name: str, known: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def parse(model: type[BaseModel], values: dict[str, Any], *, where: str = "parameter") -> Any:
+    """Build ``model`` from ``values``: unknown names and bad values are one ConfigError naming each."""
+    unknown = [key for key in values if key not in model.model_fields]
+    if unknown:
+        raise ConfigError(
+            "; ".join(f"unknown {where} {key!r}.{did_you_mean(key, model.model_fields)}" for key in unknown),
+            f"the {model.__name__} are: {', '.join(model.model_fields)}.",
+        )
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{where} {'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r})"
+            for e in exc.errors()
+        )
+        raise ConfigError(problems, "see `champion run --help` or the README's parameter table.") from None
+
+
+def kfp_type(annotation: Any) -> type:
+    """The plain type KFP accepts for a parameter (a Literal of strings is a str)."""
+    if typing.get_origin(annotation) is Literal:
+        return type(typing.get_args(annotation)[0])
+    if isinstance(annotation, types.GenericAlias):
+        return typing.get_origin(annotation)
+    return annotation
+
+
+def help_text(model: type[BaseModel], name: str) -> str:
+    field = model.model_fields[name]
+    annotation = field.annotation
+    choices = f" One of: {', '.join(typing.get_args(annotation))}." if typing.get_origin(annotation) is Literal else ""
+    return (field.description or "") + choices
+
+
+def default(model: type[BaseModel], name: str) -> Any:
+    return model.model_fields[name].get_default(call_default_factory=True)
+
+
+def _extra(model: type[BaseModel], name: str) -> dict[str, Any]:
+    """What ``_param`` recorded beside the default and help: group, CLI options, how the README shows it."""
+    extra = model.model_fields[name].json_schema_extra
+    return dict(extra) if isinstance(extra, dict) else {}
+
+
+def group(model: type[BaseModel], name: str) -> str:
+    return str(_extra(model, name).get("group", ""))
+
+
+def cli_flag(model: type[BaseModel], name: str, command: str) -> str | None:
+    """The option of ``champion <command>`` that sets ``name``, if it has one of its own."""
+    flag = (_extra(model, name).get("cli") or {}).get(command)
+    return f"--{str(flag).replace('_', '-')}" if flag else None
+
+
+def markdown_table(model: type[BaseModel], command: str) -> str:
+    """The README's table of a pipeline's parameters, in group order, with ``champion <command>``'s options."""
+    import json
+
+    lines = [f"| parameter | type | default | `champion {command}` | what it does |", "|---|---|---|---|---|"]
+    names = sorted(model.model_fields, key=lambda n: (GROUPS.index(group(model, n)), list(model.model_fields).index(n)))
+    for name in names:
+        field = model.model_fields[name]
+        extra = _extra(model, name)
+        value = default(model, name)
+        shown = extra.get("shown") or (
+            f"`{json.dumps(value)}`" if not isinstance(value, str) else f"`{value}`" if value else '`""`'
+        )
+        flag = cli_flag(model, name, command)
+        cli = f"`{flag}`" if flag else f"`--param {name}=…`"
+        lines.append(
+            f"| `{name}` | {kfp_type(field.annotation).__name__} | {shown} | {cli} | {help_text(model, name)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_readme_tables(readme: "os.PathLike[str] | str") -> bool:
+    """Regenerate the README's parameter tables between their markers; True when something changed."""
+    from pathlib import Path
+
+    path = Path(readme)
+    text = original = path.read_text(encoding="utf-8")
+    for model, command in ((PromotionParameters, "run"), (ScheduledEvalParameters, "monitor")):
+        start, end = f"<!-- parameters:{model.__name__} -->\n", "<!-- /parameters -->"
+        head, found, rest = text.partition(start)
+        if not found:
+            raise ConfigError(
+                f"{path} has no {start.strip()} marker.",
+                f"add the markers {start.strip()} … {end} where the table belongs.",
+            )
+        text = head + start + markdown_table(model, command) + end + rest.partition(end)[2]
+    path.write_text(text, encoding="utf-8")
+    return text != original
+
+
+if __name__ == "__main__":  # python -m champion.parameters README.md
+    import sys
+
+    print("updated" if write_readme_tables(sys.argv[1] if len(sys.argv) > 1 else "README.md") else "up to date")

@@ -1,0 +1,42 @@
+"""check_judge: may the configured judge vote? Position-swap consistency and accuracy on the shipped
+calibration set, once per judge (a pure function of the evaluator config and the judge's pin)."""
+
+from typing import NamedTuple
+
+from kfp.dsl import Markdown, Metrics, Output
+
+from components import cpu_step
+
+VERSION = "1.0.0"
+
+
+@cpu_step
+def check_judge_op(
+    evaluator_config: str,
+    judge_pin: str,
+    weights_cache: str,
+    cache_root: str,
+    report: Output[Markdown],
+    metrics: Output[Metrics],
+) -> NamedTuple("JudgeOutputs", [("judge_reliability", str)]):
+    """check_judge v1.0.0: the judge's position-swap consistency and calibration accuracy against the config's thresholds; the gate counts its grades only if it passes."""
+    import json
+    from collections import namedtuple
+
+    from champion.artifacts import persist_metadata
+    from champion.cache import ExampleCache
+    from champion.pinning import check_pin, pin_judge
+    from evaluators.config import load_evaluator_config
+    from evaluators.evaluate import judge_markdown, judge_reliability
+
+    config = load_evaluator_config(evaluator_config)
+    check_pin(judge_pin, pin_judge(config), "the judge model")
+    cache = ExampleCache(cache_root)
+    reliability = judge_reliability(config, weights_cache=weights_cache, cache=cache)
+    with open(report.path, "w", encoding="utf-8") as handle:
+        handle.write(judge_markdown(reliability))
+    for name, value in reliability["metrics"].items():
+        metrics.log_metric(name, value)
+    metrics.metadata["cache"] = cache.totals()
+    persist_metadata(metrics)
+    return namedtuple("JudgeOutputs", ["judge_reliability"])(json.dumps(reliability, sort_keys=True))

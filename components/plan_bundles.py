@@ -1,0 +1,51 @@
+"""plan_bundles: the bundles a run scores, in order: the challenger (when there is one), then the champion
+(when there is one). Each is described by its values only, never by its role, so the scoring steps
+see the same inputs for a bundle whichever role it has, and KFP's step cache scores it once."""
+
+from components import cpu_step
+
+VERSION = "1.0.0"
+
+
+@cpu_step
+def plan_bundles_op(
+    challenger_model_source: str,
+    challenger_model_pin: str,
+    challenger_prompt: str,
+    challenger_training_prompt: str,
+    challenger_fine_tune_steps: int,
+    champion_model_source: str,
+    champion_model_pin: str,
+    champion_prompt: str,
+    dataset_digest: str,
+    evaluator_config: str,
+    judge_pin: str,
+) -> list:
+    """plan_bundles v1.0.0: the list the scoring loop runs over, challenger first; each entry also carries the run's dataset digest, evaluator config and judge pin."""
+    # What every bundle shares rides in each entry: kfp.local (2.17) resolves a parameter produced outside
+    # a ParallelFor to the loop item when a step inside the loop reads it, so the loop reads only its item.
+    shared = {"dataset_digest": dataset_digest, "evaluator_config": evaluator_config, "judge_pin": judge_pin}
+    bundles = []
+    if challenger_model_source:
+        bundles.append(
+            {
+                "model_source": challenger_model_source,
+                "model_pin": challenger_model_pin,
+                "prompt": challenger_prompt,
+                "training_prompt": challenger_training_prompt,
+                "fine_tune_steps": challenger_fine_tune_steps,
+                **shared,
+            }
+        )
+    if champion_model_source:  # the champion's weights are fixed: never fine-tuned again
+        bundles.append(
+            {
+                "model_source": champion_model_source,
+                "model_pin": champion_model_pin,
+                "prompt": champion_prompt,
+                "training_prompt": "",
+                "fine_tune_steps": 0,
+                **shared,
+            }
+        )
+    return bundles

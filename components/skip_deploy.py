@@ -1,0 +1,41 @@
+"""skip_deploy: say why nothing was deployed; fail the run on a rejection when asked (a CI check)."""
+
+from typing import NamedTuple
+
+from kfp.dsl import Markdown, Output
+
+from components import cpu_step
+
+VERSION = "3.0.0"
+
+
+@cpu_step
+def skip_deploy_op(gate_passed: bool, fail_on_reject: bool, decision: str, report: Output[Markdown]) -> NamedTuple(
+    "DeployOutputs", [("deployment", str), ("promoted", bool)]
+):
+    """skip_deploy v3.0.0: say why nothing was deployed (the gate did not pass, or this run only gates); fail the run on a rejection if asked."""
+    import json
+    from collections import namedtuple
+
+    from serving.deploy import GateRejected
+
+    reason = "the gate passed; this run only gates (promote=false)" if gate_passed else "the gate did not pass"
+    with open(report.path, "w", encoding="utf-8") as handle:
+        handle.write(
+            f"# Deployment: skipped\n\nNothing was rendered or deployed, and the champion alias did not move: {reason}.\n"
+        )
+    if fail_on_reject and not gate_passed:
+        reasons = json.loads(decision).get("reasons", [])
+        raise GateRejected(
+            "the gate rejected the bundle: " + "; ".join(reasons),
+            "see the gate report; change the prompt or model and push again.",
+        )
+    deployment = {
+        "status": "skipped",
+        "promoted": False,
+        "reason": reason,
+        "target": "",
+        "manifest": None,
+        "report": report.uri,
+    }
+    return namedtuple("DeployOutputs", ["deployment", "promoted"])(json.dumps(deployment, sort_keys=True), False)

@@ -1,0 +1,211 @@
+"""monitor: judge the live champion's scheduled evaluation against its previous one. Never promotes.
+
+Each scheduled run evaluates the champion on the latest evaluation data and hands the per-example
+scores to the same gate engine as the promotion gate (``evaluators.gate.decide``): the policy's floors,
+and a comparison with the previous scheduled evaluation of the same champion version, paired when the
+examples match, a two-sample interval (labelled so) when the evaluation set changed. A failed check
+(worse, or inconclusive) is an alert: it is recorded in MLflow (experiment ``champion-monitoring``,
+with the score table for the next comparison), posted to an optional webhook (Slack-compatible
+``{"text": ...}``) and fails the run with the reasons, which is the alert Kubeflow shows.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from champion.errors import ChampionError, ConfigError
+
+MONITOR_EXPERIMENT = "champion-monitoring"
+SCORES_ARTIFACT = "monitor/scores.jsonl"
+
+
+class ChampionRegressed(ChampionError):
+    """The live champion fails its policy on the latest data, or regressed since its last evaluation."""
+
+
+@dataclass
+class MonitorResult:
+    healthy: bool
+    reasons: list[str]
+    checks: list[dict]
+    mode: str = "bootstrap"
+    previous_run: str | None = None
+    run_id: str = ""
+    webhook: str = "not configured"
+    drift: dict = field(default_factory=dict)
+
+
+def monitoring_decision(
+    rows: list[dict], previous_rows: list[dict] | None, policy, metrics: dict, judge_reliability: dict
+):
+    """The engine's verdict on the champion now against its previous evaluation (or floors only)."""
+    from evaluators.gate import decide
+
+    superior = [name for name, rule in policy.metrics.items() if rule.require_superiority]
+    if superior:
+        raise ConfigError(
+            f"the monitoring policy {policy.name} requires superiority of {superior}: a champion compared with its own earlier evaluation can never be superior to itself.",
+            "schedule the evaluation with a policy whose metrics use margins (gate_config), not require_superiority.",
+        )
+    return decide(
+        rows,
+        policy,
+        champion_table=previous_rows,
+        metrics=metrics,
+        judge_reliable=judge_reliability.get("reliable") is True,
+        judge_reasons=judge_reliability.get("reasons", []),
+        allow_unpaired=True,
+    )
+
+
+def post_webhook(url: str, payload: dict, timeout_s: float = 10.0) -> str:
+    import requests
+
+    try:
+        response = requests.post(url, json=payload, timeout=timeout_s)
+    except requests.RequestException as exc:
+        return f"failed: {type(exc).__name__}"
+    return "sent" if response.status_code < 300 else f"failed: HTTP {response.status_code}"
+
+
+def monitor_champion(
+    *,
+    tracking_uri: str,
+    registered_model_name: str,
+    champion_version: str,
+    bundle_id: str,
+    rows: list[dict],
+    metrics: dict[str, float],
+    drift: dict[str, float],
+    policy_ref: str,
+    evaluator_config_ref: str = "default",
+    judge_reliability: dict | None = None,
+    webhook_url: str = "",
+    pipeline_run: str = "",
+) -> MonitorResult:
+    import math
+    import tempfile
+
+    from champion.jsonl import read_jsonl
+    from evaluators.config import load_evaluator_config
+    from evaluators.policy import check_against, load_policy
+    from serving.registry import append_audit, connect, default_audit_log
+
+    policy = load_policy(policy_ref)
+    catalog = load_evaluator_config(evaluator_config_ref).metric_catalog()
+    check_against(policy, catalog, policy_ref)
+    mlflow, client, experiment_id = connect(tracking_uri, experiment=MONITOR_EXPERIMENT)
+    earlier = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`champion.version` = '{champion_version}' and tags.`champion.model` = '{registered_model_name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    previous_rows = None
+    if earlier:
+        with tempfile.TemporaryDirectory() as folder:
+            previous_rows = read_jsonl(client.download_artifacts(earlier[0].info.run_id, SCORES_ARTIFACT, folder))
+    decision = monitoring_decision(rows, previous_rows, policy, catalog, judge_reliability or {})
+    checks = [c.model_dump(mode="json") for c in decision.checks]
+    healthy = decision.passed
+    reasons = (
+        decision.reasons
+        if not healthy
+        else [
+            "every check passed"
+            + (
+                f" against the previous scheduled evaluation ({decision.mode})"
+                if earlier
+                else " (first scheduled evaluation of this champion: floors only)"
+            )
+        ]
+    )
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"{registered_model_name} v{champion_version} scheduled evaluation"
+    ) as run:
+        mlflow.set_tags(
+            {
+                "champion.version": champion_version,
+                "champion.model": registered_model_name,
+                "champion.evaluated_bundle_id": bundle_id,
+                "champion.monitor_status": "healthy" if healthy else "alert",
+                "champion.gate": decision.gate,
+                "champion.pipeline_run": pipeline_run or "unknown",
+                "champion.git_commit": os.environ.get("CHAMPION_GIT_COMMIT", "unknown"),
+            }
+        )
+        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)})
+        mlflow.log_dict(
+            {
+                "checks": checks,
+                "mode": decision.mode,
+                "multiplicity": decision.multiplicity,
+                "drift": drift,
+                "previous_run": earlier[0].info.run_id if earlier else None,
+            },
+            "monitor/checks.json",
+        )
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / Path(SCORES_ARTIFACT).name
+            path.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows), encoding="utf-8")
+            mlflow.log_artifact(str(path), artifact_path=str(Path(SCORES_ARTIFACT).parent))
+        run_id = run.info.run_id
+    result = MonitorResult(
+        healthy, reasons, checks, decision.mode, earlier[0].info.run_id if earlier else None, run_id, drift=drift
+    )
+    append_audit(
+        default_audit_log(tracking_uri),
+        {
+            "event": "scheduled_evaluation",
+            "bundle_id": bundle_id,
+            "model": registered_model_name,
+            "version": champion_version,
+            "status": "healthy" if healthy else "alert",
+            "gate": decision.gate,
+            "reasons": reasons,
+            "pipeline_run": pipeline_run,
+        },
+    )
+    if not healthy and webhook_url:
+        text = (
+            f"champion: {registered_model_name} v{champion_version} (bundle {bundle_id[:12]}) failed its scheduled evaluation: "
+            + "; ".join(reasons)
+        )
+        result.webhook = post_webhook(
+            webhook_url,
+            {
+                "text": text,
+                "model": registered_model_name,
+                "version": champion_version,
+                "bundle_id": bundle_id,
+                "reasons": reasons,
+                "pipeline_run": pipeline_run,
+                "drift": drift,
+            },
+        )
+    return result
+
+
+def monitor_report(result: MonitorResult, champion_version: str) -> str:
+    lines = [
+        f"# Scheduled evaluation of champion version {champion_version}: {'healthy' if result.healthy else 'ALERT'}",
+        "",
+        "**Why:** " + "; ".join(result.reasons),
+        "",
+        f"Compared with: {'MLflow run ' + result.previous_run + f' ({result.mode})' if result.previous_run else 'no previous scheduled evaluation (floors only)'}. Webhook: {result.webhook}.",
+        "",
+        "| metric | slice | test | result | detail |",
+        "|---|---|---|---|---|",
+    ]
+    for check in result.checks:
+        lines.append(
+            f"| {check['metric']} | {check.get('slice') or 'all'} | {check['test']} | {check['status']} | {check['reason']} |"
+        )
+    if result.drift:
+        lines += [
+            "",
+            "Drift against the reference: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.drift.items())),
+        ]
+    lines += ["", "This run never promotes or deploys anything."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,61 @@
+"""The local runner learns what happened from kfp.local's own task records and the steps' typed error
+records, never from log text."""
+
+import ast
+import inspect
+
+from champion.errors import StepError, record_step_errors
+from tests.conftest import REPO
+
+
+def test_the_one_kfp_local_seam_keeps_its_signature():
+    """StepTracker wraps these two orchestrator functions; a kfp upgrade that changes them fails here,
+    not silently in a user's progress display."""
+    from kfp.local.orchestrator import task_executor
+
+    assert "task_name" in inspect.signature(task_executor.execute_single_task).parameters
+    assert callable(task_executor.task_dispatcher.run_single_task_implementation)
+
+
+def test_nothing_in_the_cli_or_the_runner_parses_logs():
+    for path in ("pipelines/local.py", "pipelines/cli.py"):
+        tree = ast.parse((REPO / path).read_text(encoding="utf-8"))
+        calls = {
+            node.func.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "re"
+        }
+        assert not calls, (path, calls)
+
+
+def test_a_failing_process_leaves_its_typed_error(tmp_path):
+    import subprocess
+    import sys
+
+    code = "from champion.errors import DataError; raise DataError('row 2 is empty', 'fill it in')"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"CHAMPION_STEP_ERRORS": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 1 and "Traceback" in result.stderr  # the traceback is still printed for the log
+    records = list(tmp_path.glob("*.json"))
+    assert len(records) == 1
+    assert StepError(**__import__("json").loads(records[0].read_text())) == StepError(
+        "DataError", "row 2 is empty", "fill it in"
+    )
+
+
+def test_the_hook_keeps_the_previous_one(tmp_path, monkeypatch):
+    import sys
+
+    seen = []
+    monkeypatch.setattr(sys, "excepthook", lambda *args: seen.append(args[0]))
+    record_step_errors(str(tmp_path))
+    sys.excepthook(ValueError, ValueError("boom"), None)
+    assert seen == [ValueError] and list(tmp_path.glob("*.json"))
