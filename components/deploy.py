@@ -1,14 +1,6 @@
 """deploy: serve the approved bundle, then make it the champion.
 
-1. Render the InferenceService (vLLM predictor + prompt transformer) and validate it strictly.
-2. ``deploy_target="kserve"``: apply it through the Kubernetes API as a canary, wait for Ready, send a
-   few evaluation examples through its OpenAI-compatible route, and promote it to 100% of traffic or
-   roll back to the previous spec (serving/rollout.py). ``"none"`` (the local default) stops at the
-   validated manifest: there is no cluster to apply it to.
-3. Only then move the MLflow ``champion`` alias (compare-and-set against the champion the gate
-   compared with). If another promotion moved it meanwhile, the deployment is rolled back too.
-
-Every outcome is in the step's Markdown report, the audit log, and the ``deployment`` output.
+The work is done by ``serving.deploy`` (its docstring has the details).
 """
 
 from typing import NamedTuple

@@ -6,7 +6,7 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
 from components import cpu_step
 
-VERSION = "2.0.0"
+VERSION = "2.1.0"
 
 
 @cpu_step
@@ -14,21 +14,27 @@ def drift_op(
     generations: Input[List[Dataset]],
     drift_reference: str,
     drift_pin: str,
+    cache_root: str,
     report: Output[HTML],
     report_json: Output[Artifact],
     metrics: Output[Metrics],
 ):
-    """drift v2.0.0: Evidently drift report of the challenger's outputs (the first of the run's generations) against a reference set, checked against the run's pin."""
+    """drift v2.1.0: Evidently drift report of the challenger's outputs (the first of the run's generations) against a reference set, checked against the run's pin."""
     import math
 
     from champion.artifacts import persist_metadata
+    from champion.cache import ExampleCache
     from champion.jsonl import read_jsonl
     from champion.pinning import check_pin, pin_reference
     from evaluators.drift import drift_report, load_reference
+    from evaluators.semantic import SemanticSimilarity
 
     check_pin(drift_pin, pin_reference(drift_reference), f"drift reference {drift_reference}")
     current = read_jsonl(generations[0].path)
-    result = drift_report(current, load_reference(drift_reference, {row["id"] for row in current}))
+    # Similarity to the reference answer uses the evaluate step's embeddings from the per-example cache:
+    # the embedding model is loaded (and sentence-transformers imported) only for texts never embedded.
+    semantic = SemanticSimilarity(cache=ExampleCache(cache_root))
+    result = drift_report(current, load_reference(drift_reference, {row["id"] for row in current}), semantic=semantic)
     with open(report.path, "w", encoding="utf-8") as handle:
         handle.write(result.html)
     with open(report_json.path, "w", encoding="utf-8") as handle:

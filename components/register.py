@@ -1,9 +1,6 @@
 """register: record the bundle and the gate decision in MLflow.
 
-Every evaluated bundle becomes a registered model version (tagged with its id and decision), so
-rejected challengers stay auditable. A passing bundle is tagged ``approved``; the ``champion`` alias
-moves later, in the deploy step, and only once the bundle serves (see components/deploy.py). Each
-decision is appended to the audit log and logged on both bundles' MLflow runs.
+The work is done by ``serving.register`` (its docstring has the details).
 """
 
 from typing import NamedTuple

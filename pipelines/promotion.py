@@ -76,7 +76,10 @@ def promotion_pipeline(p) -> PromotionOutputs:
     judge_task = judge_check(p, pins)
     drift_task = configure(
         drift.drift_op(
-            generations=scored.generations, drift_reference=p.drift_reference, drift_pin=pins.outputs["drift_pin"]
+            generations=scored.generations,
+            drift_reference=p.drift_reference,
+            drift_pin=pins.outputs["drift_pin"],
+            cache_root=p.cache_root,
         )
     )
     gate_task = configure(

@@ -37,7 +37,10 @@ def scheduled_eval_pipeline(p):
         scored = score_bundles(p, pins, data_task, champion_task)  # one bundle: the champion
         drift_task = configure(
             drift_step.drift_op(
-                generations=scored.generations, drift_reference=p.drift_reference, drift_pin=pins.outputs["drift_pin"]
+                generations=scored.generations,
+                drift_reference=p.drift_reference,
+                drift_pin=pins.outputs["drift_pin"],
+                cache_root=p.cache_root,
             )
         )
         configure(

@@ -40,7 +40,30 @@ def test_generate_answers_records_tokens_and_keeps_order(generator):
     run = generate_answers(examples, load_prompt("qa-concise"), generator)
     assert [r["id"] for r in run.rows] == ["q0", "q1", "q2", "q3"]
     assert run.completion_tokens == sum(r["completion_tokens"] for r in run.rows) > 0
-    assert run.tokens_per_second > 0
+    assert run.tokens_per_second > 0 and run.generated == 4 and run.generated_tokens == run.completion_tokens
+
+
+def test_throughput_counts_generated_work_only(smollm2, tmp_path):
+    """An answer the per-example cache gives back costs no generation: it is not throughput. A run where
+    everything hits reports no tokens per second (it used to report ~437,000)."""
+    from champion.cache import ExampleCache
+    from serving.generation.cached import cached_generator
+
+    examples = [{"id": f"q{i}", "question": q, "reference": "x"} for i, q in enumerate(QUESTIONS)]
+    cache = ExampleCache(str(tmp_path / "cache"))
+
+    def cached():
+        return cached_generator(
+            "transformers", str(smollm2.path), cache, {"model_digest": smollm2.digest}, batch_size=4
+        )
+
+    first = generate_answers(examples[:2], load_prompt("qa-concise"), cached())
+    assert first.generated == 2 and first.tokens_per_second > 0
+    mixed = generate_answers(examples, load_prompt("qa-concise"), cached())
+    assert mixed.generated == 2 and 0 < mixed.generated_tokens < mixed.completion_tokens and mixed.tokens_per_second > 0
+    replay = generate_answers(examples, load_prompt("qa-concise"), cached())
+    assert replay.generated == 0 and replay.generated_tokens == 0 and replay.tokens_per_second is None
+    assert [r["output"] for r in replay.rows] == [r["output"] for r in mixed.rows]
 
 
 def test_missing_prompt_variable_column_is_named(generator, tmp_path):
