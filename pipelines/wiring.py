@@ -1,5 +1,6 @@
 """What both pipelines share: the signature built from a parameter model, per-step settings (cache
-policy, version label, GPU scheduling) and the fetch → generate → evaluate chain that scores one bundle."""
+policy, version label, GPU scheduling), pinning the inputs, and the loop that scores each bundle
+(fetch → fine-tune → generate → evaluate) for the challenger and the champion alike."""
 
 import inspect
 import os
