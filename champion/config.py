@@ -8,7 +8,7 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from champion.errors import ConfigError
+from champion.errors import ConfigError, field_problems
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -51,7 +51,7 @@ def load_versioned_yaml(ref: str, model: type[Model], packaged_dir: Path, kind: 
         try:
             return model.model_validate_json(ref)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
+            problems = field_problems(exc, whole="file")
             raise ConfigError(
                 f"the inline {kind} is invalid: {problems}.", f"pass a {kind} name, a YAML path, or its JSON."
             ) from exc
@@ -66,7 +66,7 @@ def load_versioned_yaml(ref: str, model: type[Model], packaged_dir: Path, kind: 
     except yaml.YAMLError as exc:
         raise ConfigError(f"{kind} {path} is not valid YAML: {exc}", "fix the YAML syntax.") from exc
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
+        problems = field_problems(exc, whole="file")
         raise ConfigError(
             f"{kind} {path} is invalid: {problems}.", f"fix the fields named; see {packaged_dir.name}/default.yaml."
         ) from exc

@@ -115,3 +115,14 @@ def record_step_errors(folder: str) -> None:
             previous(kind, exc, traceback)
 
     sys.excepthook = hook
+
+
+def field_problems(exc, *, whole: str = "file", with_input: bool = False, prefix: str = "") -> str:
+    """A pydantic ValidationError as one line naming each field (``whole`` when the error is about the
+    entire value), optionally with the value given."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(map(str, error["loc"])) or whole
+        given = f" (got {error.get('input')!r})" if with_input else ""
+        parts.append(f"{prefix}{where}: {error['msg'].removeprefix('Value error, ')}{given}")
+    return "; ".join(parts)

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from champion.errors import ConfigError
+from champion.errors import ConfigError, field_problems
 from champion.images import image_ref
 
 # A PersistentVolumeClaim that keeps fetched and converted weights between runs, chosen at compile time:
@@ -242,10 +242,7 @@ def parse(model: type[BaseModel], values: dict[str, Any], *, where: str = "param
     try:
         return model(**values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{where} {'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r})"
-            for e in exc.errors()
-        )
+        problems = field_problems(exc, with_input=True, prefix=f"{where} ")
         raise ConfigError(problems, "see `champion run --help` or the README's parameter table.") from None
 
 

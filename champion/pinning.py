@@ -149,6 +149,21 @@ def pin_judge(config) -> str:
     return pin_model(config.judge.model)
 
 
+def load_run_configs(prompt: str, evaluator_config: str, gate_config: str):
+    """(prompt template or None, evaluator config, gate policy), checked: the prompt reads no answer key and
+    impersonates no published version, the policy fits the evaluator config. The local runner's preflight
+    and the pipeline's first step both call this."""
+    from evaluators.config import load_evaluator_config
+    from evaluators.policy import check_against, load_policy
+    from prompts import load_prompt
+
+    template = load_prompt(prompt) if prompt else None
+    config = load_evaluator_config(evaluator_config)
+    policy = load_policy(gate_config)
+    check_against(policy, config.metric_catalog(), gate_config)
+    return template, config, policy
+
+
 @dataclass(frozen=True)
 class RunPins:
     """What a run's inputs hold, fixed at its start. Small configs travel as their content (JSON)."""
@@ -169,17 +184,11 @@ def pin_run_inputs(
     prompt (no answer-key variables, no impostor of a published version) and the policy against the
     evaluator config. ``model_source``/``prompt`` may be empty (the scheduled evaluation takes both
     from the registry)."""
-    from evaluators.config import load_evaluator_config
-    from evaluators.policy import check_against, load_policy
-    from prompts import load_prompt
-
-    config = load_evaluator_config(evaluator_config)
-    policy = load_policy(gate_config)
-    check_against(policy, config.metric_catalog(), gate_config)
+    template, config, policy = load_run_configs(prompt, evaluator_config, gate_config)
     return RunPins(
         data=pin_data(data_source),
         model=pin_model(model_source) if model_source else "",
-        prompt=load_prompt(prompt).model_dump_json() if prompt else "",
+        prompt=template.model_dump_json() if template else "",
         evaluator_config=config.model_dump_json(),
         judge=pin_judge(config),
         gate_config=policy.model_dump_json(),

@@ -220,19 +220,13 @@ def preflight(params: PipelineParameters, settings: LocalSettings) -> None:
     checked by the parameter model; here: folders, files, and configs that must fit each other."""
     from champion.errors import ConfigError, DataError
     from champion.inputs import check_folder
-    from evaluators.config import load_evaluator_config
-    from evaluators.policy import check_against, load_policy
-    from prompts import load_prompt
+    from champion.pinning import load_run_configs
 
     check_folder(settings.workspace, "workspace", must_exist=False, error=ConfigError)
     if settings.weights_cache is not None:
         check_folder(settings.weights_cache, "weights cache", must_exist=False, error=ConfigError)
-    if isinstance(params, PromotionParameters):
-        load_prompt(params.prompt)  # refuses answer-key variables and impostors of published prompts
-    check_against(
-        load_policy(params.gate_config),
-        load_evaluator_config(params.evaluator_config).metric_catalog(),
-        params.gate_config,
+    load_run_configs(
+        params.prompt if isinstance(params, PromotionParameters) else "", params.evaluator_config, params.gate_config
     )
     data = params.data_source
     if data != "demo" and "://" not in data and not Path(data).exists():

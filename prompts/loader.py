@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from champion.bundle import PromptRef
 from champion.config import load_yaml
 from champion.digests import sha256_json
-from champion.errors import PromptError
+from champion.errors import PromptError, field_problems
 
 PROMPTS_DIR = Path(__file__).resolve().parent
 JUDGES_DIR = PROMPTS_DIR / "judges"
@@ -162,7 +162,7 @@ def _parse(path: Path, model: type[PromptTemplate] = PromptTemplate, root: Path 
     try:
         template = model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors())
+        problems = field_problems(exc, whole="file")
         raise PromptError(f"{path} is not a valid prompt template: {problems}.", "fix the fields named.") from exc
     match = _VERSION_FILE.match(path.name)
     if path.parent.parent == root and (
@@ -234,7 +234,7 @@ def _load(ref: str, root: Path, model: type[PromptTemplate]) -> PromptTemplate:
         try:
             return model.model_validate_json(ref)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'prompt'}: {e['msg']}" for e in exc.errors())
+            problems = field_problems(exc, whole="prompt")
             raise PromptError(
                 f"the inline prompt is not a valid prompt template: {problems}.",
                 "pass the JSON of a prompt file (PromptTemplate.model_dump_json()).",

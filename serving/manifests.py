@@ -24,7 +24,7 @@ from champion.errors import ManifestError
 from prompts import PromptTemplate
 
 CRDS = Path(__file__).resolve().parent / "crds"
-SCHEMAS = {  # kind -> (vendored schema, CRD file in ../shared/kserve-crds, version)
+SCHEMAS = {  # kind -> (vendored schema, the KServe CRD file it comes from, version)
     "InferenceService": (CRDS / "inferenceservice-v1beta1.json", "serving.kserve.io_inferenceservices.yaml", "v1beta1"),
     "ServingRuntime": (CRDS / "servingruntime-v1alpha1.json", "serving.kserve.io_servingruntimes.yaml", "v1alpha1"),
 }

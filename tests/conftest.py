@@ -12,7 +12,6 @@ from pipelines.local import OFFLINE_ENV
 
 os.environ.update(OFFLINE_ENV)
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """A fake Kubeflow Pipelines API server on 127.0.0.1, held to tests/contracts/kfp_api_single_file.swagger.json
-(vendored from the project's KFP API contract, ../shared/kfp-api/, so tests never read outside the project).
+(vendored from the project's KFP API contract, see tests/contracts/README.md; tests never read outside the project).
 
 Every request is checked against the API description: the path and verb must be an operation it
 declares, query parameters must be ones that operation declares (required ones present), a JSON body

@@ -30,7 +30,9 @@ PATH = re.compile(
 def contract_validator():
     import jsonschema
 
-    path, _, _ = SCHEMAS["InferenceService"]  # the vendored CRD schema (test_manifests checks it equals ../shared)
+    path, _, _ = SCHEMAS[
+        "InferenceService"
+    ]  # the vendored CRD schema (test_manifests checks it against the vendored CRD)
     schema = _close_objects(json.loads(path.read_text()))
     schema["properties"]["metadata"] = {"type": "object"}
     return jsonschema.Draft7Validator(schema)
