@@ -186,9 +186,7 @@ class PromotionParameters(PipelineParameters):
         "deployment",
     )
     serving_runtime: str = _param("huggingface-vllm", "KServe ServingRuntime of the predictor.", "deployment")
-    deployment_mode: Literal["Serverless", "RawDeployment", "Standard", "Knative"] = _param(
-        "Serverless", "KServe deployment mode.", "deployment"
-    )
+    deployment_mode: Literal["Serverless", "Standard"] = _param("Serverless", "KServe deployment mode.", "deployment")
     deploy_target: Literal["kserve", "none"] = _param(
         "kserve", "'kserve': apply to the cluster; 'none': render and validate only.", "deployment"
     )

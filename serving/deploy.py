@@ -11,6 +11,7 @@
 Every outcome is in the step's Markdown report, the audit log, and the ``deployment`` output.
 """
 
+import typing
 from dataclasses import dataclass, field
 
 import yaml
@@ -23,7 +24,9 @@ from prompts import PromptTemplate
 from serving.manifests import render_inference_service, validate_strict
 from serving.registry import ChampionMoved, append_audit, connect, current_champion, promote_version
 
-DEPLOY_TARGETS = ("kserve", "none")
+DEPLOY_TARGETS = typing.get_args(
+    PromotionParameters.model_fields["deploy_target"].annotation
+)  # one list: the parameter model's
 
 
 def _default(name: str):

@@ -16,11 +16,13 @@ import copy
 import json
 import re
 import sys
+import typing
 from functools import lru_cache
 from pathlib import Path
 
 from champion.bundle import Bundle
 from champion.errors import ManifestError
+from champion.parameters import PromotionParameters
 from prompts import PromptTemplate
 
 CRDS = Path(__file__).resolve().parent / "crds"
@@ -50,7 +52,9 @@ RUNTIMES = {
         "model_name_arg": False,
     },
 }
-DEPLOYMENT_MODES = ("Serverless", "Standard")
+DEPLOYMENT_MODES = typing.get_args(
+    PromotionParameters.model_fields["deployment_mode"].annotation
+)  # one list: the parameter model's
 
 
 def _check_name(name: str, what: str, max_length: int = 45) -> None:
