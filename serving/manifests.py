@@ -219,6 +219,11 @@ def render_serving_runtime(namespace: str, *, image: str = VLLM_IMAGE, name: str
     }
 
 
+# Every verb the rollout (serving/rollout.py) uses, and nothing more: tests/test_deploy.py removes each in
+# turn from the Role on a real API server and sees the rollout refused with a 403 naming it.
+DEPLOYER_VERBS = ("get", "create", "update", "patch", "delete")
+
+
 def render_rbac(namespace: str, *, service_account: str = "pipeline-runner") -> list[dict]:
     """What the deploy step's service account may do in ``namespace``: exactly what a rollout needs."""
     check_namespace(namespace)
@@ -233,12 +238,7 @@ def render_rbac(namespace: str, *, service_account: str = "pipeline-runner") -> 
                 "labels": {"app.kubernetes.io/managed-by": "champion"},
             },
             "rules": [
-                {
-                    "apiGroups": ["serving.kserve.io"],
-                    "resources": ["inferenceservices"],
-                    "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
-                },
-                {"apiGroups": ["serving.kserve.io"], "resources": ["servingruntimes"], "verbs": ["get", "list"]},
+                {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": list(DEPLOYER_VERBS)}
             ],
         },
         {

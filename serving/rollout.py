@@ -20,10 +20,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from champion.errors import DeployError
+from serving.manifests import DEPLOYER_VERBS, validate_strict
 from serving.smoke import SmokeResult
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
-RBAC_HINT = "apply the Role and RoleBinding from `champion manifests` to the namespace (the pipeline's service account needs get, create, update, patch, delete on inferenceservices)."
+RBAC_HINT = (
+    "apply the Role and RoleBinding from `champion manifests` to the namespace (the pipeline's service account "
+    f"needs {', '.join(DEPLOYER_VERBS)} on inferenceservices)."
+)
 
 
 def kube_api(kubeconfig: str = ""):
@@ -98,6 +102,27 @@ class _NotReady(Exception):
     pass
 
 
+class ConflictError(DeployError):
+    """409: someone else changed or created the object between our read and our write."""
+
+
+def _desired_state(obj: dict) -> tuple:
+    """What a writer of the object decides (not the status a controller reports)."""
+    meta = obj.get("metadata") or {}
+    return obj.get("spec"), meta.get("labels") or {}, meta.get("annotations") or {}
+
+
+def _status_message(exc) -> str:
+    """The API server's own sentence from its Status body (it names the user, verb, resource and namespace)."""
+    import json
+
+    try:
+        message = json.loads(exc.body).get("message")
+    except (TypeError, ValueError, AttributeError):
+        message = None
+    return str(message or exc.body or exc.reason or "")[:1000]
+
+
 class KServeRollout:
     """One rollout of one InferenceService. ``smoke(url) -> SmokeResult`` decides promote vs rollback."""
 
@@ -147,7 +172,7 @@ class KServeRollout:
 
     def _api_error(self, verb: str, name: str, exc) -> DeployError:
         target = f"{verb} inferenceservice {self.namespace}/{name}"
-        message = str(exc.body or exc.reason or "")[:300]
+        message = _status_message(exc)
         if exc.status == 401:
             return DeployError(
                 f"the Kubernetes API refused the credentials for {target} (401).",
@@ -161,7 +186,7 @@ class KServeRollout:
                 "check that KServe is installed (the InferenceService CRD exists) and the namespace is right.",
             )
         if exc.status == 409:
-            return DeployError(
+            return ConflictError(
                 f"{target}: conflict (409), someone else changed or created it meanwhile: {message}",
                 "re-run the pipeline; it will read the current state first.",
             )
@@ -180,14 +205,21 @@ class KServeRollout:
     def _create(self, body: dict) -> dict:
         return self._call("create", body["metadata"]["name"], self.api.create_namespaced_custom_object, body)
 
-    def _replace(self, body: dict) -> dict:
-        return self._call(
-            "update",
-            body["metadata"]["name"],
-            self.api.replace_namespaced_custom_object,
-            body["metadata"]["name"],
-            body,
-        )
+    def _replace(self, body: dict, based_on: dict) -> dict:
+        """Replace with ``based_on``'s resourceVersion. A 409 caused only by a status write (KServe's
+        controller reports on the object while it rolls out) is retried on the fresh version; a change to
+        the spec, labels or annotations by anyone else stays a conflict: we never overwrite it."""
+        name = body["metadata"]["name"]
+        for attempt in range(self.retries + 1):
+            body["metadata"]["resourceVersion"] = based_on["metadata"]["resourceVersion"]
+            try:
+                return self._call("update", name, self.api.replace_namespaced_custom_object, name, body)
+            except ConflictError:
+                current = self.get(name)
+                if current is None or attempt == self.retries or _desired_state(current) != _desired_state(based_on):
+                    raise
+                based_on = current
+        raise AssertionError("unreachable")
 
     def _patch(self, name: str, patch: dict) -> dict:
         return self._call("patch", name, self.api.patch_namespaced_custom_object, name, patch)
@@ -217,6 +249,9 @@ class KServeRollout:
     ) -> RolloutOutcome:
         name = manifest["metadata"]["name"]
         mode = manifest["metadata"].get("annotations", {}).get("serving.kserve.io/deploymentMode", "Serverless")
+        # The API server prunes unknown fields silently (a misspelt storageUri would serve the wrong
+        # thing), so the manifest is held to the CRD strictly before anything is written.
+        validate_strict(manifest)
         if not 0 <= canary_traffic_percent <= 100:
             raise DeployError(
                 f"canary traffic percent must be 0..100, got {canary_traffic_percent}.",
@@ -313,13 +348,12 @@ class KServeRollout:
         name, mode, percent = outcome.name, outcome.mode, outcome.canary_traffic_percent
         canary = mode == "Serverless" and 0 < percent < 100
         candidate = copy.deepcopy(manifest)
-        candidate["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
         if canary:
             candidate["metadata"].setdefault("annotations", {})["serving.kserve.io/enable-tag-routing"] = "true"
             for component in ("predictor", "transformer"):
                 if component in candidate["spec"]:
                     candidate["spec"][component]["canaryTrafficPercent"] = percent
-        replaced = self._replace(candidate)
+        replaced = self._replace(candidate, existing)
         self._event(
             "updated",
             canary_traffic_percent=percent if canary else 100,
@@ -382,11 +416,10 @@ class KServeRollout:
                 "namespace": self.namespace,
                 "labels": previous["labels"],
                 "annotations": previous["annotations"],
-                "resourceVersion": current["metadata"]["resourceVersion"],
             },
             "spec": previous["spec"],
         }
-        restored = self._replace(body)
+        restored = self._replace(body, current)
         self._event("rolled_back", generation=restored["metadata"].get("generation"))
         try:
             self.wait_ready(name, int(restored["metadata"]["generation"]))

@@ -45,3 +45,45 @@ def write_jsonl(tmp_path):
         return path
 
     return write
+
+
+# -- a real kube-apiserver (tests/envtest/) ----------------------------------------------------------
+
+_ENVTEST_REPORT: list[str] = []
+
+
+def envtest_assets() -> Path:
+    """kube-apiserver + etcd, or a skip that says how to get them; CI sets CHAMPION_REQUIRE_ENVTEST=1 so it fails instead."""
+    from tests.envtest.server import find_assets, missing_reason
+
+    assets = find_assets()
+    if assets is None:
+        if os.environ.get("CHAMPION_REQUIRE_ENVTEST"):
+            pytest.fail(missing_reason() + " (CHAMPION_REQUIRE_ENVTEST is set: this run must not skip them)")
+        pytest.skip(missing_reason())
+    return assets
+
+
+@pytest.fixture(scope="session")
+def kube_server():
+    """One etcd + kube-apiserver for the session, every vendored CRD installed; each test takes its own namespace."""
+    from tests.envtest.server import EnvTest
+
+    with EnvTest(envtest_assets()) as server:
+        _ENVTEST_REPORT.append(server.times.line())
+        yield server
+
+
+@pytest.fixture
+def kube_namespace(kube_server, request) -> str:
+    """A fresh namespace per test (never deleted: with no controller-manager it would stay Terminating)."""
+    import re
+    import secrets
+
+    stem = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    return kube_server.create_namespace(f"{stem}-{secrets.token_hex(3)}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in _ENVTEST_REPORT:
+        terminalreporter.write_line(line)

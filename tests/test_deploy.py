@@ -1,25 +1,29 @@
-"""The deploy step against a fake Kubernetes API server (tests/fake_kube.py) held to the KServe CRD.
+"""The deploy step against a real kube-apiserver + etcd (tests/envtest/) with KServe's CRDs installed.
 
-The real ``kubernetes`` client makes every call, authenticated from a kubeconfig; the registry is a
-real MLflow (sqlite). Smoke tests go over HTTP to a scripted model on 127.0.0.1. What this does not
-prove: what a real KServe controller and Knative do with the objects (traffic splitting, pods,
-probes, webhook-only rules); `kubectl apply --dry-run=server` on a cluster is the final check.
+The real ``kubernetes`` client makes every call, authenticated as a service account (a TokenRequest token)
+bound to exactly the Role and RoleBinding that ``champion manifests`` writes; the registry is a real MLflow
+(sqlite). Smoke tests go over HTTP to scripted models on 127.0.0.1. The test plays KServe's controller
+(tests/envtest/kserve_controller.py): it writes each new generation's status through the status
+subresource, Ready unless the test says the revision crash-loops. What this does not prove: what a real
+KServe controller and Knative do with the objects (traffic splitting, pods, probes, webhook-only rules).
 """
 
+import copy
 import json
 
 import pytest
-import yaml
 
 from champion.bundle import Bundle
 from champion.errors import DeployError
 from prompts import load_prompt
 from serving.deploy import PromotionTarget, ServiceOptions, deploy_bundle, deployment_report, render_for
+from serving.manifests import render_rbac
 from serving.register import register_bundle
 from serving.registry import ChampionMoved, current_champion, promote_version
-from serving.rollout import KServeRollout, kube_api
+from serving.rollout import GROUP, PLURAL, VERSION, KServeRollout, kube_api
 from tests.answer_server import AnswerServer
-from tests.fake_kube import FakeKubeAPI
+from tests.envtest.faults import OverloadedFront
+from tests.envtest.kserve_controller import KServeControllerStandIn
 
 PROMPT = load_prompt("qa-concise")
 EXAMPLES = [
@@ -99,27 +103,61 @@ def registry(tmp_path):
     return Registry(tmp_path)
 
 
+class Cluster:
+    """One test's namespace on the real API server: the deploy step's service account bound to the Role from
+    ``champion manifests``, the controller stand-in, and two answer servers (the stable and latest revision)."""
+
+    def __init__(self, server, namespace: str, tmp_path, controller: KServeControllerStandIn, stable, latest) -> None:
+        self.server, self.namespace, self.controller = server, namespace, controller
+        self.stable, self.latest = stable, latest
+        server.apply(render_rbac(namespace))
+        self.token = server.service_account_token(namespace, "pipeline-runner")
+        self.kubeconfig_path = server.kubeconfig(tmp_path / "kubeconfig", self.token, namespace)
+
+    def live(self, name: str = "champion-qa") -> dict | None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return client.CustomObjectsApi(self.server.admin).get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def live_spec(self, name: str = "champion-qa") -> dict:
+        return self.live(name)["spec"]
+
+    def deployer_may_only(self, verbs) -> None:
+        """Rewrite the deployer Role with only ``verbs`` on inferenceservices (the real authorizer enforces it)."""
+        role = render_rbac(self.namespace)[0]
+        role["rules"][0]["verbs"] = list(verbs)
+        self.server.apply([role])
+
+
 @pytest.fixture
-def cluster(tmp_path, registry):
+def cluster(kube_server, kube_namespace, tmp_path, registry):
     # Both revisions answer as the challenger's prompt transformer would: naming the bundle it serves.
     stable, latest = (
         AnswerServer({}, bundle_id=registry.challenger.id),
         AnswerServer(GOOD, bundle_id=registry.challenger.id),
     )
-    with FakeKubeAPI(stable_url=stable.url, latest_url=latest.url) as fake:
-        fake.stable, fake.latest = stable, latest
-        fake.kubeconfig_path = fake.kubeconfig(tmp_path / "kubeconfig")
-        yield fake
+    standin = KServeControllerStandIn(kube_server.admin, kube_namespace, stable_url=stable.url, latest_url=latest.url)
+    with standin:
+        yield Cluster(kube_server, kube_namespace, tmp_path, standin, stable, latest)
     stable.close()
     latest.close()
+    assert not standin.errors, standin.errors  # every status the stand-in wrote passed the CRD's schema
 
 
 def service(cluster, **overrides) -> ServiceOptions:
     options = dict(
-        namespace="team-a",
+        namespace=cluster.namespace,
         target="kserve",
         kubeconfig=cluster.kubeconfig_path,
-        ready_timeout_s=1.0,
+        ready_timeout_s=10.0,
         poll_s=0.02,
         smoke_min_token_f1=0.5,
         transformer_image="registry.example.com/champion@sha256:" + "f" * 64,
@@ -127,23 +165,19 @@ def service(cluster, **overrides) -> ServiceOptions:
     return ServiceOptions(**{**options, **overrides})
 
 
-def live_spec(cluster, name="champion-qa") -> dict:
-    return cluster.objects[("team-a", name)]["spec"]
-
-
 def install_champion(cluster, registry) -> dict:
-    """The champion's InferenceService as a previous run left it (created through the fake API)."""
+    """The champion's InferenceService as a previous run left it (rolled out through the API as the deployer)."""
     manifest = render_for(
         registry.champion,
         PROMPT,
         service(cluster),
         PromotionTarget(registry.uri, "qa", registry.champion_version, 1, None),
     )
-    KServeRollout(kube_api(cluster.kubeconfig_path), "team-a", ready_timeout_s=1.0, poll_s=0.02).run(
+    KServeRollout(kube_api(cluster.kubeconfig_path), cluster.namespace, ready_timeout_s=10.0, poll_s=0.02).run(
         manifest, canary_traffic_percent=100, smoke=lambda url: _passing(url)
     )
-    cluster.requests.clear()
-    return manifest["spec"]
+    cluster.controller.seen.clear()
+    return cluster.live_spec()
 
 
 def _passing(url):
@@ -152,14 +186,19 @@ def _passing(url):
     return SmokeResult(url, True, "installed by the test")
 
 
+def generations(cluster) -> list[int]:
+    return [seen["generation"] for seen in cluster.controller.seen]
+
+
 def test_first_deploy_creates_waits_smoke_tests_then_moves_the_alias(cluster, registry):
-    cluster.latest_url = ""  # a new service has only its stable URL
+    cluster.controller.latest_url = ""  # a new service has only its stable URL
     cluster.stable.answers = GOOD
     result = deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
     assert result.promoted and result.status == "rolled_out", result.reason
-    assert [r["method"] for r in cluster.requests][:2] == ["GET", "POST"] and not cluster.rejected
-    stored = cluster.objects[("team-a", "champion-qa")]
+    assert generations(cluster) == [1]  # one create, no further writes
+    stored = cluster.live()
     assert stored["metadata"]["annotations"]["champion.io/bundle-id"] == registry.challenger.id
+    assert stored["metadata"]["labels"]["champion.io/bundle"] == registry.challenger.short_id
     assert len(cluster.stable.requests) == len(EXAMPLES) and cluster.stable.requests[0]["body"]["messages"] == [
         {"role": "user", "content": EXAMPLES[0]["question"]}
     ]
@@ -174,22 +213,18 @@ def test_update_goes_through_a_canary_then_to_100_percent(cluster, registry):
         registry.challenger, PROMPT, service(cluster, canary_traffic_percent=20), registry.target(), EXAMPLES
     )
     assert result.promoted, result.reason
-    put = next(r for r in cluster.requests if r["method"] == "PUT")
-    assert (
-        put["body"]["spec"]["predictor"]["canaryTrafficPercent"] == 20
-        and put["body"]["spec"]["transformer"]["canaryTrafficPercent"] == 20
-    )
-    assert put["body"]["metadata"]["annotations"]["serving.kserve.io/enable-tag-routing"] == "true"
-    assert put["body"]["metadata"]["resourceVersion"]  # optimistic concurrency
+    canary, promoted = cluster.controller.seen  # what the API server stored, generation by generation
+    assert canary["generation"] == 2 and promoted["generation"] == 3
+    assert canary["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    assert canary["spec"]["transformer"]["canaryTrafficPercent"] == 20
+    assert canary["annotations"]["serving.kserve.io/enable-tag-routing"] == "true"
     # The smoke test went to the candidate's own URL, not to the stable revision users are on.
     assert len(cluster.latest.requests) == len(EXAMPLES) and not cluster.stable.requests
-    patch = next(r for r in cluster.requests if r["method"] == "PATCH")
-    assert patch["content_type"] == "application/merge-patch+json"
-    assert patch["body"] == {
-        "spec": {"predictor": {"canaryTrafficPercent": None}, "transformer": {"canaryTrafficPercent": None}}
-    }
-    spec = live_spec(cluster)
-    assert "canaryTrafficPercent" not in spec["predictor"] and spec != previous
+    # Promotion is a merge patch with nulls: the real server removed the percentages.
+    assert "canaryTrafficPercent" not in promoted["spec"]["predictor"]
+    assert "canaryTrafficPercent" not in promoted["spec"]["transformer"]
+    spec = cluster.live_spec()
+    assert spec == promoted["spec"] and spec != previous
     assert spec["predictor"]["model"]["storageUri"].endswith("b" * 64)
     assert registry.live() == registry.registration.model_version
     assert [e["step"] for e in result.events] == ["updated", "smoke_test", "traffic_100"]
@@ -198,14 +233,16 @@ def test_update_goes_through_a_canary_then_to_100_percent(cluster, registry):
 
 def test_a_canary_that_never_becomes_ready_is_rolled_back_and_nothing_is_promoted(cluster, registry):
     previous = install_champion(cluster, registry)
-    cluster.never_ready_if = lambda obj: obj["spec"]["predictor"]["model"]["storageUri"].endswith("b" * 64)
-    result = deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+    cluster.controller.never_ready_if = lambda obj: obj["spec"]["predictor"]["model"]["storageUri"].endswith("b" * 64)
+    options = service(cluster, ready_timeout_s=1.0)
+    result = deploy_bundle(registry.challenger, PROMPT, options, registry.target(), EXAMPLES)
     assert not result.promoted and result.status == "rolled_back"
     assert "not Ready after" in result.reason and "RevisionMissing" in result.reason
-    assert live_spec(cluster) == previous  # the previous spec is back, byte for byte
+    assert cluster.live_spec() == previous  # the previous spec is back, byte for byte
+    assert generations(cluster) == [2, 3]  # the canary, then the restored spec
     assert registry.live() == registry.champion_version
     assert registry.events()[-1] == "deployment"
-    report = deployment_report(result, service(cluster))
+    report = deployment_report(result, options)
     assert "rolled back" in report and "Previous spec" in report
 
 
@@ -214,7 +251,7 @@ def test_a_failed_smoke_test_rolls_back(cluster, registry):
     cluster.latest.answers = {}  # the candidate answers nonsense
     result = deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
     assert not result.promoted and "smoke test failed" in result.reason and "below the smoke floor" in result.reason
-    assert live_spec(cluster) == previous and registry.live() == registry.champion_version
+    assert cluster.live_spec() == previous and registry.live() == registry.champion_version
     from mlflow import MlflowClient
 
     tags = (
@@ -229,12 +266,10 @@ def test_a_failed_smoke_test_rolls_back(cluster, registry):
 
 def test_an_answer_without_the_bundle_header_fails_the_smoke_test(cluster, registry):
     previous = install_champion(cluster, registry)
-    cluster.latest.bundle_id = (
-        ""  # something answers, but nothing says it is this bundle (no prompt transformer in front)
-    )
+    cluster.latest.bundle_id = ""  # something answers, but nothing says it is this bundle (no prompt transformer)
     result = deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
     assert not result.promoted and "no x-champion-bundle header" in result.reason
-    assert live_spec(cluster) == previous and registry.live() == registry.champion_version
+    assert cluster.live_spec() == previous and registry.live() == registry.champion_version
 
 
 def test_an_answer_from_another_bundle_fails_the_smoke_test(cluster, registry):
@@ -246,85 +281,192 @@ def test_an_answer_from_another_bundle_fails_the_smoke_test(cluster, registry):
 
 def test_a_kubernetes_error_mid_canary_rolls_back_before_it_is_reported(cluster, registry):
     previous = install_champion(cluster, registry)
-    cluster.forbidden_verbs = {"patch"}  # the update goes in, then promoting the canary to 100% is refused
+    # The update goes in, then promoting the canary to 100% is refused by the real authorizer.
+    cluster.deployer_may_only(["get", "create", "update", "delete"])
     with pytest.raises(DeployError, match="403 forbidden") as info:
         deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+    assert 'cannot patch resource "inferenceservices"' in info.value.problem
     assert "rolled back to the previous spec before this error was reported" in info.value.problem
-    assert live_spec(cluster) == previous and registry.live() == registry.champion_version
+    assert cluster.live_spec() == previous and registry.live() == registry.champion_version
 
 
 def test_a_kubernetes_error_after_a_first_create_deletes_it(cluster, registry):
-    cluster.latest_url = ""
+    cluster.controller.latest_url = ""
     cluster.stable.answers = GOOD
-    cluster.after_create = lambda: cluster.forbidden_verbs.add("get")  # polling for Ready is refused once it exists
-    with pytest.raises(DeployError, match="deleted before this error was reported"):
+    cluster.controller.never_ready_if = lambda obj: True  # so the rollout keeps polling until refused
+    # Once the object exists, reading it is refused: the deployer must still clean up what it created.
+    cluster.controller.on_created = lambda obj: cluster.deployer_may_only(["create", "update", "patch", "delete"])
+    with pytest.raises(DeployError, match="deleted before this error was reported") as info:
         deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
-    assert ("team-a", "champion-qa") not in cluster.objects and registry.live() == registry.champion_version
+    assert 'cannot get resource "inferenceservices"' in info.value.problem
+    assert cluster.live() is None and registry.live() == registry.champion_version
 
 
-def test_a_concurrent_writer_gets_409_and_nothing_changes(cluster, registry):
-    previous = install_champion(cluster, registry)
-    cluster.conflict_on_next_update = True
+class RivalWritesFirst:
+    """The ``kubernetes`` client's CustomObjectsApi, with another writer changing the object between the
+    rollout's read and its replace: the one moment a test cannot otherwise reach. The 409 is the server's."""
+
+    def __init__(self, api, rival) -> None:
+        self._api, self._rival = api, rival
+
+    def __getattr__(self, name):
+        return getattr(self._api, name)
+
+    def replace_namespaced_custom_object(self, *args, **kwargs):
+        if self._rival is not None:
+            rival, self._rival = self._rival, None
+            rival()
+        return self._api.replace_namespaced_custom_object(*args, **kwargs)
+
+
+def test_a_concurrent_spec_writer_gets_409_and_is_never_overwritten(cluster, registry):
+    install_champion(cluster, registry)
+    admin = cluster.server.admin
+    from kubernetes import client
+
+    def someone_edits_the_spec():
+        client.CustomObjectsApi(admin).patch_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, PLURAL, "champion-qa", {"spec": {"predictor": {"minReplicas": 3}}}
+        )
+
+    rollout = KServeRollout(
+        RivalWritesFirst(kube_api(cluster.kubeconfig_path), someone_edits_the_spec), cluster.namespace, poll_s=0.02
+    )
+    manifest = render_for(registry.challenger, PROMPT, service(cluster), registry.target())
     with pytest.raises(DeployError, match="conflict \\(409\\)") as info:
-        deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+        rollout.run(manifest, canary_traffic_percent=20, smoke=_passing)
     assert "re-run" in info.value.fix
-    assert live_spec(cluster) == previous and registry.live() == registry.champion_version
+    spec = cluster.live_spec()
+    assert spec["predictor"]["minReplicas"] == 3  # the other writer's change stands
+    assert spec["predictor"]["model"]["storageUri"].endswith("a" * 64)
+
+
+def test_a_status_write_between_read_and_replace_is_not_a_conflict(cluster, registry):
+    install_champion(cluster, registry)
+    admin = cluster.server.admin
+    from kubernetes import client
+
+    def the_controller_reports():  # bumps resourceVersion, changes nothing a writer decides
+        client.CustomObjectsApi(admin).patch_namespaced_custom_object_status(
+            GROUP, VERSION, cluster.namespace, PLURAL, "champion-qa", {"status": {"url": cluster.stable.url + "/"}}
+        )
+
+    rollout = KServeRollout(
+        RivalWritesFirst(kube_api(cluster.kubeconfig_path), the_controller_reports), cluster.namespace, poll_s=0.02
+    )
+    manifest = render_for(registry.challenger, PROMPT, service(cluster), registry.target())
+    outcome = rollout.run(manifest, canary_traffic_percent=20, smoke=_passing)
+    assert outcome.rolled_out, outcome.reason
+    assert cluster.live_spec()["predictor"]["model"]["storageUri"].endswith("b" * 64)
 
 
 def test_a_second_create_gets_409(cluster, registry):
-    rollout = KServeRollout(kube_api(cluster.kubeconfig_path), "team-a")
+    rollout = KServeRollout(kube_api(cluster.kubeconfig_path), cluster.namespace)
     manifest = render_for(registry.challenger, PROMPT, service(cluster), registry.target())
     rollout._create(manifest)
-    with pytest.raises(DeployError, match="conflict \\(409\\)"):
+    with pytest.raises(DeployError, match="conflict \\(409\\).*already exists"):
         rollout._create(manifest)
 
 
-def test_forbidden_is_a_clear_rbac_error(cluster, registry):
-    cluster.forbidden_verbs = {"create"}
+def test_an_object_the_schema_refuses_is_a_422(cluster, registry):
+    rollout = KServeRollout(kube_api(cluster.kubeconfig_path), cluster.namespace)
+    manifest = render_for(registry.challenger, PROMPT, service(cluster), registry.target())
+    manifest["spec"]["predictor"]["minReplicas"] = "two"
+    with pytest.raises(DeployError, match="invalid \\(422\\).*minReplicas") as info:
+        rollout._create(manifest)  # past champion's own check, straight to the server
+    assert "champion manifests" in info.value.fix
+    assert cluster.live() is None
+
+
+def test_the_server_prunes_unknown_fields_so_champion_refuses_them_first(cluster, registry):
+    from kubernetes import client
+
+    from champion.errors import ManifestError
+
+    manifest = render_for(registry.challenger, PROMPT, service(cluster), registry.target())
+    manifest["spec"]["predictor"]["model"]["storage_uri"] = "s3://typo"
+    # What the real server does with the typo: accepts the object and drops the field without a word.
+    pruned = copy.deepcopy(manifest)
+    pruned["metadata"]["name"] = "pruned"
+    stored = client.CustomObjectsApi(cluster.server.admin).create_namespaced_custom_object(
+        GROUP, VERSION, cluster.namespace, PLURAL, pruned
+    )
+    assert "storage_uri" not in stored["spec"]["predictor"]["model"]
+    # So the rollout holds the manifest to the CRD strictly before it writes anything.
+    with pytest.raises(ManifestError, match="storage_uri"):
+        KServeRollout(kube_api(cluster.kubeconfig_path), cluster.namespace).run(
+            manifest, canary_traffic_percent=10, smoke=_passing
+        )
+    assert cluster.live() is None
+
+
+@pytest.mark.parametrize("missing", ["get", "update", "patch"])
+def test_each_verb_of_the_role_is_needed_for_a_canary(cluster, registry, missing):
+    previous = install_champion(cluster, registry)
+    cluster.deployer_may_only(
+        [verb for verb in render_rbac(cluster.namespace)[0]["rules"][0]["verbs"] if verb != missing]
+    )
     with pytest.raises(DeployError, match="403 forbidden") as info:
         deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+    assert f'cannot {missing} resource "inferenceservices" in API group "serving.kserve.io"' in info.value.problem
+    assert f"system:serviceaccount:{cluster.namespace}:pipeline-runner" in info.value.problem
     assert "champion manifests" in info.value.fix
+    assert cluster.live_spec() == previous
+    assert registry.live() == registry.champion_version
+
+
+@pytest.mark.parametrize("missing", ["create", "delete"])
+def test_each_verb_of_the_role_is_needed_for_a_first_deploy(cluster, registry, missing):
+    cluster.controller.latest_url = ""
+    cluster.stable.answers = {}  # the smoke test fails, so the new service must be deleted
+    cluster.deployer_may_only(
+        [verb for verb in render_rbac(cluster.namespace)[0]["rules"][0]["verbs"] if verb != missing]
+    )
+    with pytest.raises(DeployError, match="403 forbidden") as info:
+        deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+    assert f'cannot {missing} resource "inferenceservices"' in info.value.problem
+    assert registry.live() == registry.champion_version
+
+
+def test_the_deployer_may_not_touch_another_namespace(cluster, registry, kube_server):
+    other = kube_server.create_namespace(cluster.namespace[:50] + "-other")
+    options = service(cluster, namespace=other)
+    with pytest.raises(DeployError, match="403 forbidden") as info:
+        deploy_bundle(registry.challenger, PROMPT, options, registry.target(), EXAMPLES)
+    assert f'in the namespace "{other}"' in info.value.problem
     assert registry.live() == registry.champion_version
 
 
 def test_bad_credentials_are_a_clear_error(cluster, registry, tmp_path):
-    config = yaml.safe_load(open(cluster.kubeconfig_path))
-    config["users"][0]["user"]["token"] = "expired"
-    bad = tmp_path / "bad-kubeconfig"
-    bad.write_text(yaml.safe_dump(config))
+    bad = cluster.server.kubeconfig(tmp_path / "bad-kubeconfig", "expired", cluster.namespace)
     with pytest.raises(DeployError, match="refused the credentials"):
-        deploy_bundle(registry.challenger, PROMPT, service(cluster, kubeconfig=str(bad)), registry.target(), EXAMPLES)
+        deploy_bundle(registry.challenger, PROMPT, service(cluster, kubeconfig=bad), registry.target(), EXAMPLES)
     assert registry.live() == registry.champion_version
 
 
-def test_transient_server_errors_are_retried(cluster, registry):
-    cluster.latest_url = ""
+def test_transient_server_errors_are_retried(cluster, registry, tmp_path):
+    cluster.controller.latest_url = ""
     cluster.stable.answers = GOOD
-    cluster.server_errors = 1
-    assert deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES).promoted
+    with OverloadedFront(cluster.server.port, str(cluster.server.ca_file), failures=1) as front:
+        config = cluster.server.kubeconfig(tmp_path / "front", cluster.token, cluster.namespace, server=front.url)
+        result = deploy_bundle(
+            registry.challenger, PROMPT, service(cluster, kubeconfig=config), registry.target(), EXAMPLES
+        )
+    assert result.promoted and front.answered_503 == 1
 
 
-def test_unreachable_api_server_is_a_clear_error(registry, tmp_path):
-    with FakeKubeAPI() as fake:
-        path = fake.kubeconfig(tmp_path / "kubeconfig")
+def test_unreachable_api_server_is_a_clear_error(cluster, registry, tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on once this closes
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = cluster.server.kubeconfig(
+        tmp_path / "gone", cluster.token, cluster.namespace, server=f"https://127.0.0.1:{port}"
+    )
     with pytest.raises(DeployError, match="did not answer"):
-        deploy_bundle(
-            registry.challenger,
-            PROMPT,
-            ServiceOptions(namespace="team-a", target="kserve", kubeconfig=path),
-            registry.target(),
-            EXAMPLES,
-        )
+        deploy_bundle(registry.challenger, PROMPT, service(cluster, kubeconfig=config), registry.target(), EXAMPLES)
     assert registry.live() == registry.champion_version
-
-
-def test_the_fake_api_rejects_what_the_crd_would_prune(cluster, registry):
-    manifest = render_for(registry.challenger, PROMPT, service(cluster), registry.target())
-    manifest["spec"]["predictor"]["model"]["storage_uri"] = "s3://typo"
-    with pytest.raises(DeployError, match="invalid \\(422\\).*storage_uri"):
-        KServeRollout(kube_api(cluster.kubeconfig_path), "team-a").run(
-            manifest, canary_traffic_percent=10, smoke=_passing
-        )
 
 
 def test_if_another_promotion_moves_the_alias_mid_rollout_the_deployment_is_rolled_back(cluster, registry):
@@ -349,17 +491,18 @@ def test_if_another_promotion_moves_the_alias_mid_rollout_the_deployment_is_roll
     with pytest.raises(ChampionMoved):
         deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
     assert registry.live() == rival.model_version
-    assert live_spec(cluster) == previous
+    assert cluster.live_spec() == previous
     assert registry.events()[-2:] == ["alias_refused", "deployment"]
 
 
 def test_a_stale_champion_is_refused_before_anything_is_rolled_out(cluster, registry):
-    install_champion(cluster, registry)
+    previous = install_champion(cluster, registry)
+    before = cluster.live()["metadata"]["resourceVersion"]
     target = registry.target()
     target.expected_champion = None  # evaluated as if there were no champion; v1 is live
     with pytest.raises(ChampionMoved):
         deploy_bundle(registry.challenger, PROMPT, service(cluster), target, EXAMPLES)
-    assert not cluster.requests
+    assert cluster.live()["metadata"]["resourceVersion"] == before and cluster.live_spec() == previous
 
 
 @pytest.mark.parametrize(
@@ -368,12 +511,12 @@ def test_a_stale_champion_is_refused_before_anything_is_rolled_out(cluster, regi
 def test_bad_deploy_parameters(cluster, registry, options, message):
     with pytest.raises(DeployError, match=message):
         deploy_bundle(registry.challenger, PROMPT, service(cluster, **options), registry.target(), EXAMPLES)
-    assert registry.live() == registry.champion_version
+    assert registry.live() == registry.champion_version and cluster.live() is None
 
 
 def test_no_smoke_examples_means_no_promotion(cluster, registry):
-    cluster.latest_url = ""
+    cluster.controller.latest_url = ""
     cluster.stable.answers = GOOD
     result = deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), [])
     assert not result.promoted and "no smoke examples" in result.reason
-    assert ("team-a", "champion-qa") not in cluster.objects  # a first deployment that fails is removed
+    assert cluster.live() is None  # a first deployment that fails is removed

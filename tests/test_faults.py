@@ -25,11 +25,13 @@ def test_a_huge_value_is_refused_with_its_row_named(write_jsonl):
 
 
 def test_kubernetes_404_says_kserve_is_missing(tmp_path):
+    """A real API server without KServe's CRDs (a second, bare one: the session's has them installed)."""
     from prompts import load_prompt
     from serving.manifests import render_inference_service
     from serving.rollout import KServeRollout, kube_api
     from serving.smoke import SmokeResult
-    from tests.fake_kube import FakeKubeAPI
+    from tests.conftest import envtest_assets
+    from tests.envtest.server import EnvTest
     from tests.test_deploy import make_bundle
 
     prompt = load_prompt("qa-concise")
@@ -43,11 +45,10 @@ def test_kubernetes_404_says_kserve_is_missing(tmp_path):
         registered_model_name="qa",
         transformer_image="repo/champion@sha256:" + "0" * 64,
     )
-    with FakeKubeAPI() as fake:
-        fake.kserve_installed = False
-        rollout = KServeRollout(
-            kube_api(fake.kubeconfig(tmp_path / "kubeconfig")), "team-a", ready_timeout_s=1, poll_s=0.05
-        )
+    with EnvTest(envtest_assets(), crd_folders=()) as bare:
+        bare.create_namespace("team-a")
+        kubeconfig = bare.kubeconfig(tmp_path / "kubeconfig", bare.admin_token, "team-a")
+        rollout = KServeRollout(kube_api(kubeconfig), "team-a", ready_timeout_s=1, poll_s=0.05)
         with pytest.raises(DeployError, match="not found \\(404\\)") as info:
             rollout.run(manifest, canary_traffic_percent=10, smoke=lambda url: SmokeResult(url, True, "unused"))
     assert "KServe is installed" in info.value.fix

@@ -135,3 +135,58 @@ def test_champion_manifests_writes_the_runtime_and_rbac(tmp_path):
     validate_strict(runtime)
     kinds = [doc["kind"] for doc in yaml.safe_load_all((tmp_path / "rbac.yaml").read_text())]
     assert kinds == ["Role", "RoleBinding"]
+
+
+def _contained(sent, stored) -> bool:
+    """Every field champion sent is in what the server stored, with its value (the server may add defaults)."""
+    if isinstance(sent, dict):
+        return isinstance(stored, dict) and all(k in stored and _contained(v, stored[k]) for k, v in sent.items())
+    if isinstance(sent, list):
+        return isinstance(stored, list) and len(sent) == len(stored) and all(map(_contained, sent, stored))
+    return sent == stored
+
+
+def test_every_manifest_champion_renders_is_accepted_by_a_real_api_server(kube_server, kube_namespace, tmp_path):
+    """Server-side apply, dry-run then for real, of each rendered object: nothing refused, nothing pruned."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from serving.manifests import DEPLOYMENT_MODES, RUNTIMES
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "manifests", "--namespace", kube_namespace, "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    objects = [yaml.safe_load((tmp_path / "servingruntime-vllm.yaml").read_text())]
+    objects += list(yaml.safe_load_all((tmp_path / "rbac.yaml").read_text()))
+    for mode in DEPLOYMENT_MODES:
+        for runtime in RUNTIMES:
+            objects.append(
+                render(
+                    name=f"qa-{mode.lower()}-{runtime}", namespace=kube_namespace, runtime=runtime, deployment_mode=mode
+                )
+            )
+    assert len(objects) == 3 + len(DEPLOYMENT_MODES) * len(RUNTIMES)
+
+    dry = kube_server.apply(objects, dry_run=True)
+    assert all(_contained(sent, answer) for sent, answer in zip(objects, dry))
+    from kubernetes.dynamic import DynamicClient
+    from kubernetes.dynamic.exceptions import NotFoundError
+
+    dynamic = DynamicClient(kube_server.admin)
+    with pytest.raises(NotFoundError):  # a dry run stores nothing
+        dynamic.resources.get(api_version=objects[0]["apiVersion"], kind=objects[0]["kind"]).get(
+            name=objects[0]["metadata"]["name"], namespace=kube_namespace
+        )
+    kube_server.apply(objects)
+    for sent in objects:
+        resource = dynamic.resources.get(api_version=sent["apiVersion"], kind=sent["kind"])
+        stored = resource.get(name=sent["metadata"]["name"], namespace=kube_namespace).to_dict()
+        assert _contained(sent, stored), (
+            f"{sent['kind']} {sent['metadata']['name']} was changed or pruned by the server"
+        )
