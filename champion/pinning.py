@@ -141,12 +141,17 @@ def pin_reference(source: str) -> str:
 
 def pin_judge(config) -> str:
     """What the judge is: its weights' pin, or (a hosted model, which can change behind its name) its
-    endpoint and name, as the per-example verdict cache keys it."""
+    endpoint and name, as the per-example verdict cache keys it; and the data its reliability is checked on."""
+    from evaluators.reliability import data_digest
+
     if config.judge is None:
         return ""
     if config.judge.backend == "openai":
-        return "endpoint:" + sha256_json({"endpoint": config.judge.base_url, "model": config.judge.model})
-    return pin_model(config.judge.model)
+        model = "endpoint:" + sha256_json({"endpoint": config.judge.base_url, "model": config.judge.model})
+    else:
+        model = pin_model(config.judge.model)
+    # The bias battery and the labelled set it is checked against: an edit re-runs the judge check.
+    return f"{model} judge-data:{data_digest(config.judge.reliability)}"
 
 
 def load_run_configs(prompt: str, evaluator_config: str, gate_config: str):

@@ -1,5 +1,6 @@
-"""check_judge: may the configured judge vote? Position-swap consistency and accuracy on the shipped
-calibration set, once per judge (a pure function of the evaluator config and the judge's pin)."""
+"""check_judge: may the configured judge vote? The bias battery family by family and agreement with people
+(evaluators/reliability.py), once per judge (a pure function of the evaluator config and the judge's pin,
+which covers the probe and labelled sets)."""
 
 from typing import NamedTuple
 
@@ -7,7 +8,7 @@ from kfp.dsl import Markdown, Metrics, Output
 
 from components import cpu_step
 
-VERSION = "1.0.0"
+VERSION = "2.0.0"
 
 
 @cpu_step
@@ -19,7 +20,7 @@ def check_judge_op(
     report: Output[Markdown],
     metrics: Output[Metrics],
 ) -> NamedTuple("JudgeOutputs", [("judge_reliability", str)]):
-    """check_judge v1.0.0: the judge's position-swap consistency and calibration accuracy against the config's thresholds; the gate counts its grades only if it passes."""
+    """check_judge v2.0.0: the judge's bias battery (calibration, position, verbosity, tone, self-preference, reference-free) and Cohen's kappa against people, each held to the config's threshold; the gate counts its grades only if all pass."""
     import json
     from collections import namedtuple
 
@@ -36,7 +37,8 @@ def check_judge_op(
     with open(report.path, "w", encoding="utf-8") as handle:
         handle.write(judge_markdown(reliability))
     for name, value in reliability["metrics"].items():
-        metrics.log_metric(name, value)
+        if value == value:  # KFP Metrics cannot hold NaN (a family that was not measured)
+            metrics.log_metric(name, value)
     metrics.metadata["cache"] = cache.totals()
     persist_metadata(metrics)
     return namedtuple("JudgeOutputs", ["judge_reliability"])(json.dumps(reliability, sort_keys=True))

@@ -11,7 +11,7 @@ from kfp.dsl import Dataset, Input, Metrics, Output
 
 from components import cpu_step
 
-VERSION = "3.0.0"
+VERSION = "3.1.0"
 
 
 @cpu_step
@@ -25,7 +25,7 @@ def evaluate_op(
     scores: Output[Dataset],
     metrics: Output[Metrics],
 ) -> NamedTuple("EvaluateOutputs", [("bundle", str)]):
-    """evaluate v3.0.0: per-example scores from a versioned evaluator config and the judge's grades; embeddings and verdicts cached per example."""
+    """evaluate v3.1.0: per-example scores from a versioned evaluator config and the judge's grades (with what the judge cost this run); embeddings and verdicts cached per example."""
     import math
     from collections import namedtuple
 
@@ -45,6 +45,8 @@ def evaluate_op(
     for name, value in result.aggregates.items():
         if math.isfinite(value):  # KFP Metrics cannot hold NaN; a NaN mean is in the score table and fails the gate
             metrics.log_metric(name, value)
+    for name, value in result.judge_spent.items():  # cache misses only: an unchanged judge costs nothing
+        metrics.log_metric(f"judge_spent_{name}", float(value))
     scored = Bundle.model_validate_json(bundle).model_copy(update={"evaluator_digest": config.digest})
     scores.metadata.update(
         {

@@ -22,10 +22,26 @@ KNOWN_METRICS = tuple(catalog.BUILTIN)  # the catalogue is the one list; the gro
 
 
 class Reliability(BaseModel):
+    """When the judge may vote: each bias family of the probe set at or above its threshold, and agreement
+    with people (the lower end of Cohen's kappa's 95% interval) at or above ``min_kappa``."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_swap_consistency: float = Field(0.8, ge=0.0, le=1.0)
-    min_calibration_accuracy: float = Field(0.8, ge=0.0, le=1.0)
+    probe_set: str = Field("v1", pattern=r"^v[0-9]+$", description="evaluators/probes/<version>/: the bias battery")
+    min_calibration_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # plain right-vs-wrong pairs
+    min_swap_consistency: float = Field(0.8, ge=0.0, le=1.0)  # position: the same verdict in both orders
+    min_verbosity_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # short right vs long wrong, and the reverse
+    min_tone_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # confident wrong vs hedged right
+    min_self_preference_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # a right answer vs the judge's own wrong one
+    min_reference_free_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # right vs wrong with no reference shown
+    min_probes: int = Field(4, ge=1, description="a family with fewer measurable probes is reported as not measured")
+    human_labels: str = Field(
+        "demo", description="packaged labelled set (evaluators/labels/) or a JSONL path; '' = none"
+    )
+    min_kappa: float = Field(0.4, ge=-1.0, le=1.0)
+
+    def threshold(self, family: str) -> float:
+        return float(getattr(self, {"position": "min_swap_consistency"}.get(family, f"min_{family}_accuracy")))
 
 
 class JudgeConfig(BaseModel):
@@ -37,8 +53,20 @@ class JudgeConfig(BaseModel):
     api_key_env: str = "OPENAI_API_KEY"
     pointwise_rubric: str = "correctness"
     pairwise_rubric: str = "pairwise-correctness"
+    reference_free_rubric: str = "pairwise-reference-free"
     max_repairs: int = Field(1, ge=0, le=3)
+    # Backends without log-probabilities: N replies per verdict at this temperature (distinct seeds);
+    # a pairwise verdict whose samples agree less than min_sample_agreement is a tie.
+    samples: int = Field(1, ge=1, le=15)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    min_sample_agreement: float = Field(0.6, gt=0.0, le=1.0)
     reliability: Reliability = Reliability()
+
+    @model_validator(mode="after")
+    def _samples_need_a_temperature(self) -> "JudgeConfig":
+        if self.samples > 1 and self.temperature == 0.0:
+            raise ValueError("samples > 1 at temperature 0 repeats one reply: set a temperature (e.g. 0.7)")
+        return self
 
 
 class EvaluatorConfig(BaseModel):
@@ -82,10 +110,7 @@ class EvaluatorConfig(BaseModel):
 
             grade = catalog.judge_metric(load_rubric(self.judge.pointwise_rubric).name)
             found[grade.name] = grade
-            if (
-                self.judge.backend == "openai"
-            ):  # endpoints report tokens per call; the log-probability judges make one forward pass
-                found[catalog.JUDGE_COST.name] = catalog.JUDGE_COST
+            found[catalog.JUDGE_COST.name] = catalog.JUDGE_COST  # every backend reports its tokens
         return found | catalog.GENERATION
 
 

@@ -61,7 +61,10 @@ def run_gate(
         judge_reliable=judge_reliability.get("reliable") is True,
         judge_reasons=judge_reliability.get("reasons", []),
     )
+    from evaluators.reliability import decision_summary
+
     record = decision_record(verdict, bundle, champion_bundle, champion_version)
+    record["judge"] = decision_summary(judge_reliability)
     markdown = markdown_report(
         verdict, bundle.id, f"{bundle.prompt.name}@{bundle.prompt.version}", record["champion_label"]
     )

@@ -6,7 +6,7 @@ shipped calibration set every run; the gate counts its grades only if it passed.
 """
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from champion.cache import ExampleCache
 from evaluators.config import EvaluatorConfig, JudgeConfig, Reliability
@@ -16,11 +16,12 @@ from evaluators.config import EvaluatorConfig, JudgeConfig, Reliability
 class Evaluation:
     table: list[dict]
     aggregates: dict[str, float]
+    judge_spent: dict[str, int] = field(default_factory=dict)  # calls and tokens the judge cost this run (cache misses)
 
 
 def build_judge(config: JudgeConfig, weights_cache: str = "", cache: ExampleCache | None = None):
     """The judge, its verdicts cached per example (keyed by the judge model's digest, or its endpoint)."""
-    from evaluators.judge import Judge
+    from evaluators.judge import Judge, Sampling
     from prompts import load_rubric
     from serving.generation.cached import cached_generator
 
@@ -49,6 +50,8 @@ def build_judge(config: JudgeConfig, weights_cache: str = "", cache: ExampleCach
         load_rubric(config.pointwise_rubric),
         load_rubric(config.pairwise_rubric),
         max_repairs=config.max_repairs,
+        sampling=Sampling(config.samples, config.temperature, config.min_sample_agreement),
+        reference_free=load_rubric(config.reference_free_rubric),
     )
 
 
@@ -82,42 +85,80 @@ def evaluate_generations(
     ]
     names = [m.spec.name for m in metrics] + measured
     if judge is not None:
+        spent_before = dict(getattr(judge.generator, "spent", {}))
         for row, verdict in zip(table, judge.grade(rows)):
             row[judge.spec.name] = judge.value(verdict)
             row[f"{judge.spec.name}_verdict"] = verdict.label
             row[f"{judge.spec.name}_rationale"] = verdict.rationale
-            if catalog.JUDGE_COST.name in produced:
-                row[catalog.JUDGE_COST.name] = verdict.tokens if verdict.tokens is not None else math.nan
-        names.append(judge.spec.name)
-        if catalog.JUDGE_COST.name in produced:
-            names.append(catalog.JUDGE_COST.name)
-    return Evaluation(table=table, aggregates={name: aggregate(table, name) for name in names})
+            if verdict.agreement is not None:
+                row[f"{judge.spec.name}_sample_agreement"] = verdict.agreement
+            # What judging this example costs (a cached verdict reports what it cost when computed).
+            row[catalog.JUDGE_COST.name] = verdict.tokens if verdict.cost.calls else math.nan
+        names += [judge.spec.name, catalog.JUDGE_COST.name]
+        spent = getattr(judge.generator, "spent", None)
+        judge_spent = (
+            {k: spent[k] - spent_before.get(k, 0) for k in spent}
+            if spent is not None
+            else {"calls": len(rows), "prompt_tokens": 0, "completion_tokens": 0}
+        )
+    else:
+        judge_spent = {}
+    return Evaluation(table=table, aggregates={name: aggregate(table, name) for name in names}, judge_spent=judge_spent)
 
 
 def judge_reliability(
     config: EvaluatorConfig, *, weights_cache: str = "", judge=None, cache: ExampleCache | None = None
 ) -> dict:
-    """Whether the configured judge may vote: position-swap consistency and accuracy on the shipped
-    calibration set against the config's thresholds. ``{"reliable", "reasons", "metrics"}``; not
-    reliable when there is no judge."""
-    from evaluators.judge import check_reliability
+    """Whether the configured judge may vote (evaluators/reliability.py): every bias family of the probe set
+    at or above its threshold, and agreement with people. ``{"reliable", "reasons", "metrics", "families",
+    "agreement", "cost", "spent", "order_free"}``; not reliable when there is no judge."""
+    from evaluators.reliability import check_reliability
 
     if judge is None:
         if config.judge is None:
             return {"reliable": False, "reasons": ["no judge configured"], "metrics": {}}
         judge = build_judge(config.judge, weights_cache, cache)
     thresholds = config.judge.reliability if config.judge else Reliability()
-    report = check_reliability(
-        judge,
-        min_swap_consistency=thresholds.min_swap_consistency,
-        min_calibration_accuracy=thresholds.min_calibration_accuracy,
-    )
-    return {"reliable": report.reliable, "reasons": report.reasons, "metrics": report.as_metrics()}
+    return check_reliability(judge, thresholds).as_dict()
 
 
 def judge_markdown(reliability: dict) -> str:
     verdict = "votes in the gate" if reliability["reliable"] else "**does not vote** in the gate"
     lines = [f"# Judge reliability: the judge {verdict}", ""]
-    lines += [f"- {name}: {value:.2f}" for name, value in reliability["metrics"].items()]
-    lines += ["", "## Why", ""] + [f"- {reason}" for reason in reliability["reasons"]]
+    lines += ["## Why", ""] + [f"- {reason}" for reason in reliability["reasons"]]
+    families = reliability.get("families") or []
+    if families:
+        scoring = (
+            "order-free (log-probabilities of both orders averaged)"
+            if reliability.get("order_free")
+            else "both orders must agree"
+        )
+        lines += ["", f"## Bias battery ({scoring})", "", "| family | score | threshold | probes | result | notes |"]
+        lines.append("|---|---|---|---|---|---|")
+        for f in families:
+            result = "not measured" if not f["measured"] else ("pass" if f["passed"] else "**FAIL**")
+            score = "–" if f["score"] != f["score"] else f"{f['score']:.2f}"
+            notes = f["detail"] + (f" missed: {', '.join(f['misses'][:8])}" if f["misses"] else "")
+            lines.append(f"| {f['family']} | {score} | {f['threshold']:.2f} | {f['n']} | {result} | {notes} |")
+    agreement = reliability.get("agreement")
+    if agreement:
+        lines += [
+            "",
+            "## Agreement with people",
+            "",
+            f"- labelled set `{agreement['source']}` ({agreement['kind']}, {agreement['n']} items): accuracy "
+            f"{agreement['accuracy']:.2f}, Cohen's kappa {agreement['kappa']:.2f} (95% CI {agreement['kappa_low']:.2f} "
+            f"to {agreement['kappa_high']:.2f}); the lower end must clear {agreement['min_kappa']:.2f}: "
+            + ("**met**" if agreement["passed"] else "**not met**"),
+        ]
+    cost, spent = reliability.get("cost"), reliability.get("spent")
+    if cost and spent:
+        lines += [
+            "",
+            "## Cost",
+            "",
+            f"- the whole check: {cost['calls']} calls, {cost['prompt_tokens']} prompt + {cost['completion_tokens']} completion tokens",
+            f"- spent this run: {spent['calls']} calls, {spent['prompt_tokens']} prompt + {spent['completion_tokens']} completion tokens"
+            + (" (every verdict came from the cache)" if spent["calls"] == 0 else ""),
+        ]
     return "\n".join(lines) + "\n"

@@ -1,41 +1,83 @@
-"""LLM-as-judge: pointwise grades, pairwise comparisons in both orders, and the judge's own reliability.
+"""LLM-as-judge: pointwise grades and pairwise comparisons, scored so that the answer order cannot matter.
 
-A judge must earn its vote. Every run it is checked on a labelled calibration set (a good and a bad
-answer to the same question, compared in both orders) and for position-swap consistency; a judge
-below the configured thresholds is still reported, but the gate does not count it.
+How a verdict is reached depends on what the backend can give:
+
+- **log-probabilities** (transformers, or any generator with ``choice_logprobs``): a constrained choice
+  over the rubric's labels, one forward pass. A pairwise verdict averages the label distributions of
+  both orders (mapped to the caller's order), so a preference for the first slot cancels by construction;
+  a pointwise grade is the expected value over the label distribution, not the arg-max label.
+- **generated text** (endpoints): ``samples`` replies per prompt (at ``temperature``, a distinct seed
+  each), parsed strictly; the majority label wins and its share is reported. A pairwise verdict counts
+  only when both orders agree; one whose samples agree less than ``min_sample_agreement`` is a tie.
+
+Whether the judge may vote is evaluators/reliability.py's question.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections import Counter
+from dataclasses import dataclass
 from typing import Sequence
 
-from champion.jsonl import read_jsonl
 from evaluators.base import MetricSpec
 from prompts import JudgeRubric
 
-CALIBRATION_SET = Path(__file__).resolve().parent / "calibration" / "judge_pairs.jsonl"
+
+@dataclass(frozen=True)
+class Cost:
+    """What judging one item cost the backend (a cached verdict reports what it cost when computed)."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            self.calls + other.calls,
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
 
 @dataclass(frozen=True)
 class Verdict:
-    label: str | None  # one of the rubric's labels, or None when the judge's reply could not be parsed
+    label: str | None  # one of the rubric's labels, or None when no reply could be parsed
     rationale: str
-    method: str  # "logprobs" | "generated" | "repaired" | "unparseable"
-    tokens: int | None = None  # prompt + completion tokens the judge spent on it (generated verdicts, repairs included)
+    method: str  # "logprobs" | "generated" | "repaired" | "sampled" | "unparseable"
+    cost: Cost = Cost()
+    distribution: dict[str, float] | None = None  # p(label), normalised over the labels (log-probability path)
+    samples: tuple[str | None, ...] = ()  # each sample's label (generated path)
+
+    @property
+    def agreement(self) -> float | None:
+        """Share of samples that gave the winning label (None with one sample or on the log-probability path)."""
+        if len(self.samples) < 2 or self.label is None:
+            return None
+        return sum(s == self.label for s in self.samples) / len(self.samples)
+
+    @property
+    def tokens(self) -> int:
+        return self.cost.tokens
 
 
 @dataclass(frozen=True)
 class PairVerdict:
-    winner: (
-        str | None
-    )  # "first" | "second" | "tie" (as seen from the caller's order), None if inconsistent or unparseable
-    consistent: bool
+    winner: str | None  # "first" | "second" | "tie" in the caller's order; None when the two orders disagree
+    consistent: bool  # the two orders, judged separately, gave the same verdict
     forward: Verdict
     swapped: Verdict
+    margin: float | None = None  # order-free: mean over both orders of log p(first) - log p(second)
+    position_preference: float | None = None  # order-free: how much the judge favours slot A (cancelled in margin)
+
+    @property
+    def cost(self) -> Cost:
+        return self.forward.cost + self.swapped.cost
 
 
 def parse_verdict(text: str, rubric: JudgeRubric) -> tuple[str | None, str]:
@@ -53,37 +95,105 @@ def parse_verdict(text: str, rubric: JudgeRubric) -> tuple[str | None, str]:
     return label, rationale
 
 
+def _log(p: float) -> float:
+    return math.log(max(p, 1e-300))  # a label the model all but excludes still has a finite margin
+
+
+def _normalised(logprobs: dict[str, float]) -> dict[str, float]:
+    top = max(logprobs.values())
+    weights = {label: math.exp(value - top) for label, value in logprobs.items()}
+    total = sum(weights.values())
+    return {label: weight / total for label, weight in weights.items()}
+
+
+@dataclass
+class Sampling:
+    """Repeated samples for backends without log-probabilities (part of the evaluator config's digest)."""
+
+    samples: int = 1
+    temperature: float = 0.0
+    min_agreement: float = 0.6
+
+
 class Judge:
-    def __init__(self, generator, pointwise: JudgeRubric, pairwise: JudgeRubric, *, max_repairs: int = 1) -> None:
+    def __init__(
+        self,
+        generator,
+        pointwise: JudgeRubric,
+        pairwise: JudgeRubric,
+        *,
+        max_repairs: int = 1,
+        sampling: Sampling | None = None,
+        reference_free: JudgeRubric | None = None,
+    ) -> None:
         if pointwise.kind != "pointwise" or pairwise.kind != "pairwise":
             raise ValueError("Judge needs a pointwise and a pairwise rubric")
+        if reference_free is not None and (
+            reference_free.kind != "pairwise" or "reference" in reference_free.variables
+        ):
+            raise ValueError("the reference-free rubric must be pairwise and must not read the reference")
         self.generator = generator
         self.pointwise = pointwise
         self.pairwise = pairwise
+        self.reference_free = reference_free
         self.max_repairs = max_repairs
+        self.sampling = sampling or Sampling()
         self.spec = MetricSpec(f"judge_{pointwise.name.replace('-', '_')}", "higher", 0.0, 1.0)
 
+    @property
+    def uses_logprobs(self) -> bool:
+        return hasattr(self.generator, "choice_logprobs")
+
+    # -- asking -------------------------------------------------------------------------------
+
     def _ask(self, rubric: JudgeRubric, conversations: list[list[dict]]) -> list[Verdict]:
-        if hasattr(self.generator, "choice_logprobs"):
-            scored = self.generator.choice_logprobs(conversations, rubric.labels, rubric.verdict_prefix)
+        if self.uses_logprobs:
             verdicts = []
-            for logprobs in scored:
-                label = max(logprobs, key=logprobs.get)
-                total = sum(math.exp(v) for v in logprobs.values())
+            for scores in self.generator.choice_logprobs(conversations, rubric.labels, rubric.verdict_prefix):
+                distribution = _normalised(scores.logprobs)
+                label = max(distribution, key=distribution.__getitem__)
                 verdicts.append(
                     Verdict(
                         label,
-                        f"constrained choice over {list(rubric.labels)}: p({label})={math.exp(logprobs[label]) / total:.2f}",
+                        f"constrained choice over {list(rubric.labels)}: p({label})={distribution[label]:.2f}",
                         "logprobs",
+                        Cost(1, scores.prompt_tokens, 0),
+                        distribution,
                     )
                 )
             return verdicts
-        replies = self.generator.generate(conversations, rubric.decoding)
+        n = self.sampling.samples
+        decodings = [
+            rubric.decoding
+            if n == 1
+            else rubric.decoding.model_copy(
+                update={"temperature": self.sampling.temperature, "seed": rubric.decoding.seed + i}
+            )
+            for i in range(n)
+        ]
+        per_sample = [self._generate(rubric, conversations, decoding) for decoding in decodings]
+        if n == 1:
+            return per_sample[0]
+        verdicts = []
+        for samples in zip(*per_sample):
+            labels = tuple(v.label for v in samples)
+            counted = Counter(label for label in labels if label is not None)
+            cost = sum((v.cost for v in samples), Cost())
+            if not counted:
+                verdicts.append(Verdict(None, samples[0].rationale, "unparseable", cost, samples=labels))
+                continue
+            label, votes = counted.most_common(1)[0]
+            rationale = next(v.rationale for v in samples if v.label == label)
+            verdicts.append(Verdict(label, f"{votes}/{n} samples: {rationale}", "sampled", cost, samples=labels))
+        return verdicts
+
+    def _generate(self, rubric: JudgeRubric, conversations: list[list[dict]], decoding) -> list[Verdict]:
+        replies = self.generator.generate(conversations, decoding)
         verdicts = []
         for conversation, reply in zip(conversations, replies):
             label, rationale = parse_verdict(reply.text, rubric)
             method, text = "generated", reply.text
-            tokens = reply.prompt_tokens + reply.completion_tokens
+            cost = Cost(1, reply.prompt_tokens, reply.completion_tokens)
             for _ in range(self.max_repairs):
                 if label is not None:
                     break
@@ -95,14 +205,17 @@ class Judge:
                         "content": f"Reply again with exactly this format:\n{rubric.verdict_prefix} <one of {', '.join(rubric.labels)}>\nReason: <one sentence>",
                     },
                 ]
-                repaired = self.generator.generate([repair], rubric.decoding)[0]
-                text, tokens = repaired.text, tokens + repaired.prompt_tokens + repaired.completion_tokens
+                repaired = self.generator.generate([repair], decoding)[0]
+                text = repaired.text
+                cost = cost + Cost(1, repaired.prompt_tokens, repaired.completion_tokens)
                 label, rationale = parse_verdict(text, rubric)
                 method = "repaired"
             verdicts.append(
-                Verdict(label, rationale or text[:200], method if label is not None else "unparseable", tokens)
+                Verdict(label, rationale or text[:200], method if label is not None else "unparseable", cost)
             )
         return verdicts
+
+    # -- pointwise ----------------------------------------------------------------------------
 
     def grade(self, records: Sequence[dict]) -> list[Verdict]:
         conversations = [
@@ -123,16 +236,35 @@ class Judge:
         return self._ask(self.pointwise, conversations)
 
     def value(self, verdict: Verdict) -> float:
-        """A pointwise grade mapped onto [0, 1] by label position; an unparseable verdict is NaN."""
-        if verdict.label is None:
+        """A grade on [0, 1]: the expected label position under the label distribution (log-probabilities),
+        else the mean position of the parsed samples; NaN when nothing could be parsed."""
+        labels = self.pointwise.labels
+        top = len(labels) - 1
+        if verdict.distribution is not None:
+            return sum(p * labels.index(label) / top for label, p in verdict.distribution.items())
+        parsed = [s for s in verdict.samples if s is not None] or ([verdict.label] if verdict.label else [])
+        if not parsed:
             return math.nan
-        return self.pointwise.labels.index(verdict.label) / (len(self.pointwise.labels) - 1)
+        return sum(labels.index(label) / top for label in parsed) / len(parsed)
 
     def score(self, records: Sequence[dict]) -> list[float]:
         return [self.value(v) for v in self.grade(records)]
 
-    def compare(self, records: Sequence[dict], first: Sequence[str], second: Sequence[str]) -> list[PairVerdict]:
-        """Compare two answers per record, in both orders; a verdict counts only if both orders agree."""
+    # -- pairwise -----------------------------------------------------------------------------
+
+    def compare(
+        self,
+        records: Sequence[dict],
+        first: Sequence[str],
+        second: Sequence[str],
+        *,
+        reference_free: bool = False,
+    ) -> list[PairVerdict]:
+        """Compare two answers per record in both orders. ``reference_free``: with the rubric that does not
+        show the reference (the judge must know the answer itself)."""
+        rubric = self.reference_free if reference_free else self.pairwise
+        if rubric is None:
+            raise ValueError("no reference-free rubric configured")
 
         def render(a: str, b: str, record: dict) -> list[dict]:
             values = {
@@ -141,68 +273,42 @@ class Judge:
                 "answer_a": a,
                 "answer_b": b,
             }
-            return self.pairwise.render(**{k: v for k, v in values.items() if k in self.pairwise.variables})
+            return rubric.render(**{k: v for k, v in values.items() if k in rubric.variables})
 
-        forward = self._ask(self.pairwise, [render(a, b, r) for r, a, b in zip(records, first, second)])
-        swapped = self._ask(self.pairwise, [render(b, a, r) for r, a, b in zip(records, first, second)])
-        labels = self.pairwise.labels  # (A, B, tie)
-        as_first = {labels[0]: "first", labels[1]: "second", labels[2]: "tie"}
-        as_swapped = {labels[0]: "second", labels[1]: "first", labels[2]: "tie"}
+        forward = self._ask(rubric, [render(a, b, r) for r, a, b in zip(records, first, second)])
+        swapped = self._ask(rubric, [render(b, a, r) for r, a, b in zip(records, first, second)])
+        label_a, label_b, label_tie = rubric.labels  # (A, B, tie)
+        as_first = {label_a: "first", label_b: "second", label_tie: "tie"}
+        as_swapped = {label_a: "second", label_b: "first", label_tie: "tie"}
         results = []
         for f, s in zip(forward, swapped):
             a = as_first.get(f.label) if f.label else None
             b = as_swapped.get(s.label) if s.label else None
             consistent = a is not None and a == b
-            results.append(PairVerdict(a if consistent else None, consistent, f, s))
+            if f.distribution is not None and s.distribution is not None:
+                results.append(self._order_free(f, s, consistent, (label_a, label_b, label_tie)))
+                continue
+            winner = a if consistent else None
+            if winner in ("first", "second") and any(
+                v.agreement is not None and v.agreement < self.sampling.min_agreement for v in (f, s)
+            ):
+                winner = "tie"  # the samples disagree too much to call it
+            results.append(PairVerdict(winner, consistent, f, s))
         return results
 
-
-@dataclass
-class ReliabilityReport:
-    swap_consistency: float
-    calibration_accuracy: float
-    pointwise_separation: float  # share of calibration pairs where the good answer gets the higher grade
-    n_pairs: int
-    reliable: bool
-    reasons: list[str] = field(default_factory=list)
-
-    def as_metrics(self) -> dict[str, float]:
-        return {
-            "judge_swap_consistency": self.swap_consistency,
-            "judge_calibration_accuracy": self.calibration_accuracy,
-            "judge_pointwise_separation": self.pointwise_separation,
-            "judge_reliable": float(self.reliable),
-        }
-
-
-def check_reliability(
-    judge: Judge,
-    *,
-    min_swap_consistency: float,
-    min_calibration_accuracy: float,
-    calibration: Sequence[dict] | None = None,
-) -> ReliabilityReport:
-    pairs = list(calibration) if calibration is not None else read_jsonl(CALIBRATION_SET)
-    compared = judge.compare(pairs, [p["good"] for p in pairs], [p["bad"] for p in pairs])
-    consistency = sum(v.consistent for v in compared) / len(pairs)
-    accuracy = sum(v.winner == "first" for v in compared) / len(pairs)
-    good = judge.score([{**p, "output": p["good"]} for p in pairs])
-    bad = judge.score([{**p, "output": p["bad"]} for p in pairs])
-    separation = sum(g > b for g, b in zip(good, bad)) / len(pairs)
-    reasons = []
-    if consistency < min_swap_consistency:
-        reasons.append(
-            f"position-swap consistency {consistency:.2f} < {min_swap_consistency:.2f}: its verdicts depend on answer order"
-        )
-    if accuracy < min_calibration_accuracy:
-        reasons.append(
-            f"calibration accuracy {accuracy:.2f} < {min_calibration_accuracy:.2f} on {len(pairs)} labelled pairs (chance is about 0.33)"
-        )
-    return ReliabilityReport(
-        consistency,
-        accuracy,
-        separation,
-        len(pairs),
-        reliable=not reasons,
-        reasons=reasons or ["passed both reliability checks"],
-    )
+    @staticmethod
+    def _order_free(forward: Verdict, swapped: Verdict, consistent: bool, labels: tuple[str, str, str]) -> PairVerdict:
+        label_a, label_b, label_tie = labels
+        p, q = forward.distribution or {}, swapped.distribution or {}
+        # In the caller's order: "first" is A going forward and B when swapped.
+        forward_margin = _log(p[label_a]) - _log(p[label_b])
+        swapped_margin = _log(q[label_b]) - _log(q[label_a])
+        margin = (forward_margin + swapped_margin) / 2
+        preference_for_a = (forward_margin - swapped_margin) / 2
+        tie = (p[label_tie] + q[label_tie]) / 2
+        first, second = (p[label_a] + q[label_b]) / 2, (p[label_b] + q[label_a]) / 2
+        if tie >= max(first, second) or margin == 0:
+            winner = "tie"
+        else:
+            winner = "first" if margin > 0 else "second"
+        return PairVerdict(winner, consistent, forward, swapped, margin, preference_for_a)

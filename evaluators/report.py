@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -127,7 +128,14 @@ def gate_html(
     forest = forest_svg(record["checks"])
     slices = sorted({c["slice"] for c in record["checks"] if c.get("slice")})
     slice_rows = [{"tag": tag, "checks": [c for c in record["checks"] if c.get("slice") == tag]} for tag in slices]
+    from evaluators.reliability import review_items
+
+    review = review_items(challenger_rows, champion_rows) if champion_rows else []
+    review_jsonl = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in review)
     return _TEMPLATES.get_template("gate_report.html.j2").render(
+        review_jsonl=review_jsonl,
+        # JSON inside <script>: "</" could close the element early, so it is written as "<\/" (still valid JSON).
+        review_json=markupsafe.Markup(json.dumps(review, ensure_ascii=False).replace("</", "<\\/")),
         record=record,
         rows=rows,
         champion_rows=bool(champion_rows),

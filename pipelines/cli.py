@@ -342,8 +342,25 @@ def _print_summary(summary: dict) -> None:
         table.add_row(f"  {where} ({check['test']})", f"{marks[check['status']]}  {check['reason']}")
     gated = {c["metric"] for c in summary["checks"]}
     for name, value in sorted(summary["metrics"].items()):
-        if name not in gated:
+        if name not in gated and not name.startswith("judge_spent_"):
             table.add_row(f"  {name}", f"{value:.3f} (reported, not gated)")
+    judge = summary.get("judge")
+    if judge:
+        voted = (
+            "[green]votes[/]"
+            if judge["voted"]
+            else "[yellow]excluded[/] (" + (", ".join(judge["failing_families"]) or "; ".join(judge["reasons"])) + ")"
+        )
+        kappa = f", kappa {judge['kappa']:.2f} (low {judge['kappa_low']:.2f})" if judge.get("kappa") is not None else ""
+        spent = summary["metrics"]
+        table.add_row("judge", voted + kappa)
+        table.add_row(
+            "judge cost",
+            f"check {judge['check_cost']['calls']} calls / {judge['check_cost']['prompt_tokens'] + judge['check_cost']['completion_tokens']} tokens "
+            f"(spent this run: {judge['check_spent']['calls']} calls); grading spent this run: "
+            f"{int(spent.get('judge_spent_calls', 0))} calls / "
+            f"{int(spent.get('judge_spent_prompt_tokens', 0) + spent.get('judge_spent_completion_tokens', 0))} tokens",
+        )
     table.add_row(
         "MLflow",
         f"{summary['registered_model']} v{summary['model_version']}"
@@ -373,6 +390,35 @@ def _print_summary(summary: dict) -> None:
         if path:
             out.print(f"  {name:<14} {path}")
     out.print(f"  {'mlflow':<14} {summary['mlflow_tracking_uri']}")
+
+
+labels_app = typer.Typer(no_args_is_help=True, help="Labelled sets: the judge's agreement with people.")
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("export")
+def labels_export(
+    report: Path = typer.Argument(..., help="A gate report (gate_report.html) of a run with a champion."),
+    output: Path = typer.Option(..., help="JSONL file to write (a labelled set with 'human' empty)."),
+) -> None:
+    """Write a gate report's example pairs for review; filled in, the file is a labelled set for the judge check."""
+    from champion.inputs import read_text
+    from champion.jsonl import write_jsonl
+    from evaluators.reliability import review_items_from_report
+
+    try:
+        items = review_items_from_report(read_text(report, "gate report"))
+    except ChampionError as exc:
+        _fail(exc)
+    if not items:
+        _fail(
+            ChampionError(
+                f"{report} holds no example pairs (a first run, with no champion, has nothing to compare).",
+                "export the report of a run that compared a challenger with a champion.",
+            )
+        )
+    write_jsonl(items, output)
+    typer.echo(f"{len(items)} pairs written to {output}: fill in 'human' (A = champion, B = challenger, or tie)")
 
 
 policy_app = typer.Typer(

@@ -446,6 +446,7 @@ def summarise(run: LocalRun, params: PromotionParameters) -> dict:
         # One word for what happened: promoted (the alias moved), approved (the gate passed, nothing moved), rejected.
         "decision": "promoted" if promoted else ("approved" if decision["gate"] == "passed" else "rejected"),
         "reasons": decision["reasons"],
+        "judge": decision.get("judge"),
         "mode": decision["mode"],
         "champion": decision["champion"],
         "metrics": metrics,

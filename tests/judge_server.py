@@ -19,7 +19,7 @@ def _key(reference: str) -> str:
 
 
 def _contains(answer: str, reference: str) -> bool:
-    return _key(reference) in answer.lower()
+    return re.search(rf"\b{re.escape(_key(reference))}\b", answer.lower()) is not None
 
 
 def scripted_rating(prompt: str) -> str:
@@ -30,25 +30,99 @@ def scripted_rating(prompt: str) -> str:
     return json.dumps({"rating": 4 if match else 0})
 
 
-def scripted_verdict(prompt: str) -> str:
-    if 'Return your response as JSON in this format: {"rating"' in prompt:
-        return scripted_rating(prompt)
-    reference = re.search(r"Reference answer: (.*)", prompt).group(1)
-    if "Answer A:" in prompt:
-        a = _contains(re.search(r"Answer A: (.*)", prompt).group(1), reference)
-        b = _contains(re.search(r"Answer B: (.*)", prompt).group(1), reference)
-        winner = "tie" if a == b else ("A" if a else "B")
+HEDGES = ("i think", "i believe", "probably", "maybe", "might", "not sure", "not completely sure", "if i remember")
+BIASES = (None, "position", "verbosity", "tone", "self_preference", "reference")
+
+
+def _knowledge() -> dict[str, str]:
+    """What the scripted judge "knows" without a reference: the references of the probes and labelled sets."""
+    from champion.jsonl import read_jsonl
+    from evaluators.reliability import LABELS_DIR, PROBES_DIR
+
+    known = {}
+    for path in [*PROBES_DIR.glob("*/*.jsonl"), *LABELS_DIR.glob("*.jsonl")]:
+        for row in read_jsonl(path):
+            known[row["question"]] = row["reference"]
+    return known
+
+
+class ScriptedJudge:
+    """A transparent rule: an answer is right when it contains the reference's key word. ``bias`` plants
+    one known failure of LLM judges and nothing else:
+
+    - ``position``: two equally good (or bad) answers get "A" instead of "tie";
+    - ``verbosity``: an answer three times longer than the other wins;
+    - ``tone``: an answer without hedges beats one with them;
+    - ``self_preference``: an answer it wrote itself (to a plain question) wins;
+    - ``reference``: without a reference shown it cannot judge and says "A".
+    """
+
+    def __init__(self, bias: str | None = None) -> None:
+        if bias not in BIASES:
+            raise ValueError(f"unknown bias {bias!r}")
+        self.bias = bias
+        self.knowledge = _knowledge()
+        self.own_answers: set[str] = set()
+
+    def answer(self, question: str) -> str:
+        text = "I do not know."  # its own answers are wrong, so self-preference can be measured
+        self.own_answers.add(text)
+        return text
+
+    def pairwise(self, prompt: str) -> str:
+        question = re.search(r"Question: (.*)", prompt).group(1)
+        shown = re.search(r"Reference answer: (.*)", prompt)
+        a = re.search(r"Answer A: (.*)", prompt).group(1)
+        b = re.search(r"Answer B: (.*)", prompt).group(1)
+        if shown is None and self.bias == "reference":
+            return "Winner: A\nReason: no reference to compare with."
+        reference = shown.group(1) if shown else self.knowledge.get(question, "")
+        a_ok, b_ok = _contains(a, reference), _contains(b, reference)
+        if self.bias == "verbosity" and max(len(a), len(b)) >= 3 * min(len(a), len(b)):
+            return f"Winner: {'A' if len(a) > len(b) else 'B'}\nReason: the more thorough answer."
+        if self.bias == "tone":
+            a_hedges, b_hedges = (any(h in x.lower() for h in HEDGES) for x in (a, b))
+            if a_hedges != b_hedges:
+                return f"Winner: {'B' if a_hedges else 'A'}\nReason: the more confident answer."
+        if self.bias == "self_preference" and (a in self.own_answers) != (b in self.own_answers):
+            return f"Winner: {'A' if a in self.own_answers else 'B'}\nReason: the better-phrased answer."
+        if a_ok == b_ok:
+            winner = "A" if self.bias == "position" else "tie"
+        else:
+            winner = "A" if a_ok else "B"
         return f"Winner: {winner}\nReason: the winning answer states the reference."
-    good = _contains(re.search(r"Candidate answer: (.*)", prompt).group(1), reference)
-    return f"Score: {5 if good else 1}\nReason: {'matches' if good else 'contradicts'} the reference."
+
+    def reply(self, prompt: str) -> str:
+        if 'Return your response as JSON in this format: {"rating"' in prompt:
+            return scripted_rating(prompt)
+        if "Answer A:" in prompt:
+            return self.pairwise(prompt)
+        if "Candidate answer:" in prompt:
+            reference = re.search(r"Reference answer: (.*)", prompt).group(1)
+            good = _contains(re.search(r"Candidate answer: (.*)", prompt).group(1), reference)
+            return f"Score: {5 if good else 1}\nReason: {'matches' if good else 'contradicts'} the reference."
+        return self.answer(prompt)
+
+
+def scripted_verdict(prompt: str) -> str:
+    return ScriptedJudge().reply(prompt)
+
+
+_FLIPPED = {"Winner: A": "Winner: B", "Winner: B": "Winner: A", "Winner: tie": "Winner: A"}
 
 
 class JudgeServer:
-    """Modes: "scripted" (always well-formed), "sloppy" (first reply to each prompt is unparseable, the repair works)."""
+    """Modes: "scripted" (always well-formed), "sloppy" (first reply to each prompt is unparseable, the repair
+    works). ``bias``: see ScriptedJudge. ``noisy``: at a temperature above 0, a third of the seeds (seed % 3 == 0)
+    flip a pairwise verdict, as a sampling judge's replies vary."""
 
-    def __init__(self, mode: str = "scripted", api_key: str | None = None) -> None:
+    def __init__(
+        self, mode: str = "scripted", api_key: str | None = None, bias: str | None = None, noisy: bool = False
+    ) -> None:
         self.mode = mode
         self.api_key = api_key
+        self.judge = ScriptedJudge(bias)
+        self.noisy = noisy
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         server = self
@@ -68,7 +142,10 @@ class JudgeServer:
                 messages = body["messages"]
                 prompt = next(m["content"] for m in messages if m["role"] == "user")
                 repairing = messages[-1]["content"].startswith("Reply again")
-                text = scripted_verdict(prompt)
+                text = server.judge.reply(prompt)
+                if server.noisy and body.get("temperature", 0) > 0 and body.get("seed", 0) % 3 == 0:
+                    first, _, rest = text.partition("\n")
+                    text = _FLIPPED.get(first, first) + "\n" + rest
                 if server.mode == "sloppy" and not repairing:
                     text = "I think the answer looks fine overall."
                 self._send(

@@ -30,6 +30,15 @@ class Generation:
     latency_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class ChoiceScores:
+    """A constrained choice: the log-probability of each allowed label as the next token, and what it cost
+    (one forward pass over ``prompt_tokens``; nothing is generated)."""
+
+    logprobs: dict[str, float]
+    prompt_tokens: int
+
+
 class Generator(Protocol):
     name: str
 

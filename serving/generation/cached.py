@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 from champion.cache import ExampleCache
 from prompts import Decoding
-from serving.generation import BACKENDS, Conversation, Generation, Generator, get_generator
+from serving.generation import BACKENDS, ChoiceScores, Conversation, Generation, Generator, get_generator
 
 
 class CachedGenerator:
@@ -38,6 +38,8 @@ class CachedGenerator:
         # Work actually done (misses), apart from what the cache answered: throughput is measured on it only.
         self.computed = 0
         self.computed_seconds = 0.0
+        # What the misses cost the backend (a cached answer costs nothing): calls, prompt and completion tokens.
+        self.spent = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
 
     @property
     def generator(self) -> Generator:
@@ -50,8 +52,8 @@ class CachedGenerator:
         kind: str,
         keys: list[str],
         conversations: Sequence[Conversation],
-        compute: Callable[[list[Conversation]], list],
-    ) -> list:
+        compute: Callable[[list[Conversation]], list[dict]],
+    ) -> list[dict]:
         """Values for ``keys``: hits from the cache, misses computed ``chunk`` at a time and stored at once."""
         found = self.cache.get_many(kind, keys)
         missing = [i for i, key in enumerate(keys) if key not in found]
@@ -61,6 +63,10 @@ class CachedGenerator:
             new = dict(zip((keys[i] for i in part), compute([conversations[i] for i in part])))
             self.computed_seconds += time.perf_counter() - started
             self.computed += len(part)
+            for value in new.values():
+                self.spent["calls"] += 1
+                self.spent["prompt_tokens"] += int(value.get("prompt_tokens") or 0)
+                self.spent["completion_tokens"] += int(value.get("completion_tokens") or 0)
             self.cache.put_many(kind, new)
             found.update(new)
         return [found[key] for key in keys]
@@ -92,11 +98,18 @@ class CachedChoiceGenerator(CachedGenerator):
 
     def choice_logprobs(
         self, conversations: Sequence[Conversation], choices: Sequence[str], prefix: str
-    ) -> list[dict[str, float]]:
-        keys = [self.cache.key("choice", self.identity, list(c), list(choices), prefix) for c in conversations]
-        return self._cached(
-            "choice", keys, conversations, lambda part: self.generator.choice_logprobs(part, choices, prefix)
-        )
+    ) -> list[ChoiceScores]:
+        # "v2": entries carry the prompt tokens of their forward pass (the judge's cost).
+        keys = [self.cache.key("choice", "v2", self.identity, list(c), list(choices), prefix) for c in conversations]
+        return [
+            ChoiceScores(**value)
+            for value in self._cached(
+                "choice",
+                keys,
+                conversations,
+                lambda part: [vars(scores) for scores in self.generator.choice_logprobs(part, choices, prefix)],
+            )
+        ]
 
 
 def cached_generator(backend: str, model_path: str, cache: ExampleCache, identity: dict, **options) -> CachedGenerator:

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from champion.errors import BackendError
 from prompts import Decoding
-from serving.generation import ADAPTER_DIR, Conversation, Generation
+from serving.generation import ADAPTER_DIR, ChoiceScores, Conversation, Generation
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class TransformersGenerator:
 
     def choice_logprobs(
         self, conversations: Sequence[Conversation], choices: Sequence[str], prefix: str
-    ) -> list[dict[str, float]]:
+    ) -> list[ChoiceScores]:
         """Log-probability of each choice as the next token after ``prefix`` in the assistant turn.
 
         One forward pass per batch instead of free generation: the judge's verdict is constrained to
@@ -128,7 +128,7 @@ class TransformersGenerator:
             + " "
             for conv in conversations
         ]
-        results: list[dict[str, float]] = []
+        results: list[ChoiceScores] = []
         for start in range(0, len(prompts), self.batch_size):
             encoded = self.tokenizer(
                 prompts[start : start + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False
@@ -136,8 +136,10 @@ class TransformersGenerator:
             with torch.inference_mode():
                 logits = self.model(**encoded).logits[:, -1, :].float()
             logprobs = torch.log_softmax(logits, dim=-1)
-            for row in logprobs:
-                results.append({choice: float(row[token]) for choice, token in first_tokens.items()})
+            for row, length in zip(logprobs, encoded["attention_mask"].sum(dim=1).tolist()):
+                results.append(
+                    ChoiceScores({choice: float(row[token]) for choice, token in first_tokens.items()}, int(length))
+                )
         return results
 
     def _eos_ids(self) -> set[int]:
