@@ -104,4 +104,9 @@ def info(name: str) -> MetricInfo | None:
         return JUDGE_COST
     if name.startswith("judge_"):
         return judge_metric(name.removeprefix("judge_"))
+    if name.startswith("guard_"):
+        from evaluators.guards import GUARDS
+
+        if name in GUARDS:
+            return MetricInfo(name, "higher", 0.0, 1.0, binary=True, description=GUARDS[name][2])
     return BUILTIN.get(name) or GENERATION.get(name)

@@ -13,6 +13,7 @@ from champion.digests import sha256_json
 from champion.errors import ConfigError
 from evaluators import catalog
 from evaluators.catalog import MetricInfo
+from evaluators.guards import GuardConfig, build_guards, guard_catalog
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 BUILTIN_METRICS = ("semantic_similarity", "exact_match", "token_f1")
@@ -77,6 +78,7 @@ class EvaluatorConfig(BaseModel):
     embedding_model: str = "packaged"
     metrics: tuple[str, ...] = Field(min_length=1)
     judge: JudgeConfig | None = None
+    guards: GuardConfig | None = None  # per-example pass/fail guard metrics (evaluators/guards.py)
 
     @field_validator("metrics")
     @classmethod
@@ -105,6 +107,8 @@ class EvaluatorConfig(BaseModel):
         """Every metric a score table from this config holds: its evaluators, the judge's grade and
         cost when it has a judge, and the cost and latency every generation records."""
         found = {name: catalog.BUILTIN[name] for name in self.metrics}
+        if self.guards is not None:
+            found |= guard_catalog(self.guards)
         if self.judge is not None:
             from prompts import load_rubric
 
@@ -147,4 +151,4 @@ def build_metrics(config: EvaluatorConfig, judge_generator=None, cache=None) -> 
             built.append(RagasLLMMetric(name, judge_generator))
         else:
             built.append(RagasMetric(name))
-    return built
+    return built + build_guards(config.guards)
