@@ -124,13 +124,15 @@ class Judge:
         *,
         max_repairs: int = 1,
         sampling: Sampling | None = None,
-        reference_free: JudgeRubric | None = None,
+        reference_free: JudgeRubric | None = None,  # default: the packaged pairwise-reference-free rubric
     ) -> None:
         if pointwise.kind != "pointwise" or pairwise.kind != "pairwise":
             raise ValueError("Judge needs a pointwise and a pairwise rubric")
-        if reference_free is not None and (
-            reference_free.kind != "pairwise" or "reference" in reference_free.variables
-        ):
+        if reference_free is None:
+            from prompts import load_rubric
+
+            reference_free = load_rubric("pairwise-reference-free")
+        if reference_free.kind != "pairwise" or "reference" in reference_free.variables:
             raise ValueError("the reference-free rubric must be pairwise and must not read the reference")
         self.generator = generator
         self.pointwise = pointwise
@@ -263,8 +265,6 @@ class Judge:
         """Compare two answers per record in both orders. ``reference_free``: with the rubric that does not
         show the reference (the judge must know the answer itself)."""
         rubric = self.reference_free if reference_free else self.pairwise
-        if rubric is None:
-            raise ValueError("no reference-free rubric configured")
 
         def render(a: str, b: str, record: dict) -> list[dict]:
             values = {
