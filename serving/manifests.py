@@ -26,9 +26,23 @@ from champion.parameters import PromotionParameters
 from prompts import PromptTemplate
 
 CRDS = Path(__file__).resolve().parent / "crds"
-SCHEMAS = {  # kind -> (vendored schema, the KServe CRD file it comes from, version)
-    "InferenceService": (CRDS / "inferenceservice-v1beta1.json", "serving.kserve.io_inferenceservices.yaml", "v1beta1"),
-    "ServingRuntime": (CRDS / "servingruntime-v1alpha1.json", "serving.kserve.io_servingruntimes.yaml", "v1alpha1"),
+SCHEMAS = {  # kind -> (vendored schema, the CRD file it comes from (relative to the contract files), version)
+    "InferenceService": (
+        CRDS / "inferenceservice-v1beta1.json",
+        "kserve-crds/serving.kserve.io_inferenceservices.yaml",
+        "v1beta1",
+    ),
+    "ServingRuntime": (
+        CRDS / "servingruntime-v1alpha1.json",
+        "kserve-crds/serving.kserve.io_servingruntimes.yaml",
+        "v1alpha1",
+    ),
+    "LLMInferenceService": (
+        CRDS / "llminferenceservice-v1alpha2.json",
+        "kserve-crds/llmisvc/serving.kserve.io_llminferenceservices.yaml",
+        "v1alpha2",
+    ),
+    "HTTPRoute": (CRDS / "httproute-v1.json", "cluster-crds/gatewayapi_httproute.yaml", "v1"),
 }
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 VLLM_RUNTIME_NAME = "champion-vllm"
@@ -320,4 +334,6 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--refresh-schemas":
         refresh_schemas(sys.argv[2])
     else:
-        sys.exit("usage: python -m serving.manifests --refresh-schemas PATH_TO_KSERVE_CRD_FOLDER")
+        sys.exit(
+            "usage: python -m serving.manifests --refresh-schemas PATH_TO_THE_CONTRACT_FILES (holding kserve-crds/, cluster-crds/)"
+        )

@@ -15,9 +15,15 @@ from typing import Callable
 
 class AnswerServer:
     def __init__(
-        self, answers: dict[str, str], *, bundle_id: str = "", on_request: Callable[[], None] | None = None
+        self,
+        answers: dict[str, str],
+        *,
+        bundle_id: str = "",
+        on_request: Callable[[], None] | None = None,
+        path: str = "/openai/v1/chat/completions",  # llm-d's route: /<namespace>/<name>/v1/chat/completions
     ) -> None:
         self.answers = answers
+        self.path = path
         self.bundle_id = bundle_id
         self.on_request = on_request
         self.requests: list[dict] = []
@@ -45,7 +51,7 @@ class AnswerServer:
                         "usage": {"prompt_tokens": 5, "completion_tokens": 3},
                     }
                 ).encode()
-                self.send_response(200 if self.path == "/openai/v1/chat/completions" else 404)
+                self.send_response(200 if self.path == server.path else 404)
                 self.send_header("Content-Type", "application/json")
                 if server.bundle_id:
                     self.send_header("x-champion-bundle", server.bundle_id)

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -111,10 +112,8 @@ def test_vendored_schemas_equal_the_kserve_crds(kind, tmp_path):
     import gzip
 
     path, crd_file, version = SCHEMAS[kind]
-    crd_path = tmp_path / crd_file
-    crd_path.write_bytes(
-        gzip.decompress((REPO / "tests" / "contracts" / "kserve-crds" / f"{crd_file}.gz").read_bytes())
-    )
+    crd_path = tmp_path / Path(crd_file).name
+    crd_path.write_bytes(gzip.decompress((REPO / "tests" / "contracts" / f"{crd_file}.gz").read_bytes()))
     assert json.loads(path.read_text()) == crd_schema(crd_path, version)
 
 

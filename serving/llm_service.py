@@ -1,0 +1,282 @@
+"""The LLM API path: a bundle served by KServe's ``LLMInferenceService`` (v1alpha2, llm-d underneath).
+
+What is rendered, and why:
+
+- **LLMInferenceService** for the bundle's weights: ``model.uri``/``name``, fixed ``replicas`` or
+  ``scaling`` (min/max, KEDA or HPA through llm-d's workload variant autoscaler), the GPU resources of the
+  ``main`` container, a controller-managed route and gateway, llm-d's scheduler, and the bundle's identity
+  as labels and annotations.
+- **The prompt router**: llm-d serves raw chat completions and has no place for a prompt *template* (a
+  system message, a rendering of the user's question, fixed decoding). So the bundle's prompt travels as
+  it does on the InferenceService path: champion's prompt transformer (``serving/transformer.py``, the same
+  code ``champion serve`` runs) as a Deployment + Service in front of the LLMInferenceService's route
+  (``/<namespace>/<name>/v1/chat/completions`` on the gateway). The prompt is in its environment with the
+  bundle's digest, and the transformer refuses to start when they differ: the served prompt is the
+  evaluated one, checked at every start.
+- **Canary**: two LLMInferenceServices in one ``router.route.group`` with proportional ``weight``s (KServe
+  0.20+): every member's route carries backends for all members, so the gateway splits traffic.
+- **Shadow**: a Gateway API ``HTTPRoute`` sending every request to the live prompt router and mirroring it
+  (``RequestMirror``, answers discarded) to the candidate's.
+
+Every object is held to its CRD schema strictly (unknown keys are errors), and to the KServe webhook's
+rules that a v1.20 API server (no CEL) and a JSON-schema check cannot see: replicas xor scaling, group and
+weight together, one autoscaler.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+from champion.bundle import Bundle
+from champion.errors import ManifestError
+from prompts import PromptTemplate
+from serving.manifests import _check_name, check_namespace, validate_strict
+from serving.openai_api import MODELS_ROUTE
+
+LLM_API = "serving.kserve.io/v1alpha2"
+PROMPT_ROUTER_PORT = 8080
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Autoscaling of an LLMInferenceService: ``replicas`` fixed when min == max, else llm-d's workload variant
+    autoscaler driving KEDA (scales to the metric llm-d exports) or an HPA."""
+
+    min_replicas: int = 1
+    max_replicas: int = 1
+    autoscaler: Literal["keda", "hpa"] = "keda"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise ManifestError(
+                f"replicas must satisfy 1 <= min ({self.min_replicas}) <= max ({self.max_replicas}).",
+                "set min_replicas and max_replicas so that min is at least 1 and at most max.",
+            )
+        if self.autoscaler not in ("keda", "hpa"):
+            raise ManifestError(f"unknown autoscaler {self.autoscaler!r}.", "choose keda or hpa.")
+
+    def render(self) -> dict:
+        if self.min_replicas == self.max_replicas:
+            return {"replicas": self.min_replicas}
+        return {
+            "scaling": {
+                "minReplicas": self.min_replicas,
+                "maxReplicas": self.max_replicas,
+                "wva": {self.autoscaler: {}},
+            }
+        }
+
+
+def bundle_metadata(
+    bundle: Bundle, *, model_version: str, registered_model_name: str, pipeline_run: str = ""
+) -> tuple[dict, dict]:
+    """(labels, annotations) that name the bundle on every object serving it."""
+    labels = {
+        "app.kubernetes.io/managed-by": "champion",
+        "champion.io/bundle": bundle.short_id,
+        "champion.io/mlflow-version": str(model_version),
+    }
+    annotations = {
+        "champion.io/bundle-id": bundle.id,
+        "champion.io/model-digest": bundle.model_digest,
+        "champion.io/prompt": f"{bundle.prompt.name}@{bundle.prompt.version}",
+        "champion.io/prompt-digest": bundle.prompt.digest,
+        "champion.io/decoding": json.dumps(bundle.decoding, sort_keys=True),
+        "champion.io/mlflow-model": f"{registered_model_name}/{model_version}",
+    }
+    if pipeline_run:
+        annotations["champion.io/pipeline-run"] = pipeline_run
+    return labels, annotations
+
+
+def render_llm_inference_service(
+    bundle: Bundle,
+    *,
+    name: str,
+    namespace: str,
+    model_uri: str,
+    model_version: str,
+    registered_model_name: str,
+    gpus: int = 1,
+    scaling: Scaling = Scaling(),
+    group: str = "",
+    weight: int | None = None,
+    pipeline_run: str = "",
+) -> dict:
+    _check_name(name, "service name")
+    check_namespace(namespace)
+    if "://" not in model_uri:
+        raise ManifestError(
+            f"model URI {model_uri!r} is not a URI.", "pass where the weights live: hf://, s3://, pvc:// or oci://."
+        )
+    labels, annotations = bundle_metadata(
+        bundle, model_version=model_version, registered_model_name=registered_model_name, pipeline_run=pipeline_run
+    )
+    resources = {"cpu": "4", "memory": "32Gi"} | ({"nvidia.com/gpu": str(gpus)} if gpus else {})
+    route: dict = {}
+    if group or weight is not None:
+        route = {"group": group, "weight": weight}
+    manifest = {
+        "apiVersion": LLM_API,
+        "kind": "LLMInferenceService",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations},
+        "spec": {
+            "model": {"uri": model_uri, "name": name},
+            **scaling.render(),
+            "router": {"gateway": {}, "route": route, "scheduler": {}},
+            "template": {
+                "containers": [{"name": "main", "resources": {"requests": dict(resources), "limits": dict(resources)}}]
+            },
+            "labels": {"champion.io/bundle": bundle.short_id},
+        },
+    }
+    validate_llm(manifest)
+    return manifest
+
+
+def render_prompt_router(
+    bundle: Bundle,
+    prompt: PromptTemplate,
+    *,
+    name: str,
+    namespace: str,
+    image: str,
+    gateway_host: str,
+    model_version: str,
+    registered_model_name: str,
+    use_ssl: bool = True,
+) -> list[dict]:
+    """The prompt transformer as a Deployment + Service in front of the LLMInferenceService ``name``."""
+    _check_name(name, "service name")
+    check_namespace(namespace)
+    if prompt.ref != bundle.prompt:
+        raise ManifestError(
+            f"prompt {prompt.name}@{prompt.version} (digest {prompt.digest[:12]}) is not the bundle's prompt ({bundle.prompt.digest[:12]}).",
+            "deploy with the prompt the bundle was evaluated with.",
+        )
+    if not image:
+        raise ManifestError("no image was given for the prompt router.", "pass the champion CPU image.")
+    if not gateway_host:
+        raise ManifestError(
+            "no gateway host for the LLM API route.",
+            "pass the in-cluster address of the Gateway that serves LLMInferenceServices (gateway_host).",
+        )
+    labels, annotations = bundle_metadata(
+        bundle, model_version=model_version, registered_model_name=registered_model_name
+    )
+    selector = {"app.kubernetes.io/name": f"{name}-prompt-router"}
+    container = {
+        "name": "prompt-router",
+        "image": image,
+        "command": ["python", "-m", "serving.transformer"],
+        "args": [
+            f"--model_name={name}",
+            f"--predictor_host={gateway_host}",
+            f"--predictor_route_prefix=/{namespace}/{name}",
+            *(["--predictor_use_ssl"] if use_ssl else []),
+            "--host=0.0.0.0",
+            f"--http_port={PROMPT_ROUTER_PORT}",
+        ],
+        "env": [
+            {"name": "CHAMPION_PROMPT", "value": prompt.model_dump_json()},
+            {"name": "CHAMPION_PROMPT_DIGEST", "value": prompt.digest},
+            {"name": "CHAMPION_BUNDLE_ID", "value": bundle.id},
+        ],
+        # protocol is the default, written out: server-side apply keys these lists on (port, protocol).
+        "ports": [{"name": "http", "containerPort": PROMPT_ROUTER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": MODELS_ROUTE, "port": PROMPT_ROUTER_PORT}},
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+    }
+    meta = {"namespace": namespace, "labels": labels | selector, "annotations": annotations}
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": f"{name}-prompt-router", **meta},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": selector},
+                "template": {"metadata": {"labels": labels | selector}, "spec": {"containers": [container]}},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": f"{name}-prompt-router", **meta},
+            "spec": {
+                "selector": selector,
+                "ports": [{"name": "http", "port": 80, "targetPort": PROMPT_ROUTER_PORT, "protocol": "TCP"}],
+            },
+        },
+    ]
+
+
+def canary_weights(percent: int) -> tuple[int, int]:
+    """(stable, candidate) weights for a canary at ``percent``: proportional, as Gateway API backendRefs."""
+    if not 0 < percent < 100:
+        raise ManifestError(f"a canary percent must be 1..99, got {percent}.", "pass e.g. 10 for a 10% canary.")
+    return 100 - percent, percent
+
+
+def render_shadow_route(
+    *, name: str, namespace: str, gateway: str, gateway_namespace: str, live: str, shadow: str, hostname: str = ""
+) -> dict:
+    """An HTTPRoute on ``gateway`` that serves every request from the ``live`` prompt router and mirrors it to
+    the ``shadow`` one (Gateway API RequestMirror: the shadow's answers are discarded by the gateway; champion
+    reads them from the shadow's request log)."""
+    for value, what in ((name, "route name"), (live, "live service"), (shadow, "shadow service")):
+        _check_name(value, what, max_length=63)
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "champion", "champion.io/stage": "shadow"},
+        },
+        "spec": {
+            "parentRefs": [{"name": gateway, "namespace": gateway_namespace}],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": f"/{namespace}/{live}"}}],
+                    "filters": [
+                        {
+                            "type": "RequestMirror",
+                            "requestMirror": {"backendRef": {"name": f"{shadow}-prompt-router", "port": 80}},
+                        }
+                    ],
+                    "backendRefs": [{"name": f"{live}-prompt-router", "port": 80}],
+                }
+            ],
+        },
+    }
+    if hostname:
+        route["spec"]["hostnames"] = [hostname]
+    validate_strict(route)
+    return route
+
+
+def validate_llm(manifest: dict) -> None:
+    """The CRD schema strictly, then the KServe webhook's rules that neither v1.20 nor a JSON schema enforces."""
+    validate_strict(manifest)
+    spec = manifest["spec"]
+    problems = []
+    if "replicas" in spec and "scaling" in spec:
+        problems.append("replicas and scaling are mutually exclusive")
+    wva = (spec.get("scaling") or {}).get("wva")
+    if wva is not None and ("hpa" in wva) == ("keda" in wva):
+        problems.append("scaling.wva needs exactly one of hpa or keda")
+    route = (spec.get("router") or {}).get("route") or {}
+    if ("group" in route) != ("weight" in route):
+        problems.append("router.route.group and router.route.weight go together")
+    if ("group" in route or "weight" in route) and (spec.get("router") or {}).get("ingress") is not None:
+        problems.append("traffic splitting needs Gateway API routing, not ingress")
+    if problems:
+        raise ManifestError(
+            f"the LLMInferenceService {manifest['metadata']['name']!r} breaks KServe's rules: "
+            + "; ".join(problems)
+            + ".",
+            "fix the fields named (KServe's webhook would refuse it).",
+        )
