@@ -72,15 +72,24 @@ def _no_refusal(answer: str, config: GuardConfig) -> bool:
     return not any(phrase in lowered for phrase in REFUSAL_PHRASES)
 
 
-def _no_secrets(answer: str, config: GuardConfig) -> bool:
+def secret_findings(text: str) -> list[str]:
+    """The secret values detect-secrets' pattern plugins find in ``text`` (the entropy plugins are left out:
+    they flag ordinary prose)."""
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
     from detect_secrets.core.scan import scan_line
     from detect_secrets.settings import transient_settings
 
     plugin_names: list[str] = [plugin.__name__ for plugin in get_mapping_from_secret_type_to_class().values()]
     plugins = [{"name": name} for name in plugin_names if "HighEntropy" not in name]
+    found = []
     with transient_settings({"plugins_used": plugins}):
-        return not any(next(iter(scan_line(line)), None) for line in answer.splitlines() or [""])
+        for line in text.splitlines():
+            found += [secret.secret_value for secret in scan_line(line) if secret.secret_value]
+    return found
+
+
+def _no_secrets(answer: str, config: GuardConfig) -> bool:
+    return not secret_findings(answer)
 
 
 def _no_banned_substrings(answer: str, config: GuardConfig) -> bool:

@@ -198,12 +198,16 @@ def _serve(
     weights_cache: Optional[Path],
     host: str,
     port: int,
+    request_log: Optional[Path] = None,
+    log_content: bool = False,
 ) -> None:
     from champion.interrupt import stop_on_signals
 
     try:
         with stop_on_signals():  # SIGTERM/SIGINT stop the predictor child too, then exit 143/130
-            _serve_until_stopped(workspace, registered_model_name, alias, bundle_id, weights_cache, host, port)
+            _serve_until_stopped(
+                workspace, registered_model_name, alias, bundle_id, weights_cache, host, port, request_log, log_content
+            )
     except ChampionError as exc:
         _fail(exc)
 
@@ -216,9 +220,12 @@ def _serve_until_stopped(
     weights_cache: Optional[Path],
     host: str,
     port: int,
+    request_log: Optional[Path] = None,
+    log_content: bool = False,
 ) -> None:
     from pipelines.local import OFFLINE_ENV, Workspace
     from pipelines.serve import prepare, serve_bundle
+    from serving.request_log import REDACTORS_ENV, RequestLog, load_redactors
 
     os.environ.update(OFFLINE_ENV)
     space = Workspace(workspace.resolve())
@@ -252,7 +259,14 @@ def _serve_until_stopped(
         err.print(
             f'  curl -s http://{host}:{port}/openai/v1/chat/completions -H \'content-type: application/json\' -d \'{{"model": "{served.name}", "messages": [{{"role": "user", "content": "What is the capital of France?"}}]}}\''
         )
-        serve_bundle(served, host=host, port=port, log_dir=space.logs)
+        log_path = request_log or space.root / "requests.jsonl"
+        log = RequestLog(
+            log_path, capture_content=log_content, redactors=load_redactors(os.environ.get(REDACTORS_ENV, ""))
+        )
+        err.print(
+            f"Request log: {log_path}" + (" (with questions and answers, secrets redacted)" if log_content else "")
+        )
+        serve_bundle(served, host=host, port=port, log_dir=space.logs, request_log=log)
     except ChampionError as exc:
         _fail(exc)
 
@@ -276,9 +290,25 @@ def serve(
         "127.0.0.1", help="Interface to listen on (loopback by default: the server has no authentication)."
     ),
     port: int = typer.Option(8080, help="Port of the OpenAI-compatible route; the predictor takes PORT+1."),
+    request_log: Optional[Path] = typer.Option(
+        None, help="JSONL file for one record per request (default: WORKSPACE/requests.jsonl)."
+    ),
+    log_content: bool = typer.Option(
+        False, "--log-content", help="Also record questions and answers (secrets redacted; for replay and review)."
+    ),
 ) -> None:
     """Serve a promoted bundle locally: KServe model servers for the prompt transformer and a CPU predictor."""
-    _serve(workspace, registered_model_name, "" if bundle else alias, bundle, weights_cache, host, port)
+    _serve(
+        workspace,
+        registered_model_name,
+        "" if bundle else alias,
+        bundle,
+        weights_cache,
+        host,
+        port,
+        request_log,
+        log_content,
+    )
 
 
 @app.command()
@@ -390,6 +420,61 @@ def _print_summary(summary: dict) -> None:
         if path:
             out.print(f"  {name:<14} {path}")
     out.print(f"  {'mlflow':<14} {summary['mlflow_tracking_uri']}")
+
+
+@app.command()
+def replay(
+    log: Path = typer.Argument(..., help="A request log with content (`champion serve --log-content`)."),
+    bundle: str = typer.Option(..., help="The candidate's bundle id (or a prefix): the server at --url must serve it."),
+    url: str = typer.Option("http://127.0.0.1:8080", help="Where the candidate is served (`champion serve --bundle`)."),
+    evaluator_config: str = typer.Option("default", help="Evaluator config whose judge compares the pairs."),
+    limit: int = typer.Option(
+        0, help="Replay at most this many distinct logged questions (0: all), sampled with a seed."
+    ),
+    margin: float = typer.Option(
+        0.1, help="Non-inferiority margin on the judge's preference (candidate - live, in [-1, 1])."
+    ),
+    min_examples: int = typer.Option(20, help="Fewer replayed pairs than this: not promoted."),
+    workspace: Path = typer.Option(Path(".champion"), help="Workspace whose cache keeps the judge's verdicts."),
+    output: Optional[Path] = typer.Option(None, help="Where to write the shadow decision (JSON)."),
+) -> None:
+    """The shadow gate locally: replay logged requests to a candidate, judge each answer against the logged live
+    one (reference-free, both orders), and decide with the gate's engine. Exit 0 passed, 1 not passed."""
+    import json
+
+    from champion.cache import ExampleCache
+    from evaluators.config import load_evaluator_config
+    from evaluators.evaluate import build_judge, judge_reliability
+    from serving.request_log import read_request_log, replayable
+    from serving.shadow import replay as replay_requests
+    from serving.shadow import shadow_gate
+
+    try:
+        records = [r for r in replayable(read_request_log(log), limit=limit) if not r.bundle_id.startswith(bundle)]
+        config = load_evaluator_config(evaluator_config)
+        if config.judge is None:
+            _fail(
+                ChampionError(f"evaluator config {evaluator_config!r} has no judge.", "use one with a 'judge' section.")
+            )
+        pairs = replay_requests(records, url, expected_bundle=bundle)
+        cache = ExampleCache(workspace / "cache" / "examples")
+        judge = build_judge(config.judge, cache=cache)
+        decision = shadow_gate(
+            pairs, judge, judge_reliability(config, judge=judge), margin=margin, min_examples=min_examples
+        )
+    except ChampionError as exc:
+        _fail(exc)
+    target = output or workspace / "reports" / f"shadow-{bundle[:12]}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(decision, indent=2, sort_keys=True), encoding="utf-8")
+    word = "[green]PASSED[/]" if decision["passed"] else "[red]NOT PASSED[/]"
+    Console(soft_wrap=True).print(
+        f"shadow gate {word}: {decision['n']} replayed requests; candidate better on {decision['candidate_wins']}, "
+        f"live better on {decision['live_wins']}, ties {decision['ties']}\n[bold]Why:[/] "
+        + "; ".join(decision["reasons"])
+        + f"\n[bold]Decision:[/] {target}"
+    )
+    raise typer.Exit(0 if decision["passed"] else 1)
 
 
 labels_app = typer.Typer(no_args_is_help=True, help="Labelled sets: the judge's agreement with people.")

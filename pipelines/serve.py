@@ -109,7 +109,13 @@ def ensure_port_free(host: str, port: int) -> None:
 
 
 def serve_bundle(
-    served: ServedBundle, *, host: str = "127.0.0.1", port: int = 8080, predictor_port: int | None = None, log_dir: Path
+    served: ServedBundle,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    predictor_port: int | None = None,
+    log_dir: Path,
+    request_log=None,
 ) -> None:
     """Start the predictor, wait for it, then run the transformer in this process until interrupted."""
     from serving.openai_api import serve
@@ -138,7 +144,12 @@ def serve_bundle(
     try:
         wait_until_ready(f"http://{host}:{predictor_port}/v1/models/{served.name}", process, log_path)
         transformer = PromptTransformer(
-            served.name, served.prompt, predictor_url(f"{host}:{predictor_port}"), bundle_id=served.bundle.id
+            served.name,
+            served.prompt,
+            predictor_url(f"{host}:{predictor_port}"),
+            bundle_id=served.bundle.id,
+            model_digest=served.bundle.model_digest,
+            request_log=request_log,
         )
         serve([transformer], host=host, port=port)
     finally:

@@ -32,7 +32,7 @@ from typing import Literal
 from champion.bundle import Bundle
 from champion.errors import ManifestError
 from prompts import PromptTemplate
-from serving.manifests import _check_name, check_namespace, validate_strict
+from serving.manifests import _check_name, check_namespace, transformer_env, validate_strict
 from serving.openai_api import MODELS_ROUTE
 
 LLM_API = "serving.kserve.io/v1alpha2"
@@ -147,6 +147,8 @@ def render_prompt_router(
     model_version: str,
     registered_model_name: str,
     use_ssl: bool = True,
+    request_log_url: str = "",
+    log_content: bool = False,
 ) -> list[dict]:
     """The prompt transformer as a Deployment + Service in front of the LLMInferenceService ``name``."""
     _check_name(name, "service name")
@@ -179,11 +181,7 @@ def render_prompt_router(
             "--host=0.0.0.0",
             f"--http_port={PROMPT_ROUTER_PORT}",
         ],
-        "env": [
-            {"name": "CHAMPION_PROMPT", "value": prompt.model_dump_json()},
-            {"name": "CHAMPION_PROMPT_DIGEST", "value": prompt.digest},
-            {"name": "CHAMPION_BUNDLE_ID", "value": bundle.id},
-        ],
+        "env": transformer_env(bundle, prompt, request_log_url=request_log_url, log_content=log_content),
         # protocol is the default, written out: server-side apply keys these lists on (port, protocol).
         "ports": [{"name": "http", "containerPort": PROMPT_ROUTER_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": MODELS_ROUTE, "port": PROMPT_ROUTER_PORT}},

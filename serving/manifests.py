@@ -101,6 +101,8 @@ def render_inference_service(
     max_model_len: int = 4096,
     service_account: str = "",
     pipeline_run: str = "",
+    request_log_url: str = "",
+    log_content: bool = False,
 ) -> dict:
     """The InferenceService that serves ``bundle``: labels carry a short id, annotations the full record.
 
@@ -161,11 +163,7 @@ def render_inference_service(
                     f"--predictor_route_prefix={chosen['route_prefix']}",
                     "--host=0.0.0.0",
                 ],
-                "env": [
-                    {"name": "CHAMPION_PROMPT", "value": prompt.model_dump_json()},
-                    {"name": "CHAMPION_PROMPT_DIGEST", "value": prompt.digest},
-                    {"name": "CHAMPION_BUNDLE_ID", "value": bundle.id},
-                ],
+                "env": transformer_env(bundle, prompt, request_log_url=request_log_url, log_content=log_content),
                 "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
             }
         ],
@@ -198,6 +196,23 @@ def render_inference_service(
         },
         "spec": {"predictor": predictor, "transformer": transformer},
     }
+
+
+def transformer_env(
+    bundle: Bundle, prompt: PromptTemplate, *, request_log_url: str = "", log_content: bool = False
+) -> list[dict]:
+    """The prompt transformer's environment: the bundle's prompt with its digest (checked at start), the
+    bundle's identity for its answers and request records, and where those records go."""
+    env = [
+        {"name": "CHAMPION_PROMPT", "value": prompt.model_dump_json()},
+        {"name": "CHAMPION_PROMPT_DIGEST", "value": prompt.digest},
+        {"name": "CHAMPION_BUNDLE_ID", "value": bundle.id},
+        {"name": "CHAMPION_MODEL_DIGEST", "value": bundle.model_digest},
+    ]
+    if request_log_url:
+        env.append({"name": "CHAMPION_REQUEST_LOG_URL", "value": request_log_url})
+        env.append({"name": "CHAMPION_LOG_CONTENT", "value": "true" if log_content else "false"})
+    return env
 
 
 def render_serving_runtime(namespace: str, *, image: str = VLLM_IMAGE, name: str = VLLM_RUNTIME_NAME) -> dict:

@@ -121,7 +121,9 @@ def add_openai_routes(app, registry) -> None:
                 raise ServingError(
                     f"model {name!r} is still loading.", "retry when /v2/health/ready reports ready.", 503
                 )
-            reply = await model.chat(chat)
+            # A mirrored request keeps its id (gateways copy the headers), so the shadow gate can pair
+            # the live and the shadow answer to one request.
+            reply = await model.chat(chat, request_id=request.headers.get("x-request-id", ""))
         except ServingError as exc:
             return JSONResponse(error_body(str(exc), exc.status), status_code=exc.status)
         return JSONResponse(completion_body(name, reply), headers=reply.headers)

@@ -52,7 +52,7 @@ class GeneratorModel(kserve.Model):
         self.ready = True
         return self.ready
 
-    async def chat(self, request: ChatRequest) -> ChatReply:
+    async def chat(self, request: ChatRequest, request_id: str = "") -> ChatReply:
         conversation = [{"role": message.role, "content": message.content} for message in request.messages]
         try:
             decoding = request_decoding(request)

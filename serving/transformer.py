@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 
 import httpx
 import kserve
@@ -23,10 +24,12 @@ from champion.errors import BackendError, PromptError, ServingError
 from prompts import PromptTemplate
 from serving.generation.openai_backend import chat_request, parse_chat_response
 from serving.openai_api import ChatReply, ChatRequest, serve
+from serving.request_log import RequestLog, new_request_id
 
 PROMPT_ENV = "CHAMPION_PROMPT"
 PROMPT_DIGEST_ENV = "CHAMPION_PROMPT_DIGEST"
 BUNDLE_ENV = "CHAMPION_BUNDLE_ID"
+MODEL_DIGEST_ENV = "CHAMPION_MODEL_DIGEST"
 
 
 def prompt_from_env(environ=os.environ) -> PromptTemplate:
@@ -73,12 +76,16 @@ class PromptTransformer(kserve.Model):
         predictor_url: str,
         *,
         bundle_id: str = "",
+        model_digest: str = "",
         upstream_model: str | None = None,
         timeout_s: float = 120.0,
+        request_log: RequestLog | None = None,
     ) -> None:
         super().__init__(name)
         self.prompt = prompt
         self.bundle_id = bundle_id
+        self.model_digest = model_digest
+        self.request_log = request_log
         self.upstream_model = upstream_model or name
         self.chat_url = predictor_url.rstrip("/") + "/v1/chat/completions"
         self.client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=5.0))
@@ -93,7 +100,37 @@ class PromptTransformer(kserve.Model):
         except PromptError as exc:
             raise ServingError(str(exc), "", 400) from exc
 
-    async def chat(self, request: ChatRequest) -> ChatReply:
+    async def chat(self, request: ChatRequest, request_id: str = "") -> ChatReply:
+        request_id = request_id or new_request_id()
+        started = time.perf_counter()
+        status, reply = 500, None
+        try:
+            reply = await self._forward(request)
+            status = 200
+            reply.headers["x-request-id"] = request_id
+            return reply
+        except ServingError as exc:
+            status = exc.status
+            raise
+        finally:
+            if self.request_log is not None:
+                user_turns = [m.content for m in request.messages if m.role == "user"]
+                self.request_log.record(
+                    request_id=request_id,
+                    bundle_id=self.bundle_id,
+                    prompt=f"{self.prompt.name}@{self.prompt.version}",
+                    prompt_digest=self.prompt.digest,
+                    model_digest=self.model_digest,
+                    decoding=self.prompt.decoding.model_dump(mode="json"),
+                    status=status,
+                    latency_s=round(time.perf_counter() - started, 6),
+                    prompt_tokens=reply.prompt_tokens if reply else 0,
+                    completion_tokens=reply.completion_tokens if reply else 0,
+                    question=user_turns[-1] if user_turns else None,
+                    answer=reply.text if reply else None,
+                )
+
+    async def _forward(self, request: ChatRequest) -> ChatReply:
         body = chat_request(self.upstream_model, self.render(request), self.prompt.decoding)
         try:
             response = await self.client.post(self.chat_url, json=body)
@@ -153,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
         prompt,
         predictor_url(args.predictor_host, use_ssl=args.predictor_use_ssl, route_prefix=args.predictor_route_prefix),
         bundle_id=os.environ.get(BUNDLE_ENV, ""),
+        model_digest=os.environ.get(MODEL_DIGEST_ENV, ""),
+        request_log=RequestLog.from_env(),
     )
     serve([model], host=args.host, port=args.http_port)
 

@@ -1,0 +1,201 @@
+"""Request logging with the bundle's identity: one JSON record per served request, the same format everywhere.
+
+The prompt transformer writes them (it is in front of the model on both serving paths, InferenceService
+and LLMInferenceService, and in ``champion serve``): to a JSONL file (``CHAMPION_REQUEST_LOG``, local) and/or
+as CloudEvents to a sink URL (``CHAMPION_REQUEST_LOG_URL``, a cluster's event broker or collector, the same
+kind of sink KServe's own payload logger posts to). A record carries the bundle id, prompt version and
+digest, model digest, decoding, latency and tokens. The question and the answer are recorded only when
+content capture is switched on (``CHAMPION_LOG_CONTENT=true``), and then after every redaction hook has run:
+secrets (detect-secrets' patterns) are always replaced, and ``CHAMPION_REDACTORS`` names more hooks
+(``module:function``, each ``str -> str``). Headers are never recorded, so a bearer token cannot be.
+
+These logs are what the shadow gate and ``champion replay`` pair, and what the scheduled evaluation can take
+as its data.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterable
+
+from pydantic import BaseModel, ConfigDict
+
+from champion.errors import ConfigError, DataError
+
+LOG_PATH_ENV = "CHAMPION_REQUEST_LOG"
+LOG_URL_ENV = "CHAMPION_REQUEST_LOG_URL"
+CONTENT_ENV = "CHAMPION_LOG_CONTENT"
+REDACTORS_ENV = "CHAMPION_REDACTORS"
+EVENT_TYPE = "io.champion.request.v1"
+
+
+class RequestRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    time: str
+    request_id: str
+    bundle_id: str
+    prompt: str  # name@version
+    prompt_digest: str
+    model_digest: str
+    decoding: dict
+    status: int
+    latency_s: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    question: str | None = None  # content capture only
+    answer: str | None = None
+
+
+def redact_secrets(text: str) -> str:
+    """Replace every secret detect-secrets' pattern plugins find (the secrets guard's engine)."""
+    from evaluators.guards import secret_findings
+
+    for secret in secret_findings(text):
+        text = text.replace(secret, "[REDACTED]")
+    return text
+
+
+def load_redactors(spec: str) -> list[Callable[[str], str]]:
+    hooks: list[Callable[[str], str]] = [redact_secrets]
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        module, _, function = item.partition(":")
+        try:
+            hooks.append(getattr(importlib.import_module(module), function))
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigError(
+                f"redaction hook {item!r} cannot be imported: {exc}",
+                f"set {REDACTORS_ENV} to comma-separated module:function names of str -> str functions.",
+            ) from exc
+    return hooks
+
+
+class RequestLog:
+    """Writes records to a JSONL file and/or a CloudEvents sink. Thread-safe; a failing sink never fails a
+    request (the answer matters more than its record), it is counted in ``dropped``."""
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        url: str = "",
+        *,
+        capture_content: bool = False,
+        redactors: list[Callable[[str], str]] | None = None,
+        source: str = "champion/transformer",
+    ) -> None:
+        self.path = Path(path) if path else None
+        self.url = url
+        self.capture_content = capture_content
+        self.redactors = redactors if redactors is not None else [redact_secrets]
+        self.source = source
+        self.dropped = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> RequestLog | None:
+        path, url = environ.get(LOG_PATH_ENV, ""), environ.get(LOG_URL_ENV, "")
+        if not path and not url:
+            return None
+        return cls(
+            path or None,
+            url,
+            capture_content=environ.get(CONTENT_ENV, "").lower() in ("1", "true", "yes"),
+            redactors=load_redactors(environ.get(REDACTORS_ENV, "")),
+        )
+
+    def _clean(self, text: str | None) -> str | None:
+        if text is None or not self.capture_content:
+            return None
+        for hook in self.redactors:
+            text = hook(text)
+        return text
+
+    def record(self, *, question: str | None, answer: str | None, **fields) -> RequestRecord:
+        record = RequestRecord(
+            time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            question=self._clean(question),
+            answer=self._clean(answer),
+            **fields,
+        )
+        line = record.model_dump_json()
+        if self.path is not None:
+            with self._lock, open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        if self.url:
+            self._post(record, line)
+        return record
+
+    def _post(self, record: RequestRecord, line: str) -> None:
+        import requests
+
+        headers = {  # CloudEvents 1.0, binary content mode
+            "ce-specversion": "1.0",
+            "ce-type": EVENT_TYPE,
+            "ce-source": self.source,
+            "ce-id": record.request_id,
+            "ce-time": record.time,
+            "ce-subject": record.bundle_id,
+            "content-type": "application/json",
+        }
+        try:
+            requests.post(self.url, data=line.encode(), headers=headers, timeout=5).raise_for_status()
+        except requests.RequestException:
+            with self._lock:
+                self.dropped += 1
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def read_request_log(path: str | Path) -> list[RequestRecord]:
+    """Every record of a JSONL request log, each checked; a bad line is named."""
+    records = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(RequestRecord.model_validate_json(line))
+        except ValueError as exc:
+            raise DataError(
+                f"{path}, line {number} is not a champion request record: {str(exc)[:200]}",
+                "pass a log written by champion's prompt transformer (CHAMPION_REQUEST_LOG).",
+            ) from exc
+    return records
+
+
+def replayable(
+    records: Iterable[RequestRecord], *, bundle_id: str = "", limit: int = 0, seed: int = 0
+) -> list[RequestRecord]:
+    """Answered requests with captured content (of ``bundle_id`` when given), one per distinct question,
+    sampled down to ``limit`` reproducibly."""
+    import random
+
+    seen: dict[str, RequestRecord] = {}
+    for record in records:
+        if record.status != 200 or record.question is None or record.answer is None:
+            continue
+        if bundle_id and record.bundle_id != bundle_id:
+            continue
+        seen.setdefault(record.question, record)
+    chosen = list(seen.values())
+    if limit and len(chosen) > limit:
+        chosen = random.Random(seed).sample(chosen, limit)
+    return chosen
+
+
+def records_as_rows(records: Iterable[RequestRecord]) -> list[dict]:
+    """Logged requests as evaluation rows without references (for reference-free comparison and drift)."""
+    return [
+        {"id": r.request_id, "question": r.question or "", "reference": "", "output": r.answer or ""} for r in records
+    ]
+
+
+def write_records(records: Iterable[RequestRecord], path: str | Path) -> None:
+    Path(path).write_text("".join(json.dumps(r.model_dump(), sort_keys=True) + "\n" for r in records), encoding="utf-8")
