@@ -193,6 +193,16 @@ class PromotionParameters(PipelineParameters):
     canary_traffic_percent: int = _param(
         10, "Share of traffic the canary gets before the smoke test.", "deployment", ge=0, le=100
     )
+    min_replicas: int = _param(
+        1, "Fewest predictor replicas (0 lets Serverless mode scale to zero).", "deployment", ge=0, le=1000
+    )
+    max_replicas: int = _param(1, "Most predictor replicas the autoscaler may start.", "deployment", ge=1, le=1000)
+    scale_metric: Literal["concurrency", "rps", "cpu", "memory"] = _param(
+        "concurrency", "What the predictor's autoscaler scales on (Standard mode: cpu or memory).", "deployment"
+    )
+    scale_target: int = _param(
+        1, "Target value of the scale metric per replica (requests, or percent for cpu/memory).", "deployment", ge=1
+    )
     ready_timeout_s: float = _param(
         900.0, "Seconds to wait for the InferenceService to be Ready.", "deployment", ge=1.0, le=86_400.0
     )

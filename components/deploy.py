@@ -9,7 +9,7 @@ from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
 from components import cpu_step
 
-VERSION = "3.0.0"
+VERSION = "3.1.0"
 
 
 @cpu_step
@@ -31,6 +31,10 @@ def deploy_op(
     deployment_mode: str,
     deploy_target: str,
     canary_traffic_percent: int,
+    min_replicas: int,
+    max_replicas: int,
+    scale_metric: str,
+    scale_target: int,
     ready_timeout_s: float,
     smoke_examples: int,
     smoke_min_token_f1: float,
@@ -39,7 +43,7 @@ def deploy_op(
     manifest: Output[Artifact],
     report: Output[Markdown],
 ) -> NamedTuple("DeployOutputs", [("deployment", str), ("promoted", bool)]):
-    """deploy v3.0.0: render and validate the InferenceService; canary → smoke test → promote or roll back on KServe; then move the champion alias."""
+    """deploy v3.1.0: render and validate the InferenceService (with its autoscaling); canary → smoke test → promote or roll back on KServe; then move the champion alias."""
     import json
     from collections import namedtuple
 
@@ -61,6 +65,10 @@ def deploy_op(
         service_account=service_account,
         target=deploy_target,
         canary_traffic_percent=canary_traffic_percent,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        scale_metric=scale_metric,
+        scale_target=scale_target,
         ready_timeout_s=ready_timeout_s,
         smoke_min_token_f1=smoke_min_token_f1,
     )

@@ -21,7 +21,7 @@ from champion.errors import DeployError
 from champion.interrupt import refuse_if_cancelled
 from champion.parameters import PromotionParameters
 from prompts import PromptTemplate
-from serving.manifests import render_inference_service, validate_strict
+from serving.manifests import Autoscaling, render_inference_service, validate_strict
 from serving.registry import ChampionMoved, append_audit, connect, current_champion, promote_version
 
 DEPLOY_TARGETS = typing.get_args(
@@ -46,6 +46,10 @@ class ServiceOptions:
     service_account: str = _default("service_account")
     target: str = _default("deploy_target")
     canary_traffic_percent: int = _default("canary_traffic_percent")
+    min_replicas: int = _default("min_replicas")
+    max_replicas: int = _default("max_replicas")
+    scale_metric: str = _default("scale_metric")
+    scale_target: int = _default("scale_target")
     ready_timeout_s: float = _default("ready_timeout_s")
     poll_s: float = 5.0
     smoke_min_token_f1: float = _default("smoke_min_token_f1")
@@ -95,6 +99,7 @@ def render_for(bundle: Bundle, prompt: PromptTemplate, service: ServiceOptions, 
         deployment_mode=service.deployment_mode,
         service_account=service.service_account,
         pipeline_run=registry.pipeline_run,
+        autoscaling=Autoscaling(service.min_replicas, service.max_replicas, service.scale_metric, service.scale_target),
     )
     validate_strict(manifest)
     return manifest

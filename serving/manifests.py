@@ -17,6 +17,7 @@ import json
 import re
 import sys
 import typing
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -71,6 +72,39 @@ DEPLOYMENT_MODES = typing.get_args(
 )  # one list: the parameter model's
 
 
+@dataclass(frozen=True)
+class Autoscaling:
+    """The predictor's replicas and what KServe's autoscaler scales on (Knative's in Serverless mode, an HPA
+    in Standard mode, which only knows cpu and memory)."""
+
+    min_replicas: int = 1
+    max_replicas: int = 1
+    metric: str = "concurrency"
+    target: int = 1
+
+    def render(self, deployment_mode: str) -> dict:
+        if self.max_replicas < max(self.min_replicas, 1):
+            raise ManifestError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas}).",
+                "set max_replicas to at least min_replicas (and at least 1).",
+            )
+        if (
+            deployment_mode == "Standard"
+            and self.metric in ("concurrency", "rps")
+            and self.max_replicas > self.min_replicas
+        ):
+            raise ManifestError(
+                f"Standard mode scales with a Kubernetes HPA, which cannot scale on {self.metric}.",
+                "use scale_metric cpu or memory in Standard mode, or Serverless mode for concurrency/rps.",
+            )
+        return {
+            "minReplicas": self.min_replicas,
+            "maxReplicas": self.max_replicas,
+            "scaleMetric": self.metric,
+            "scaleTarget": self.target,
+        }
+
+
 def _check_name(name: str, what: str, max_length: int = 45) -> None:
     """A DNS-1123 label (RFC 1123), as Kubernetes requires of namespaces and service names. Services are
     held to 45 characters: KServe and Knative append suffixes (-predictor-00001-deployment...)."""
@@ -103,6 +137,7 @@ def render_inference_service(
     pipeline_run: str = "",
     request_log_url: str = "",
     log_content: bool = False,
+    autoscaling: Autoscaling = Autoscaling(),
 ) -> dict:
     """The InferenceService that serves ``bundle``: labels carry a short id, annotations the full record.
 
@@ -149,7 +184,7 @@ def render_inference_service(
     }
     if "runtime" in chosen:
         model["runtime"] = chosen["runtime"]
-    predictor: dict = {"minReplicas": 1, "model": model}
+    predictor: dict = {**autoscaling.render(deployment_mode), "model": model}
     transformer: dict = {
         "minReplicas": 1,
         "containers": [

@@ -163,11 +163,17 @@ def test_every_manifest_champion_renders_is_accepted_by_a_real_api_server(kube_s
     assert result.returncode == 0, result.stderr
     objects = [yaml.safe_load((tmp_path / "servingruntime-vllm.yaml").read_text())]
     objects += list(yaml.safe_load_all((tmp_path / "rbac.yaml").read_text()))
+    from serving.manifests import Autoscaling
+
     for mode in DEPLOYMENT_MODES:
         for runtime in RUNTIMES:
             objects.append(
                 render(
-                    name=f"qa-{mode.lower()}-{runtime}", namespace=kube_namespace, runtime=runtime, deployment_mode=mode
+                    name=f"qa-{mode.lower()}-{runtime}",
+                    namespace=kube_namespace,
+                    runtime=runtime,
+                    deployment_mode=mode,
+                    autoscaling=Autoscaling(1, 4, "cpu" if mode == "Standard" else "concurrency", 2),
                 )
             )
     assert len(objects) == 3 + len(DEPLOYMENT_MODES) * len(RUNTIMES)
@@ -189,3 +195,20 @@ def test_every_manifest_champion_renders_is_accepted_by_a_real_api_server(kube_s
         assert _contained(sent, stored), (
             f"{sent['kind']} {sent['metadata']['name']} was changed or pruned by the server"
         )
+
+
+def test_autoscaling_is_rendered_and_impossible_combinations_are_refused():
+    from serving.manifests import Autoscaling
+
+    predictor = render(autoscaling=Autoscaling(0, 8, "rps", 20))["spec"]["predictor"]
+    assert {k: predictor[k] for k in ("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget")} == {
+        "minReplicas": 0,
+        "maxReplicas": 8,
+        "scaleMetric": "rps",
+        "scaleTarget": 20,
+    }
+    validate_strict(render(autoscaling=Autoscaling(2, 4, "cpu", 70), deployment_mode="Standard"))
+    with pytest.raises(ManifestError, match="cannot scale on concurrency"):
+        render(autoscaling=Autoscaling(1, 4, "concurrency", 1), deployment_mode="Standard")
+    with pytest.raises(ManifestError, match="below min_replicas"):
+        render(autoscaling=Autoscaling(3, 2))
