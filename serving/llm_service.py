@@ -25,14 +25,13 @@ weight together, one autoscaler.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Literal
 
 from champion.bundle import Bundle
 from champion.errors import ManifestError
 from prompts import PromptTemplate
-from serving.manifests import _check_name, check_namespace, transformer_env, validate_strict
+from serving.manifests import _check_name, bundle_metadata, check_namespace, transformer_env, validate_strict
 from serving.openai_api import MODELS_ROUTE
 
 LLM_API = "serving.kserve.io/v1alpha2"
@@ -67,28 +66,6 @@ class Scaling:
                 "wva": {self.autoscaler: {}},
             }
         }
-
-
-def bundle_metadata(
-    bundle: Bundle, *, model_version: str, registered_model_name: str, pipeline_run: str = ""
-) -> tuple[dict, dict]:
-    """(labels, annotations) that name the bundle on every object serving it."""
-    labels = {
-        "app.kubernetes.io/managed-by": "champion",
-        "champion.io/bundle": bundle.short_id,
-        "champion.io/mlflow-version": str(model_version),
-    }
-    annotations = {
-        "champion.io/bundle-id": bundle.id,
-        "champion.io/model-digest": bundle.model_digest,
-        "champion.io/prompt": f"{bundle.prompt.name}@{bundle.prompt.version}",
-        "champion.io/prompt-digest": bundle.prompt.digest,
-        "champion.io/decoding": json.dumps(bundle.decoding, sort_keys=True),
-        "champion.io/mlflow-model": f"{registered_model_name}/{model_version}",
-    }
-    if pipeline_run:
-        annotations["champion.io/pipeline-run"] = pipeline_run
-    return labels, annotations
 
 
 def render_llm_inference_service(

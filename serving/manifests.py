@@ -205,8 +205,32 @@ def render_inference_service(
     }
     if service_account:
         predictor["serviceAccountName"] = service_account
+    labels, annotations = bundle_metadata(
+        bundle, model_version=model_version, registered_model_name=registered_model_name, pipeline_run=pipeline_run
+    )
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {"serving.kserve.io/deploymentMode": deployment_mode, **annotations},
+        },
+        "spec": {"predictor": predictor, "transformer": transformer},
+    }
+
+
+def bundle_metadata(
+    bundle: Bundle, *, model_version: str, registered_model_name: str, pipeline_run: str = ""
+) -> tuple[dict, dict]:
+    """(labels, annotations) that name the bundle on every object serving it, on either serving path."""
+    labels = {
+        "app.kubernetes.io/managed-by": "champion",
+        "champion.io/bundle": bundle.short_id,
+        "champion.io/mlflow-version": str(model_version),
+    }
     annotations = {
-        "serving.kserve.io/deploymentMode": deployment_mode,
         "champion.io/bundle-id": bundle.id,
         "champion.io/model-digest": bundle.model_digest,
         "champion.io/prompt": f"{bundle.prompt.name}@{bundle.prompt.version}",
@@ -216,21 +240,7 @@ def render_inference_service(
     }
     if pipeline_run:
         annotations["champion.io/pipeline-run"] = pipeline_run
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {
-                "app.kubernetes.io/managed-by": "champion",
-                "champion.io/bundle": bundle.short_id,
-                "champion.io/mlflow-version": str(model_version),
-            },
-            "annotations": annotations,
-        },
-        "spec": {"predictor": predictor, "transformer": transformer},
-    }
+    return labels, annotations
 
 
 def transformer_env(
