@@ -93,7 +93,10 @@ class ReliabilityReport:
         metrics |= {
             "judge_check_calls": float(self.cost.calls),
             "judge_check_tokens": float(self.cost.tokens),
-            "judge_check_spent_tokens": float(self.spent.tokens),
+            # What this check spent (cache misses), under the names every judging step reports.
+            "judge_spent_calls": float(self.spent.calls),
+            "judge_spent_prompt_tokens": float(self.spent.prompt_tokens),
+            "judge_spent_completion_tokens": float(self.spent.completion_tokens),
             "judge_reliable": float(self.reliable),
         }
         return metrics

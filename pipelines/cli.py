@@ -382,14 +382,14 @@ def _print_summary(summary: dict) -> None:
             else "[yellow]excluded[/] (" + (", ".join(judge["failing_families"]) or "; ".join(judge["reasons"])) + ")"
         )
         kappa = f", kappa {judge['kappa']:.2f} (low {judge['kappa_low']:.2f})" if judge.get("kappa") is not None else ""
-        spent = summary["metrics"]
+        spent = judge.get("spent_this_run") or {}
         table.add_row("judge", voted + kappa)
         table.add_row(
             "judge cost",
-            f"check {judge['check_cost']['calls']} calls / {judge['check_cost']['prompt_tokens'] + judge['check_cost']['completion_tokens']} tokens "
-            f"(spent this run: {judge['check_spent']['calls']} calls); grading spent this run: "
-            f"{int(spent.get('judge_spent_calls', 0))} calls / "
-            f"{int(spent.get('judge_spent_prompt_tokens', 0) + spent.get('judge_spent_completion_tokens', 0))} tokens",
+            f"the check: {judge['check_cost']['calls']} calls / "
+            f"{judge['check_cost']['prompt_tokens'] + judge['check_cost']['completion_tokens']} tokens; "
+            f"spent this run (check and grading, cache misses only): {spent.get('calls', 0)} calls / "
+            f"{spent.get('prompt_tokens', 0) + spent.get('completion_tokens', 0)} tokens",
         )
     table.add_row(
         "MLflow",

@@ -174,6 +174,20 @@ class StepTracker:
                         entry[what] += int(counts.get(what, 0))
         return {"examples": totals, "steps": sorted(task for task, state in self.states.items() if state == "cached")}
 
+    def spent(self, prefix: str = "judge_spent_") -> dict[str, int]:
+        """What the steps that ran in this run report having spent (their Metrics named ``prefix…``); a step
+        the step cache answered spent nothing in this run, whatever its reused Metrics say."""
+        totals: dict[str, int] = {}
+        for task, outputs in self.outputs.items():
+            if self.states.get(task) != "succeeded":
+                continue
+            for value in outputs.values():
+                for name, amount in (getattr(value, "metadata", None) or {}).items():
+                    if name.startswith(prefix) and isinstance(amount, (int, float)):
+                        key = name.removeprefix(prefix)
+                        totals[key] = totals.get(key, 0) + int(amount)
+        return totals
+
 
 def _step_error(folder: Path) -> StepError | None:
     """The newest error record a failed step left (champion.errors.record_step_errors)."""
@@ -345,7 +359,10 @@ def run_promotion(
     from pipelines.promotion import promotion_pipeline
 
     run = _run_locally(promotion_pipeline, params, settings, on_event)
-    return summarise(run, params) | {"cache": run.steps.cache_totals(), "steps": run.steps.timeline()}
+    summary = summarise(run, params) | {"cache": run.steps.cache_totals(), "steps": run.steps.timeline()}
+    if summary.get("judge"):
+        summary["judge"] = summary["judge"] | {"spent_this_run": run.steps.spent()}
+    return summary
 
 
 def run_scheduled_eval(

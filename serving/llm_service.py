@@ -233,6 +233,44 @@ def render_shadow_route(
     return route
 
 
+def render_istio_mirror(
+    *, name: str, namespace: str, hosts: list[str], live_host: str, shadow_host: str, gateways: list[str] = ()
+) -> dict:
+    """The classic path's shadow: an Istio VirtualService that routes ``hosts`` to the live transformer and
+    mirrors every request to the shadow one (answers discarded; champion reads the shadow's request log)."""
+    _check_name(name, "route name", max_length=63)
+    check_namespace(namespace)
+    if not hosts or not live_host or not shadow_host or live_host == shadow_host:
+        raise ManifestError(
+            "a mirror needs the hosts clients use, a live and a different shadow destination.",
+            "pass hosts, live_host and shadow_host (service hostnames).",
+        )
+    spec: dict = {
+        "hosts": list(hosts),
+        "http": [
+            {
+                "route": [{"destination": {"host": live_host}, "weight": 100}],
+                "mirror": {"host": shadow_host},
+                "mirrorPercentage": {"value": 100.0},
+            }
+        ],
+    }
+    if gateways:
+        spec["gateways"] = list(gateways)
+    route = {
+        "apiVersion": "networking.istio.io/v1beta1",
+        "kind": "VirtualService",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "champion", "champion.io/stage": "shadow"},
+        },
+        "spec": spec,
+    }
+    validate_strict(route)
+    return route
+
+
 def validate_llm(manifest: dict) -> None:
     """The CRD schema strictly, then the KServe webhook's rules that neither v1.20 nor a JSON schema enforces."""
     validate_strict(manifest)

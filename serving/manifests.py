@@ -44,6 +44,7 @@ SCHEMAS = {  # kind -> (vendored schema, the CRD file it comes from (relative to
         "v1alpha2",
     ),
     "HTTPRoute": (CRDS / "httproute-v1.json", "cluster-crds/gatewayapi_httproute.yaml", "v1"),
+    "VirtualService": (CRDS / "virtualservice-v1beta1.json", "cluster-crds/istio_virtualservice.yaml", "v1beta1"),
 }
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 VLLM_RUNTIME_NAME = "champion-vllm"
@@ -352,8 +353,11 @@ def strict_schema(kind: str = "InferenceService") -> dict:
         raise ManifestError(f"no CRD schema for kind {kind!r}.", f"champion validates {sorted(SCHEMAS)}.")
     schema = copy.deepcopy(json.loads(SCHEMAS[kind][0].read_text()))
     _close_objects(schema)
-    # ObjectMeta is validated by the API server itself; the CRD leaves it open and so do we.
+    # ObjectMeta is validated by the API server itself; the CRD leaves it open and so do we. Some CRDs
+    # (Istio's) leave apiVersion and kind out of their schema: every object has them.
     schema["properties"]["metadata"] = {"type": "object"}
+    schema["properties"].setdefault("apiVersion", {"type": "string"})
+    schema["properties"].setdefault("kind", {"type": "string"})
     return schema
 
 
@@ -371,7 +375,7 @@ def validate_strict(manifest: dict) -> None:
     if errors:
         kind = manifest.get("kind", "InferenceService")
         raise ManifestError(
-            f"the {kind} does not match the KServe CRD schema: " + "; ".join(errors[:10]),
+            f"the {kind} does not match its CRD schema: " + "; ".join(errors[:10]),
             "fix the fields named (unknown keys are errors: check camelCase spelling).",
         )
 

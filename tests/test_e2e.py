@@ -236,6 +236,9 @@ def test_first_bundle_is_promoted_by_the_bootstrap_rule(sequence):
     _, runs = sequence
     baseline = runs["qa-concise"]
     assert baseline["decision"] == "promoted" and baseline["mode"] == "bootstrap" and baseline["champion"] is None
+    # The embedded judge was checked (its battery) and graded 24 answers, and is excluded with its reasons.
+    assert baseline["judge"]["spent_this_run"]["calls"] >= 150 + 24 and not baseline["judge"]["voted"]
+    assert "self_preference" in baseline["judge"]["failing_families"]
     assert baseline["alias_after"] == baseline["model_version"]
 
 
@@ -268,6 +271,8 @@ def test_degraded_prompt_is_rejected_against_the_champion_and_the_alias_stays(se
         "corrupt": 0,
     }
     assert degraded["metrics"]["semantic_similarity"] < baseline["metrics"]["semantic_similarity"]
+    # The judge check and the champion's grades were reused: only the new challenger's 24 answers cost a call.
+    assert degraded["judge"]["spent_this_run"]["calls"] == 24
 
 
 def test_good_prompt_is_promoted_and_the_alias_moves(sequence):

@@ -13,6 +13,7 @@ from prompts import load_prompt
 from serving.llm_service import (
     Scaling,
     canary_weights,
+    render_istio_mirror,
     render_llm_inference_service,
     render_prompt_router,
     render_shadow_route,
@@ -68,6 +69,15 @@ def llm_objects(namespace: str) -> list[dict]:
             live="qa",
             shadow="qa-candidate",
         ),
+        # The classic (InferenceService) path's shadow: an Istio mirror between two transformers.
+        render_istio_mirror(
+            name="qa-classic-shadow",
+            namespace=namespace,
+            hosts=["qa.example.com"],
+            live_host=f"qa-transformer.{namespace}.svc.cluster.local",
+            shadow_host=f"qa-shadow-transformer.{namespace}.svc.cluster.local",
+            gateways=["knative-serving/knative-ingress-gateway"],
+        ),
     ]
 
 
@@ -79,13 +89,16 @@ def test_single_node_canary_pair_and_shadow_route_are_held_to_the_crds():
     assert canary["spec"]["template"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert canary["metadata"]["annotations"]["champion.io/bundle-id"] == CANDIDATE.id
     assert canary_weights(10) == (90, 10)
-    shadow = llm_objects("team-a")[-1]
+    shadow = llm_objects("team-a")[-2]
     mirror = shadow["spec"]["rules"][0]["filters"][0]
     assert mirror == {
         "type": "RequestMirror",
         "requestMirror": {"backendRef": {"name": "qa-candidate-prompt-router", "port": 80}},
     }
     assert shadow["spec"]["rules"][0]["backendRefs"] == [{"name": "qa-prompt-router", "port": 80}]
+    classic = llm_objects("team-a")[-1]["spec"]["http"][0]
+    assert classic["mirror"] == {"host": "qa-shadow-transformer.team-a.svc.cluster.local"}
+    assert classic["mirrorPercentage"] == {"value": 100.0}
 
 
 @pytest.mark.parametrize(
@@ -122,6 +135,10 @@ def test_unknown_fields_and_broken_webhook_rules_are_errors(mutate, message):
     [
         (lambda: Scaling(3, 2), "min \\(3\\) <= max \\(2\\)"),
         (lambda: canary_weights(100), "1..99"),
+        (
+            lambda: render_istio_mirror(name="m", namespace="team-a", hosts=["h"], live_host="a", shadow_host="a"),
+            "a different shadow",
+        ),
         (lambda: service(model_uri="models/qa"), "not a URI"),
         (lambda: router(gateway_host=""), "gateway host"),
         (
