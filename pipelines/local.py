@@ -181,8 +181,10 @@ class StepTracker:
         for task, outputs in self.outputs.items():
             if self.states.get(task) != "succeeded":
                 continue
-            for value in outputs.values():
-                for name, amount in (getattr(value, "metadata", None) or {}).items():
+            # Each step reports its own spend in its output named "metrics"; copies under other names (the
+            # gate hands the challenger's metrics on as challenger_metrics) are not spent again.
+            if "metrics" in outputs:
+                for name, amount in (getattr(outputs["metrics"], "metadata", None) or {}).items():
                     if name.startswith(prefix) and isinstance(amount, (int, float)):
                         key = name.removeprefix(prefix)
                         totals[key] = totals.get(key, 0) + int(amount)
