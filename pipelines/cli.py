@@ -443,6 +443,7 @@ def replay(
     import json
 
     from champion.cache import ExampleCache
+    from champion.errors import DataError
     from evaluators.config import load_evaluator_config
     from evaluators.evaluate import build_judge, judge_reliability
     from serving.request_log import read_request_log, replayable
@@ -451,6 +452,11 @@ def replay(
 
     try:
         records = [r for r in replayable(read_request_log(log), limit=limit) if not r.bundle_id.startswith(bundle)]
+        if not records:
+            raise DataError(
+                f"{log} holds no answered request with its question and answer (other than the candidate's own).",
+                "log the live bundle with content capture: `champion serve --log-content` (or CHAMPION_LOG_CONTENT=true).",
+            )
         config = load_evaluator_config(evaluator_config)
         if config.judge is None:
             _fail(

@@ -202,3 +202,26 @@ def test_replay_refuses_a_server_that_is_not_the_candidate(live_log, tmp_path):
     finally:
         other.close()
     assert result.returncode == 2 and "not the candidate" in result.stderr
+
+
+def test_replay_of_a_log_without_content_says_how_to_capture_it(tmp_path):
+    log = RequestLog(tmp_path / "requests.jsonl")  # content capture off: nothing to replay
+    log.record(
+        question="What is the capital of France?",
+        answer="Paris.",
+        request_id="r1",
+        bundle_id=LIVE.id,
+        prompt="qa-concise@1",
+        prompt_digest=PROMPT.digest,
+        model_digest=LIVE.model_digest,
+        decoding={},
+        status=200,
+        latency_s=0.1,
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "replay", str(tmp_path / "requests.jsonl"), "--bundle", CANDIDATE.id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "--log-content" in result.stderr
