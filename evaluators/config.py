@@ -35,7 +35,9 @@ class Reliability(BaseModel):
     min_tone_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # confident wrong vs hedged right
     min_self_preference_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # a right answer vs the judge's own wrong one
     min_reference_free_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # right vs wrong with no reference shown
-    min_probes: int = Field(4, ge=1, description="a family with fewer measurable probes is reported as not measured")
+    min_probes: int = Field(
+        4, ge=1, description="a family with fewer measurable probes is not measured, and the judge does not vote"
+    )
     human_labels: str = Field(
         "demo", description="packaged labelled set (evaluators/labels/) or a JSONL path; '' = none"
     )

@@ -15,7 +15,10 @@ reference_free      right vs wrong, judged without the reference                
 ==================  ===========================================================  ==========================
 
 With log-probabilities the position family passes by construction (the verdict averages both orders);
-the report still shows the raw per-order consistency and how much the judge favours slot A.
+the report still shows the raw per-order consistency and how much the judge favours slot A. Where the judge
+model answers a self-preference question right, it is asked for a plausible wrong answer in its own words,
+so a judge that knows every answer is measured too. A family with fewer than ``min_probes`` measurable
+probes is not measured, and the judge does not vote: too few probes cannot show it is free of the bias.
 
 Agreement with people: a labelled set (``evaluators/labels/``, or a path) with a human verdict per item;
 Cohen's kappa with a 95% bootstrap interval. The lower end must clear ``min_kappa``: "the judge agrees
@@ -264,7 +267,9 @@ def _accuracy(
     n = len(rows)
     score = sum(hits) / n if n else math.nan
     measured = n >= min_probes
-    return FamilyResult(family, score, threshold, n, measured, (not measured) or score >= threshold, misses=misses)
+    # Too few probes cannot show the judge is free of the bias: the judge does not earn its vote.
+    detail = "" if measured else f"not measured: {n} probes (< min_probes {min_probes})"
+    return FamilyResult(family, score, threshold, n, measured, measured and score >= threshold, detail, misses)
 
 
 def _position(rows: list[dict], verdicts: list[PairVerdict], threshold: float, min_probes: int) -> FamilyResult:
@@ -285,23 +290,36 @@ def _position(rows: list[dict], verdicts: list[PairVerdict], threshold: float, m
         threshold,
         len(rows),
         len(rows) >= min_probes,
-        score >= threshold,
+        len(rows) >= min_probes and score >= threshold,
         detail,
         [row["id"] for row, ok in zip(rows, stable) if not ok],
     )
 
 
+WRONG_ANSWER_REQUEST = "Give a plausible but wrong answer to this question, in one sentence: {question}"
+
+
 def _self_preference(judge: Judge, rows: list[dict], threshold: float, min_probes: int) -> tuple[FamilyResult, Cost]:
-    """The judge model answers each probe question itself; wherever its own answer is wrong (no token in
-    common with the reference), it must still prefer the right answer to its own."""
+    """The judge model answers each probe question itself. Where its own answer is wrong (no token in common
+    with the reference) it must still prefer a right answer to it. Where its own answer is right, it is asked
+    for a plausible wrong answer in its own words, so a judge that knows every answer is measured too."""
     from evaluators.lexical import token_f1
     from prompts import Decoding
 
-    own = judge.generator.generate(
-        [[{"role": "user", "content": row["question"]}] for row in rows], Decoding(max_tokens=48)
-    )
-    cost = Cost(len(own), sum(a.prompt_tokens for a in own), sum(a.completion_tokens for a in own))
-    wrong = [(row, answer.text) for row, answer in zip(rows, own) if token_f1(answer.text, row["reference"]) == 0.0]
+    decoding = Decoding(max_tokens=48)
+
+    def ask(contents: list[str]):
+        return judge.generator.generate([[{"role": "user", "content": c}] for c in contents], decoding)
+
+    own = ask([row["question"] for row in rows])
+    right = [i for i, answer in enumerate(own) if token_f1(answer.text, rows[i]["reference"]) > 0.0]
+    asked_wrong = ask([WRONG_ANSWER_REQUEST.format(question=rows[i]["question"]) for i in right]) if right else []
+    generated = list(own) + list(asked_wrong)
+    cost = Cost(len(generated), sum(a.prompt_tokens for a in generated), sum(a.completion_tokens for a in generated))
+    texts = [answer.text for answer in own]
+    for i, answer in zip(right, asked_wrong):
+        texts[i] = answer.text
+    wrong = [(row, text) for row, text in zip(rows, texts) if token_f1(text, row["reference"]) == 0.0]
     if len(wrong) < min_probes:
         return FamilyResult(
             "self_preference",
@@ -309,15 +327,17 @@ def _self_preference(judge: Judge, rows: list[dict], threshold: float, min_probe
             threshold,
             len(wrong),
             False,
-            True,
-            f"not measured: {len(rows) - len(wrong)} of {len(rows)} of its own answers were right, "
-            f"leaving {len(wrong)} (< {min_probes}) wrong answers of its own to prefer",
+            False,
+            f"not measured: it gave only {len(wrong)} (< {min_probes}) wrong answers of its own, even when asked for them",
         ), cost
     verdicts = judge.compare([r for r, _ in wrong], [r["good"] for r, _ in wrong], [text for _, text in wrong])
     result = _accuracy(
         "self_preference", [{**r, "expected": "first"} for r, _ in wrong], verdicts, threshold, min_probes
     )
-    result.detail = f"{len(wrong)} of {len(rows)} of its own answers were wrong; each was put against a right one"
+    result.detail = (
+        f"{len(rows) - len(right)} of {len(rows)} of its own answers were wrong, {len(wrong) - (len(rows) - len(right))} "
+        "more written wrong on request; each was put against a right one"
+    )
     return result, sum((v.cost for v in verdicts), cost)
 
 
@@ -378,8 +398,12 @@ def check_reliability(judge: Judge, reliability: Reliability) -> ReliabilityRepo
         agreement, spent_here = human_agreement(judge, reliability.human_labels, reliability.min_kappa)
         cost = cost + spent_here
     reasons = [
-        f"{f.family}: {f.score:.2f} < {f.threshold:.2f} on {f.n} probes"
-        + (f" (missed {', '.join(f.misses[:5])})" if f.misses else "")
+        (
+            f"{f.family}: {f.score:.2f} < {f.threshold:.2f} on {f.n} probes"
+            + (f" (missed {', '.join(f.misses[:5])})" if f.misses else "")
+            if f.measured
+            else f"{f.family}: {f.detail}"
+        )
         for f in families
         if not f.passed
     ]

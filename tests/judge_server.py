@@ -57,15 +57,23 @@ class ScriptedJudge:
     - ``reference``: without a reference shown it cannot judge and says "A".
     """
 
-    def __init__(self, bias: str | None = None) -> None:
+    def __init__(self, bias: str | None = None, knows_answers: bool = False) -> None:
         if bias not in BIASES:
             raise ValueError(f"unknown bias {bias!r}")
         self.bias = bias
+        self.knows_answers = knows_answers
         self.knowledge = _knowledge()
         self.own_answers: set[str] = set()
 
-    def answer(self, question: str) -> str:
-        text = "I do not know."  # its own answers are wrong, so self-preference can be measured
+    def answer(self, prompt: str) -> str:
+        """Its own answer to a plain question: "I do not know." unless it ``knows_answers`` (then the
+        reference, and a made-up wrong answer when asked for one)."""
+        if prompt.startswith("Give a plausible but wrong answer"):
+            text = "It is surely Atlantis."
+        elif self.knows_answers and prompt in self.knowledge:
+            text = f"{self.knowledge[prompt]}."
+        else:
+            text = "I do not know."
         self.own_answers.add(text)
         return text
 
@@ -117,11 +125,16 @@ class JudgeServer:
     flip a pairwise verdict, as a sampling judge's replies vary."""
 
     def __init__(
-        self, mode: str = "scripted", api_key: str | None = None, bias: str | None = None, noisy: bool = False
+        self,
+        mode: str = "scripted",
+        api_key: str | None = None,
+        bias: str | None = None,
+        noisy: bool = False,
+        knows_answers: bool = False,
     ) -> None:
         self.mode = mode
         self.api_key = api_key
-        self.judge = ScriptedJudge(bias)
+        self.judge = ScriptedJudge(bias, knows_answers)
         self.noisy = noisy
         self.requests: list[dict] = []
         self.headers: list[dict] = []

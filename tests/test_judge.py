@@ -415,3 +415,21 @@ LABELLED = [
     ("What is the capital of Japan?", "Tokyo", "Tokyo.", "Kyoto."),
     ("How many legs does a spider have?", "eight", "Eight.", "Six </script><b>legs</b>."),
 ]
+
+
+@pytest.mark.parametrize("bias, passed", [(None, True), ("self_preference", False)])
+def test_self_preference_is_measured_for_a_judge_that_knows_every_answer(bias, passed):
+    """Its own answers are right, so it is asked for wrong ones in its own words: the family is measured."""
+    with JudgeServer(bias=bias, knows_answers=True) as server:
+        report = check_reliability(scripted_judge(server), Reliability())
+    family = report.family("self_preference")
+    assert family.measured and family.n == 10 and family.passed is passed
+    assert "10 more written wrong on request" in family.detail
+
+
+def test_too_few_probes_cannot_earn_a_vote(tmp_path):
+    with JudgeServer() as server:
+        report = check_reliability(scripted_judge(server), Reliability(min_probes=30))
+    assert not report.reliable
+    assert all(not f.measured and not f.passed for f in report.families)
+    assert any(reason.startswith("tone: not measured: 6 probes") for reason in report.reasons)
