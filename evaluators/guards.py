@@ -79,7 +79,8 @@ def secret_findings(text: str) -> list[str]:
     from detect_secrets.core.scan import scan_line
     from detect_secrets.settings import transient_settings
 
-    plugin_names: list[str] = [plugin.__name__ for plugin in get_mapping_from_secret_type_to_class().values()]
+    mapping: dict[str, type] = get_mapping_from_secret_type_to_class()
+    plugin_names = [plugin.__name__ for plugin in mapping.values()]
     plugins = [{"name": name} for name in plugin_names if "HighEntropy" not in name]
     found = []
     with transient_settings({"plugins_used": plugins}):
