@@ -37,10 +37,13 @@ fi
 
 started=$(date +%s)
 export DEBIAN_FRONTEND=noninteractive
-# Debian's source lists, beside the binary ones, so `apt-get source` can fetch kubernetes.
+# Debian's source lists, beside the binary ones, so `apt-get source` can fetch kubernetes (deb822 or
+# one-line format, whichever this machine uses).
 if [ -f /etc/apt/sources.list.d/debian.sources ] && [ ! -f /etc/apt/sources.list.d/champion-deb-src.sources ]; then
   sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
     > /etc/apt/sources.list.d/champion-deb-src.sources
+elif [ -f /etc/apt/sources.list ] && [ ! -f /etc/apt/sources.list.d/champion-deb-src.list ]; then
+  sed -n 's/^deb /deb-src /p' /etc/apt/sources.list > /etc/apt/sources.list.d/champion-deb-src.list
 fi
 log "installing golang-go, etcd-server (apt)"
 apt-get update -qq
@@ -51,7 +54,11 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 log "downloading the kubernetes $DEB_VERSION source package"
-apt-get source -qq --download-only "kubernetes=$DEB_VERSION" >/dev/null
+if ! apt-get source -qq --download-only "kubernetes=$DEB_VERSION" >/dev/null; then
+  log "Debian's kubernetes source package $DEB_VERSION is not in this machine's sources (it is Debian 12" \
+      "bookworm's); use setup-envtest and KUBEBUILDER_ASSETS instead"
+  exit 1
+fi
 mkdir -p gopath/src/k8s.io/kubernetes
 tar -xf kubernetes_*.orig.tar.* -C gopath/src/k8s.io/kubernetes --strip-components=1
 export GOPATH=$WORK/gopath GO111MODULE=off CGO_ENABLED=0 GOFLAGS= GOCACHE=$WORK/gocache
