@@ -225,3 +225,53 @@ def test_replay_of_a_log_without_content_says_how_to_capture_it(tmp_path):
         timeout=120,
     )
     assert result.returncode == 2 and "--log-content" in result.stderr
+
+
+def test_records_sent_as_cloudevents_land_in_the_same_jsonl_format(tmp_path):
+    """A cluster's transformers post to CHAMPION_REQUEST_LOG_URL; the sink writes what champion serve writes."""
+    from serving.log_sink import RequestLogSink
+
+    output = tmp_path / "cluster-requests.jsonl"
+    with RequestLogSink(output) as sink:
+        log = RequestLog(url=sink.url, capture_content=True)
+        sent = log.record(
+            question="What is the capital of France? My key is AKIAIOSFODNN7EXAMPLE",
+            answer="Paris.",
+            request_id="req-1",
+            bundle_id=LIVE.id,
+            prompt="qa-concise@1",
+            prompt_digest=PROMPT.digest,
+            model_digest=LIVE.model_digest,
+            decoding=PROMPT.decoding.model_dump(mode="json"),
+            status=200,
+            latency_s=0.2,
+        )
+        refused = requests.post(
+            sink.url, data=b'{"not": "a record"}', headers={"ce-type": "other", "ce-specversion": "1.0"}
+        )
+        wrong_body = requests.post(
+            sink.url,
+            data=b'{"not": "a record"}',
+            headers={"ce-type": "io.champion.request.v1", "ce-specversion": "1.0"},
+        )
+    assert log.dropped == 0 and sink.received == 1 and sink.refused == 2
+    assert refused.status_code == 400 and wrong_body.status_code == 400
+    (stored,) = read_request_log(output)
+    assert stored == sent and "AKIA" not in output.read_text() and stored.request_id == "req-1"
+
+
+def test_an_unreachable_sink_drops_the_record_but_never_the_answer(tmp_path):
+    log = RequestLog(url="http://127.0.0.1:9/", capture_content=False)
+    record = log.record(
+        question="q",
+        answer="a",
+        request_id="r",
+        bundle_id="b",
+        prompt="p@1",
+        prompt_digest="d",
+        model_digest="m",
+        decoding={},
+        status=200,
+        latency_s=0.1,
+    )
+    assert log.dropped == 1 and record.request_id == "r"
