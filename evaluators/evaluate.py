@@ -6,7 +6,7 @@ shipped calibration set every run; the gate counts its grades only if it passed.
 """
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from champion.cache import ExampleCache
 from evaluators.config import EvaluatorConfig, JudgeConfig, Reliability
@@ -68,6 +68,7 @@ def evaluate_generations(
 
     if judge is None and config.judge is not None:
         judge = build_judge(config.judge, weights_cache, cache)
+    spent_before = judge.spent() if judge is not None else None  # ragas' judged metrics spend through it too
     metrics = build_metrics(config, judge.generator if judge is not None else None, cache)
     produced = config.metric_catalog()
     # Cost and latency are measured when generating; they are scored per example like any metric.
@@ -84,8 +85,8 @@ def evaluate_generations(
         for r, scored in zip(rows, score_examples(rows, metrics))
     ]
     names = [m.spec.name for m in metrics] + measured
-    if judge is not None:
-        spent_before = dict(getattr(judge.generator, "spent", {}))
+    judge_spent: dict[str, int] = {}
+    if judge is not None and spent_before is not None:
         for row, verdict in zip(table, judge.grade(rows)):
             row[judge.spec.name] = judge.value(verdict)
             row[f"{judge.spec.name}_verdict"] = verdict.label
@@ -95,14 +96,7 @@ def evaluate_generations(
             # What judging this example costs (a cached verdict reports what it cost when computed).
             row[catalog.JUDGE_COST.name] = verdict.tokens if verdict.cost.calls else math.nan
         names += [judge.spec.name, catalog.JUDGE_COST.name]
-        spent = getattr(judge.generator, "spent", None)
-        judge_spent = (
-            {k: spent[k] - spent_before.get(k, 0) for k in spent}
-            if spent is not None
-            else {"calls": len(rows), "prompt_tokens": 0, "completion_tokens": 0}
-        )
-    else:
-        judge_spent = {}
+        judge_spent = asdict(judge.spent() - spent_before)
     return Evaluation(table=table, aggregates={name: aggregate(table, name) for name in names}, judge_spent=judge_spent)
 
 

@@ -40,6 +40,13 @@ class Cost:
             self.completion_tokens + other.completion_tokens,
         )
 
+    def __sub__(self, other: Cost) -> Cost:
+        return Cost(
+            self.calls - other.calls,
+            self.prompt_tokens - other.prompt_tokens,
+            self.completion_tokens - other.completion_tokens,
+        )
+
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
@@ -141,6 +148,7 @@ class Judge:
         self.max_repairs = max_repairs
         self.sampling = sampling or Sampling()
         self.spec = MetricSpec(f"judge_{pointwise.name.replace('-', '_')}", "higher", 0.0, 1.0)
+        self._computed = Cost()  # every call made through this judge (what an uncached generator spent)
 
     @property
     def uses_logprobs(self) -> bool:
@@ -148,34 +156,58 @@ class Judge:
 
     # -- asking -------------------------------------------------------------------------------
 
+    def spent(self) -> Cost:
+        """What the backend has computed for this judge so far: a cached generator's count of its cache misses
+        (whoever called it, ragas' metrics included), else every call made through the judge."""
+        counted = getattr(self.generator, "spent", None)
+        if counted is None:
+            return self._computed
+        return Cost(counted["calls"], counted["prompt_tokens"], counted["completion_tokens"])
+
+    def answer(self, questions: Sequence[str], decoding) -> list:
+        """The judge model's own answers to plain questions (the self-preference probes), counted like verdicts."""
+        answers = self.generator.generate([[{"role": "user", "content": q}] for q in questions], decoding)
+        for a in answers:
+            self._computed = self._computed + Cost(1, a.prompt_tokens, a.completion_tokens)
+        return answers
+
     def _ask(self, rubric: JudgeRubric, conversations: list[list[dict]]) -> list[Verdict]:
-        if self.uses_logprobs:
-            verdicts = []
-            for scores in self.generator.choice_logprobs(conversations, rubric.labels, rubric.verdict_prefix):
-                distribution = _normalised(scores.logprobs)
-                label = max(distribution, key=distribution.__getitem__)
-                verdicts.append(
-                    Verdict(
-                        label,
-                        f"constrained choice over {list(rubric.labels)}: p({label})={distribution[label]:.2f}",
-                        "logprobs",
-                        Cost(1, scores.prompt_tokens, 0),
-                        distribution,
-                    )
+        verdicts = self._choose(rubric, conversations) if self.uses_logprobs else self._sample(rubric, conversations)
+        self._computed = sum((v.cost for v in verdicts), self._computed)
+        return verdicts
+
+    def _choose(self, rubric: JudgeRubric, conversations: list[list[dict]]) -> list[Verdict]:
+        """A constrained choice over the labels from their log-probabilities: one forward pass each."""
+        verdicts = []
+        for scores in self.generator.choice_logprobs(conversations, rubric.labels, rubric.verdict_prefix):
+            distribution = _normalised(scores.logprobs)
+            label = max(distribution, key=distribution.__getitem__)
+            verdicts.append(
+                Verdict(
+                    label,
+                    f"constrained choice over {list(rubric.labels)}: p({label})={distribution[label]:.2f}",
+                    "logprobs",
+                    Cost(1, scores.prompt_tokens, 0),
+                    distribution,
                 )
-            return verdicts
+            )
+        return verdicts
+
+    def _sample(self, rubric: JudgeRubric, conversations: list[list[dict]]) -> list[Verdict]:
+        """Generated verdicts: one reply each, or ``samples`` seeded replies voted on."""
         n = self.sampling.samples
-        decodings = [
-            rubric.decoding
-            if n == 1
-            else rubric.decoding.model_copy(
-                update={"temperature": self.sampling.temperature, "seed": rubric.decoding.seed + i}
+        if n == 1:
+            return self._generate(rubric, conversations, rubric.decoding)
+        per_sample = [
+            self._generate(
+                rubric,
+                conversations,
+                rubric.decoding.model_copy(
+                    update={"temperature": self.sampling.temperature, "seed": rubric.decoding.seed + i}
+                ),
             )
             for i in range(n)
         ]
-        per_sample = [self._generate(rubric, conversations, decoding) for decoding in decodings]
-        if n == 1:
-            return per_sample[0]
         verdicts = []
         for samples in zip(*per_sample):
             labels = tuple(v.label for v in samples)

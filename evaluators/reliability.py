@@ -308,12 +308,13 @@ def _self_preference(judge: Judge, rows: list[dict], threshold: float, min_probe
 
     decoding = Decoding(max_tokens=48)
 
-    def ask(contents: list[str]):
-        return judge.generator.generate([[{"role": "user", "content": c}] for c in contents], decoding)
-
-    own = ask([row["question"] for row in rows])
+    own = judge.answer([row["question"] for row in rows], decoding)
     right = [i for i, answer in enumerate(own) if token_f1(answer.text, rows[i]["reference"]) > 0.0]
-    asked_wrong = ask([WRONG_ANSWER_REQUEST.format(question=rows[i]["question"]) for i in right]) if right else []
+    asked_wrong = (
+        judge.answer([WRONG_ANSWER_REQUEST.format(question=rows[i]["question"]) for i in right], decoding)
+        if right
+        else []
+    )
     generated = list(own) + list(asked_wrong)
     cost = Cost(len(generated), sum(a.prompt_tokens for a in generated), sum(a.completion_tokens for a in generated))
     texts = [answer.text for answer in own]
@@ -372,7 +373,7 @@ def human_agreement(judge: Judge, source: str, min_kappa: float) -> tuple[Agreem
 
 
 def check_reliability(judge: Judge, reliability: Reliability) -> ReliabilityReport:
-    spent_before = dict(getattr(judge.generator, "spent", {}))
+    spent_before = judge.spent()
     cost = Cost()
     families: list[FamilyResult] = []
     for family in FAMILIES:
@@ -412,20 +413,13 @@ def check_reliability(judge: Judge, reliability: Reliability) -> ReliabilityRepo
             f"agreement with people: Cohen's kappa {agreement.kappa:.2f} (95% CI {agreement.kappa_low:.2f} to "
             f"{agreement.kappa_high:.2f}) on {agreement.n} labelled items; the lower end must clear {agreement.min_kappa:.2f}"
         )
-    spent_after = getattr(judge.generator, "spent", {})
-    spent = Cost(
-        *(
-            int(spent_after.get(k, 0)) - int(spent_before.get(k, 0))
-            for k in ("calls", "prompt_tokens", "completion_tokens")
-        )
-    )
     return ReliabilityReport(
         reliable=not reasons,
         reasons=reasons or ["passed every bias family" + (" and agrees with people" if agreement else "")],
         families=families,
         agreement=agreement,
         cost=cost,
-        spent=spent if getattr(judge.generator, "spent", None) is not None else cost,
+        spent=judge.spent() - spent_before,
         order_free=judge.uses_logprobs,
     )
 

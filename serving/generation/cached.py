@@ -38,8 +38,12 @@ class CachedGenerator:
         # Work actually done (misses), apart from what the cache answered: throughput is measured on it only.
         self.computed = 0
         self.computed_seconds = 0.0
-        # What the misses cost the backend (a cached answer costs nothing): calls, prompt and completion tokens.
-        self.spent = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        self._spent_tokens = {"prompt_tokens": 0, "completion_tokens": 0}
+
+    @property
+    def spent(self) -> dict[str, int]:
+        """What the misses cost the backend (a cached answer costs nothing): one call each, and their tokens."""
+        return {"calls": self.computed, **self._spent_tokens}
 
     @property
     def generator(self) -> Generator:
@@ -64,9 +68,8 @@ class CachedGenerator:
             self.computed_seconds += time.perf_counter() - started
             self.computed += len(part)
             for value in new.values():
-                self.spent["calls"] += 1
-                self.spent["prompt_tokens"] += int(value.get("prompt_tokens") or 0)
-                self.spent["completion_tokens"] += int(value.get("completion_tokens") or 0)
+                for tokens in self._spent_tokens:
+                    self._spent_tokens[tokens] += int(value.get(tokens) or 0)
             self.cache.put_many(kind, new)
             found.update(new)
         return [found[key] for key in keys]
