@@ -61,38 +61,33 @@ def pair_logs(live: Sequence[RequestRecord], candidate: Sequence[RequestRecord])
 def replay(
     records: Sequence[RequestRecord], url: str, *, expected_bundle: str, model: str = "", timeout_s: float = 120.0
 ) -> list[ShadowPair]:
-    """Send each logged question to the candidate at ``url`` (its OpenAI route) with the original request id."""
-    import requests
+    """Send each logged question to the candidate at ``url`` (its chat route, as a client would), with its
+    original request id, and pair the answer with the logged live one."""
+    from serving.smoke import ask_bundle
 
     pairs = []
     for record in records:
         try:
-            response = requests.post(
-                f"{url.rstrip('/')}/openai/v1/chat/completions",
-                json={"model": model, "messages": [{"role": "user", "content": record.question}]},
-                headers={"x-request-id": record.request_id},
-                timeout=timeout_s,
+            answer = ask_bundle(
+                url,
+                model,
+                record.question or "",
+                bundle_id=expected_bundle,
+                headers={"x-request-id": record.request_id},  # the candidate's own log pairs on it
+                timeout_s=timeout_s,
             )
-        except requests.RequestException as exc:
+        except ServingError as exc:
+            if exc.status == 409:  # something answered, but not as the candidate
+                raise ServingError(
+                    f"the server at {url} is not the candidate {expected_bundle[:12]}: {exc.problem}",
+                    "serve the candidate bundle there (`champion serve --bundle ID`), or pass its id.",
+                    409,
+                ) from exc
             raise ServingError(
-                f"the candidate at {url} did not answer: {type(exc).__name__}: {exc}",
+                f"the candidate at {url} did not answer: {exc.problem}",
                 "start it with `champion serve --bundle ID --port PORT` and pass --url http://127.0.0.1:PORT.",
-                503,
+                exc.status,
             ) from exc
-        if response.status_code != 200:
-            raise ServingError(
-                f"the candidate at {url} answered HTTP {response.status_code}: {response.text[:200]}",
-                "see the candidate server's log.",
-                502,
-            )
-        served = response.headers.get("x-champion-bundle", "")
-        if not served or not served.startswith(expected_bundle):
-            raise ServingError(
-                f"the server at {url} answered as bundle {served[:12] or '(none)'}, not the candidate {expected_bundle[:12]}.",
-                "serve the candidate bundle there (`champion serve --bundle ID`), or pass its id.",
-                409,
-            )
-        answer = response.json()["choices"][0]["message"]["content"]
         pairs.append(ShadowPair(record.request_id, record.question or "", record.answer or "", answer))
     return pairs
 

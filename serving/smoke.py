@@ -14,7 +14,7 @@ from typing import Sequence
 
 import requests
 
-from champion.errors import BackendError
+from champion.errors import BackendError, ServingError
 from evaluators.lexical import token_f1
 from serving.generation.openai_backend import parse_chat_response
 from serving.openai_api import CHAT_ROUTE
@@ -34,6 +34,44 @@ class SmokeResult:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def ask_bundle(
+    base_url: str,
+    model: str,
+    question: str,
+    *,
+    bundle_id: str,
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 60.0,
+) -> str:
+    """One plain question through a served bundle's chat route, as a client sends it. The answer, or a
+    ServingError saying what went wrong: no answer, an HTTP error, an answer that names no bundle or
+    another bundle than ``bundle_id`` (a prefix of the full id will do), a reply that is not a chat completion."""
+    body = {"model": model, "messages": [{"role": "user", "content": question}]}
+    try:
+        response = requests.post(base_url.rstrip("/") + CHAT_ROUTE, json=body, headers=headers, timeout=timeout_s)
+    except requests.RequestException as exc:
+        raise ServingError(f"{type(exc).__name__}: {exc}"[:300], "check that the server is running.", 503) from exc
+    if response.status_code != 200:
+        raise ServingError(f"HTTP {response.status_code}: {response.text[:200]}", "see the server's log.", 502)
+    served_bundle = response.headers.get(BUNDLE_HEADER, "")
+    if not served_bundle:
+        raise ServingError(
+            f"the answer carries no {BUNDLE_HEADER} header, so nothing shows which bundle answered (is the prompt transformer in front?)",
+            "serve the bundle behind champion's prompt transformer.",
+            409,
+        )
+    if not served_bundle.startswith(bundle_id):
+        raise ServingError(
+            f"answered by bundle {served_bundle[:12]}, not {bundle_id[:12]}",
+            "serve the expected bundle at that address.",
+            409,
+        )
+    try:
+        return parse_chat_response(response.json()).text
+    except (BackendError, ValueError) as exc:
+        raise ServingError(str(exc)[:300], "point at an OpenAI-compatible chat route.", 502) from exc
 
 
 def smoke_test(
@@ -61,28 +99,12 @@ def smoke_test(
         headers["Authorization"] = f"Bearer {token}"
     errors, answers, scores = [], [], []
     for example in examples:
-        body = {"model": model, "messages": [{"role": "user", "content": example["question"]}]}
         try:
-            response = requests.post(url, json=body, headers=headers, timeout=timeout_s)
-        except requests.RequestException as exc:
-            errors.append(f"{type(exc).__name__}: {exc}"[:300])
-            continue
-        if response.status_code != 200:
-            errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
-            continue
-        served_bundle = response.headers.get(BUNDLE_HEADER, "")
-        if not served_bundle:
-            errors.append(
-                f"the answer carries no {BUNDLE_HEADER} header, so nothing shows which bundle answered (is the prompt transformer in front?)"
+            text = ask_bundle(
+                base_url, model, example["question"], bundle_id=bundle_id, headers=headers, timeout_s=timeout_s
             )
-            continue
-        if served_bundle != bundle_id:
-            errors.append(f"answered by bundle {served_bundle[:12]}, not {bundle_id[:12]}")
-            continue
-        try:
-            text = parse_chat_response(response.json()).text
-        except (BackendError, ValueError) as exc:
-            errors.append(str(exc)[:300])
+        except ServingError as exc:
+            errors.append(exc.problem)
             continue
         score = token_f1(text, example["reference"])
         scores.append(score)
