@@ -225,7 +225,7 @@ def _serve_until_stopped(
 ) -> None:
     from pipelines.local import OFFLINE_ENV, Workspace
     from pipelines.serve import prepare, serve_bundle
-    from serving.request_log import REDACTORS_ENV, RequestLog, load_redactors
+    from serving.request_log import RequestLog
 
     os.environ.update(OFFLINE_ENV)
     space = Workspace(workspace.resolve())
@@ -260,9 +260,7 @@ def _serve_until_stopped(
             f'  curl -s http://{host}:{port}/openai/v1/chat/completions -H \'content-type: application/json\' -d \'{{"model": "{served.name}", "messages": [{{"role": "user", "content": "What is the capital of France?"}}]}}\''
         )
         log_path = request_log or space.root / "requests.jsonl"
-        log = RequestLog(
-            log_path, capture_content=log_content, redactors=load_redactors(os.environ.get(REDACTORS_ENV, ""))
-        )
+        log = RequestLog(log_path, capture_content=log_content)
         err.print(
             f"Request log: {log_path}" + (" (with questions and answers, secrets redacted)" if log_content else "")
         )

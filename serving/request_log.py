@@ -16,11 +16,12 @@ as its data.
 from __future__ import annotations
 
 import importlib
-import json
+import logging
 import os
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -76,9 +77,16 @@ def load_redactors(spec: str) -> list[Callable[[str], str]]:
     return hooks
 
 
+log = logging.getLogger(__name__)
+
+
 class RequestLog:
     """Writes records to a JSONL file and/or a CloudEvents sink. Thread-safe; a failing sink never fails a
-    request (the answer matters more than its record), it is counted in ``dropped``."""
+    request (the answer matters more than its record), it is counted in ``dropped``.
+
+    A server calls ``submit``: redaction (a secrets scan), the file append and the sink's POST run on one
+    background thread, in order, so a request never waits on them; pending records are written before the
+    process exits. ``record`` does the same work in the caller's thread."""
 
     def __init__(
         self,
@@ -92,10 +100,12 @@ class RequestLog:
         self.path = Path(path) if path else None
         self.url = url
         self.capture_content = capture_content
-        self.redactors = redactors if redactors is not None else [redact_secrets]
+        # Default: the secrets redactor and the hooks CHAMPION_REDACTORS names.
+        self.redactors = redactors if redactors is not None else load_redactors(os.environ.get(REDACTORS_ENV, ""))
         self.source = source
         self.dropped = 0
         self._lock = threading.Lock()
+        self._writer: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_env(cls, environ=os.environ) -> RequestLog | None:
@@ -109,6 +119,21 @@ class RequestLog:
             redactors=load_redactors(environ.get(REDACTORS_ENV, "")),
         )
 
+    def submit(self, *, question: str | None, answer: str | None, **fields) -> Future:
+        """``record`` on the background writer, stamped with the time of the request, not of the write."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="request-log")
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        future = self._writer.submit(self.record, question=question, answer=answer, at=at, **fields)
+        future.add_done_callback(self._count_failure)
+        return future
+
+    def _count_failure(self, future: Future) -> None:
+        if future.exception() is not None:
+            log.error("a request record could not be written: %s", future.exception())
+            with self._lock:
+                self.dropped += 1
+
     def _clean(self, text: str | None) -> str | None:
         if text is None or not self.capture_content:
             return None
@@ -116,9 +141,9 @@ class RequestLog:
             text = hook(text)
         return text
 
-    def record(self, *, question: str | None, answer: str | None, **fields) -> RequestRecord:
+    def record(self, *, question: str | None, answer: str | None, at: str = "", **fields) -> RequestRecord:
         record = RequestRecord(
-            time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            time=at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             question=self._clean(question),
             answer=self._clean(answer),
             **fields,
@@ -195,7 +220,3 @@ def records_as_rows(records: Iterable[RequestRecord]) -> list[dict]:
     return [
         {"id": r.request_id, "question": r.question or "", "reference": "", "output": r.answer or ""} for r in records
     ]
-
-
-def write_records(records: Iterable[RequestRecord], path: str | Path) -> None:
-    Path(path).write_text("".join(json.dumps(r.model_dump(), sort_keys=True) + "\n" for r in records), encoding="utf-8")

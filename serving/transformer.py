@@ -115,7 +115,7 @@ class PromptTransformer(kserve.Model):
         finally:
             if self.request_log is not None:
                 user_turns = [m.content for m in request.messages if m.role == "user"]
-                self.request_log.record(
+                self.request_log.submit(  # off the request path: written by the log's own thread
                     request_id=request_id,
                     bundle_id=self.bundle_id,
                     prompt=f"{self.prompt.name}@{self.prompt.version}",

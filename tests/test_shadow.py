@@ -37,6 +37,22 @@ def answers(right: bool) -> dict[str, str]:
     return {PROMPT.render(question=q)[-1]["content"]: (f"{ref}." if right else "I am not sure.") for q, ref in FACTS}
 
 
+def live_record(log: RequestLog, question: str = "What is the capital of France?", **overrides):
+    """One record of the live bundle written through ``log`` (what the transformer hands it per request)."""
+    fields = dict(
+        answer="Paris.",
+        request_id="r1",
+        bundle_id=LIVE.id,
+        prompt="qa-concise@1",
+        prompt_digest=PROMPT.digest,
+        model_digest=LIVE.model_digest,
+        decoding=PROMPT.decoding.model_dump(mode="json"),
+        status=200,
+        latency_s=0.1,
+    )
+    return log.record(question=question, **(fields | overrides))
+
+
 class Served:
     """The real prompt transformer for ``bundle`` in a child process, in front of a scripted predictor."""
 
@@ -107,18 +123,7 @@ def test_every_request_is_logged_with_the_bundles_identity_and_no_secret(live_lo
 
 def test_content_is_recorded_only_when_asked(tmp_path):
     log = RequestLog(tmp_path / "log.jsonl")
-    record = log.record(
-        question="q",
-        answer="a",
-        request_id="r",
-        bundle_id="b",
-        prompt="p@1",
-        prompt_digest="d",
-        model_digest="m",
-        decoding={},
-        status=200,
-        latency_s=0.1,
-    )
+    record = live_record(log)
     assert record.question is None and record.answer is None
     assert json.loads((tmp_path / "log.jsonl").read_text())["question"] is None
 
@@ -206,18 +211,7 @@ def test_replay_refuses_a_server_that_is_not_the_candidate(live_log, tmp_path):
 
 def test_replay_of_a_log_without_content_says_how_to_capture_it(tmp_path):
     log = RequestLog(tmp_path / "requests.jsonl")  # content capture off: nothing to replay
-    log.record(
-        question="What is the capital of France?",
-        answer="Paris.",
-        request_id="r1",
-        bundle_id=LIVE.id,
-        prompt="qa-concise@1",
-        prompt_digest=PROMPT.digest,
-        model_digest=LIVE.model_digest,
-        decoding={},
-        status=200,
-        latency_s=0.1,
-    )
+    live_record(log)
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "replay", str(tmp_path / "requests.jsonl"), "--bundle", CANDIDATE.id],
         capture_output=True,
@@ -234,18 +228,7 @@ def test_records_sent_as_cloudevents_land_in_the_same_jsonl_format(tmp_path):
     output = tmp_path / "cluster-requests.jsonl"
     with RequestLogSink(output) as sink:
         log = RequestLog(url=sink.url, capture_content=True)
-        sent = log.record(
-            question="What is the capital of France? My key is AKIAIOSFODNN7EXAMPLE",
-            answer="Paris.",
-            request_id="req-1",
-            bundle_id=LIVE.id,
-            prompt="qa-concise@1",
-            prompt_digest=PROMPT.digest,
-            model_digest=LIVE.model_digest,
-            decoding=PROMPT.decoding.model_dump(mode="json"),
-            status=200,
-            latency_s=0.2,
-        )
+        sent = live_record(log, "What is the capital of France? My key is AKIAIOSFODNN7EXAMPLE", request_id="req-1")
         refused = requests.post(
             sink.url, data=b'{"not": "a record"}', headers={"ce-type": "other", "ce-specversion": "1.0"}
         )
@@ -262,16 +245,5 @@ def test_records_sent_as_cloudevents_land_in_the_same_jsonl_format(tmp_path):
 
 def test_an_unreachable_sink_drops_the_record_but_never_the_answer(tmp_path):
     log = RequestLog(url="http://127.0.0.1:9/", capture_content=False)
-    record = log.record(
-        question="q",
-        answer="a",
-        request_id="r",
-        bundle_id="b",
-        prompt="p@1",
-        prompt_digest="d",
-        model_digest="m",
-        decoding={},
-        status=200,
-        latency_s=0.1,
-    )
+    record = live_record(log, request_id="r")
     assert log.dropped == 1 and record.request_id == "r"
