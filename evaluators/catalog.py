@@ -105,8 +105,8 @@ def info(name: str) -> MetricInfo | None:
     if name.startswith("judge_"):
         return judge_metric(name.removeprefix("judge_"))
     if name.startswith("guard_"):
-        from evaluators.guards import GUARDS
+        from evaluators.guards import GUARDS, guard_info
 
         if name in GUARDS:
-            return MetricInfo(name, "higher", 0.0, 1.0, binary=True, description=GUARDS[name][2])
+            return guard_info(name)
     return BUILTIN.get(name) or GENERATION.get(name)

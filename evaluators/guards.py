@@ -137,12 +137,13 @@ GUARDS = {
 }
 
 
+def guard_info(name: str) -> MetricInfo:
+    """What a guard metric is: a pass rate, higher is better, every score 0 or 1."""
+    return MetricInfo(name, "higher", 0.0, 1.0, binary=True, description=GUARDS[name][2])
+
+
 def guard_catalog(config: GuardConfig) -> dict[str, MetricInfo]:
-    return {
-        name: MetricInfo(name, "higher", 0.0, 1.0, binary=True, description=description)
-        for name, (_, enabled, description) in GUARDS.items()
-        if enabled(config)
-    }
+    return {name: guard_info(name) for name, (_, enabled, _) in GUARDS.items() if enabled(config)}
 
 
 class Guard:

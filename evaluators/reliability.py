@@ -205,12 +205,17 @@ def review_items(challenger_rows: Sequence[dict], champion_rows: Sequence[dict])
 
 
 def review_items_from_report(html: str) -> list[dict]:
-    """The labelled-set items a gate report (HTML) carries; an empty list for a report without a champion."""
+    """The labelled-set items a gate report (HTML) links for download; an empty list for a report without a
+    champion."""
+    import html as markup
     import json
     import re
+    from urllib.parse import unquote
 
-    match = re.search(r'<script type="application/json" id="labelled-set">(.*?)</script>', html, re.S)
-    return json.loads(match.group(1)) if match else []
+    match = re.search(r'href="data:application/x-ndjson;charset=utf-8,([^"]*)"', html)
+    if not match:
+        return []
+    return [json.loads(line) for line in unquote(markup.unescape(match.group(1))).splitlines() if line.strip()]
 
 
 def data_digest(reliability: Reliability) -> str:

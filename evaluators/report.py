@@ -131,11 +131,9 @@ def gate_html(
     from evaluators.reliability import review_items
 
     review = review_items(challenger_rows, champion_rows) if champion_rows else []
-    review_jsonl = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in review)
     return _TEMPLATES.get_template("gate_report.html.j2").render(
-        review_jsonl=review_jsonl,
-        # JSON inside <script>: "</" could close the element early, so it is written as "<\/" (still valid JSON).
-        review_json=markupsafe.Markup(json.dumps(review, ensure_ascii=False).replace("</", "<\\/")),
+        # The example pairs as a labelled set, once: a download link `champion labels export` also reads.
+        review_jsonl="".join(json.dumps(item, ensure_ascii=False) + "\n" for item in review),
         record=record,
         rows=rows,
         champion_rows=bool(champion_rows),
