@@ -239,6 +239,17 @@ def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
     return float(cohen_kappa_score(list(a), list(b)))
 
 
+def resampled_kappas(codes_a, codes_b, n_categories: int):
+    """Cohen's kappa of each row of two equal-shape integer arrays (one resample per row), vectorised; NaN
+    where it is undefined."""
+    import numpy as np
+
+    observed = (codes_a == codes_b).mean(axis=1)
+    chance = sum((codes_a == c).mean(axis=1) * (codes_b == c).mean(axis=1) for c in range(n_categories))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(chance < 1.0, (observed - chance) / (1.0 - chance), np.nan)
+
+
 def kappa_interval(a: Sequence[str], b: Sequence[str], *, seed: int = 0) -> tuple[float, float]:
     """95% percentile bootstrap interval of Cohen's kappa, resampling items (seeded, so a report is
     reproducible). Resamples where kappa is undefined are left out; with none left it is (NaN, NaN)."""
@@ -251,13 +262,10 @@ def kappa_interval(a: Sequence[str], b: Sequence[str], *, seed: int = 0) -> tupl
     codes_a = np.array([categories.index(x) for x in a])
     codes_b = np.array([categories.index(x) for x in b])
     idx = np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))
-    ra, rb = codes_a[idx], codes_b[idx]
-    observed = (ra == rb).mean(axis=1)
-    chance = sum((ra == c).mean(axis=1) * (rb == c).mean(axis=1) for c in range(len(categories)))
-    defined = chance < 1.0
-    if not defined.any():
+    kappas = resampled_kappas(codes_a[idx], codes_b[idx], len(categories))
+    kappas = kappas[~np.isnan(kappas)]
+    if not kappas.size:
         return math.nan, math.nan
-    kappas = (observed[defined] - chance[defined]) / (1.0 - chance[defined])
     return float(np.percentile(kappas, 2.5)), float(np.percentile(kappas, 97.5))
 
 

@@ -441,7 +441,7 @@ def replay(
     import json
 
     from champion.cache import ExampleCache
-    from champion.errors import DataError
+    from champion.errors import ConfigError, DataError
     from evaluators.config import load_evaluator_config
     from evaluators.evaluate import build_judge, judge_reliability
     from serving.request_log import read_request_log, replayable
@@ -457,9 +457,7 @@ def replay(
             )
         config = load_evaluator_config(evaluator_config)
         if config.judge is None:
-            _fail(
-                ChampionError(f"evaluator config {evaluator_config!r} has no judge.", "use one with a 'judge' section.")
-            )
+            raise ConfigError(f"evaluator config {evaluator_config!r} has no judge.", "use one with a 'judge' section.")
         pairs = replay_requests(records, url, expected_bundle=bundle)
         cache = ExampleCache(workspace / "cache" / "examples")
         judge = build_judge(config.judge, cache=cache)

@@ -14,6 +14,15 @@ os.environ.update(OFFLINE_ENV)
 REPO = Path(__file__).resolve().parent.parent
 
 
+def free_port() -> int:
+    """A 127.0.0.1 port nothing listens on (once this returns) for a server a test starts."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def weights_cache(tmp_path_factory) -> Path:
     """One GGUF conversion per test session, shared by every test that needs the real model."""

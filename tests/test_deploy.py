@@ -456,13 +456,10 @@ def test_transient_server_errors_are_retried(cluster, registry, tmp_path):
 
 
 def test_unreachable_api_server_is_a_clear_error(cluster, registry, tmp_path):
-    import socket
+    from tests.conftest import free_port
 
-    with socket.socket() as sock:  # a port nothing listens on once this closes
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     config = cluster.server.kubeconfig(
-        tmp_path / "gone", cluster.token, cluster.namespace, server=f"https://127.0.0.1:{port}"
+        tmp_path / "gone", cluster.token, cluster.namespace, server=f"https://127.0.0.1:{free_port()}"
     )
     with pytest.raises(DeployError, match="did not answer"):
         deploy_bundle(registry.challenger, PROMPT, service(cluster, kubeconfig=config), registry.target(), EXAMPLES)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -30,16 +29,10 @@ from champion.errors import PromptError, RegistryError
 from prompts import PromptTemplate, load_prompt
 from serving.register import register_bundle
 from serving.registry import NoChampion, current_champion, ensure_prompt_version, promote_version, resolve_champion
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-password-for-tests"
 PROMPT = load_prompt("qa-concise")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class MlflowServer:

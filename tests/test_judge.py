@@ -300,8 +300,15 @@ def test_kappa_and_its_interval(pairs):
     assert kappa == pytest.approx(cohen_kappa_score(human, judged))
     assert kappa <= 1.0 and (kappa == 1.0) == (human == judged)
     assert math.isnan(low) or -1.0 <= low <= high <= 1.0
-    # The vectorised bootstrap computes the same kappa as scikit-learn on the whole sample.
     assert cohen_kappa(human + human, judged + judged) == pytest.approx(kappa)
+    # The bootstrap's vectorised kappa, on the sample itself (the identity resample), is scikit-learn's.
+    import numpy as np
+
+    from evaluators.reliability import resampled_kappas
+
+    categories = sorted(set(human) | set(judged))
+    codes = [np.array([[categories.index(x) for x in side]]) for side in (human, judged)]
+    assert resampled_kappas(*codes, len(categories))[0] == pytest.approx(kappa)
 
 
 def test_kappa_of_a_textbook_table():

@@ -8,7 +8,7 @@ import sys
 import pytest
 import requests
 
-from champion.errors import ManifestError
+from champion.errors import ManifestError, PromptError
 from prompts import load_prompt
 from serving.llm_service import (
     Scaling,
@@ -180,7 +180,8 @@ def test_every_llm_api_object_is_accepted_by_a_real_api_server(kube_server, kube
 def test_the_prompt_router_serves_exactly_the_evaluated_prompt_on_the_llm_route(tmp_path):
     """Run the rendered Deployment's container command (its args and environment) against a scripted llm-d
     route, and see the bundle's prompt and decoding arrive at /<namespace>/<name>/v1/chat/completions."""
-    from tests.test_serving import free_port, stop, wait_until_ready
+    from tests.conftest import free_port
+    from tests.test_serving import stop, wait_until_ready
 
     upstream = AnswerServer({}, bundle_id=CANDIDATE.id, path="/team-a/qa/v1/chat/completions")
     deployment = router(gateway_host=upstream.url.removeprefix("http://"), use_ssl=False)[0]
@@ -224,5 +225,5 @@ def test_the_prompt_router_refuses_to_start_with_a_prompt_that_is_not_the_bundle
     env = {item["name"]: item["value"] for item in container["env"]}
     assert prompt_from_env(env) == PROMPT
     tampered = env | {"CHAMPION_PROMPT": load_prompt("qa-oneline").model_dump_json()}
-    with pytest.raises(Exception, match="digest"):
+    with pytest.raises(PromptError, match="digest"):
         prompt_from_env(tampered)

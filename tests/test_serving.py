@@ -7,7 +7,6 @@ InferenceService's transformer in front of its vLLM predictor (which cannot run 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -23,15 +22,10 @@ from serving.registry import promote_version
 from serving.smoke import smoke_test
 from serving.transformer import BUNDLE_ENV, PROMPT_DIGEST_ENV, PROMPT_ENV, prompt_from_env, prompt_values
 from tests.answer_server import AnswerServer
+from tests.conftest import free_port
 
 PROMPT = load_prompt("qa-concise")
 QUESTIONS = ["What is the capital of France?", "What is the capital of Japan?", "How many legs does a spider have?"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stop(process: subprocess.Popen) -> None:

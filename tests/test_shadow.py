@@ -21,9 +21,10 @@ from prompts import load_prompt
 from serving.request_log import RequestLog, read_request_log, records_as_rows, replayable
 from serving.shadow import pair_logs
 from tests.answer_server import AnswerServer
+from tests.conftest import free_port
 from tests.judge_server import JudgeServer
 from tests.test_deploy import make_bundle
-from tests.test_serving import free_port, stop, transformer_env, wait_until_ready
+from tests.test_serving import stop, transformer_env, wait_until_ready
 
 PROMPT = load_prompt("qa-concise")
 LIVE, CANDIDATE = make_bundle("a" * 64), make_bundle("b" * 64)

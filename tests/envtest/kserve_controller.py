@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Callable
 
-GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+from serving.rollout import GROUP, PLURAL, VERSION  # the resource the rollout writes
 
 
 class KServeControllerStandIn:

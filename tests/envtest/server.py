@@ -18,7 +18,6 @@ import gzip
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from tests.conftest import free_port
 
 CONTRACTS = Path(__file__).resolve().parent.parent / "contracts"
 VERSION = "v1.20.2"
@@ -98,12 +99,6 @@ def vendored_crds(*folders: str) -> list[dict]:
 ALL_CRDS = ("kserve-crds", "kserve-crds/llmisvc", "cluster-crds", "cluster-crds/trainer")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class StartupTimes:
     etcd_s: float = 0.0
@@ -163,7 +158,7 @@ class EnvTest:
     def _start(self) -> None:
         import urllib.request
 
-        client_port, peer_port, self.port = _free_port(), _free_port(), _free_port()
+        client_port, peer_port, self.port = free_port(), free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{client_port}"
         etcd = self._spawn(
             "etcd",
