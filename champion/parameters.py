@@ -19,7 +19,7 @@ import types
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from champion.errors import ConfigError, field_problems
 from champion.images import image_ref
@@ -32,6 +32,8 @@ DEFAULT_REGISTERED_MODEL = "champion-qa"
 REGISTERED_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 # Groups order the README's table and say which part of the pipeline a parameter steers.
+SHADOW_MIN_PAIRS = 20  # the shadow gate's min_examples: fewer pairs can never pass
+
 GROUPS = ("data", "model", "fine-tuning", "generation", "evaluation", "registry", "deployment", "cluster")
 
 
@@ -221,6 +223,76 @@ class PromotionParameters(PipelineParameters):
     service_account: str = _param(
         "", "Service account of the InferenceService's pods (empty = namespace default).", "deployment"
     )
+    serving_api: Literal["inferenceservice", "llminferenceservice"] = _param(
+        "inferenceservice",
+        "KServe API that serves the bundle: an InferenceService (vLLM + prompt transformer) or an "
+        "LLMInferenceService (llm-d) behind champion's prompt router and an HTTPRoute.",
+        "deployment",
+    )
+    llm_gateway: str = _param(
+        "kserve/kserve-ingress-gateway",
+        "LLM API: NAMESPACE/NAME of the Gateway the front HTTPRoute attaches to.",
+        "deployment",
+    )
+    llm_gateway_host: str = _param(
+        "kserve-ingress-gateway-istio.kserve.svc.cluster.local",
+        "LLM API: in-cluster address of that Gateway, where the prompt routers reach the models.",
+        "deployment",
+    )
+    llm_autoscaler: Literal["keda", "hpa"] = _param(
+        "keda",
+        "LLM API: what scales the model between min_replicas and max_replicas (llm-d's variant autoscaler).",
+        "deployment",
+    )
+    request_log_url: str = _param(
+        "",
+        "CloudEvents sink for the served requests' records (`python -m serving.log_sink`; empty = none).",
+        "deployment",
+    )
+    log_content: bool = _param(
+        False, "Record questions and answers in the request log (redacted; the shadow stage needs it).", "deployment"
+    )
+    shadow_requests: int = _param(
+        0,
+        "Shadow stage before the canary: mirrored requests to judge (0 = no shadow stage; at least 20).",
+        "deployment",
+        ge=0,
+        le=100_000,
+    )
+    shadow_timeout_s: float = _param(
+        3600.0,
+        "Shadow stage: judge what was mirrored after this long, even if fewer requests came.",
+        "deployment",
+        ge=1.0,
+        le=7 * 86_400.0,
+    )
+    shadow_margin: float = _param(
+        0.1,
+        "Shadow stage: non-inferiority margin on the judge's preference for the candidate (0..1).",
+        "deployment",
+        ge=0.0,
+        le=1.0,
+    )
+
+    @model_validator(mode="after")
+    def _shadow_needs_its_records(self) -> PromotionParameters:
+        if self.shadow_requests == 0:
+            return self
+        if self.shadow_requests < SHADOW_MIN_PAIRS:
+            raise ValueError(
+                f"shadow_requests={self.shadow_requests} is under the shadow gate's minimum of {SHADOW_MIN_PAIRS} pairs; "
+                "pass 0 (no shadow stage) or at least that many"
+            )
+        if self.serving_api != "llminferenceservice":
+            raise ValueError(
+                "the shadow stage runs on the LLM API path: set serving_api=llminferenceservice, or shadow_requests=0"
+            )
+        if not self.request_log_url or not self.log_content:
+            raise ValueError(
+                "the shadow stage pairs the live and the candidate's logged answers: set request_log_url to the "
+                "log sink and log_content=true, or shadow_requests=0"
+            )
+        return self
 
 
 class ScheduledEvalParameters(PipelineParameters):

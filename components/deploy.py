@@ -9,7 +9,7 @@ from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
 from components import cpu_step
 
-VERSION = "3.1.0"
+VERSION = "4.0.0"
 
 
 @cpu_step
@@ -40,10 +40,24 @@ def deploy_op(
     smoke_min_token_f1: float,
     transformer_image: str,
     service_account: str,
+    serving_api: str,
+    llm_gateway: str,
+    llm_gateway_host: str,
+    llm_autoscaler: str,
+    accelerator_count: int,
+    request_log_url: str,
+    log_content: bool,
+    shadow_requests: int,
+    shadow_timeout_s: float,
+    shadow_margin: float,
+    evaluator_config: str,
+    judge_reliability: str,
+    weights_cache: str,
+    cache_root: str,
     manifest: Output[Artifact],
     report: Output[Markdown],
 ) -> NamedTuple("DeployOutputs", [("deployment", str), ("promoted", bool)]):
-    """deploy v3.1.0: render and validate the InferenceService (with its autoscaling); canary → smoke test → promote or roll back on KServe; then move the champion alias."""
+    """deploy v4.0.0: render and validate the InferenceService, or on the LLM API the LLMInferenceService + prompt router + HTTPRoute; smoke test → shadow (mirrored traffic, judged in pairs) → canary → promote, or undo; then move the champion alias."""
     import json
     from collections import namedtuple
 
@@ -52,9 +66,18 @@ def deploy_op(
     from champion.bundle import Bundle
     from champion.jsonl import read_jsonl
     from prompts import load_prompt
-    from serving.deploy import PromotionTarget, ServiceOptions, deploy_bundle, deployment_report
+    from serving.deploy import PromotionTarget, ServiceOptions, deploy_bundle, deployment_report, served_object
     from serving.registry import default_audit_log
 
+    judge = None
+    if shadow_requests and deploy_target == "kserve":
+        from champion.cache import ExampleCache
+        from evaluators.config import load_evaluator_config
+        from evaluators.evaluate import build_judge
+
+        config = load_evaluator_config(evaluator_config)
+        if config.judge is not None:
+            judge = build_judge(config.judge, weights_cache, ExampleCache(cache_root))
     service = ServiceOptions(
         name=service_name,
         namespace=namespace,
@@ -71,6 +94,16 @@ def deploy_op(
         scale_target=scale_target,
         ready_timeout_s=ready_timeout_s,
         smoke_min_token_f1=smoke_min_token_f1,
+        serving_api=serving_api,
+        llm_gateway=llm_gateway,
+        llm_gateway_host=llm_gateway_host,
+        llm_autoscaler=llm_autoscaler,
+        gpus=accelerator_count,
+        request_log_url=request_log_url,
+        log_content=log_content,
+        shadow_requests=shadow_requests,
+        shadow_timeout_s=shadow_timeout_s,
+        shadow_margin=shadow_margin,
     )
     registry = PromotionTarget(
         tracking_uri=mlflow_tracking_uri,
@@ -87,18 +120,24 @@ def deploy_op(
         service,
         registry,
         read_jsonl(eval_set.path)[:smoke_examples],
+        judge=judge,
+        judge_reliability=json.loads(judge_reliability) if judge_reliability else None,
     )
     with open(manifest.path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(result.manifest, handle, sort_keys=False)
     with open(report.path, "w", encoding="utf-8") as handle:
         handle.write(deployment_report(result, service))
-    manifest.metadata.update({"kind": "InferenceService", "name": service_name, "namespace": namespace})
+    served = served_object(result.manifest)
+    manifest.metadata.update({"kind": served["kind"], "name": served["metadata"]["name"], "namespace": namespace})
     print(f"deploy: {result.status}: {result.reason}")
+    shadow = (result.rollout or {}).get("shadow")
     deployment = {
         "status": result.status,
         "promoted": result.promoted,
         "reason": result.reason,
         "target": deploy_target,
+        "serving_api": serving_api,
+        "shadow": {key: shadow[key] for key in ("passed", "n", "reasons")} if shadow else None,
         "manifest": manifest.uri,
         "report": report.uri,
     }

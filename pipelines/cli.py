@@ -314,6 +314,9 @@ def manifests(
     namespace: str = typer.Option(..., help="Namespace the pipeline deploys into."),
     output: Path = typer.Option(Path("k8s"), help="Folder for the YAML files."),
     service_account: str = typer.Option("pipeline-runner", help="Service account the pipeline's pods run as."),
+    serving_api: str = typer.Option(
+        "inferenceservice", help="The serving_api the pipeline deploys with: inferenceservice or llminferenceservice."
+    ),
 ) -> None:
     """Write what a cluster needs once per namespace: the vLLM ServingRuntime and the deploy step's RBAC."""
     import yaml
@@ -325,7 +328,7 @@ def manifests(
         check_folder(output, "output folder", must_exist=False)
         runtime = render_serving_runtime(namespace)
         validate_strict(runtime)
-        rbac = render_rbac(namespace, service_account=service_account)
+        rbac = render_rbac(namespace, service_account=service_account, serving_api=serving_api)
     except ChampionError as exc:
         _fail(exc)
     output.mkdir(parents=True, exist_ok=True)

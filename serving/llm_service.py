@@ -13,10 +13,12 @@ What is rendered, and why:
   (``/<namespace>/<name>/v1/chat/completions`` on the gateway). The prompt is in its environment with the
   bundle's digest, and the transformer refuses to start when they differ: the served prompt is the
   evaluated one, checked at every start.
-- **Canary**: two LLMInferenceServices in one ``router.route.group`` with proportional ``weight``s (KServe
-  0.20+): every member's route carries backends for all members, so the gateway splits traffic.
-- **Shadow**: a Gateway API ``HTTPRoute`` sending every request to the live prompt router and mirroring it
-  (``RequestMirror``, answers discarded) to the candidate's.
+- **Route groups**: LLMInferenceServices in one ``router.route.group`` with proportional ``weight``s (KServe
+  0.20+) split traffic between models behind one prompt; rendered and validated for model-only canaries, but
+  champion's rollout splits at the prompt routers (a bundle is a model *and* a prompt).
+- **The route clients call** (``render_bundle_route``): a Gateway API ``HTTPRoute`` over the bundles'
+  prompt routers. The shadow stage mirrors every request to the candidate's (``RequestMirror``, answers
+  discarded); the canary splits by weight between the live and the candidate's prompt router.
 
 Every object is held to its CRD schema strictly (unknown keys are errors), and to the KServe webhook's
 rules that a v1.20 API server (no CEL) and a JSON-schema check cannot see: replicas xor scaling, group and
@@ -26,7 +28,7 @@ weight together, one autoscaler.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 from champion.bundle import Bundle
 from champion.errors import ManifestError
@@ -36,6 +38,7 @@ from serving.openai_api import MODELS_ROUTE
 
 LLM_API = "serving.kserve.io/v1alpha2"
 PROMPT_ROUTER_PORT = 8080
+ROUTER_SUFFIX = "-prompt-router"
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ def render_prompt_router(
     labels, annotations = bundle_metadata(
         bundle, model_version=model_version, registered_model_name=registered_model_name
     )
-    selector = {"app.kubernetes.io/name": f"{name}-prompt-router"}
+    selector = {"app.kubernetes.io/name": router_service(name)}
     container = {
         "name": "prompt-router",
         "image": image,
@@ -169,7 +172,7 @@ def render_prompt_router(
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": {"name": f"{name}-prompt-router", **meta},
+            "metadata": {"name": router_service(name), **meta},
             "spec": {
                 "replicas": 2,
                 "selector": {"matchLabels": selector},
@@ -179,7 +182,7 @@ def render_prompt_router(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": f"{name}-prompt-router", **meta},
+            "metadata": {"name": router_service(name), **meta},
             "spec": {
                 "selector": selector,
                 "ports": [{"name": "http", "port": 80, "targetPort": PROMPT_ROUTER_PORT, "protocol": "TCP"}],
@@ -195,34 +198,70 @@ def canary_weights(percent: int) -> tuple[int, int]:
     return 100 - percent, percent
 
 
-def render_shadow_route(
-    *, name: str, namespace: str, gateway: str, gateway_namespace: str, live: str, shadow: str, hostname: str = ""
+def bundle_name(service: str, bundle: Bundle) -> str:
+    """The bundle's own objects on the LLM API path: ``<service>-<first 8 of the bundle id>`` (the live one and a
+    candidate exist side by side during a shadow or canary)."""
+    name = f"{service}-{bundle.id[:8]}"
+    _check_name(name, "service name", max_length=63 - len(ROUTER_SUFFIX))
+    return name
+
+
+def router_service(name: str) -> str:
+    return f"{name}{ROUTER_SUFFIX}"
+
+
+def render_bundle_route(
+    *,
+    name: str,
+    namespace: str,
+    gateway: str,
+    gateway_namespace: str,
+    backends: Sequence[tuple[str, int]],
+    mirror: str = "",
+    hostname: str = "",
 ) -> dict:
-    """An HTTPRoute on ``gateway`` that serves every request from the ``live`` prompt router and mirrors it to
-    the ``shadow`` one (Gateway API RequestMirror: the shadow's answers are discarded by the gateway; champion
-    reads them from the shadow's request log)."""
-    for value, what in ((name, "route name"), (live, "live service"), (shadow, "shadow service")):
-        _check_name(value, what, max_length=63)
+    """The route clients call, ``/<namespace>/<name>/…`` on ``gateway``: the bundles' prompt routers by weight
+    (``backends``: (bundle object name, weight)), and every request mirrored to ``mirror``'s router when given
+    (Gateway API RequestMirror: the gateway discards the mirror's answers; champion reads them from the
+    request log). The prefix is rewritten to ``/``, where the prompt router serves its OpenAI routes.
+
+    Traffic is split here, between prompt routers, and not with the LLMInferenceServices' ``router.route.group``:
+    a group split happens behind the prompt, so the live prompt would reach the candidate's model."""
+    _check_name(name, "route name", max_length=63)
+    check_namespace(namespace)
+    if not backends or any(weight < 0 for _, weight in backends) or sum(w for _, w in backends) <= 0:
+        raise ManifestError(
+            f"the route {name!r} needs at least one backend and weights >= 0 with a positive sum, got {list(backends)}.",
+            "pass (bundle name, weight) pairs, e.g. [(live, 90), (candidate, 10)].",
+        )
+    if mirror and mirror in {backend for backend, _ in backends}:
+        raise ManifestError(
+            f"{mirror!r} would be mirrored and served at once.", "mirror only a candidate that takes no traffic."
+        )
+    filters: list[dict] = [
+        {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}
+    ]
+    if mirror:
+        filters.append(
+            {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": router_service(mirror), "port": 80}}}
+        )
     route = {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": "champion", "champion.io/stage": "shadow"},
+            "labels": {"app.kubernetes.io/managed-by": "champion", "champion.io/stage": "shadow" if mirror else "live"},
         },
         "spec": {
             "parentRefs": [{"name": gateway, "namespace": gateway_namespace}],
             "rules": [
                 {
-                    "matches": [{"path": {"type": "PathPrefix", "value": f"/{namespace}/{live}"}}],
-                    "filters": [
-                        {
-                            "type": "RequestMirror",
-                            "requestMirror": {"backendRef": {"name": f"{shadow}-prompt-router", "port": 80}},
-                        }
+                    "matches": [{"path": {"type": "PathPrefix", "value": f"/{namespace}/{name}"}}],
+                    "filters": filters,
+                    "backendRefs": [
+                        {"name": router_service(backend), "port": 80, "weight": weight} for backend, weight in backends
                     ],
-                    "backendRefs": [{"name": f"{live}-prompt-router", "port": 80}],
                 }
             ],
         },
@@ -231,6 +270,12 @@ def render_shadow_route(
         route["spec"]["hostnames"] = [hostname]
     validate_strict(route)
     return route
+
+
+def route_backends(route: dict) -> dict[str, int]:
+    """The bundle object names a route serves, with their weights (the router Service's suffix removed)."""
+    refs = route["spec"]["rules"][0].get("backendRefs") or []
+    return {ref["name"].removesuffix(ROUTER_SUFFIX): int(ref.get("weight", 1)) for ref in refs}
 
 
 def render_istio_mirror(

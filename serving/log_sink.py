@@ -4,7 +4,8 @@ The prompt transformers post one CloudEvent per request (binary mode, ``ce-type:
 the record as the JSON body, serving/request_log.py). This sink validates each record and appends it to a
 JSONL file in the same format ``champion serve`` writes, so ``champion replay`` and the shadow gate read
 cluster traffic and local traffic alike. Anything else (another event type, a body that is not a record) is
-refused with 400 and never written. Run it as ``python -m serving.log_sink --output PATH --port 8080``
+refused with 400 and never written. ``GET /records`` gives them back (filtered by ``bundle_id`` and
+``since``): the deploy step's shadow stage reads the mirrored pairs there. Run it as ``python -m serving.log_sink --output PATH --port 8080``
 behind a Service (or as a Knative broker trigger's subscriber).
 """
 
@@ -14,8 +15,15 @@ import argparse
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
-from serving.request_log import EVENT_TYPE, RequestRecord
+from serving.request_log import EVENT_TYPE, RECORDS_ROUTE, RequestRecord
+
+
+def _matches(record: RequestRecord, query: dict[str, str]) -> bool:
+    return (not query.get("bundle_id") or record.bundle_id == query["bundle_id"]) and (
+        not query.get("since") or record.time >= query["since"]
+    )
 
 
 class RequestLogSink:
@@ -54,6 +62,24 @@ class RequestLogSink:
                     handle.write(record.model_dump_json() + "\n")
                     sink.received += 1
                 self._answer(202, "")
+
+            def do_GET(self):
+                # The shadow stage reads the records back: GET /records?bundle_id=ID&since=ISO-TIME (both optional).
+                url = urlsplit(self.path)
+                if url.path != RECORDS_ROUTE:
+                    return self._answer(404, f"records are at {RECORDS_ROUTE}")
+                query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+                with lock:
+                    lines = sink.output.read_text(encoding="utf-8").splitlines() if sink.output.exists() else []
+                chosen = [
+                    line for line in lines if line.strip() and _matches(RequestRecord.model_validate_json(line), query)
+                ]
+                data = "".join(line + "\n" for line in chosen).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/jsonl")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.url = f"http://{host}:{self.server.server_address[1]}"

@@ -299,9 +299,26 @@ def render_serving_runtime(namespace: str, *, image: str = VLLM_IMAGE, name: str
 DEPLOYER_VERBS = ("get", "create", "update", "patch", "delete")
 
 
-def render_rbac(namespace: str, *, service_account: str = "pipeline-runner") -> list[dict]:
-    """What the deploy step's service account may do in ``namespace``: exactly what a rollout needs."""
+# What each serving API's rollout writes: (API group, resource) pairs.
+DEPLOYED_RESOURCES = {
+    "inferenceservice": [("serving.kserve.io", "inferenceservices")],
+    "llminferenceservice": [
+        ("serving.kserve.io", "llminferenceservices"),
+        ("gateway.networking.k8s.io", "httproutes"),
+        ("apps", "deployments"),
+        ("", "services"),
+    ],
+}
+
+
+def render_rbac(
+    namespace: str, *, service_account: str = "pipeline-runner", serving_api: str = "inferenceservice"
+) -> list[dict]:
+    """What the deploy step's service account may do in ``namespace``: exactly what a rollout on
+    ``serving_api`` needs."""
     check_namespace(namespace)
+    if serving_api not in DEPLOYED_RESOURCES:
+        raise ManifestError(f"unknown serving API {serving_api!r}.", f"choose one of {list(DEPLOYED_RESOURCES)}.")
     role_name = "champion-deployer"
     return [
         {
@@ -313,7 +330,8 @@ def render_rbac(namespace: str, *, service_account: str = "pipeline-runner") -> 
                 "labels": {"app.kubernetes.io/managed-by": "champion"},
             },
             "rules": [
-                {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": list(DEPLOYER_VERBS)}
+                {"apiGroups": [group], "resources": [resource], "verbs": list(DEPLOYER_VERBS)}
+                for group, resource in DEPLOYED_RESOURCES[serving_api]
             ],
         },
         {

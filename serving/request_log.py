@@ -34,6 +34,7 @@ LOG_URL_ENV = "CHAMPION_REQUEST_LOG_URL"
 CONTENT_ENV = "CHAMPION_LOG_CONTENT"
 REDACTORS_ENV = "CHAMPION_REDACTORS"
 EVENT_TYPE = "io.champion.request.v1"
+RECORDS_ROUTE = "/records"  # where the log sink gives the records back (serving/log_sink.py)
 
 
 class RequestRecord(BaseModel):
@@ -193,6 +194,34 @@ def read_request_log(path: str | Path) -> list[RequestRecord]:
                 "pass a log written by champion's prompt transformer (CHAMPION_REQUEST_LOG).",
             ) from exc
     return records
+
+
+def fetch_records(
+    sink_url: str, *, bundle_id: str = "", since: str = "", timeout_s: float = 30.0
+) -> list[RequestRecord]:
+    """The records a log sink (serving/log_sink.py) holds, of ``bundle_id`` and at or after ``since`` when given."""
+    import requests
+
+    from champion.errors import ServingError
+
+    params = {key: value for key, value in (("bundle_id", bundle_id), ("since", since)) if value}
+    try:
+        response = requests.get(sink_url.rstrip("/") + RECORDS_ROUTE, params=params, timeout=timeout_s)
+        response.raise_for_status()
+    except requests.RequestException as exc:
+        raise ServingError(
+            f"the request-log sink at {sink_url} did not give its records back: {type(exc).__name__}: {exc}"[:400],
+            "check request_log_url: it must point at `python -m serving.log_sink` (reachable from the deploy step).",
+            503,
+        ) from exc
+    try:
+        return [RequestRecord.model_validate_json(line) for line in response.text.splitlines() if line.strip()]
+    except ValueError as exc:
+        raise ServingError(
+            f"{sink_url}{RECORDS_ROUTE} answered something that is not champion request records: {str(exc)[:200]}",
+            "point request_log_url at champion's log sink (`python -m serving.log_sink`).",
+            502,
+        ) from exc
 
 
 def replayable(

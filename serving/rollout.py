@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from champion.errors import DeployError
+from serving.kube import ConflictError, api_client, call, desired_state
 from serving.manifests import DEPLOYER_VERBS, validate_strict
 from serving.smoke import SmokeResult
 
@@ -31,23 +32,10 @@ RBAC_HINT = (
 
 
 def kube_api(kubeconfig: str = ""):
-    """CustomObjectsApi authenticated as documented: the pod's service account inside a cluster,
-    else a kubeconfig (``kubeconfig``, $KUBECONFIG, or ~/.kube/config; its token or certificates)."""
-    import os
+    """CustomObjectsApi authenticated as ``serving.kube.api_client`` documents."""
+    from kubernetes import client
 
-    from kubernetes import client, config
-
-    if not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()
-        return client.CustomObjectsApi()
-    try:
-        api_client = config.new_client_from_config(config_file=kubeconfig or None)
-    except config.ConfigException as exc:
-        raise DeployError(
-            f"no Kubernetes credentials: {exc}",
-            "run inside the cluster, or set KUBECONFIG to a kubeconfig for the target cluster.",
-        ) from exc
-    return client.CustomObjectsApi(api_client)
+    return client.CustomObjectsApi(api_client(kubeconfig))
 
 
 def _condition(status: dict, kind: str) -> dict:
@@ -89,6 +77,7 @@ class RolloutOutcome:
     smoke: dict | None = None
     previous_spec: dict | None = None
     events: list[dict] = field(default_factory=list)
+    shadow: dict | None = None  # the shadow gate's decision, when there was a shadow stage
 
     @property
     def rolled_out(self) -> bool:
@@ -100,27 +89,6 @@ class RolloutOutcome:
 
 class _NotReady(Exception):
     pass
-
-
-class ConflictError(DeployError):
-    """409: someone else changed or created the object between our read and our write."""
-
-
-def _desired_state(obj: dict) -> tuple:
-    """What a writer of the object decides (not the status a controller reports)."""
-    meta = obj.get("metadata") or {}
-    return obj.get("spec"), meta.get("labels") or {}, meta.get("annotations") or {}
-
-
-def _status_message(exc) -> str:
-    """The API server's own sentence from its Status body (it names the user, verb, resource and namespace)."""
-    import json
-
-    try:
-        message = json.loads(exc.body).get("message")
-    except (TypeError, ValueError, AttributeError):
-        message = None
-    return str(message or exc.body or exc.reason or "")[:1000]
 
 
 class KServeRollout:
@@ -147,56 +115,12 @@ class KServeRollout:
     # -- the Kubernetes calls, each mapped to an error a user can act on --------------------------
 
     def _call(self, verb: str, name: str, function: Callable, *args, missing_ok: bool = False):
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError as TransportError
-
-        for attempt in range(self.retries + 1):
-            try:
-                return function(GROUP, VERSION, self.namespace, PLURAL, *args, _request_timeout=self.request_timeout_s)
-            except ApiException as exc:
-                if exc.status == 404 and missing_ok:
-                    return None
-                if exc.status >= 500 and attempt < self.retries:
-                    time.sleep(min(2**attempt, 5))
-                    continue
-                raise self._api_error(verb, name, exc) from exc
-            except TransportError as exc:
-                if attempt < self.retries:
-                    time.sleep(min(2**attempt, 5))
-                    continue
-                raise DeployError(
-                    f"the Kubernetes API did not answer {verb} {self.namespace}/{name}: {type(exc).__name__}: {exc}",
-                    "check the API server address in the kubeconfig and the network path to it.",
-                ) from exc
-        raise AssertionError("unreachable")
-
-    def _api_error(self, verb: str, name: str, exc) -> DeployError:
-        target = f"{verb} inferenceservice {self.namespace}/{name}"
-        message = _status_message(exc)
-        if exc.status == 401:
-            return DeployError(
-                f"the Kubernetes API refused the credentials for {target} (401).",
-                "refresh the token in the kubeconfig, or check the pipeline's service account token.",
-            )
-        if exc.status == 403:
-            return DeployError(f"the service account may not {target} (403 forbidden): {message}", RBAC_HINT)
-        if exc.status == 404:
-            return DeployError(
-                f"{target}: not found (404): {message}",
-                "check that KServe is installed (the InferenceService CRD exists) and the namespace is right.",
-            )
-        if exc.status == 409:
-            return ConflictError(
-                f"{target}: conflict (409), someone else changed or created it meanwhile: {message}",
-                "re-run the pipeline; it will read the current state first.",
-            )
-        if exc.status == 422:
-            return DeployError(
-                f"the API server rejected {target} as invalid (422): {message}",
-                "check the manifest against the installed KServe version (`champion manifests` renders the same objects).",
-            )
-        return DeployError(
-            f"{target} failed with HTTP {exc.status}: {message}", "check the API server's health and retry."
+        return call(
+            f"{verb} inferenceservice {self.namespace}/{name}",
+            lambda: function(GROUP, VERSION, self.namespace, PLURAL, *args, _request_timeout=self.request_timeout_s),
+            retries=self.retries,
+            rbac_hint=RBAC_HINT,
+            missing_ok=missing_ok,
         )
 
     def get(self, name: str) -> dict | None:
@@ -216,7 +140,7 @@ class KServeRollout:
                 return self._call("update", name, self.api.replace_namespaced_custom_object, name, body)
             except ConflictError:
                 current = self.get(name)
-                if current is None or attempt == self.retries or _desired_state(current) != _desired_state(based_on):
+                if current is None or attempt == self.retries or desired_state(current) != desired_state(based_on):
                     raise
                 based_on = current
         raise AssertionError("unreachable")
@@ -400,6 +324,18 @@ class KServeRollout:
             else "rolling update is Ready and passed its smoke test."
         )
         return outcome
+
+    def undo(self, outcome: RolloutOutcome) -> None:
+        """The cluster back to what served before ``outcome``: the previous spec, or no service at all after a
+        first deployment."""
+        if outcome.previous_spec is not None:
+            self.rollback(outcome.name, outcome.previous_spec)
+        else:
+            self._delete(outcome.name)
+            self._event("deleted", reason="undone")
+
+    def finish(self) -> None:
+        """Nothing to retire: the update replaced the previous spec in place."""
 
     def rollback(self, name: str, previous: dict) -> None:
         current = self.get(name)

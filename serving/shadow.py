@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from champion.errors import ServingError
+from champion.parameters import SHADOW_MIN_PAIRS
 from evaluators.catalog import MetricInfo
 from serving.request_log import RequestRecord
 
@@ -56,6 +57,34 @@ def pair_logs(live: Sequence[RequestRecord], candidate: Sequence[RequestRecord])
         for r in live
         if r.status == 200 and r.answer is not None and r.request_id in answered
     ]
+
+
+def mirrored_pairs(
+    sink_url: str,
+    *,
+    live_bundle: str,
+    candidate_bundle: str,
+    since: str,
+    want: int,
+    timeout_s: float,
+    poll_s: float = 10.0,
+) -> list[ShadowPair]:
+    """Wait until ``want`` mirrored requests have been answered by both bundles (their records in the log sink,
+    joined on the request id) or ``timeout_s`` passed, whichever is first; the pairs so far. Fewer than the
+    gate's minimum is for the gate to refuse, not for this to hide."""
+    import time
+
+    from serving.request_log import fetch_records
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pairs = pair_logs(
+            fetch_records(sink_url, bundle_id=live_bundle, since=since),
+            fetch_records(sink_url, bundle_id=candidate_bundle, since=since),
+        )
+        if len(pairs) >= want or time.monotonic() >= deadline:
+            return pairs[:want]
+        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
 
 
 def replay(
@@ -103,7 +132,7 @@ def shadow_gate(
     judge_reliability: dict,
     *,
     margin: float = 0.1,
-    min_examples: int = 20,
+    min_examples: int = SHADOW_MIN_PAIRS,
     alpha: float = 0.05,
     seed: int = 0,
 ) -> dict:

@@ -16,7 +16,8 @@ from serving.llm_service import (
     render_istio_mirror,
     render_llm_inference_service,
     render_prompt_router,
-    render_shadow_route,
+    render_bundle_route,
+    route_backends,
     validate_llm,
 )
 from tests.answer_server import AnswerServer
@@ -61,13 +62,13 @@ def llm_objects(namespace: str) -> list[dict]:
         service(CANDIDATE, namespace, "qa-single", scaling=Scaling(2, 2, "hpa")),
         *router(STABLE, namespace, "qa"),
         *router(CANDIDATE, namespace, "qa-candidate"),
-        render_shadow_route(
-            name="qa-shadow",
+        render_bundle_route(
+            name="qa-front",
             namespace=namespace,
             gateway="kserve-ingress-gateway",
             gateway_namespace=namespace,
-            live="qa",
-            shadow="qa-candidate",
+            backends=[("qa", 100)],
+            mirror="qa-candidate",
         ),
         # The classic (InferenceService) path's shadow: an Istio mirror between two transformers.
         render_istio_mirror(
@@ -90,12 +91,18 @@ def test_single_node_canary_pair_and_shadow_route_are_held_to_the_crds():
     assert canary["metadata"]["annotations"]["champion.io/bundle-id"] == CANDIDATE.id
     assert canary_weights(10) == (90, 10)
     shadow = llm_objects("team-a")[-2]
-    mirror = shadow["spec"]["rules"][0]["filters"][0]
+    rewrite, mirror = shadow["spec"]["rules"][0]["filters"]
+    assert rewrite["urlRewrite"]["path"] == {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}
     assert mirror == {
         "type": "RequestMirror",
         "requestMirror": {"backendRef": {"name": "qa-candidate-prompt-router", "port": 80}},
     }
-    assert shadow["spec"]["rules"][0]["backendRefs"] == [{"name": "qa-prompt-router", "port": 80}]
+    assert shadow["spec"]["rules"][0]["backendRefs"] == [{"name": "qa-prompt-router", "port": 80, "weight": 100}]
+    assert route_backends(shadow) == {"qa": 100}
+    canary = render_bundle_route(
+        name="qa", namespace="team-a", gateway="gw", gateway_namespace="kserve", backends=[("qa-a", 90), ("qa-b", 10)]
+    )
+    assert route_backends(canary) == {"qa-a": 90, "qa-b": 10} and len(canary["spec"]["rules"][0]["filters"]) == 1
     classic = llm_objects("team-a")[-1]["spec"]["http"][0]
     assert classic["mirror"] == {"host": "qa-shadow-transformer.team-a.svc.cluster.local"}
     assert classic["mirrorPercentage"] == {"value": 100.0}
@@ -140,6 +147,18 @@ def test_unknown_fields_and_broken_webhook_rules_are_errors(mutate, message):
             "a different shadow",
         ),
         (lambda: service(model_uri="models/qa"), "not a URI"),
+        (
+            lambda: render_bundle_route(
+                name="qa", namespace="team-a", gateway="gw", gateway_namespace="gw", backends=[("a", 0)]
+            ),
+            "positive sum",
+        ),
+        (
+            lambda: render_bundle_route(
+                name="qa", namespace="team-a", gateway="gw", gateway_namespace="gw", backends=[("a", 1)], mirror="a"
+            ),
+            "mirrored and served at once",
+        ),
         (lambda: router(gateway_host=""), "gateway host"),
         (
             lambda: render_prompt_router(

@@ -33,9 +33,13 @@ FACTS = [(r["question"], r["reference"]) for r in read_jsonl("evaluators/labels/
 FACTS += [(r["question"], r["reference"]) for r in read_jsonl("evaluators/probes/v1/reference_free.jsonl")]
 
 
-def answers(right: bool) -> dict[str, str]:
-    """What a scripted predictor answers, keyed by the user message the transformer renders."""
-    return {PROMPT.render(question=q)[-1]["content"]: (f"{ref}." if right else "I am not sure.") for q, ref in FACTS}
+def answers(right: bool, knows: frozenset[str] = frozenset()) -> dict[str, str]:
+    """What a scripted predictor answers, keyed by the user message the transformer renders: right, or only on
+    the questions it ``knows``."""
+    return {
+        PROMPT.render(question=q)[-1]["content"]: (f"{ref}." if right or q in knows else "I am not sure.")
+        for q, ref in FACTS
+    }
 
 
 def live_record(log: RequestLog, question: str = "What is the capital of France?", **overrides):
@@ -57,8 +61,10 @@ def live_record(log: RequestLog, question: str = "What is the capital of France?
 class Served:
     """The real prompt transformer for ``bundle`` in a child process, in front of a scripted predictor."""
 
-    def __init__(self, bundle, right: bool, tmp_path, **log_env) -> None:
-        self.predictor = AnswerServer(answers(right))
+    def __init__(
+        self, bundle, right: bool, tmp_path, model_name: str = "qa", knows: frozenset[str] = frozenset(), **log_env
+    ) -> None:
+        self.predictor = AnswerServer(answers(right, knows))
         self.port = free_port()
         env = transformer_env(PROMPT, bundle.id) | {"CHAMPION_MODEL_DIGEST": bundle.model_digest, **log_env}
         self.process = subprocess.Popen(
@@ -66,7 +72,7 @@ class Served:
                 sys.executable,
                 "-m",
                 "serving.transformer",
-                "--model_name=qa",
+                f"--model_name={model_name}",
                 f"--predictor_host={self.predictor.url.removeprefix('http://')}",
                 f"--http_port={self.port}",
             ],
@@ -75,13 +81,14 @@ class Served:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        wait_until_ready(f"http://127.0.0.1:{self.port}/v1/models/qa", self.process, timeout_s=60)
+        wait_until_ready(f"http://127.0.0.1:{self.port}/v1/models/{model_name}", self.process, timeout_s=60)
         self.url = f"http://127.0.0.1:{self.port}"
+        self.model_name = model_name
 
     def ask(self, question: str, **headers) -> requests.Response:
         return requests.post(
             f"{self.url}/openai/v1/chat/completions",
-            json={"model": "qa", "messages": [{"role": "user", "content": question}]},
+            json={"model": self.model_name, "messages": [{"role": "user", "content": question}]},
             headers=headers,
             timeout=60,
         )
