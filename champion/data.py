@@ -15,6 +15,10 @@ DEMO_DATA = Path(__file__).resolve().parent.parent / "pipelines" / "data" / "dem
 _WHITESPACE = re.compile(r"\s+")
 
 
+# A request log (serving/request_log.py) is recognised by these fields of its records.
+REQUEST_RECORD_FIELDS = frozenset({"request_id", "bundle_id", "prompt_digest", "model_digest", "status"})
+
+
 @dataclass
 class PreprocessResult:
     eval_rows: list[dict]
@@ -22,6 +26,47 @@ class PreprocessResult:
     digest: str
     dropped_duplicates: int
     ignored_columns: list[str] = field(default_factory=list)
+    reference_free: bool = False  # logged production requests: questions and served answers, no references
+
+
+def is_request_log(rows: list[dict]) -> bool:
+    return bool(rows) and all(REQUEST_RECORD_FIELDS <= row.keys() for row in rows)
+
+
+def traffic_rows(rows: list[dict], source: str, *, limit: int, seed: int) -> tuple[list[dict], int]:
+    """Logged production requests as reference-free examples: answered requests with captured content, one
+    per distinct question (whitespace-normalised), a seeded sample of ``limit`` of them (0 = all). Each row
+    keeps what was served: ``served_answer`` and ``served_bundle``. Returns (rows, duplicates dropped)."""
+    from serving.request_log import RequestRecord, replayable
+
+    try:
+        records = [RequestRecord.model_validate(row) for row in rows]
+    except ValueError as exc:
+        raise DataError(
+            f"{source} looks like a request log, but a record does not parse: {str(exc)[:300]}",
+            "pass a log written by champion's prompt transformer or its log sink, unedited.",
+        ) from exc
+    normalised = [
+        r.model_copy(update={"question": normalise_text(r.question)}) if r.question is not None else r for r in records
+    ]
+    chosen = replayable(normalised, limit=limit, seed=seed)
+    if not chosen:
+        raise DataError(
+            f"{source} holds no answered request with its question and answer: content capture was off.",
+            "log with content capture (`champion serve --log-content`, or log_content=true on the cluster).",
+        )
+    answered = sum(1 for r in normalised if r.status == 200 and r.question is not None and r.answer is not None)
+    examples = [
+        {
+            "id": r.request_id,
+            "question": r.question or "",
+            "reference": "",
+            "served_answer": r.answer or "",
+            "served_bundle": r.bundle_id,
+        }
+        for r in sorted(chosen, key=lambda r: r.request_id)
+    ]
+    return examples, answered - len(replayable(normalised))
 
 
 def resolve_source(source: str) -> str:
@@ -205,14 +250,20 @@ def split(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict]
 def preprocess_data(source: str, *, eval_fraction: float = 1.0, seed: int = 0, limit: int = 0) -> PreprocessResult:
     """Load, validate, normalise, de-duplicate and split an evaluation set.
 
-    ``limit`` > 0 keeps the first N evaluation examples (in id order), for quick runs.
+    ``limit`` > 0 keeps the first N evaluation examples (in id order), for quick runs. A request log
+    (serving/request_log.py) becomes reference-free examples instead (``traffic_rows``).
     """
     source = resolve_source(source)
-    rows, duplicates, ignored = validate_and_normalise(load_rows(source), source)
-    rows.sort(key=lambda r: r["id"])
-    eval_rows, train_rows = split(rows, eval_fraction, seed)
+    loaded = load_rows(source)
     if limit < 0:
         raise DataError(f"limit must be 0 (all) or positive, got {limit}.", "pass --limit N with N >= 1.")
+    if is_request_log(loaded):
+        # Production traffic is evaluated, never trained on: no split, and ``limit`` is a seeded sample.
+        examples, duplicates = traffic_rows(loaded, source, limit=limit, seed=seed)
+        return PreprocessResult(examples, [], sha256_json(examples), duplicates, reference_free=True)
+    rows, duplicates, ignored = validate_and_normalise(loaded, source)
+    rows.sort(key=lambda r: r["id"])
+    eval_rows, train_rows = split(rows, eval_fraction, seed)
     if limit:
         eval_rows = eval_rows[:limit]
     if not eval_rows:

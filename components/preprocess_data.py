@@ -6,7 +6,7 @@ from kfp.dsl import Dataset, Output
 
 from components import cpu_step
 
-VERSION = "2.0.0"
+VERSION = "2.1.0"
 
 
 @cpu_step
@@ -19,7 +19,7 @@ def preprocess_data_op(
     eval_set: Output[Dataset],
     train_set: Output[Dataset],
 ) -> NamedTuple("PreprocessOutputs", [("dataset_digest", str), ("n_eval", int)]):
-    """preprocess_data v2.0.0: check the data against the run's pin; validate, normalise, de-duplicate and split it."""
+    """preprocess_data v2.1.0: check the data against the run's pin; validate, normalise, de-duplicate and split it; a request log becomes a seeded sample of distinct logged questions with their served answers (reference-free)."""
     from collections import namedtuple
 
     from champion.data import preprocess_data
@@ -31,7 +31,12 @@ def preprocess_data_op(
     write_jsonl(result.eval_rows, eval_set.path)
     write_jsonl(result.train_rows, train_set.path)
     eval_set.metadata.update(
-        {"rows": len(result.eval_rows), "digest": result.digest, "dropped_duplicates": result.dropped_duplicates}
+        {
+            "rows": len(result.eval_rows),
+            "digest": result.digest,
+            "dropped_duplicates": result.dropped_duplicates,
+            "reference_free": result.reference_free,
+        }
     )
     train_set.metadata.update({"rows": len(result.train_rows)})
     if result.ignored_columns:

@@ -90,6 +90,27 @@ JUDGE_COST = MetricInfo(
 )
 
 
+# Pairwise preferences without references (evaluators.judge.preference): 1 better, 0.5 tie or undecided, 0 worse.
+SERVED_PREFERENCE = MetricInfo(
+    "judge_served_preference",
+    "higher",
+    0.0,
+    1.0,
+    judged=True,
+    description="the judge's preference for the answer production served over the evaluated bundle's own answer "
+    "to the same logged question (1 served better, 0.5 tie, 0 worse; reference-free, both orders)",
+)
+SHADOW_PREFERENCE = MetricInfo(
+    "judge_shadow_preference",
+    "higher",
+    0.0,
+    1.0,
+    judged=True,
+    description="the judge's preference for the candidate's answer over the live one (1 better, 0.5 tie, 0 worse)",
+)
+PREFERENCES = {m.name: m for m in (SERVED_PREFERENCE, SHADOW_PREFERENCE)}
+
+
 def judge_metric(rubric_name: str) -> MetricInfo:
     """The pointwise judge's grade, named after its rubric (``correctness`` → ``judge_correctness``)."""
     name = f"judge_{rubric_name.replace('-', '_')}"
@@ -102,6 +123,8 @@ def info(name: str) -> MetricInfo | None:
     """What ``name`` is, when the evaluator config is not at hand (judge grades follow ``judge_metric``'s naming)."""
     if name == JUDGE_COST.name:
         return JUDGE_COST
+    if name in PREFERENCES:
+        return PREFERENCES[name]
     if name.startswith("judge_"):
         return judge_metric(name.removeprefix("judge_"))
     if name.startswith("guard_"):

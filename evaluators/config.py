@@ -78,9 +78,12 @@ class EvaluatorConfig(BaseModel):
     name: str
     version: int = Field(ge=1)
     embedding_model: str = "packaged"
-    metrics: tuple[str, ...] = Field(min_length=1)
+    metrics: tuple[str, ...] = ()
     judge: JudgeConfig | None = None
     guards: GuardConfig | None = None  # per-example pass/fail guard metrics (evaluators/guards.py)
+    # Logged production requests have no references: the judge compares the served answer with the bundle's
+    # own (judge_served_preference), the guards check them, and no reference-based metric may be listed.
+    reference_free: bool = False
 
     @field_validator("metrics")
     @classmethod
@@ -93,6 +96,24 @@ class EvaluatorConfig(BaseModel):
         if len(set(metrics)) != len(metrics):
             raise ValueError("an evaluator is listed twice")
         return metrics
+
+    @model_validator(mode="after")
+    def _metrics_fit_the_data(self) -> "EvaluatorConfig":
+        if self.reference_free:
+            if self.metrics:
+                raise ValueError(
+                    f"a reference-free config (logged traffic) cannot list {list(self.metrics)}: each needs a "
+                    "reference or a context; leave 'metrics' empty (the judge and the guards score the answers)"
+                )
+            if self.judge is None:
+                raise ValueError(
+                    "a reference-free config compares served answers with the judge: add a 'judge' section"
+                )
+        elif not self.metrics:
+            raise ValueError(
+                "list at least one metric under 'metrics' (or set reference_free: true for logged traffic)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _llm_metrics_need_a_judge(self) -> "EvaluatorConfig":
@@ -114,7 +135,11 @@ class EvaluatorConfig(BaseModel):
         if self.judge is not None:
             from prompts import load_rubric
 
-            grade = catalog.judge_metric(load_rubric(self.judge.pointwise_rubric).name)
+            grade = (
+                catalog.SERVED_PREFERENCE
+                if self.reference_free
+                else catalog.judge_metric(load_rubric(self.judge.pointwise_rubric).name)
+            )
             found[grade.name] = grade
             found[catalog.JUDGE_COST.name] = catalog.JUDGE_COST  # every backend reports its tokens
         return found | catalog.GENERATION

@@ -40,7 +40,11 @@ class DriftResult:
 
 
 def drift_report(current: Sequence[dict], reference: Sequence[dict], *, semantic=None) -> DriftResult:
-    """Rows need ``output`` and ``reference`` (the expected answer). ``semantic`` is a SemanticSimilarity to reuse."""
+    """Rows need ``output`` and ``reference`` (the expected answer). ``semantic`` is a SemanticSimilarity to reuse.
+
+    Logged traffic has no references (``reference`` empty): its answers to real prompts are compared on length,
+    word count and sentiment only; similarity to the reference is not measured rather than measured against
+    nothing."""
     if len(current) < 2 or len(reference) < 2:
         raise EvaluationError(
             f"drift needs at least 2 rows on each side, got {len(current)} current and {len(reference)} reference.",
@@ -68,13 +72,15 @@ def drift_report(current: Sequence[dict], reference: Sequence[dict], *, semantic
             type=ColumnType.Numerical, data=pd.Series(np.asarray(values), index=dataset.column("answer").data.index)
         )
 
+    referenced = all(row.get("reference") for row in current)
+    columns = DESCRIPTOR_COLUMNS if referenced else [c for c in DESCRIPTOR_COLUMNS if c != "similarity_to_reference"]
+
     def descriptors():
         return [
             TextLength("answer", alias="answer_length"),
             WordCount("answer", alias="word_count"),
             Sentiment("answer", alias="sentiment"),
-            CustomDescriptor(similarity, alias="similarity_to_reference"),
-        ]
+        ] + ([CustomDescriptor(similarity, alias="similarity_to_reference")] if referenced else [])
 
     definition = DataDefinition(text_columns=["answer", "reference"])
 
@@ -82,7 +88,7 @@ def drift_report(current: Sequence[dict], reference: Sequence[dict], *, semantic
         frame = pd.DataFrame({"answer": [r["output"] for r in rows], "reference": [r["reference"] for r in rows]})
         return Dataset.from_pandas(frame, data_definition=definition, descriptors=descriptors())
 
-    snapshot = Report([DataDriftPreset(columns=DESCRIPTOR_COLUMNS)], include_tests=True).run(
+    snapshot = Report([DataDriftPreset(columns=columns)], include_tests=True).run(
         current_data=to_dataset(current), reference_data=to_dataset(reference)
     )
     result = snapshot.dict()
@@ -99,7 +105,12 @@ def drift_report(current: Sequence[dict], reference: Sequence[dict], *, semantic
         drifted_share=share,
         tests_failed=failed,
         tests_total=len(tests),
-        summary={"drifted_share": share, "tests_failed": failed, "tests_total": len(tests)},
+        summary={
+            "drifted_share": share,
+            "tests_failed": failed,
+            "tests_total": len(tests),
+            "similarity_measured": 1.0 if referenced else 0.0,
+        },
     )
 
 

@@ -5,10 +5,12 @@ Scores: semantic similarity, exact match, token F1, ragas' BLEU/ROUGE-L/chrF/str
 shipped calibration set every run; the gate counts its grades only if it passed.
 """
 
+import math
 import tempfile
 from dataclasses import asdict, dataclass, field
 
 from champion.cache import ExampleCache
+from champion.errors import ConfigError, DataError
 from evaluators.config import EvaluatorConfig, JudgeConfig, Reliability
 
 
@@ -61,11 +63,11 @@ def evaluate_generations(
     """The per-example score table and its means. ``judge`` overrides the configured one; ``cache`` keeps
     embeddings and judge verdicts between runs. Whether the judge may vote is ``judge_reliability``'s
     question, asked once per judge (a step of its own)."""
-    import math
 
     from evaluators import aggregate, catalog, score_examples
     from evaluators.config import build_metrics
 
+    _check_references(rows, config)
     if judge is None and config.judge is not None:
         judge = build_judge(config.judge, weights_cache, cache)
     spent_before = judge.spent() if judge is not None else None  # ragas' judged metrics spend through it too
@@ -87,17 +89,64 @@ def evaluate_generations(
     names = [m.spec.name for m in metrics] + measured
     judge_spent: dict[str, int] = {}
     if judge is not None and spent_before is not None:
-        for row, verdict in zip(table, judge.grade(rows)):
-            row[judge.spec.name] = judge.value(verdict)
-            row[f"{judge.spec.name}_verdict"] = verdict.label
-            row[f"{judge.spec.name}_rationale"] = verdict.rationale
-            if verdict.agreement is not None:
-                row[f"{judge.spec.name}_sample_agreement"] = verdict.agreement
-            # What judging this example costs (a cached verdict reports what it cost when computed).
-            row[catalog.JUDGE_COST.name] = verdict.tokens if verdict.cost.calls else math.nan
-        names += [judge.spec.name, catalog.JUDGE_COST.name]
+        if config.reference_free:
+            names += _compare_served(rows, table, judge)
+        else:
+            names += _grade(rows, table, judge)
         judge_spent = asdict(judge.spent() - spent_before)
     return Evaluation(table=table, aggregates={name: aggregate(table, name) for name in names}, judge_spent=judge_spent)
+
+
+def _check_references(rows: list[dict], config: EvaluatorConfig) -> None:
+    """Reference-based scores of examples without references would be silent nonsense; served answers are
+    what a reference-free evaluation compares."""
+    if config.reference_free:
+        missing = [str(r.get("id")) for r in rows if not isinstance(r.get("served_answer"), str)]
+        if missing:
+            raise DataError(
+                f"evaluator config {config.name!r} is reference-free (it compares served answers), but "
+                f"{len(missing)} example(s) carry no served answer, e.g. {missing[:3]}.",
+                "evaluate a request log (data_source = the log, content captured), or use a config with references.",
+            )
+        return
+    unreferenced = [str(r.get("id")) for r in rows if not r.get("reference")]
+    if unreferenced:
+        raise ConfigError(
+            f"{len(unreferenced)} example(s) have no reference (e.g. {unreferenced[:3]}): logged traffic? Evaluator "
+            f"config {config.name!r} scores against references.",
+            "evaluate logged requests with a reference-free config (evaluator_config=traffic).",
+        )
+
+
+def _grade(rows: list[dict], table: list[dict], judge) -> list[str]:
+    """The pointwise judge's grade of each answer against its reference."""
+    from evaluators import catalog
+
+    for row, verdict in zip(table, judge.grade(rows)):
+        row[judge.spec.name] = judge.value(verdict)
+        row[f"{judge.spec.name}_verdict"] = verdict.label
+        row[f"{judge.spec.name}_rationale"] = verdict.rationale
+        if verdict.agreement is not None:
+            row[f"{judge.spec.name}_sample_agreement"] = verdict.agreement
+        # What judging this example costs (a cached verdict reports what it cost when computed).
+        row[catalog.JUDGE_COST.name] = verdict.tokens if verdict.cost.calls else math.nan
+    return [judge.spec.name, catalog.JUDGE_COST.name]
+
+
+def _compare_served(rows: list[dict], table: list[dict], judge) -> list[str]:
+    """Each logged question: the answer production served against the bundle's own, without a reference, in
+    both orders (evaluators.judge.preference: 1 served better, 0.5 tie, 0 worse)."""
+    from evaluators import catalog
+    from evaluators.judge import preference
+
+    verdicts = judge.compare(rows, [r["served_answer"] for r in rows], [r["output"] for r in rows], reference_free=True)
+    name = catalog.SERVED_PREFERENCE.name
+    for row, source, verdict in zip(table, rows, verdicts):
+        row[name] = preference(verdict.winner)
+        row["served_answer"] = source["served_answer"]
+        row[f"{name}_rationale"] = verdict.forward.rationale
+        row[catalog.JUDGE_COST.name] = verdict.cost.tokens if verdict.cost.calls else math.nan
+    return [name, catalog.JUDGE_COST.name]
 
 
 def judge_reliability(

@@ -404,10 +404,16 @@ def decide(
                 Check(
                     metric=metric,
                     test="excluded",
-                    status="excluded",
+                    status="fail" if rule.required else "excluded",
                     direction=rule.direction,
                     value=value,
-                    reason=f"{metric}: judge excluded from voting ({why})",
+                    votes=rule.required,
+                    reason=f"{metric}: judge excluded from voting ({why})"
+                    + (
+                        "; the policy requires this metric's vote, so the decision cannot be made"
+                        if rule.required
+                        else ""
+                    ),
                 )
             )
             continue

@@ -87,6 +87,12 @@ class PairVerdict:
         return self.forward.cost + self.swapped.cost
 
 
+def preference(winner: str | None) -> float:
+    """The first answer's score for one pair: 1 better, 0 worse, 0.5 for a tie or a verdict that flips with the
+    order (the judge could not tell)."""
+    return {"first": 1.0, "second": 0.0}.get(winner or "tie", 0.5)
+
+
 def parse_verdict(text: str, rubric: JudgeRubric) -> tuple[str | None, str]:
     """Strict: the label must stand alone after the prefix on its own line (``Score: 4``)."""
     label, rationale = None, ""

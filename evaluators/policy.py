@@ -37,6 +37,9 @@ class MetricRule(BaseModel):
     margin_relative: float | None = Field(None, gt=0.0, lt=1.0, allow_inf_nan=False)
     require_superiority: bool = False
     compare: bool = True  # False: the metric only has a floor and is never compared with the champion
+    # True: the decision cannot be made without this metric's vote; an unreliable judge fails it instead of
+    # excluding it (a judged metric the policy rests on).
+    required: bool = False
 
     @model_validator(mode="after")
     def _one_margin_that_fits_the_kind(self) -> "MetricRule":

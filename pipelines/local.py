@@ -399,7 +399,7 @@ def run_scheduled_eval(
         "failed_checks": [c["reason"] for c in checks["checks"] if not c["passed"]],
         "checks": checks["checks"],
         "mode": checks.get("mode", "bootstrap"),
-        "compared_with": checks["previous_run"],
+        "compared_with": checks.get("compared_with") or checks["previous_run"],
         "mlflow_run": latest.info.run_id,
         "error": failure.problem if failure else None,
     }

@@ -34,6 +34,7 @@ class MonitorResult:
     run_id: str = ""
     webhook: str = "not configured"
     drift: dict = field(default_factory=dict)
+    compared_with: str = ""  # what the checks compared against, in words
 
 
 def monitoring_decision(
@@ -57,6 +58,23 @@ def monitoring_decision(
         judge_reasons=judge_reliability.get("reasons", []),
         allow_unpaired=True,
     )
+
+
+def served_baseline(rows: list[dict], policy) -> list[dict]:
+    """The other side of each logged pair, for a reference-free evaluation: the evaluated bundle's own answer
+    scores the complement of the served answer's preference. Deciding served against it is the paired
+    non-inferiority test the shadow gate runs: are users served answers as good as the bundle that was
+    evaluated and promoted?"""
+    from evaluators.catalog import SERVED_PREFERENCE
+
+    compared = [name for name, rule in policy.metrics.items() if rule.compare and name != SERVED_PREFERENCE.name]
+    if compared:
+        raise ConfigError(
+            f"the monitoring policy {policy.name} compares {compared} on logged traffic, where the only pairs are "
+            f"served vs. the bundle's own answer ({SERVED_PREFERENCE.name}).",
+            "set `compare: false` on those metrics (floors still apply), or use the packaged `traffic` policy.",
+        )
+    return [{"id": row["id"], SERVED_PREFERENCE.name: 1.0 - row[SERVED_PREFERENCE.name]} for row in rows]
 
 
 def post_webhook(url: str, payload: dict, timeout_s: float = 10.0) -> str:
@@ -93,7 +111,8 @@ def monitor_champion(
     from serving.registry import append_audit, connect, default_audit_log
 
     policy = load_policy(policy_ref)
-    catalog = load_evaluator_config(evaluator_config_ref).metric_catalog()
+    config = load_evaluator_config(evaluator_config_ref)
+    catalog = config.metric_catalog()
     check_against(policy, catalog, policy_ref)
     mlflow, client, experiment_id = connect(tracking_uri, experiment=MONITOR_EXPERIMENT)
     earlier = client.search_runs(
@@ -106,7 +125,10 @@ def monitor_champion(
     if earlier:
         with tempfile.TemporaryDirectory() as folder:
             previous_rows = read_jsonl(client.download_artifacts(earlier[0].info.run_id, SCORES_ARTIFACT, folder))
-    decision = monitoring_decision(rows, previous_rows, policy, catalog, judge_reliability or {})
+    # Logged traffic: served answers against the evaluated bundle's own on the same requests (the samples of
+    # two scheduled runs are different requests, so the pairs are within a run).
+    baseline = served_baseline(rows, policy) if config.reference_free else previous_rows
+    decision = monitoring_decision(rows, baseline, policy, catalog, judge_reliability or {})
     checks = [c.model_dump(mode="json") for c in decision.checks]
     healthy = decision.passed
     reasons = (
@@ -115,11 +137,21 @@ def monitor_champion(
         else [
             "every check passed"
             + (
-                f" against the previous scheduled evaluation ({decision.mode})"
+                f": served answers against the evaluated bundle's own on logged requests ({decision.mode})"
+                if config.reference_free
+                else f" against the previous scheduled evaluation ({decision.mode})"
                 if earlier
                 else " (first scheduled evaluation of this champion: floors only)"
             )
         ]
+    )
+    previous_run = earlier[0].info.run_id if earlier else None
+    compared_with = (
+        f"the evaluated bundle's own answers to the same logged requests ({decision.mode})"
+        if config.reference_free
+        else f"MLflow run {previous_run} ({decision.mode})"
+        if previous_run
+        else "no previous scheduled evaluation (floors only)"
     )
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"{registered_model_name} v{champion_version} scheduled evaluation"
@@ -142,7 +174,8 @@ def monitor_champion(
                 "mode": decision.mode,
                 "multiplicity": decision.multiplicity,
                 "drift": drift,
-                "previous_run": earlier[0].info.run_id if earlier else None,
+                "previous_run": previous_run,
+                "compared_with": compared_with,
             },
             "monitor/checks.json",
         )
@@ -152,7 +185,7 @@ def monitor_champion(
             mlflow.log_artifact(str(path), artifact_path=str(Path(SCORES_ARTIFACT).parent))
         run_id = run.info.run_id
     result = MonitorResult(
-        healthy, reasons, checks, decision.mode, earlier[0].info.run_id if earlier else None, run_id, drift=drift
+        healthy, reasons, checks, decision.mode, previous_run, run_id, drift=drift, compared_with=compared_with
     )
     append_audit(
         default_audit_log(tracking_uri),
@@ -193,7 +226,7 @@ def monitor_report(result: MonitorResult, champion_version: str) -> str:
         "",
         "**Why:** " + "; ".join(result.reasons),
         "",
-        f"Compared with: {'MLflow run ' + result.previous_run + f' ({result.mode})' if result.previous_run else 'no previous scheduled evaluation (floors only)'}. Webhook: {result.webhook}.",
+        f"Compared with: {result.compared_with}. Webhook: {result.webhook}.",
         "",
         "| metric | slice | test | result | detail |",
         "|---|---|---|---|---|",

@@ -26,17 +26,9 @@ from typing import Sequence
 
 from champion.errors import ServingError
 from champion.parameters import SHADOW_MIN_PAIRS
-from evaluators.catalog import MetricInfo
+from evaluators.catalog import SHADOW_PREFERENCE
+from evaluators.judge import preference
 from serving.request_log import RequestRecord
-
-PREFERENCE = MetricInfo(
-    "judge_shadow_preference",
-    "higher",
-    0.0,
-    1.0,
-    judged=True,
-    description="the judge's preference for the candidate's answer over the live one (1 better, 0.5 tie, 0 worse)",
-)
 
 
 @dataclass(frozen=True)
@@ -121,11 +113,6 @@ def replay(
     return pairs
 
 
-def preference(winner: str | None) -> float:
-    """The candidate's score for one pair, judged as (candidate, live)."""
-    return {"first": 1.0, "second": 0.0}.get(winner or "tie", 0.5)
-
-
 def shadow_gate(
     pairs: Sequence[ShadowPair],
     judge,
@@ -148,21 +135,21 @@ def shadow_gate(
         reference_free=True,
     )
     scores = [preference(v.winner) for v in verdicts]
-    candidate = [{"id": p.request_id, PREFERENCE.name: s} for p, s in zip(pairs, scores)]
-    live = [{"id": p.request_id, PREFERENCE.name: 1.0 - s} for p, s in zip(pairs, scores)]
+    candidate = [{"id": p.request_id, SHADOW_PREFERENCE.name: s} for p, s in zip(pairs, scores)]
+    live = [{"id": p.request_id, SHADOW_PREFERENCE.name: 1.0 - s} for p, s in zip(pairs, scores)]
     policy = GatePolicy(
         name="shadow",
         version=1,
         min_examples=min_examples,
         alpha=alpha,
         seed=seed,
-        metrics={PREFERENCE.name: {"direction": "higher", "margin": margin}},
+        metrics={SHADOW_PREFERENCE.name: {"direction": "higher", "margin": margin, "required": True}},
     )
     decision = decide(
         candidate,
         policy,
         champion_table=live,
-        metrics={PREFERENCE.name: PREFERENCE},
+        metrics={SHADOW_PREFERENCE.name: SHADOW_PREFERENCE},
         judge_reliable=judge_reliability.get("reliable") is True,
         judge_reasons=judge_reliability.get("reasons", []),
     )

@@ -121,6 +121,20 @@ def test_ragas_llm_metrics_are_judged_and_excluded_with_the_judge():
     assert not decide(rows, mixed, metrics=DEFAULT_METRICS, judge_reliable=True).passed
 
 
+@pytest.mark.parametrize("required", [False, True])
+def test_a_required_judged_metric_fails_instead_of_being_excluded(required):
+    rules = {
+        "judge_correctness": {"direction": "higher", "floor": 0.5, "margin": 0.05, "required": required},
+        "token_f1": {"direction": "higher", "floor": 0.1, "margin": 0.05},
+    }
+    rows = [{"id": str(i), "judge_correctness": 1.0, "token_f1": 0.5} for i in range(5)]
+    decision = decide(rows, policy(rules), metrics=DEFAULT_METRICS, judge_reliable=False, judge_reasons=["tone 0.2"])
+    check = next(c for c in decision.checks if c.metric == "judge_correctness")
+    # Optional: the other metrics decide alone. Required: the decision rests on it, so it cannot be made.
+    assert decision.passed is not required and check.status == ("fail" if required else "excluded")
+    assert decide(rows, policy(rules), metrics=DEFAULT_METRICS, judge_reliable=True).passed
+
+
 # -- against a champion -------------------------------------------------------------------------
 
 
@@ -480,11 +494,13 @@ def test_exact_match_may_be_binary_and_tokens_relative():
     assert isinstance(DEFAULT_METRICS["exact_match"], MetricInfo) and DEFAULT_METRICS["exact_match"].binary
 
 
-def test_every_packaged_policy_fits_the_default_evaluator_config():
+def test_every_packaged_policy_fits_its_evaluator_config():
+    from evaluators.config import load_evaluator_config
     from evaluators.policy import POLICIES_DIR
 
     names = sorted(path.stem for path in POLICIES_DIR.glob("*.yaml"))
-    assert "sliced" in names
-    for name in names:
-        check_against(load_policy(name), DEFAULT_METRICS, name)
+    assert "sliced" in names and "traffic" in names
+    for name in names:  # the traffic policy goes with the traffic (reference-free) evaluator config
+        metrics = load_evaluator_config("traffic").metric_catalog() if name == "traffic" else DEFAULT_METRICS
+        check_against(load_policy(name), metrics, name)
     assert set(load_policy("sliced").slices) == {"sci", "geo", "math"}

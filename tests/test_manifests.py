@@ -134,6 +134,21 @@ def test_champion_manifests_writes_the_runtime_and_rbac(tmp_path):
     validate_strict(runtime)
     kinds = [doc["kind"] for doc in yaml.safe_load_all((tmp_path / "rbac.yaml").read_text())]
     assert kinds == ["Role", "RoleBinding"]
+    llm = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "manifests", "--namespace", "team-a", "--output", str(tmp_path)]
+        + ["--serving-api", "llminferenceservice"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert llm.returncode == 0, llm.stderr
+    role = next(yaml.safe_load_all((tmp_path / "rbac.yaml").read_text()))
+    assert [(rule["apiGroups"][0], rule["resources"][0]) for rule in role["rules"]] == [
+        ("serving.kserve.io", "llminferenceservices"),
+        ("gateway.networking.k8s.io", "httproutes"),
+        ("apps", "deployments"),
+        ("", "services"),
+    ]
 
 
 def _contained(sent, stored) -> bool:

@@ -74,6 +74,13 @@ def test_unknown_names_are_errors_with_a_suggestion():
         ({"deploy_target": "kubernetes"}, "deploy_target"),
         ({"registered_model_name": "my model"}, "registered_model_name"),
         ({"batch_size": 0}, "batch_size"),
+        ({"serving_api": "llminferenceservice", "shadow_requests": 5}, "under the shadow gate's minimum of 20"),
+        ({"shadow_requests": 50, "request_log_url": "http://sink", "log_content": True}, "LLM API path"),
+        ({"serving_api": "llminferenceservice", "shadow_requests": 50}, "request_log_url to the log sink"),
+        (
+            {"serving_api": "llminferenceservice", "shadow_requests": 50, "request_log_url": "http://sink"},
+            "log_content=true",
+        ),
     ],
 )
 def test_bad_values_name_the_parameter(values, message):
@@ -108,6 +115,12 @@ def test_valid_values_round_trip_through_the_model(limit, batch_size, fraction, 
         "canary_traffic_percent",
         "context_overflow",
     }
+
+
+def test_a_shadow_stage_with_its_records_is_accepted():
+    values = {"serving_api": "llminferenceservice", "shadow_requests": 20, "request_log_url": "http://sink"}
+    params = parse(PromotionParameters, values | {"log_content": True})
+    assert params.shadow_requests == 20 and params.shadow_margin == 0.1
 
 
 def test_the_readme_parameter_tables_are_generated_from_the_models():
