@@ -516,3 +516,32 @@ def test_editing_one_row_reruns_exactly_the_steps_that_read_the_data(tmp_path, p
     assert edited["bundle_id"] != first["bundle_id"]  # the dataset digest is part of the bundle record
     # Within the steps that ran, the per-example cache generated only the edited row.
     assert edited["cache"]["examples"]["generation"] == {"hits": 2, "misses": 1, "corrupt": 0}
+
+
+def test_scheduled_evaluation_on_logged_traffic_watches_what_users_were_served(promoted, workspace, settings, tmp_path):
+    """The request log as the data: the champion answers the logged questions, the judge compares each served
+    answer with it (reference-free), drift looks at its answers to real prompts, the monitor decides paired."""
+    from pipelines.local import run_scheduled_eval
+    from tests.judge_server import JudgeServer
+    from tests.test_traffic_eval import RIGHT, WRONG, write_log
+
+    config = yaml.safe_load(open(REPO / "evaluators/configs/traffic.yaml"))
+    before = champion_version(workspace)
+    with JudgeServer() as judge:
+        config["judge"] |= {"model": "scripted", "backend": "openai", "base_url": judge.base_url}
+        (tmp_path / "traffic.yaml").write_text(yaml.safe_dump(config))
+        options = dict(limit=20, evaluator_config=str(tmp_path / "traffic.yaml"), gate_config="traffic", batch_size=10)
+        served_well = run_scheduled_eval(
+            ScheduledEvalParameters(data_source=write_log(tmp_path / "good.jsonl", RIGHT, repeat=2), **options),
+            settings,
+        )
+        served_badly = run_scheduled_eval(
+            ScheduledEvalParameters(data_source=write_log(tmp_path / "bad.jsonl", WRONG), **options), settings
+        )
+    assert served_well["status"] == "healthy", served_well["failed_checks"]
+    assert "evaluated bundle's own answers" in served_well["compared_with"]
+    check = next(c for c in served_well["checks"] if c["metric"] == "judge_served_preference")
+    assert check["test"] == "non-inferiority" and check["status"] == "pass"
+    assert served_badly["status"] == "alert" and "ChampionRegressed" in served_badly["error"]
+    assert any("judge_served_preference" in reason for reason in served_badly["failed_checks"])
+    assert champion_version(workspace) == before
