@@ -60,12 +60,16 @@ class PipelineParameters(BaseModel):
 
     data_source: str = _param(
         "demo",
-        "Evaluation set: a JSONL/CSV/Parquet file or URL, a save_to_disk folder, hf://datasets/NAME, or 'demo'.",
+        "Evaluation set: a JSONL/CSV/Parquet file or URL, a save_to_disk folder, hf://datasets/NAME, 'demo', or a request log (reference-free).",
         "data",
         cli={"run": "data", "monitor": "data"},
     )
     limit: int = _param(
-        0, "Evaluate only the first N examples (0 = all).", "data", ge=0, cli={"run": "limit", "monitor": "limit"}
+        0,
+        "Evaluate only the first N examples (0 = all); of a request log, a seeded sample of N distinct questions.",
+        "data",
+        ge=0,
+        cli={"run": "limit", "monitor": "limit"},
     )
     weights_cache: str = _param(
         WEIGHTS_MOUNT if WEIGHTS_PVC else "",
@@ -98,7 +102,7 @@ class PipelineParameters(BaseModel):
         "default",
         "Evaluator config: a name in evaluators/configs/ or a YAML path.",
         "evaluation",
-        cli={"run": "evaluator_config"},
+        cli={"run": "evaluator_config", "monitor": "evaluator_config"},
     )
     drift_reference: str = _param(
         "demo", "Reference outputs for the drift report: a JSONL path or 'demo'.", "evaluation"

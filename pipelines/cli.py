@@ -682,6 +682,7 @@ def sync_prompts_command(
 def monitor(
     data: str = option("data_source", ScheduledEvalParameters, "monitor"),
     gate_config: str = option("gate_config", ScheduledEvalParameters, "monitor"),
+    evaluator_config: str = option("evaluator_config", ScheduledEvalParameters, "monitor"),
     limit: int = option("limit", ScheduledEvalParameters, "monitor"),
     webhook_url: str = option("webhook_url", ScheduledEvalParameters, "monitor", envvar="CHAMPION_WEBHOOK_URL"),
     param: list[str] = typer.Option(
@@ -700,7 +701,13 @@ def monitor(
         with err.status("Evaluating the live champion…"):
             params = _parameters(
                 ScheduledEvalParameters,
-                dict(data_source=data, gate_config=gate_config, limit=limit, webhook_url=webhook_url),
+                dict(
+                    data_source=data,
+                    gate_config=gate_config,
+                    evaluator_config=evaluator_config,
+                    limit=limit,
+                    webhook_url=webhook_url,
+                ),
                 param,
             )
             result = run_scheduled_eval(params, LocalSettings(workspace=workspace, weights_cache=weights_cache))

@@ -13,10 +13,10 @@ from prompts import load_prompt
 from serving.llm_service import (
     Scaling,
     canary_weights,
+    render_bundle_route,
     render_istio_mirror,
     render_llm_inference_service,
     render_prompt_router,
-    render_bundle_route,
     route_backends,
     validate_llm,
 )

@@ -6,6 +6,7 @@ serving.request_log, the scripted OpenAI-compatible judge, a real sqlite MLflow.
 from __future__ import annotations
 
 import json
+
 import pytest
 import yaml
 from hypothesis import given, settings
