@@ -287,10 +287,6 @@ class PromotionParameters(PipelineParameters):
                 f"shadow_requests={self.shadow_requests} is under the shadow gate's minimum of {SHADOW_MIN_PAIRS} pairs; "
                 "pass 0 (no shadow stage) or at least that many"
             )
-        if self.serving_api != "llminferenceservice":
-            raise ValueError(
-                "the shadow stage runs on the LLM API path: set serving_api=llminferenceservice, or shadow_requests=0"
-            )
         if not self.request_log_url or not self.log_content:
             raise ValueError(
                 "the shadow stage pairs the live and the candidate's logged answers: set request_log_url to the "

@@ -317,6 +317,10 @@ def manifests(
     serving_api: str = typer.Option(
         "inferenceservice", help="The serving_api the pipeline deploys with: inferenceservice or llminferenceservice."
     ),
+    shadow: bool = typer.Option(
+        False,
+        help="The pipeline runs a shadow stage (shadow_requests > 0): on InferenceServices it needs Istio VirtualServices.",
+    ),
 ) -> None:
     """Write what a cluster needs once per namespace: the vLLM ServingRuntime and the deploy step's RBAC."""
     import yaml
@@ -328,7 +332,7 @@ def manifests(
         check_folder(output, "output folder", must_exist=False)
         runtime = render_serving_runtime(namespace)
         validate_strict(runtime)
-        rbac = render_rbac(namespace, service_account=service_account, serving_api=serving_api)
+        rbac = render_rbac(namespace, service_account=service_account, serving_api=serving_api, shadow=shadow)
     except ChampionError as exc:
         _fail(exc)
     output.mkdir(parents=True, exist_ok=True)

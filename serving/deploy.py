@@ -308,12 +308,6 @@ def deploy_bundle(
         else:
             from serving.rollout import KServeRollout, kube_api
 
-            if shadow is not None:
-                raise DeployError(
-                    "the shadow stage runs on the LLM API path only (serving_api=llminferenceservice).",
-                    "set serving_api=llminferenceservice, or shadow_requests=0 (the Istio mirror for InferenceServices "
-                    "is rendered by serving.llm_service.render_istio_mirror, but the deploy step does not drive it).",
-                )
             classic_rollout = rollout = KServeRollout(
                 kube_api(service.kubeconfig),
                 service.namespace,
@@ -324,6 +318,7 @@ def deploy_bundle(
                 manifest,
                 canary_traffic_percent=service.canary_traffic_percent,
                 smoke=lambda url: smoke(url, service.name),
+                shadow=shadow,
             )
         append_audit(
             registry.audit_log,

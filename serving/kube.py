@@ -33,7 +33,11 @@ LLM_INFERENCE_SERVICE = Kind("LLMInferenceService", "serving.kserve.io/v1alpha2"
 HTTP_ROUTE = Kind("HTTPRoute", "gateway.networking.k8s.io/v1", "httproutes")
 DEPLOYMENT = Kind("Deployment", "apps/v1", "deployments")
 SERVICE = Kind("Service", "v1", "services")
-KINDS = {kind.kind: kind for kind in (INFERENCE_SERVICE, LLM_INFERENCE_SERVICE, HTTP_ROUTE, DEPLOYMENT, SERVICE)}
+VIRTUAL_SERVICE = Kind("VirtualService", "networking.istio.io/v1beta1", "virtualservices")
+KINDS = {
+    kind.kind: kind
+    for kind in (INFERENCE_SERVICE, LLM_INFERENCE_SERVICE, HTTP_ROUTE, DEPLOYMENT, SERVICE, VIRTUAL_SERVICE)
+}
 
 
 class ConflictError(DeployError):

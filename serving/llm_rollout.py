@@ -31,7 +31,7 @@ from champion.errors import DeployError
 from serving.kube import DEPLOYMENT, HTTP_ROUTE, KINDS, LLM_INFERENCE_SERVICE, ConflictError, KubeObjects
 from serving.llm_service import route_backends, router_service, validate_llm
 from serving.manifests import DEPLOYER_VERBS
-from serving.rollout import RolloutOutcome
+from serving.rollout import BUNDLE_ANNOTATION, RolloutOutcome
 from serving.smoke import SmokeResult
 
 RBAC_HINT = (
@@ -39,7 +39,6 @@ RBAC_HINT = (
     f"(the pipeline's service account needs {', '.join(DEPLOYER_VERBS)} on llminferenceservices, httproutes, "
     "deployments and services)."
 )
-BUNDLE_ANNOTATION = "champion.io/bundle-id"
 
 
 @dataclass

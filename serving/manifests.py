@@ -312,10 +312,15 @@ DEPLOYED_RESOURCES = {
 
 
 def render_rbac(
-    namespace: str, *, service_account: str = "pipeline-runner", serving_api: str = "inferenceservice"
+    namespace: str,
+    *,
+    service_account: str = "pipeline-runner",
+    serving_api: str = "inferenceservice",
+    shadow: bool = False,
 ) -> list[dict]:
     """What the deploy step's service account may do in ``namespace``: exactly what a rollout on
-    ``serving_api`` needs."""
+    ``serving_api`` needs (and, with ``shadow`` on the InferenceService path, the Istio VirtualService that
+    mirrors to the shadow)."""
     check_namespace(namespace)
     if serving_api not in DEPLOYED_RESOURCES:
         raise ManifestError(f"unknown serving API {serving_api!r}.", f"choose one of {list(DEPLOYED_RESOURCES)}.")
@@ -332,6 +337,7 @@ def render_rbac(
             "rules": [
                 {"apiGroups": [group], "resources": [resource], "verbs": list(DEPLOYER_VERBS)}
                 for group, resource in DEPLOYED_RESOURCES[serving_api]
+                + ([("networking.istio.io", "virtualservices")] if shadow and serving_api == "inferenceservice" else [])
             ],
         },
         {

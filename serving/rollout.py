@@ -27,7 +27,8 @@ from serving.smoke import SmokeResult
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 RBAC_HINT = (
     "apply the Role and RoleBinding from `champion manifests` to the namespace (the pipeline's service account "
-    f"needs {', '.join(DEPLOYER_VERBS)} on inferenceservices)."
+    f"needs {', '.join(DEPLOYER_VERBS)} on inferenceservices; a shadow stage also on virtualservices: "
+    "`champion manifests --shadow`)."
 )
 
 
@@ -52,6 +53,24 @@ def is_ready(isvc: dict, generation: int) -> bool:
         for c in (status.get("components") or {}).values()
         if c.get("latestCreatedRevision")
     )
+
+
+BUNDLE_ANNOTATION = "champion.io/bundle-id"
+
+
+def service_host(isvc: dict) -> str:
+    """The InferenceService's cluster-local host (what in-mesh clients call), from its status."""
+    from urllib.parse import urlsplit
+
+    status = isvc.get("status") or {}
+    url = (status.get("address") or {}).get("url") or status.get("url") or ""
+    host = urlsplit(url).hostname or ""
+    if not host:
+        raise DeployError(
+            f"inferenceservice {isvc['metadata']['name']} reports no address to mirror.",
+            "wait until KServe has reconciled it (status.address.url), then re-run.",
+        )
+    return host
 
 
 def candidate_url(isvc: dict) -> str:
@@ -169,8 +188,16 @@ class KServeRollout:
             time.sleep(self.poll_s)
 
     def run(
-        self, manifest: dict, *, canary_traffic_percent: int, smoke: Callable[[str], SmokeResult]
+        self,
+        manifest: dict,
+        *,
+        canary_traffic_percent: int,
+        smoke: Callable[[str], SmokeResult],
+        shadow: Callable[[str, str, str], dict] | None = None,
     ) -> RolloutOutcome:
+        """``shadow(live_bundle_id, candidate_bundle_id, since)``, when given, runs before the canary while an Istio
+        VirtualService mirrors the live service's traffic to a shadow copy of the candidate, and returns the
+        shadow gate's decision (with ``passed``)."""
         name = manifest["metadata"]["name"]
         mode = manifest["metadata"].get("annotations", {}).get("serving.kserve.io/deploymentMode", "Serverless")
         # The API server prunes unknown fields silently (a misspelt storageUri would serve the wrong
@@ -194,6 +221,10 @@ class KServeRollout:
         }
         outcome.previous_spec = copy.deepcopy(previous)
         try:
+            if shadow is not None:
+                refused = self._shadow_stage(manifest, existing, outcome, smoke, shadow)
+                if refused is not None:
+                    return refused
             return self._update(manifest, existing, previous, outcome, smoke)
         except DeployError as exc:
             # A Kubernetes error mid-canary (polling, patching, a vanished object) must not leave the
@@ -211,6 +242,73 @@ class KServeRollout:
                 f"{exc.problem} The InferenceService was rolled back to the previous spec before this error was reported.",
                 exc.fix,
             ) from exc
+
+    def _shadow_stage(
+        self, manifest: dict, existing: dict, outcome: RolloutOutcome, smoke, shadow
+    ) -> RolloutOutcome | None:
+        """The candidate as ``<name>-shadow`` beside the live service, Ready and smoke-tested, then mirrored to
+        (Istio VirtualService on the live service's host) while ``shadow`` gates. Both objects are deleted
+        afterwards, whatever happened. The outcome when the candidate goes no further; None to go on to the
+        canary."""
+        from serving.kube import VIRTUAL_SERVICE, KubeObjects
+        from serving.llm_service import render_istio_mirror
+
+        name = f"{outcome.name}-shadow"
+        body = copy.deepcopy(manifest)
+        body["metadata"] = {k: v for k, v in body["metadata"].items() if k != "resourceVersion"} | {"name": name}
+        kube = KubeObjects(
+            self.api.api_client,
+            self.namespace,
+            rbac_hint=RBAC_HINT,
+            request_timeout_s=self.request_timeout_s,
+            retries=self.retries,
+        )
+        created = self._create(body)
+        self._event("shadow_created", name=name, generation=created["metadata"].get("generation", 1))
+        try:
+            try:
+                isvc = self.wait_ready(name, int(created["metadata"].get("generation", 1)))
+            except _NotReady as exc:
+                outcome.reason = f"the shadow InferenceService was {exc}; it was deleted (users never reached it)."
+                return outcome
+            url = candidate_url(isvc)
+            result = smoke(url)
+            outcome.smoke = result.as_dict()
+            self._event("smoke_test", passed=result.passed, reason=result.reason, url=url)
+            if not result.passed:
+                outcome.reason = (
+                    f"smoke test failed ({result.reason}); the shadow was deleted (users never reached it)."
+                )
+                return outcome
+            live_host = service_host(existing)
+            mirror = render_istio_mirror(
+                name=name,
+                namespace=self.namespace,
+                hosts=[live_host],
+                live_host=live_host,
+                shadow_host=service_host(isvc),
+            )
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            kube.create(mirror)
+            self._event("shadow_started", live=live_host, mirrored_to=service_host(isvc))
+            live_bundle = (existing["metadata"].get("annotations") or {}).get(BUNDLE_ANNOTATION, "")
+            decision = shadow(live_bundle, manifest["metadata"]["annotations"][BUNDLE_ANNOTATION], since)
+            outcome.shadow = decision
+            self._event(
+                "shadow_gate", passed=decision["passed"], n=decision["n"], reason="; ".join(decision["reasons"])
+            )
+            if not decision["passed"]:
+                outcome.reason = (
+                    f"the shadow gate did not pass on {decision['n']} mirrored requests ("
+                    + "; ".join(decision["reasons"])
+                    + "); the shadow was deleted (users never reached it)."
+                )
+                return outcome
+            return None
+        finally:
+            kube.delete(VIRTUAL_SERVICE, name)
+            self._call("delete", name, self.api.delete_namespaced_custom_object, name, missing_ok=True)
+            self._event("shadow_removed", name=name)
 
     def _first_deploy(self, manifest: dict, outcome: RolloutOutcome, smoke) -> RolloutOutcome:
         name = outcome.name

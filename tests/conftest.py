@@ -96,3 +96,17 @@ def kube_namespace(kube_server, request) -> str:
 def pytest_terminal_summary(terminalreporter):
     for line in _ENVTEST_REPORT:
         terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def shadow_judge(tmp_path):
+    """The scripted judge, built from an evaluator config as the deploy step builds it, and its check."""
+    from evaluators.config import load_evaluator_config
+    from evaluators.evaluate import build_judge, judge_reliability
+    from tests.judge_server import JudgeServer
+    from tests.test_shadow import judge_config
+
+    with JudgeServer() as server:
+        config = load_evaluator_config(judge_config(tmp_path, server))
+        built = build_judge(config.judge)
+        yield built, judge_reliability(config, judge=built)

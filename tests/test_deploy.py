@@ -517,3 +517,74 @@ def test_no_smoke_examples_means_no_promotion(cluster, registry):
     result = deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), [])
     assert not result.promoted and "no smoke examples" in result.reason
     assert cluster.live() is None  # a first deployment that fails is removed
+
+
+@pytest.mark.parametrize("right", [True, False], ids=["equivalent-candidate", "degraded-candidate"])
+def test_the_shadow_stage_mirrors_with_istio_before_the_canary(cluster, registry, tmp_path, shadow_judge, right):
+    """The classic path: the candidate as `<name>-shadow`, an Istio VirtualService mirroring the live host to it,
+    the shadow gate on the logged pairs (real prompt routers posting to the real log sink), then the canary or
+    nothing. The shadow and its mirror are gone afterwards either way."""
+    from kubernetes.client.exceptions import ApiException
+
+    from serving.kube import VIRTUAL_SERVICE
+    from serving.log_sink import RequestLogSink
+    from tests.shadow_traffic import SMOKE, Users, serve
+
+    cluster.server.apply(render_rbac(cluster.namespace, shadow=True))
+    previous = install_champion(cluster, registry)
+
+    def mirroring() -> bool:
+        try:
+            cluster.server.admin.call_api(
+                VIRTUAL_SERVICE.path(cluster.namespace, "champion-qa-shadow"),
+                "GET",
+                response_type="object",
+                auth_settings=["BearerToken"],
+            )
+            return True
+        except ApiException:
+            return False
+
+    with RequestLogSink(tmp_path / "requests.jsonl") as sink:
+        live = serve(registry.champion, True, tmp_path, sink, "champion-qa")
+        candidate = serve(registry.challenger, right, tmp_path, sink, "champion-qa")
+        cluster.controller.urls["champion-qa-shadow"] = candidate.url  # where the shadow copy answers
+        cluster.latest.answers = {q: f"{a}." for q, a in SMOKE}  # the canary revision, after a passing shadow
+        options = service(
+            cluster,
+            canary_traffic_percent=20,
+            shadow_requests=20,
+            shadow_timeout_s=60.0,
+            shadow_poll_s=0.2,
+            request_log_url=sink.url,
+            log_content=True,
+        )
+        try:
+            with Users(mirroring, live, candidate):
+                result = deploy_bundle(
+                    registry.challenger,
+                    PROMPT,
+                    options,
+                    registry.target(),
+                    [{"question": q, "reference": a} for q, a in SMOKE],
+                    judge=shadow_judge[0],
+                    judge_reliability=shadow_judge[1],
+                )
+        finally:
+            live.close()
+            candidate.close()
+    shadow = result.rollout["shadow"]
+    assert shadow["n"] == 20 and shadow["passed"] is right, shadow["reasons"]
+    mirror_seen = [s for s in cluster.controller.seen if s["name"] == "champion-qa-shadow"]
+    assert len(mirror_seen) == 1  # the shadow copy: one generation, the candidate's spec
+    assert mirror_seen[0]["spec"]["predictor"]["model"]["storageUri"].endswith("b" * 64)
+    assert not mirroring() and cluster.live("champion-qa-shadow") is None  # both gone
+    steps = [e["step"] for e in result.events]
+    assert steps[:5] == ["shadow_created", "smoke_test", "shadow_started", "shadow_gate", "shadow_removed"]
+    if right:
+        assert result.promoted and steps[5:] == ["updated", "smoke_test", "traffic_100"]
+        assert cluster.live_spec()["predictor"]["model"]["storageUri"].endswith("b" * 64)
+    else:
+        assert not result.promoted and "shadow gate did not pass" in result.reason
+        assert cluster.live_spec() == previous  # the live service was never touched
+        assert registry.live() == registry.champion_version

@@ -14,15 +14,12 @@ request id, to the candidate's. Not proven here: a real gateway's mirroring and 
 from __future__ import annotations
 
 import json
-import threading
-import time
+from typing import Callable
 
 import pytest
 import yaml
 
 from champion.errors import DeployError
-from evaluators.config import load_evaluator_config
-from evaluators.evaluate import build_judge, judge_reliability
 from serving.deploy import (
     PromotionTarget,
     ServiceOptions,
@@ -38,9 +35,10 @@ from serving.log_sink import RequestLogSink
 from serving.manifests import render_rbac
 from serving.smoke import SmokeResult
 from tests.envtest.llm_controllers import LLMStackStandIn
-from tests.judge_server import JudgeServer
+from tests.shadow_traffic import SMOKE, Users
+from tests.shadow_traffic import serve as serve_bundle
 from tests.test_deploy import PROMPT, Registry
-from tests.test_shadow import FACTS, Served, judge_config
+from tests.test_shadow import Served
 
 GATEWAY = "kserve-ingress-gateway"
 SHADOW_REQUESTS = 20
@@ -115,21 +113,18 @@ def options(cluster: LLMCluster, router_url: str, **overrides) -> ServiceOptions
     return ServiceOptions(**{**values, **overrides})
 
 
-SMOKE = FACTS[:3]  # what the smoke test asks; users ask the rest
-
-
 def serve(bundle, right: bool, tmp_path, sink) -> Served:
-    """The bundle's real prompt router (its own model name), logging with content to the cluster's sink. A
-    degraded bundle still knows the smoke test's questions: only real traffic tells it apart."""
-    return Served(
-        bundle,
-        right,
-        tmp_path,
-        model_name=bundle_name("qa", bundle),
-        knows=frozenset(question for question, _ in SMOKE),
-        CHAMPION_REQUEST_LOG_URL=sink.url,
-        CHAMPION_LOG_CONTENT="true",
-    )
+    """The bundle's real prompt router under its own model name on the LLM API."""
+    return serve_bundle(bundle, right, tmp_path, sink, bundle_name("qa", bundle))
+
+
+def mirrors(cluster: LLMCluster) -> Callable[[], bool]:
+    def mirroring() -> bool:
+        route = cluster.get(HTTP_ROUTE, "qa")
+        filters = (route["spec"]["rules"][0].get("filters") or []) if route else []
+        return any(f["type"] == "RequestMirror" for f in filters)
+
+    return mirroring
 
 
 def install_champion(cluster: LLMCluster, registry: Registry, live: Served) -> str:
@@ -152,50 +147,6 @@ def install_champion(cluster: LLMCluster, registry: Registry, live: Served) -> s
     assert outcome.rolled_out, outcome.reason
     cluster.standin.routes.clear()
     return objects.name
-
-
-class Users:
-    """Production traffic through the gateway: every request to the live router and, while the front route
-    mirrors, the same request (same x-request-id) to the candidate's router, as the gateway's mirror does."""
-
-    def __init__(self, cluster: LLMCluster, live: Served, candidate: Served) -> None:
-        self.cluster, self.live, self.candidate = cluster, live, candidate
-        self.mirrored = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Users:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _mirrors_to(self) -> str:
-        route = self.cluster.get(HTTP_ROUTE, "qa")
-        filters = route["spec"]["rules"][0].get("filters") or [] if route else []
-        return next((f["requestMirror"]["backendRef"]["name"] for f in filters if f["type"] == "RequestMirror"), "")
-
-    def _run(self) -> None:
-        questions = [question for question, _ in FACTS[len(SMOKE) :]]
-        while not self._stop.is_set() and self.mirrored < len(questions):
-            if not self._mirrors_to():
-                time.sleep(0.05)
-                continue
-            question, request_id = questions[self.mirrored], f"user-{self.mirrored}"
-            assert self.live.ask(question, **{"x-request-id": request_id}).status_code == 200
-            assert self.candidate.ask(question, **{"x-request-id": request_id}).status_code == 200
-            self.mirrored += 1
-
-
-@pytest.fixture
-def judge(tmp_path):
-    """The scripted judge, built from an evaluator config as the deploy step builds it, and its check."""
-    with JudgeServer() as server:
-        config = load_evaluator_config(judge_config(tmp_path, server))
-        built = build_judge(config.judge)
-        yield built, judge_reliability(config, judge=built)
 
 
 def test_a_first_deployment_creates_the_bundles_objects_and_the_route(llm_cluster, registry, tmp_path, sink):
@@ -232,7 +183,7 @@ def test_a_first_deployment_creates_the_bundles_objects_and_the_route(llm_cluste
 
 @pytest.mark.parametrize("right", [True, False], ids=["equivalent-candidate", "degraded-candidate"])
 def test_the_shadow_stage_gates_on_mirrored_traffic_before_any_user_reaches_the_candidate(
-    llm_cluster, registry, tmp_path, sink, judge, right
+    llm_cluster, registry, tmp_path, sink, shadow_judge, right
 ):
     live = serve(registry.champion, True, tmp_path, sink)
     candidate = serve(registry.challenger, right, tmp_path, sink)
@@ -249,15 +200,15 @@ def test_the_shadow_stage_gates_on_mirrored_traffic_before_any_user_reaches_the_
             log_content=True,
         )
         examples = [{"question": q, "reference": a} for q, a in SMOKE]
-        with Users(llm_cluster, live, candidate) as users:
+        with Users(mirrors(llm_cluster), live, candidate) as users:
             result = deploy_bundle(
                 registry.challenger,
                 PROMPT,
                 service,
                 registry.target(),
                 examples,
-                judge=judge[0],
-                judge_reliability=judge[1],
+                judge=shadow_judge[0],
+                judge_reliability=shadow_judge[1],
             )
     finally:
         live.close()

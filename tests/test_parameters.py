@@ -75,7 +75,6 @@ def test_unknown_names_are_errors_with_a_suggestion():
         ({"registered_model_name": "my model"}, "registered_model_name"),
         ({"batch_size": 0}, "batch_size"),
         ({"serving_api": "llminferenceservice", "shadow_requests": 5}, "under the shadow gate's minimum of 20"),
-        ({"shadow_requests": 50, "request_log_url": "http://sink", "log_content": True}, "LLM API path"),
         ({"serving_api": "llminferenceservice", "shadow_requests": 50}, "request_log_url to the log sink"),
         (
             {"serving_api": "llminferenceservice", "shadow_requests": 50, "request_log_url": "http://sink"},

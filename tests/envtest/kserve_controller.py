@@ -30,6 +30,7 @@ class KServeControllerStandIn:
         self.namespace = namespace
         self.stable_url = stable_url
         self.latest_url = latest_url
+        self.urls: dict[str, str] = {}  # an InferenceService name -> where it answers (else stable/latest)
         self.never_ready_if: Callable[[dict], bool] = lambda obj: False
         self.on_created: Callable[[dict], None] | None = None
         self.seen: list[dict] = []
@@ -88,6 +89,8 @@ class KServeControllerStandIn:
         revision = f"{name}-predictor-{generation:05d}"
         ready = not self.never_ready_if(obj)
         status = obj.get("status") or {}
+        stable_url = self.urls.get(name, self.stable_url)
+        latest_url = self.urls.get(name, self.latest_url or self.stable_url)
         components = {}
         for component in ("predictor", "transformer"):
             if component not in obj["spec"]:
@@ -100,7 +103,7 @@ class KServeControllerStandIn:
                     "revisionName": revision,
                     "latestRevision": True,
                     "percent": percent if percent is not None else 100,
-                    "url": self.latest_url or self.stable_url,
+                    "url": latest_url,
                 }
             ]
             if percent is not None and previous.get("latestReadyRevision"):
@@ -110,10 +113,10 @@ class KServeControllerStandIn:
                         "revisionName": previous["latestReadyRevision"],
                         "latestRevision": False,
                         "percent": 100 - percent,
-                        "url": self.stable_url,
+                        "url": stable_url,
                     }
                 )
-            entry = {"latestCreatedRevision": revision, "traffic": traffic, "url": self.stable_url}
+            entry = {"latestCreatedRevision": revision, "traffic": traffic, "url": stable_url}
             ready_revision = revision if ready else previous.get("latestReadyRevision")
             if ready_revision:
                 entry["latestReadyRevision"] = ready_revision
@@ -130,7 +133,9 @@ class KServeControllerStandIn:
         )
         return {
             "observedGeneration": generation if ready else int(status.get("observedGeneration") or 0),
-            "url": self.stable_url,
+            "url": stable_url,
+            # The cluster-local address in-mesh clients (and an Istio mirror) use.
+            "address": {"url": f"http://{name}.{self.namespace}.svc.cluster.local"},
             "components": components,
             "conditions": [condition],
         }
