@@ -28,6 +28,10 @@ from champion.images import image_ref
 # the weight steps mount it at WEIGHTS_MOUNT, which then becomes the weights_cache default.
 WEIGHTS_PVC = os.environ.get("CHAMPION_WEIGHTS_PVC", "")
 WEIGHTS_MOUNT = "/mnt/champion-weights"
+# A Kueue LocalQueue for the GPU steps, chosen at compile time: KFP's pod labels are fixed in the IR (they
+# take no run-time parameter), and Kueue admits a pod by its ``kueue.x-k8s.io/queue-name`` label.
+KUEUE_QUEUE = os.environ.get("CHAMPION_KUEUE_QUEUE", "")
+KUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 DEFAULT_REGISTERED_MODEL = "champion-qa"
 REGISTERED_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

@@ -565,13 +565,20 @@ def compile_command(
         envvar="CHAMPION_WEIGHTS_PVC",
         help="PersistentVolumeClaim that caches weights between runs (mounted on the weight steps).",
     ),
+    kueue_queue: Optional[str] = typer.Option(
+        None,
+        envvar="CHAMPION_KUEUE_QUEUE",
+        help="Kueue LocalQueue for the GPU steps (labels their pods kueue.x-k8s.io/queue-name).",
+    ),
 ) -> None:
     """Compile every pipeline and component to IR YAML, byte-identical from run to run, and load each back.
     Images default to images/refs.env (by digest when its *_DIGEST lines are set)."""
     from pipelines.compile import compile_all
 
     try:
-        written = compile_all(output, cpu_image=cpu_image, gpu_image=gpu_image, weights_pvc=weights_pvc)
+        written = compile_all(
+            output, cpu_image=cpu_image, gpu_image=gpu_image, weights_pvc=weights_pvc, kueue_queue=kueue_queue
+        )
     except ChampionError as exc:
         _fail(exc)
     for path in written:

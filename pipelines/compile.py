@@ -80,7 +80,12 @@ def _compile_here(output: Path) -> list[Path]:
 
 
 def compile_all(
-    output: Path, *, cpu_image: str | None = None, gpu_image: str | None = None, weights_pvc: str | None = None
+    output: Path,
+    *,
+    cpu_image: str | None = None,
+    gpu_image: str | None = None,
+    weights_pvc: str | None = None,
+    kueue_queue: str | None = None,
 ) -> list[Path]:
     """Compile in a fresh interpreter: images, the weights PVC and the source commit are fixed when the
     pipeline modules are imported, and each step records the commit it was compiled from
@@ -92,7 +97,12 @@ def compile_all(
     from champion.provenance import git_commit
 
     output = Path(output)
-    settings = {"CHAMPION_CPU_IMAGE": cpu_image, "CHAMPION_GPU_IMAGE": gpu_image, "CHAMPION_WEIGHTS_PVC": weights_pvc}
+    settings = {
+        "CHAMPION_CPU_IMAGE": cpu_image,
+        "CHAMPION_GPU_IMAGE": gpu_image,
+        "CHAMPION_WEIGHTS_PVC": weights_pvc,
+        "CHAMPION_KUEUE_QUEUE": kueue_queue,
+    }
     with tempfile.TemporaryDirectory(prefix="champion-compile-") as errors:
         env = {
             **os.environ,

@@ -114,6 +114,8 @@ def on_gpu(task: dsl.PipelineTask, params, accelerator_count=None) -> dsl.Pipeli
     )
     kubernetes.add_node_selector_json(task, params.gpu_node_selector)
     kubernetes.add_toleration_json(task, params.gpu_tolerations)
+    if P.KUEUE_QUEUE:  # Kueue admits the pod (all its GPUs at once) only when its queue has them free
+        kubernetes.add_pod_label(task, P.KUEUE_LABEL, P.KUEUE_QUEUE)
     return task
 
 

@@ -55,7 +55,7 @@ def test_fine_tune_runs_on_a_gpu_node_with_the_token_secret_and_its_own_gpu_coun
     assert spec["root"]["inputDefinitions"]["parameters"]["fine_tune_steps"]["defaultValue"] == 0.0
 
 
-def test_a_weights_pvc_given_at_compile_time_is_mounted_on_the_weight_steps(tmp_path):
+def test_a_weights_pvc_and_a_kueue_queue_given_at_compile_time_reach_the_ir(tmp_path):
     import os
 
     compile_all(
@@ -63,9 +63,16 @@ def test_a_weights_pvc_given_at_compile_time_is_mounted_on_the_weight_steps(tmp_
         cpu_image="registry.example.com/champion@sha256:" + "a" * 64,
         gpu_image="registry.example.com/champion-gpu@sha256:" + "b" * 64,
         weights_pvc="champion-weights",
+        kueue_queue="team-a-gpus",
     )
     spec, platform = list(yaml.safe_load_all((tmp_path / "pipelines" / "promotion.yaml").read_text()))
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    # Kueue: every GPU pod carries its queue's label, no CPU pod does.
+    for executor in ("exec-fine-tune-op", "exec-batch-generate-op"):
+        assert executors[executor]["podMetadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a-gpus", executor
+    for executor in ("exec-fetch-weights-op", "exec-evaluate-op", "exec-gate-op"):
+        labels = (executors.get(executor) or {}).get("podMetadata", {}).get("labels", {})
+        assert "kueue.x-k8s.io/queue-name" not in labels, executor
     for executor in ("exec-fetch-weights-op", "exec-fine-tune-op", "exec-batch-generate-op", "exec-evaluate-op"):
         assert executors[executor]["pvcMount"][0]["mountPath"] == "/mnt/champion-weights", executor
     assert spec["root"]["inputDefinitions"]["parameters"]["weights_cache"]["defaultValue"] == "/mnt/champion-weights"
