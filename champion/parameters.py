@@ -95,7 +95,22 @@ class PipelineParameters(BaseModel):
     generation_backend: Literal["transformers", "vllm"] = _param(
         "transformers", "Generation backend: transformers or vllm.", "generation", cli={"run": "backend"}
     )
-    batch_size: int = _param(16, "Generation batch size.", "generation", ge=1, le=4096, cli={"run": "batch_size"})
+    batch_size: int = _param(
+        0,
+        "Generation batch: on a CPU the batch (0 = 16); on a GPU the most sequences per batch (0 = up to 256), "
+        "each batch sized from free memory and its prompts.",
+        "generation",
+        ge=0,
+        le=4096,
+        cli={"run": "batch_size"},
+    )
+    tensor_parallel_size: int = _param(
+        1, "vLLM: GPUs one model is sharded over (the generation step requests this many).", "generation", ge=1, le=64
+    )
+    max_num_seqs: int = _param(256, "vLLM: most sequences it schedules at once.", "generation", ge=1, le=16_384)
+    gpu_memory_utilization: float = _param(
+        0.9, "vLLM: share of GPU memory for weights and KV cache.", "generation", gt=0.0, le=1.0
+    )
     context_overflow: Literal["fail", "skip"] = _param(
         "fail",
         "Examples whose prompt does not fit the model's context: 'fail' naming them, or 'skip' and count them.",
@@ -130,6 +145,15 @@ class PipelineParameters(BaseModel):
     accelerator_count: int = _param(1, "Accelerators per generation step.", "cluster", ge=0)
     gpu_node_selector: dict = _param({}, "Node selector of the GPU steps (JSON object).", "cluster")
     gpu_tolerations: list = _param([], "Tolerations of the GPU steps (JSON list of Kubernetes tolerations).", "cluster")
+
+    @model_validator(mode="after")
+    def _vllm_gets_its_gpus(self) -> PipelineParameters:
+        if self.generation_backend == "vllm" and self.accelerator_count != self.tensor_parallel_size:
+            raise ValueError(
+                f"vLLM shards the model over tensor_parallel_size={self.tensor_parallel_size} GPUs, but the generation "
+                f"step requests accelerator_count={self.accelerator_count}; set them equal"
+            )
+        return self
 
     @field_validator("registered_model_name")
     @classmethod

@@ -6,7 +6,7 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from components import gpu_step
 
-VERSION = "1.4.0"
+VERSION = "1.5.0"
 
 
 @gpu_step
@@ -18,6 +18,9 @@ def batch_generate_op(
     prompt: str,
     backend: str,
     batch_size: int,
+    tensor_parallel_size: int,
+    max_num_seqs: int,
+    gpu_memory_utilization: float,
     gpu_type: str,
     gpu_count: int,
     cache_root: str,
@@ -25,7 +28,7 @@ def batch_generate_op(
     generations: Output[Dataset],
     metrics: Output[Metrics],
 ) -> NamedTuple("GenerateOutputs", [("bundle", str)]):
-    """batch_generate v1.4.0: render the prompt for every example, check it fits the context, and generate (transformers or vLLM); unchanged examples come from the per-example cache."""
+    """batch_generate v1.5.0: render the prompt for every example, check it fits the context, and generate (transformers: batches sized from free GPU memory, static KV cache on a GPU; or vLLM with its engine settings); unchanged examples come from the per-example cache."""
     from collections import namedtuple
 
     from champion.artifacts import persist_metadata
@@ -34,6 +37,7 @@ def batch_generate_op(
     from champion.jsonl import read_jsonl, write_jsonl
     from champion.weights import verify_weights
     from prompts import load_prompt
+    from serving.generation import engine_options
     from serving.generation.batch import generate_answers
     from serving.generation.cached import cached_generator
 
@@ -41,7 +45,14 @@ def batch_generate_op(
         raise RuntimeError("the model folder does not match the digest fetch_weights reported; refusing to generate.")
     template = load_prompt(prompt)
     cache = ExampleCache(cache_root)
-    generator = cached_generator(backend, model.path, cache, {"model_digest": model_digest}, batch_size=batch_size)
+    options = engine_options(
+        backend,
+        batch_size=batch_size,
+        tensor_parallel_size=tensor_parallel_size,
+        max_num_seqs=max_num_seqs,
+        gpu_memory_utilization=gpu_memory_utilization,
+    )
+    generator = cached_generator(backend, model.path, cache, {"model_digest": model_digest}, **options)
     run = generate_answers(
         read_jsonl(eval_set.path), template, generator, model_path=model.path, context_overflow=context_overflow
     )

@@ -45,7 +45,7 @@ def build_judge(config: JudgeConfig, weights_cache: str = "", cache: ExampleCach
             config.model, tempfile.mkdtemp(prefix="judge-weights-"), cache_dir=weights_cache or None
         )
         generator = cached_generator(
-            config.backend, str(weights.path), cache, {"model_digest": weights.digest}, batch_size=16
+            config.backend, str(weights.path), cache, {"model_digest": weights.digest}, batch_size=0
         )
     return Judge(
         generator,

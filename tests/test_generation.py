@@ -1,9 +1,12 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from champion.errors import BackendError
 from prompts import Decoding, load_prompt
 from serving.generation import get_generator
 from serving.generation.batch import generate_answers
+from serving.generation.sizing import KVShape, gpu_batch_size
 from serving.generation.vllm_backend import sampling_kwargs
 
 QUESTIONS = [
@@ -106,3 +109,70 @@ def test_vllm_sampling_sets_every_field_explicitly():
         "repetition_penalty",
     }
     assert greedy["top_k"] == 0  # 0 disables top-k in vLLM 0.33; -1 is only tolerated
+
+
+# -- batches sized for the device ------------------------------------------------------------------
+
+SHAPES = st.builds(
+    KVShape,
+    layers=st.integers(1, 80),
+    kv_heads=st.integers(1, 64),
+    head_dim=st.sampled_from([64, 80, 128, 256]),
+    dtype_bytes=st.sampled_from([2, 4]),
+    vocab=st.integers(1_000, 260_000),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    shape=SHAPES,
+    free=st.integers(0, 200 * 2**30),
+    prompt=st.integers(1, 32_000),
+    new=st.integers(1, 4_096),
+    cap=st.integers(1, 1024),
+)
+def test_a_gpu_batch_fits_its_cache_in_free_memory_and_never_exceeds_the_cap(shape, free, prompt, new, cap):
+    size = gpu_batch_size(free, shape, longest_prompt=prompt, max_new_tokens=new, cap=cap)
+    assert 1 <= size <= cap
+    if size > 1:  # every sequence's cache fits in the headroom (a single one is always tried)
+        assert size * shape.bytes_per_sequence(prompt + new) <= 0.8 * free
+    # More free memory never gives a smaller batch; longer prompts never a larger one.
+    assert gpu_batch_size(2 * free, shape, longest_prompt=prompt, max_new_tokens=new, cap=cap) >= size
+    assert gpu_batch_size(free, shape, longest_prompt=2 * prompt, max_new_tokens=new, cap=cap) <= size
+
+
+def test_the_h200_measurement_would_have_run_at_the_cap():
+    """SmolLM2-1.7B's shape (24 layers, 32 KV heads of 64, bf16) with 120 GiB free and the demo's short prompts:
+    the cache of 256 sequences needs a few GiB, so the batch is the cap (the note's 20x over batch 16)."""
+    shape = KVShape(layers=24, kv_heads=32, head_dim=64, dtype_bytes=2, vocab=49_152)
+    assert gpu_batch_size(120 * 2**30, shape, longest_prompt=60, max_new_tokens=64) == 256
+    assert gpu_batch_size(2 * 2**30, shape, longest_prompt=4_000, max_new_tokens=512) < 16
+
+
+def test_on_a_cpu_batch_size_zero_is_the_old_fixed_sixteen(smollm2):
+    from serving.generation.transformers_backend import TransformersGenerator
+
+    generator = TransformersGenerator(str(smollm2.path), batch_size=0, device="cpu")
+    assert generator.batch_size == 16 and generator._batch_for(["anything"], 8) == 16
+    with pytest.raises(BackendError, match="0 \\(sized for the device\\) or positive"):
+        TransformersGenerator(str(smollm2.path), batch_size=-1, device="cpu")
+
+
+def test_vllm_engine_settings_come_from_the_pipeline_parameters():
+    from champion.errors import ConfigError
+    from champion.parameters import PromotionParameters, parse
+    from serving.generation import engine_options
+    from serving.generation.vllm_backend import engine_kwargs
+
+    options = engine_options("vllm", batch_size=0, tensor_parallel_size=4, max_num_seqs=512, gpu_memory_utilization=0.8)
+    kwargs = engine_kwargs("/m", **{k: v for k, v in options.items() if k != "batch_size"})
+    assert (kwargs["tensor_parallel_size"], kwargs["max_num_seqs"], kwargs["gpu_memory_utilization"]) == (4, 512, 0.8)
+    assert engine_options("transformers", batch_size=8, tensor_parallel_size=4) == {"batch_size": 8}
+    with pytest.raises(ConfigError, match="set them equal"):
+        parse(PromotionParameters, {"generation_backend": "vllm", "tensor_parallel_size": 4})
+    assert (
+        parse(
+            PromotionParameters, {"generation_backend": "vllm", "tensor_parallel_size": 4, "accelerator_count": 4}
+        ).max_num_seqs
+        == 256
+    )

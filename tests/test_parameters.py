@@ -73,7 +73,7 @@ def test_unknown_names_are_errors_with_a_suggestion():
         ({"context_overflow": "ignore"}, "context_overflow"),
         ({"deploy_target": "kubernetes"}, "deploy_target"),
         ({"registered_model_name": "my model"}, "registered_model_name"),
-        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": -1}, "batch_size"),
         ({"serving_api": "llminferenceservice", "shadow_requests": 5}, "under the shadow gate's minimum of 20"),
         ({"serving_api": "llminferenceservice", "shadow_requests": 50}, "request_log_url to the log sink"),
         (

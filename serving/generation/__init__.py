@@ -54,6 +54,25 @@ BACKENDS = {
 }
 
 
+def engine_options(
+    backend: str,
+    *,
+    batch_size: int = 0,
+    tensor_parallel_size: int = 1,
+    max_num_seqs: int = 256,
+    gpu_memory_utilization: float = 0.9,
+) -> dict:
+    """The options a backend takes from the pipeline's generation parameters (the vLLM engine's only for vLLM)."""
+    options: dict = {"batch_size": batch_size}
+    if backend == "vllm":
+        options.update(
+            tensor_parallel_size=tensor_parallel_size,
+            max_num_seqs=max_num_seqs,
+            gpu_memory_utilization=gpu_memory_utilization,
+        )
+    return options
+
+
 def get_generator(backend: str, model_path: str | Path, **options) -> Generator:
     if backend not in BACKENDS:
         close = difflib.get_close_matches(backend, BACKENDS, n=1)

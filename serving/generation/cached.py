@@ -18,8 +18,9 @@ from serving.generation import BACKENDS, ChoiceScores, Conversation, Generation,
 
 
 class CachedGenerator:
-    """Misses are generated ``chunk`` at a time and each chunk is cached as soon as it is done, so a
-    step killed midway keeps what it finished and its re-run starts from there."""
+    """Misses are generated ``chunk`` at a time (or the backend's ``batch_size``, when larger) and each chunk
+    is cached as soon as it is done, so a step killed midway keeps what it finished and its re-run starts from
+    there."""
 
     def __init__(
         self,
@@ -61,8 +62,10 @@ class CachedGenerator:
         """Values for ``keys``: hits from the cache, misses computed ``chunk`` at a time and stored at once."""
         found = self.cache.get_many(kind, keys)
         missing = [i for i, key in enumerate(keys) if key not in found]
-        for start in range(0, len(missing), self.chunk):
-            part = missing[start : start + self.chunk]
+        # A backend that sizes its own batches (a GPU) gets at least a batch's worth per chunk.
+        chunk = max(self.chunk, int(getattr(self.generator, "batch_size", 0) or 0)) if missing else self.chunk
+        for start in range(0, len(missing), chunk):
+            part = missing[start : start + chunk]
             started = time.perf_counter()
             new = dict(zip((keys[i] for i in part), compute([conversations[i] for i in part])))
             self.computed_seconds += time.perf_counter() - started

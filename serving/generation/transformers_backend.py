@@ -9,6 +9,7 @@ from typing import Sequence
 from champion.errors import BackendError
 from prompts import Decoding
 from serving.generation import ADAPTER_DIR, ChoiceScores, Conversation, Generation
+from serving.generation.sizing import CPU_BATCH, DEFAULT_CAP, KVShape, gpu_batch_size
 
 log = logging.getLogger(__name__)
 
@@ -17,15 +18,20 @@ class TransformersGenerator:
     name = "transformers"
 
     def __init__(
-        self, model_path: str, *, batch_size: int = 16, device: str | None = None, trust_remote_code: bool = False
+        self, model_path: str, *, batch_size: int = 0, device: str | None = None, trust_remote_code: bool = False
     ) -> None:
+        """``batch_size``: on a CPU the batch (0 = 16); on a GPU the most sequences in one batch (0 = up to 256),
+        each batch sized from free memory and its prompts (serving/generation/sizing.py)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if batch_size < 1:
-            raise BackendError(f"batch_size must be at least 1, got {batch_size}.", "pass a positive batch size.")
-        self.batch_size = batch_size
+        if batch_size < 0:
+            raise BackendError(
+                f"batch_size must be 0 (sized for the device) or positive, got {batch_size}.",
+                "pass a positive batch size, or 0.",
+            )
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.batch_size = batch_size or (CPU_BATCH if self.device == "cpu" else DEFAULT_CAP)
         # Left padding keeps every prompt's last token next to the first generated one, so batched
         # and one-by-one greedy decoding give the same text.
         self.tokenizer = AutoTokenizer.from_pretrained(
@@ -48,6 +54,20 @@ class TransformersGenerator:
             self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload()
         self.model.eval()
         self._torch = torch
+        self._kv_shape = KVShape.of(self.model.config, 4 if dtype == torch.float32 else 2)
+
+    def _batch_for(self, prompts: Sequence[str], new_tokens: int) -> int:
+        """The batch for these prompts: ``batch_size`` on a CPU; on a GPU what fits in free memory for the
+        longest of them (at most ``batch_size``)."""
+        if self.device == "cpu":
+            return self.batch_size
+        longest = max(len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts)
+        free, _ = self._torch.cuda.mem_get_info(self.device)
+        size = gpu_batch_size(
+            free, self._kv_shape, longest_prompt=longest, max_new_tokens=new_tokens, cap=self.batch_size
+        )
+        log.info("batch of %d sequences (%d prompt tokens at most, %.1f GiB free)", size, longest, free / 2**30)
+        return size
 
     def generate(self, conversations: Sequence[Conversation], decoding: Decoding) -> list[Generation]:
         prompts = [
@@ -57,8 +77,9 @@ class TransformersGenerator:
         # Sorting by length puts similar prompts in one batch (less padding); results go back in input order.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[Generation | None] = [None] * len(prompts)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
+        size = self._batch_for(prompts, decoding.max_tokens) if prompts else 1
+        for start in range(0, len(order), size):
+            batch = order[start : start + size]
             for index, generation in zip(batch, self._generate_batch([prompts[i] for i in batch], decoding)):
                 results[index] = generation
         return results  # type: ignore[return-value]
@@ -76,6 +97,10 @@ class TransformersGenerator:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if decoding.stop:
             kwargs.update(stop_strings=list(decoding.stop), tokenizer=self.tokenizer)
+        if self.device != "cpu":
+            # A static KV cache (compiled forward) halves the per-step overhead that bounds GPU decoding
+            # (2.2x plain generate at batch 256 on an H200, shared/notes/gpu.md); on CPUs it does not pay.
+            kwargs.update(cache_implementation="static")
         with torch.inference_mode():
             output = self.model.generate(**encoded, **kwargs)
         prompt_width = encoded["input_ids"].shape[1]
@@ -129,9 +154,10 @@ class TransformersGenerator:
             for conv in conversations
         ]
         results: list[ChoiceScores] = []
-        for start in range(0, len(prompts), self.batch_size):
+        size = self._batch_for(prompts, 1) if prompts else 1
+        for start in range(0, len(prompts), size):
             encoded = self.tokenizer(
-                prompts[start : start + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+                prompts[start : start + size], return_tensors="pt", padding=True, add_special_tokens=False
             ).to(self.device)
             with torch.inference_mode():
                 logits = self.model(**encoded).logits[:, -1, :].float()

@@ -35,6 +35,7 @@ def engine_kwargs(
     *,
     tensor_parallel_size: int = 1,
     gpu_memory_utilization: float = 0.90,
+    max_num_seqs: int = 256,
     max_model_len: int = 4096,
     trust_remote_code: bool = False,
 ) -> dict:
@@ -43,6 +44,7 @@ def engine_kwargs(
         model=model_path,
         tensor_parallel_size=tensor_parallel_size,
         gpu_memory_utilization=gpu_memory_utilization,
+        max_num_seqs=max_num_seqs,
         max_model_len=max_model_len,
         trust_remote_code=trust_remote_code,
         dtype="auto",
@@ -70,6 +72,7 @@ class VllmGenerator:
         batch_size: int = 0,
         tensor_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.90,
+        max_num_seqs: int = 256,
         max_model_len: int = 4096,
         trust_remote_code: bool = False,
         device: str | None = None,
@@ -81,11 +84,13 @@ class VllmGenerator:
                 "the vllm backend needs the vllm package, which is not installed here.",
                 "run batch_generate in the GPU image (pip install 'champion[vllm]'), or use backend 'transformers'.",
             ) from exc
-        # vLLM schedules its own batches; batch_size and device are accepted for interface parity.
+        # vLLM schedules its own batches (up to max_num_seqs); batch_size and device are accepted for parity.
+        self.batch_size = max_num_seqs  # the cache hands it this many misses at a time
         kwargs = engine_kwargs(
             model_path,
             tensor_parallel_size=tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization,
+            max_num_seqs=max_num_seqs,
             max_model_len=max_model_len,
             trust_remote_code=trust_remote_code,
         )
