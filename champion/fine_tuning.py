@@ -1,7 +1,12 @@
 """fine_tune: LoRA on the training split, on a GPU node (a few steps on the CPU for tests).
 
-The adapter is trained with peft on top of the fetched weights, using the bundle's own prompt
-template for the inputs and the references as targets (loss on the answer tokens only). It is then
+The adapter is trained by TRL's ``SFTTrainer`` with a peft ``LoraConfig`` on top of the fetched weights:
+each training example is a prompt-completion conversation (the bundle's own prompt template renders the
+prompt, the reference is the assistant's completion), so the loss is on the answer tokens only. On a GPU
+the base is loaded in bf16 with gradient checkpointing, or in 4 bits (QLoRA, ``load_in_4bit``) where
+bitsandbytes is installed; on a CPU in fp32. A held-out share of the training split gives the evaluation
+loss before and after training; with an MLflow tracking URI the trainer logs its parameters and every
+step's loss there (experiment ``champion-fine-tuning``). The adapter is then
 merged into plain safetensors for serving, or kept beside the base weights as a LoRA adapter
 (``merge_adapter=False``; vLLM and the transformers backend load it). Either way the output folder
 gets a fresh sha256 manifest, so the bundle's model digest names exactly the tuned weights.
@@ -14,6 +19,8 @@ step in the chain instead of a conditional.
 import json
 import random
 import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +33,9 @@ from serving.generation import ADAPTER_DIR
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # the attention projections of Llama-style models
 
 
+FINE_TUNING_EXPERIMENT = "champion-fine-tuning"
+
+
 @dataclass
 class FineTuneSettings:
     steps: int = 0
@@ -35,6 +45,9 @@ class FineTuneSettings:
     batch_size: int = 4
     merge_adapter: bool = True
     seed: int = 0
+    eval_fraction: float = 0.1  # of the training split, held out for the evaluation loss (at least one example)
+    load_in_4bit: bool = False  # QLoRA: a 4-bit base (bitsandbytes, GPU); the adapter is kept, never merged
+    mlflow_tracking_uri: str = ""  # the trainer logs parameters and losses there when set
 
 
 @dataclass
@@ -44,11 +57,16 @@ class FineTuneResult:
     trained: bool
     train_examples: int = 0
     losses: list[float] = field(default_factory=list)
+    eval_examples: int = 0
+    eval_loss_before: float | None = None
+    eval_loss_after: float | None = None
+    seconds: float = 0.0
 
 
-def _features(tokenizer, prompt: PromptTemplate, rows: list[dict]) -> list[tuple[list[int], list[int]]]:
-    """(input ids, labels) per example: the rendered prompt, then the reference; loss on the reference only."""
-    features = []
+def training_examples(prompt: PromptTemplate, rows: list[dict]) -> list[dict]:
+    """Prompt-completion conversations (TRL's format): the rendered prompt, then the reference as the
+    assistant's answer. TRL computes the loss on the completion only."""
+    examples = []
     for row in rows:
         missing = [v for v in prompt.variables if v not in row]
         if missing:
@@ -56,14 +74,101 @@ def _features(tokenizer, prompt: PromptTemplate, rows: list[dict]) -> list[tuple
                 f"training example {row.get('id')!r} lacks column(s) {missing} that prompt {prompt.name} needs.",
                 "add them to the data, or fine-tune with a prompt that does not need them.",
             )
-        messages = prompt.render(**{v: row[v] for v in prompt.variables})
-        prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        prompt_ids = list(
-            prompt_ids["input_ids"] if isinstance(prompt_ids, dict) or hasattr(prompt_ids, "keys") else prompt_ids
+        examples.append(
+            {
+                "prompt": prompt.render(**{v: row[v] for v in prompt.variables}),
+                "completion": [{"role": "assistant", "content": row["reference"]}],
+            }
         )
-        answer_ids = tokenizer(row["reference"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        features.append((prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids))
-    return features
+    return examples
+
+
+def held_out(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, eval): a seeded share of the training split held out for the evaluation loss; none when there is
+    only one example."""
+    from champion.data import split
+
+    if len(rows) < 2 or fraction <= 0:
+        return rows, []
+    evaluation, train = split(rows, fraction, seed)
+    if not evaluation:
+        evaluation, train = train[:1], train[1:]
+    if not train:
+        train, evaluation = evaluation[:1], evaluation[1:]
+    return train, evaluation
+
+
+def sft_trainer(model, tokenizer, train_set, eval_set, settings: FineTuneSettings, scratch: str, targets, name: str):
+    """TRL's SFTTrainer with a LoRA adapter on ``targets``: completion-only loss, bf16 and gradient
+    checkpointing on a GPU, a constant learning rate, a log entry per step, nothing saved in ``scratch``."""
+    import torch
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    gpu = torch.cuda.is_available()
+    return SFTTrainer(
+        model=model,
+        args=SFTConfig(
+            output_dir=scratch,
+            max_steps=settings.steps,
+            per_device_train_batch_size=settings.batch_size,
+            per_device_eval_batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            seed=settings.seed,
+            data_seed=settings.seed,
+            bf16=gpu,
+            gradient_checkpointing=gpu,
+            use_cpu=not gpu,
+            completion_only_loss=True,
+            logging_steps=1,
+            save_strategy="no",
+            eval_strategy="no",
+            report_to=["mlflow"] if settings.mlflow_tracking_uri else [],
+            run_name=name,
+            disable_tqdm=True,
+            dataloader_pin_memory=gpu,
+        ),
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        peft_config=LoraConfig(
+            r=settings.lora_rank,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=0.0,
+            target_modules=targets,
+            task_type="CAUSAL_LM",
+        ),
+    )
+
+
+def _load_base(base_dir: Path, settings: FineTuneSettings, device: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if settings.load_in_4bit:
+        import importlib.util
+
+        if device == "cpu" or importlib.util.find_spec("bitsandbytes") is None:
+            raise ModelSourceError(
+                "a 4-bit base (QLoRA) needs a CUDA GPU and the bitsandbytes package"
+                + (", and this step has no GPU." if device == "cpu" else ", which is not installed."),
+                "run fine_tune on a GPU node with bitsandbytes installed, or set load_in_4bit off.",
+            )
+        from transformers import BitsAndBytesConfig
+
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=True,
+        )
+        return AutoModelForCausalLM.from_pretrained(
+            base_dir, quantization_config=quantization, use_safetensors=True, device_map={"": 0}
+        )
+    dtype = torch.bfloat16 if device != "cpu" else torch.float32  # bf16 is ~3x slower than fp32 on CPUs
+    return AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype, use_safetensors=True)
 
 
 def fine_tune(
@@ -99,57 +204,52 @@ def fine_tune(
             f"bad fine-tune settings: rank {settings.lora_rank}, learning rate {settings.learning_rate}, batch size {settings.batch_size}.",
             "use rank >= 1, a positive learning rate and batch size >= 1.",
         )
+    import time
+
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from datasets import Dataset
+    from transformers import AutoTokenizer
 
     random.seed(settings.seed)
     torch.manual_seed(settings.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    merge = settings.merge_adapter and not settings.load_in_4bit  # a 4-bit base is never merged into
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32, use_safetensors=True).to(device)  # type: ignore[arg-type]  # transformers types .to() as a decorator wrapper
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = _load_base(base_dir, settings, device)
     targets = sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules()} & set(LORA_TARGETS))
     if not targets:
         raise ModelSourceError(
             f"the model in {base_dir} has none of the attention projections LoRA targets ({LORA_TARGETS}).",
             "fine-tune a Llama-style causal LM, or fetch weights without fine-tuning (fine_tune_steps=0).",
         )
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=settings.lora_rank,
-            lora_alpha=settings.lora_alpha,
-            lora_dropout=0.0,
-            target_modules=targets,
-            task_type="CAUSAL_LM",
-        ),
-    )
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate)
-    features = _features(tokenizer, prompt, train_rows)
-    order = list(range(len(features)))
-    random.shuffle(order)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    losses = []
-    model.train()
-    for step in range(settings.steps):
-        batch = [
-            features[order[(step * settings.batch_size + i) % len(order)]]
-            for i in range(min(settings.batch_size, len(order)))
-        ]
-        width = max(len(ids) for ids, _ in batch)
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch], device=device)
-        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch], device=device)
-        attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch], device=device)
-        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(round(float(loss.detach()), 4))
+    train_rows, eval_rows = held_out(train_rows, settings.eval_fraction, settings.seed)
+    train_set = Dataset.from_list(training_examples(prompt, train_rows))
+    eval_set = Dataset.from_list(training_examples(prompt, eval_rows)) if eval_rows else None
+    run_name = f"fine-tune {base_digest[:12]}"
+    with (
+        tempfile.TemporaryDirectory(prefix="champion-sft-") as scratch,
+        _mlflow_run(settings.mlflow_tracking_uri, run_name) as run,
+    ):
+        trainer = sft_trainer(model, tokenizer, train_set, eval_set, settings, scratch, targets, run_name)
+        before = trainer.evaluate()["eval_loss"] if eval_set is not None else None
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
+        after = trainer.evaluate()["eval_loss"] if eval_set is not None else None
+        if run is not None and before is not None and after is not None:
+            import mlflow
+
+            mlflow.log_metrics({"eval_loss_before": before, "eval_loss_after": after, "train_seconds": seconds})
+    losses = [round(float(entry["loss"]), 4) for entry in trainer.state.log_history if "loss" in entry]
+    model = trainer.model
     model.eval()
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    if settings.merge_adapter:
-        model.merge_and_unload().save_pretrained(out_dir, safe_serialization=True)  # type: ignore[operator]  # peft forwards it via __getattr__
+    if merge:
+        # Saved in the dtype the base was stored in: a bf16 base trained on a GPU stays bf16, SmolLM2 stays fp32.
+        model.merge_and_unload().to(_stored_dtype(base_dir)).save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
         for extra in ("chat_template.jinja", "generation_config.json"):
             if (base_dir / extra).is_file() and not (out_dir / extra).is_file():
@@ -167,9 +267,14 @@ def fine_tune(
                 "learning_rate": settings.learning_rate,
                 "lora_rank": settings.lora_rank,
                 "lora_alpha": settings.lora_alpha,
-                "merged": settings.merge_adapter,
+                "merged": merge,
+                "load_in_4bit": settings.load_in_4bit,
+                "trainer": "trl.SFTTrainer (completion-only loss)",
                 "seed": settings.seed,
-                "train_examples": len(features),
+                "train_examples": len(train_rows),
+                "eval_examples": len(eval_rows),
+                "eval_loss_before": before,
+                "eval_loss_after": after,
                 "losses": losses,
             },
             indent=2,
@@ -177,5 +282,43 @@ def fine_tune(
         + "\n"
     )
     return FineTuneResult(
-        out_dir, sha256_json(write_manifest(out_dir)), trained=True, train_examples=len(features), losses=losses
+        out_dir,
+        sha256_json(write_manifest(out_dir)),
+        trained=True,
+        train_examples=len(train_rows),
+        losses=losses,
+        eval_examples=len(eval_rows),
+        eval_loss_before=before,
+        eval_loss_after=after,
+        seconds=seconds,
     )
+
+
+def _stored_dtype(base_dir: Path):
+    import torch
+
+    config = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
+    name = str(config.get("dtype") or config.get("torch_dtype") or "float32")
+    return getattr(torch, name, torch.float32)
+
+
+@contextmanager
+def _mlflow_run(tracking_uri: str, name: str):
+    """One MLflow run for the whole fine-tuning (experiment ``champion-fine-tuning``): transformers' MLflow
+    callback logs the trainer's parameters and each step's loss into the active run; the evaluation losses
+    are added by ``fine_tune``. Nothing without a tracking URI."""
+    if not tracking_uri:
+        yield None
+        return
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)  # the callback logs through the fluent API
+    try:
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        found = client.get_experiment_by_name(FINE_TUNING_EXPERIMENT)
+        experiment = found.experiment_id if found else client.create_experiment(FINE_TUNING_EXPERIMENT)
+        with mlflow.start_run(run_name=name, experiment_id=experiment) as run:
+            yield run
+    finally:
+        mlflow.set_tracking_uri(previous)

@@ -194,6 +194,11 @@ class PromotionParameters(PipelineParameters):
     fine_tune_learning_rate: float = _param(2e-4, "LoRA learning rate.", "fine-tuning", gt=0.0, le=1.0)
     lora_rank: int = _param(8, "LoRA rank.", "fine-tuning", ge=1, le=1024)
     merge_adapter: bool = _param(True, "Merge the adapter into the weights (off: serve base + adapter).", "fine-tuning")
+    fine_tune_4bit: bool = _param(
+        False,
+        "QLoRA: load the base in 4 bits (bitsandbytes, on a GPU); the adapter is then kept, never merged.",
+        "fine-tuning",
+    )
     fine_tune_gpu_count: int = _param(0, "Accelerators for the fine-tune step.", "fine-tuning", ge=0)
     prompt: str = _param(
         "qa-concise",

@@ -9,7 +9,7 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from components import gpu_step
 
-VERSION = "1.1.0"
+VERSION = "2.0.0"
 
 
 @gpu_step
@@ -22,13 +22,15 @@ def fine_tune_op(
     learning_rate: float,
     lora_rank: int,
     merge_adapter: bool,
+    load_in_4bit: bool,
     seed: int,
+    mlflow_tracking_uri: str,
     gpu_type: str,
     gpu_count: int,
     tuned: Output[Model],
     metrics: Output[Metrics],
 ) -> NamedTuple("FineTuneOutputs", [("model_digest", str), ("weights_source", str)]):
-    """fine_tune v1.1.0: LoRA on the training split, merged into safetensors (or kept as an adapter); steps=0 passes the fetched weights through."""
+    """fine_tune v2.0.0: LoRA with TRL's SFTTrainer on the training split (completion-only loss; bf16 and gradient checkpointing on a GPU, optional 4-bit base), evaluation loss on a held-out share, losses to MLflow; merged into safetensors (or kept as an adapter); steps=0 passes the fetched weights through."""
     from collections import namedtuple
 
     from champion.artifacts import persist_metadata
@@ -42,7 +44,9 @@ def fine_tune_op(
         lora_rank=lora_rank,
         lora_alpha=2 * lora_rank,
         merge_adapter=merge_adapter,
+        load_in_4bit=load_in_4bit,
         seed=seed,
+        mlflow_tracking_uri=mlflow_tracking_uri,
     )
     # steps=0 passes the weights through and needs no prompt (the run passes none then, see pin_inputs).
     result = fine_tune(
@@ -61,7 +65,12 @@ def fine_tune_op(
     if result.losses:
         metrics.log_metric("first_loss", result.losses[0])
         metrics.log_metric("last_loss", result.losses[-1])
+        metrics.log_metric("train_seconds", round(result.seconds, 3))
+    for name in ("eval_loss_before", "eval_loss_after"):
+        if getattr(result, name) is not None:
+            metrics.log_metric(name, round(getattr(result, name), 4))
     metrics.log_metric("train_examples", float(result.train_examples))
+    metrics.log_metric("eval_examples", float(result.eval_examples))
     # A fine-tuned bundle's weights live in this artifact: that is what the champion is re-fetched from.
     persist_metadata(metrics)
     return namedtuple("FineTuneOutputs", ["model_digest", "weights_source"])(

@@ -217,7 +217,9 @@ def score_bundles(params, pins, data_task, champion_task, *, challenger: dict | 
                         learning_rate=_fine_tuning(params, "fine_tune_learning_rate"),
                         lora_rank=_fine_tuning(params, "lora_rank"),
                         merge_adapter=_fine_tuning(params, "merge_adapter"),
+                        load_in_4bit=_fine_tuning(params, "fine_tune_4bit"),
                         seed=_fine_tuning(params, "seed"),
+                        mlflow_tracking_uri=params.mlflow_tracking_uri,
                         gpu_type=params.accelerator_type,
                         gpu_count=_fine_tuning(params, "fine_tune_gpu_count"),
                     )
