@@ -164,8 +164,13 @@ def _load_base(base_dir: Path, settings: FineTuneSettings, device: str):
             bnb_4bit_compute_dtype=torch.bfloat16,
             bnb_4bit_use_double_quant=True,
         )
+        import os
+
         return AutoModelForCausalLM.from_pretrained(
-            base_dir, quantization_config=quantization, use_safetensors=True, device_map={"": 0}
+            base_dir,
+            quantization_config=quantization,
+            use_safetensors=True,
+            device_map={"": int(os.environ.get("LOCAL_RANK", "0"))},  # each process its own GPU
         )
     dtype = torch.bfloat16 if device != "cpu" else torch.float32  # bf16 is ~3x slower than fp32 on CPUs
     return AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype, use_safetensors=True)
@@ -243,6 +248,9 @@ def fine_tune(
 
             mlflow.log_metrics({"eval_loss_before": before, "eval_loss_after": after, "train_seconds": seconds})
     losses = [round(float(entry["loss"]), 4) for entry in trainer.state.log_history if "loss" in entry]
+    processes = int(trainer.args.world_size)  # data-parallel processes (a TrainJob's nodes x processes per node)
+    if not trainer.is_world_process_zero():  # data-parallel (a TrainJob's other processes): rank 0 writes
+        return FineTuneResult(out_dir, "", trained=True, train_examples=len(train_rows), losses=losses)
     model = trainer.model
     model.eval()
     if out_dir.exists():
@@ -270,6 +278,7 @@ def fine_tune(
                 "merged": merge,
                 "load_in_4bit": settings.load_in_4bit,
                 "trainer": "trl.SFTTrainer (completion-only loss)",
+                "processes": processes,
                 "seed": settings.seed,
                 "train_examples": len(train_rows),
                 "eval_examples": len(eval_rows),

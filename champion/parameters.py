@@ -194,6 +194,20 @@ class PromotionParameters(PipelineParameters):
     fine_tune_learning_rate: float = _param(2e-4, "LoRA learning rate.", "fine-tuning", gt=0.0, le=1.0)
     lora_rank: int = _param(8, "LoRA rank.", "fine-tuning", ge=1, le=1024)
     merge_adapter: bool = _param(True, "Merge the adapter into the weights (off: serve base + adapter).", "fine-tuning")
+    trainer: Literal["local", "trainjob"] = _param(
+        "local",
+        "Where fine-tuning runs: 'local' (in the step's pod) or 'trainjob' (a Kubeflow Trainer v2 TrainJob over "
+        "trainjob_nodes nodes; needs the weights PVC, and fine_tune_gpu_count=0 for the waiting step).",
+        "fine-tuning",
+    )
+    trainjob_nodes: int = _param(1, "TrainJob: nodes.", "fine-tuning", ge=1, le=1024)
+    trainjob_gpus_per_node: int = _param(1, "TrainJob: GPUs (and training processes) per node.", "fine-tuning", ge=0)
+    trainjob_runtime: str = _param(
+        "torch-distributed", "TrainJob: the ClusterTrainingRuntime it runs on.", "fine-tuning"
+    )
+    trainjob_timeout_s: float = _param(
+        86_400.0, "TrainJob: seconds to wait for it to complete.", "fine-tuning", ge=60.0, le=30 * 86_400.0
+    )
     fine_tune_4bit: bool = _param(
         False,
         "QLoRA: load the base in 4 bits (bitsandbytes, on a GPU); the adapter is then kept, never merged.",
@@ -310,6 +324,15 @@ class PromotionParameters(PipelineParameters):
         ge=0.0,
         le=1.0,
     )
+
+    @model_validator(mode="after")
+    def _a_trainjob_step_only_waits(self) -> PromotionParameters:
+        if self.trainer == "trainjob" and self.fine_tune_gpu_count > 0:
+            raise ValueError(
+                "with trainer=trainjob the fine-tune step only submits and waits; its GPUs would sit idle: set "
+                "fine_tune_gpu_count=0 and the job's GPUs with trainjob_gpus_per_node"
+            )
+        return self
 
     @model_validator(mode="after")
     def _shadow_needs_its_records(self) -> PromotionParameters:

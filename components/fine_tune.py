@@ -25,12 +25,21 @@ def fine_tune_op(
     load_in_4bit: bool,
     seed: int,
     mlflow_tracking_uri: str,
+    trainer: str,
+    trainjob_nodes: int,
+    trainjob_gpus_per_node: int,
+    trainjob_runtime: str,
+    trainjob_timeout_s: float,
+    trainjob_image: str,
+    namespace: str,
+    weights_cache: str,
+    weights_pvc: str,
     gpu_type: str,
     gpu_count: int,
     tuned: Output[Model],
     metrics: Output[Metrics],
 ) -> NamedTuple("FineTuneOutputs", [("model_digest", str), ("weights_source", str)]):
-    """fine_tune v2.0.0: LoRA with TRL's SFTTrainer on the training split (completion-only loss; bf16 and gradient checkpointing on a GPU, optional 4-bit base), evaluation loss on a held-out share, losses to MLflow; merged into safetensors (or kept as an adapter); steps=0 passes the fetched weights through."""
+    """fine_tune v2.0.0: LoRA (in the pod, or as a Kubeflow TrainJob over several nodes) with TRL's SFTTrainer on the training split (completion-only loss; bf16 and gradient checkpointing on a GPU, optional 4-bit base), evaluation loss on a held-out share, losses to MLflow; merged into safetensors (or kept as an adapter); steps=0 passes the fetched weights through."""
     from collections import namedtuple
 
     from champion.artifacts import persist_metadata
@@ -49,9 +58,29 @@ def fine_tune_op(
         mlflow_tracking_uri=mlflow_tracking_uri,
     )
     # steps=0 passes the weights through and needs no prompt (the run passes none then, see pin_inputs).
-    result = fine_tune(
-        model.path, tuned.path, read_jsonl(train_set.path), load_prompt(prompt) if steps > 0 else None, settings
-    )
+    template = load_prompt(prompt) if steps > 0 else None
+    if trainer == "trainjob" and steps > 0:
+        from pathlib import Path
+
+        from champion.trainjob import TrainJobOptions, run_trainjob
+        from serving.kube import api_client
+
+        options = TrainJobOptions(
+            namespace=namespace,
+            image=trainjob_image,
+            pvc=weights_pvc,
+            mount=weights_cache,
+            nodes=trainjob_nodes,
+            gpus_per_node=trainjob_gpus_per_node,
+            gpu_type=gpu_type,
+            runtime=trainjob_runtime,
+            timeout_s=trainjob_timeout_s,
+        )
+        result = run_trainjob(
+            api_client(), Path(model.path), Path(tuned.path), read_jsonl(train_set.path), template, settings, options
+        )
+    else:
+        result = fine_tune(model.path, tuned.path, read_jsonl(train_set.path), template, settings)
     # The accelerator is recorded, not used: taking it as an input also makes KFP's compiler pass it into the
     # scoring loop's sub-DAG, whose GPU resource placeholders would otherwise reference an undeclared input.
     tuned.metadata.update(
@@ -60,6 +89,7 @@ def fine_tune_op(
             "fine_tuned": result.trained,
             "train_examples": result.train_examples,
             "accelerator": f"{gpu_count} x {gpu_type}",
+            "trainer": trainer,
         }
     )
     if result.losses:

@@ -321,6 +321,7 @@ def manifests(
         False,
         help="The pipeline runs a shadow stage (shadow_requests > 0): on InferenceServices it needs Istio VirtualServices.",
     ),
+    trainjob: bool = typer.Option(False, help="The pipeline fine-tunes with trainer=trainjob (Kubeflow Trainer v2)."),
 ) -> None:
     """Write what a cluster needs once per namespace: the vLLM ServingRuntime and the deploy step's RBAC."""
     import yaml
@@ -332,7 +333,9 @@ def manifests(
         check_folder(output, "output folder", must_exist=False)
         runtime = render_serving_runtime(namespace)
         validate_strict(runtime)
-        rbac = render_rbac(namespace, service_account=service_account, serving_api=serving_api, shadow=shadow)
+        rbac = render_rbac(
+            namespace, service_account=service_account, serving_api=serving_api, shadow=shadow, trainjob=trainjob
+        )
     except ChampionError as exc:
         _fail(exc)
     output.mkdir(parents=True, exist_ok=True)

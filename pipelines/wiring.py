@@ -11,6 +11,7 @@ from kfp import dsl, kubernetes
 
 from champion import parameters as P
 from components import (
+    GPU_IMAGE,
     batch_generate,
     check_judge,
     deploy,
@@ -220,6 +221,15 @@ def score_bundles(params, pins, data_task, champion_task, *, challenger: dict | 
                         load_in_4bit=_fine_tuning(params, "fine_tune_4bit"),
                         seed=_fine_tuning(params, "seed"),
                         mlflow_tracking_uri=params.mlflow_tracking_uri,
+                        trainer=_fine_tuning(params, "trainer"),
+                        trainjob_nodes=_fine_tuning(params, "trainjob_nodes"),
+                        trainjob_gpus_per_node=_fine_tuning(params, "trainjob_gpus_per_node"),
+                        trainjob_runtime=_fine_tuning(params, "trainjob_runtime"),
+                        trainjob_timeout_s=_fine_tuning(params, "trainjob_timeout_s"),
+                        trainjob_image=GPU_IMAGE,  # the job's nodes run the step's own image
+                        namespace=getattr(params, "namespace", P.default(P.PromotionParameters, "namespace")),
+                        weights_cache=params.weights_cache,
+                        weights_pvc=P.WEIGHTS_PVC,
                         gpu_type=params.accelerator_type,
                         gpu_count=_fine_tuning(params, "fine_tune_gpu_count"),
                     )

@@ -34,9 +34,10 @@ HTTP_ROUTE = Kind("HTTPRoute", "gateway.networking.k8s.io/v1", "httproutes")
 DEPLOYMENT = Kind("Deployment", "apps/v1", "deployments")
 SERVICE = Kind("Service", "v1", "services")
 VIRTUAL_SERVICE = Kind("VirtualService", "networking.istio.io/v1beta1", "virtualservices")
+TRAIN_JOB = Kind("TrainJob", "trainer.kubeflow.org/v1alpha1", "trainjobs")
 KINDS = {
     kind.kind: kind
-    for kind in (INFERENCE_SERVICE, LLM_INFERENCE_SERVICE, HTTP_ROUTE, DEPLOYMENT, SERVICE, VIRTUAL_SERVICE)
+    for kind in (INFERENCE_SERVICE, LLM_INFERENCE_SERVICE, HTTP_ROUTE, DEPLOYMENT, SERVICE, VIRTUAL_SERVICE, TRAIN_JOB)
 }
 
 

@@ -45,6 +45,11 @@ SCHEMAS = {  # kind -> (vendored schema, the CRD file it comes from (relative to
     ),
     "HTTPRoute": (CRDS / "httproute-v1.json", "cluster-crds/gatewayapi_httproute.yaml", "v1"),
     "VirtualService": (CRDS / "virtualservice-v1beta1.json", "cluster-crds/istio_virtualservice.yaml", "v1beta1"),
+    "TrainJob": (
+        CRDS / "trainjob-v1alpha1.json",
+        "cluster-crds/trainer/trainer.kubeflow.org_trainjobs.yaml",
+        "v1alpha1",
+    ),
 }
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 VLLM_RUNTIME_NAME = "champion-vllm"
@@ -317,10 +322,11 @@ def render_rbac(
     service_account: str = "pipeline-runner",
     serving_api: str = "inferenceservice",
     shadow: bool = False,
+    trainjob: bool = False,
 ) -> list[dict]:
     """What the deploy step's service account may do in ``namespace``: exactly what a rollout on
     ``serving_api`` needs (and, with ``shadow`` on the InferenceService path, the Istio VirtualService that
-    mirrors to the shadow)."""
+    mirrors to the shadow; with ``trainjob``, the fine-tune step's TrainJobs)."""
     check_namespace(namespace)
     if serving_api not in DEPLOYED_RESOURCES:
         raise ManifestError(f"unknown serving API {serving_api!r}.", f"choose one of {list(DEPLOYED_RESOURCES)}.")
@@ -338,6 +344,7 @@ def render_rbac(
                 {"apiGroups": [group], "resources": [resource], "verbs": list(DEPLOYER_VERBS)}
                 for group, resource in DEPLOYED_RESOURCES[serving_api]
                 + ([("networking.istio.io", "virtualservices")] if shadow and serving_api == "inferenceservice" else [])
+                + ([("trainer.kubeflow.org", "trainjobs")] if trainjob else [])
             ],
         },
         {
