@@ -184,3 +184,18 @@ def test_every_step_records_the_commit_it_was_compiled_from(compiled):
         for name, executor in document["deploymentSpec"]["executors"].items():
             env = {e["name"]: e["value"] for e in executor["container"].get("env", [])}
             assert env.get("CHAMPION_GIT_COMMIT") == commit, name
+
+
+def test_the_fine_tune_step_takes_its_trainer_and_trainjob_settings_from_the_run(compiled):
+    spec, _ = promotion_docs(compiled)
+    loop = next(c for name, c in spec["components"].items() if name.startswith("comp-for-loop"))
+    inputs = loop["dag"]["tasks"]["fine-tune-op"]["inputs"]["parameters"]
+    for name in ("trainer", "trainjob_nodes", "trainjob_gpus_per_node", "trainjob_runtime", "trainjob_timeout_s"):
+        assert inputs[name]["componentInputParameter"].endswith(name), name  # the run's parameter, not a constant
+    from components import GPU_IMAGE
+
+    assert inputs["trainjob_image"]["runtimeValue"]["constant"] == GPU_IMAGE  # the job's nodes run the step's image
+    assert spec["root"]["inputDefinitions"]["parameters"]["trainer"]["defaultValue"] == "local"
+    generate = loop["dag"]["tasks"]["batch-generate-op"]["inputs"]["parameters"]
+    for name in ("tensor_parallel_size", "max_num_seqs", "gpu_memory_utilization"):
+        assert generate[name]["componentInputParameter"].endswith(name), name
