@@ -22,6 +22,7 @@ import kserve
 
 from champion.errors import BackendError, PromptError, ServingError
 from prompts import PromptTemplate
+from serving import metrics
 from serving.generation.openai_backend import chat_request, parse_chat_response
 from serving.openai_api import ChatReply, ChatRequest, serve
 from serving.request_log import RequestLog, new_request_id
@@ -113,6 +114,15 @@ class PromptTransformer(kserve.Model):
             status = exc.status
             raise
         finally:
+            latency_s = time.perf_counter() - started
+            metrics.observe(
+                bundle_id=self.bundle_id,
+                prompt=f"{self.prompt.name}@{self.prompt.version}",
+                status=status,
+                latency_s=latency_s,
+                prompt_tokens=reply.prompt_tokens if reply else 0,
+                completion_tokens=reply.completion_tokens if reply else 0,
+            )
             if self.request_log is not None:
                 user_turns = [m.content for m in request.messages if m.role == "user"]
                 self.request_log.submit(  # off the request path: written by the log's own thread
@@ -123,7 +133,7 @@ class PromptTransformer(kserve.Model):
                     model_digest=self.model_digest,
                     decoding=self.prompt.decoding.model_dump(mode="json"),
                     status=status,
-                    latency_s=round(time.perf_counter() - started, 6),
+                    latency_s=round(latency_s, 6),
                     prompt_tokens=reply.prompt_tokens if reply else 0,
                     completion_tokens=reply.completion_tokens if reply else 0,
                     question=user_turns[-1] if user_turns else None,

@@ -110,3 +110,16 @@ def shadow_judge(tmp_path):
         config = load_evaluator_config(judge_config(tmp_path, server))
         built = build_judge(config.judge)
         yield built, judge_reliability(config, judge=built)
+
+
+@pytest.fixture(scope="session")
+def prometheus_binaries():
+    """prometheus and promtool, or a skip that says how to get them; CI sets CHAMPION_REQUIRE_PROMETHEUS=1."""
+    from tests.prometheus.server import MISSING, binaries
+
+    found = binaries()
+    if found is None:
+        if os.environ.get("CHAMPION_REQUIRE_PROMETHEUS"):
+            pytest.fail(MISSING + " (CHAMPION_REQUIRE_PROMETHEUS is set: this run must not skip them)")
+        pytest.skip(MISSING)
+    return found
