@@ -323,7 +323,8 @@ def manifests(
     ),
     trainjob: bool = typer.Option(False, help="The pipeline fine-tunes with trainer=trainjob (Kubeflow Trainer v2)."),
 ) -> None:
-    """Write what a cluster needs once per namespace: the vLLM ServingRuntime and the deploy step's RBAC."""
+    """Write what a cluster needs once per namespace: the vLLM ServingRuntime, the deploy step's RBAC, and the
+    monitoring: Prometheus alert rules (a PrometheusRule and a plain rule file) and a Grafana dashboard."""
     import yaml
 
     from champion.inputs import check_folder
@@ -338,10 +339,22 @@ def manifests(
         )
     except ChampionError as exc:
         _fail(exc)
+    from serving.observability import alert_rules, render_grafana_dashboard, render_prometheus_rule
+
     output.mkdir(parents=True, exist_ok=True)
     (output / "servingruntime-vllm.yaml").write_text(yaml.safe_dump(runtime, sort_keys=False))
     (output / "rbac.yaml").write_text(yaml.safe_dump_all(rbac, sort_keys=False))
-    for name in ("servingruntime-vllm.yaml", "rbac.yaml"):
+    # Monitoring: the alerts as a PrometheusRule (prometheus-operator) and as a plain rule file, the dashboard.
+    (output / "prometheusrule.yaml").write_text(yaml.safe_dump(render_prometheus_rule(namespace), sort_keys=False))
+    (output / "champion-rules.yml").write_text(yaml.safe_dump({"groups": alert_rules()}, sort_keys=False))
+    (output / "grafana-dashboard.json").write_text(json.dumps(render_grafana_dashboard(), indent=2) + "\n")
+    for name in (
+        "servingruntime-vllm.yaml",
+        "rbac.yaml",
+        "prometheusrule.yaml",
+        "champion-rules.yml",
+        "grafana-dashboard.json",
+    ):
         typer.echo(str(output / name))
 
 

@@ -16,9 +16,7 @@ LABELS = ("bundle", "prompt")
 # Seconds: a chat completion takes from tens of milliseconds (cached, tiny model) to minutes (long answers).
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
-REQUESTS = Counter(
-    "champion_requests", "Chat requests the bundle answered, by status class.", [*LABELS, "code"]
-)
+REQUESTS = Counter("champion_requests", "Chat requests the bundle answered, by status class.", [*LABELS, "code"])
 LATENCY = Histogram(
     "champion_request_latency_seconds",
     "Seconds from receiving a chat request to its answer (prompt rendering and the predictor's generation).",
