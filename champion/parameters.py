@@ -141,6 +141,12 @@ class PipelineParameters(BaseModel):
         "registry",
         cli={"run": "registered_model_name"},
     )
+    pushgateway_url: str = _param(
+        "",
+        "Prometheus Pushgateway each run pushes its outcome to (gate decision and intervals; scheduled-evaluation "
+        "health and scores); empty = none (locally they go to <workspace>/metrics/*.prom).",
+        "cluster",
+    )
     accelerator_type: str = _param("nvidia.com/gpu", "Accelerator resource of the GPU steps.", "cluster")
     accelerator_count: int = _param(1, "Accelerators per generation step.", "cluster", ge=0)
     gpu_node_selector: dict = _param({}, "Node selector of the GPU steps (JSON object).", "cluster")

@@ -9,7 +9,7 @@ from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
 
 from components import cpu_step
 
-VERSION = "3.0.0"
+VERSION = "3.1.0"
 
 
 @cpu_step
@@ -23,6 +23,7 @@ def monitor_op(
     evaluator_config: str,
     webhook_url: str,
     pipeline_run: str,
+    pushgateway_url: str,
     scores: Input[List[Dataset]],
     judge_reliability: str,
     eval_metrics: Input[List[Metrics]],
@@ -30,7 +31,7 @@ def monitor_op(
     report: Output[Markdown],
     metrics: Output[Metrics],
 ) -> NamedTuple("MonitorOutputs", [("status", str)]):
-    """monitor v3.0.0: the gate engine on the champion's scheduled evaluation (the run's one scored bundle) against its policy and its previous evaluation; alert (fail) on a failed check; never promote."""
+    """monitor v3.1.0: the gate engine on the champion's scheduled evaluation (the run's one scored bundle) against its policy and its previous evaluation; alert (fail) on a failed check; never promote."""
     import json
     from collections import namedtuple
     from dataclasses import asdict
@@ -70,6 +71,20 @@ def monitor_op(
     )
     with open(report.path, "w", encoding="utf-8") as handle:
         handle.write(monitor_report(result, champion_version))
+    if pushgateway_url:  # the evaluation is recorded in MLflow already; a monitoring outage only warns
+        from champion.run_metrics import ExportError, export, monitor_metrics
+
+        try:
+            export(
+                monitor_metrics(
+                    registered_model_name, healthy=result.healthy, checks=result.checks, scores=numbers(eval_metrics[0])
+                ),
+                model=registered_model_name,
+                kind="scheduled-evaluation",
+                pushgateway_url=pushgateway_url,
+            )
+        except ExportError as exc:
+            print(f"monitor: WARNING: {exc}")
     metrics.log_metric("champion_healthy", 1.0 if result.healthy else 0.0)
     metrics.log_metric("failed_checks", float(sum(not c["passed"] for c in result.checks)))
     print(

@@ -9,7 +9,7 @@ from kfp.dsl import Dataset, Input, Metrics
 
 from components import cpu_step
 
-VERSION = "3.2.0"
+VERSION = "3.3.0"
 
 
 @cpu_step
@@ -24,12 +24,13 @@ def register_op(
     decision: str,
     expected_champion: str,
     pipeline_run: str,
+    pushgateway_url: str,
     scores: Input[Dataset],
     eval_metrics: Input[Metrics],
 ) -> NamedTuple(
     "RegisterOutputs", [("model_version", str), ("approved", bool), ("release", bool), ("prompt_version", int)]
 ):
-    """register v3.2.0: record bundle and decision in MLflow as a model version, approved if the gate passed; release it if also asked to promote."""
+    """register v3.3.0: record bundle and decision in MLflow as a model version, approved if the gate passed; release it if also asked to promote; push the decision to a Pushgateway when one is configured."""
     import json
     import tempfile
     from collections import namedtuple
@@ -65,6 +66,18 @@ def register_op(
     print(
         f"register: {registered_model_name} version {result.model_version}; approved: {result.approved}; promote: {promote}"
     )
+    if pushgateway_url:  # the decision is recorded above; a monitoring outage must not undo it, so it only warns
+        from champion.run_metrics import ExportError, export, gate_metrics
+
+        try:
+            export(
+                gate_metrics(registered_model_name, verdict),
+                model=registered_model_name,
+                kind="promotion",
+                pushgateway_url=pushgateway_url,
+            )
+        except ExportError as exc:
+            print(f"register: WARNING: {exc}")
     return namedtuple("RegisterOutputs", ["model_version", "approved", "release", "prompt_version"])(
         result.model_version, result.approved, result.approved and promote, result.prompt_version
     )

@@ -364,7 +364,17 @@ def run_promotion(
     summary = summarise(run, params) | {"cache": run.steps.cache_totals(), "steps": run.steps.timeline()}
     if summary.get("judge"):
         summary["judge"] = summary["judge"] | {"spent_this_run": run.steps.spent()}
+    summary["metrics_file"] = _export_run_metrics(run.workspace, params.registered_model_name, summary)
     return summary
+
+
+def _export_run_metrics(workspace: Workspace, model: str, summary: dict) -> str:
+    """The run's outcome and its steps' seconds and cache hits, for a node_exporter textfile collector."""
+    from champion.run_metrics import export, gate_metrics, step_metrics
+
+    registry = gate_metrics(model, {"gate": summary["gate"], "checks": summary["checks"]})
+    step_metrics(model, summary["steps"], registry)
+    return export(registry, model=model, kind="promotion", textfile=workspace.root / "metrics" / "promotion.prom")[0]
 
 
 def run_scheduled_eval(
@@ -392,7 +402,21 @@ def run_scheduled_eval(
             client.download_artifacts(latest.info.run_id, "monitor/checks.json", str(workspace.root / "cache"))
         ).read_text()
     )
+    from champion.run_metrics import export, monitor_metrics
+
+    metrics_file = export(
+        monitor_metrics(
+            params.registered_model_name,
+            healthy=latest.data.tags["champion.monitor_status"] == "healthy",
+            checks=checks["checks"],
+            scores=dict(latest.data.metrics),
+        ),
+        model=params.registered_model_name,
+        kind="scheduled-evaluation",
+        textfile=workspace.root / "metrics" / "scheduled-evaluation.prom",
+    )[0]
     return {
+        "metrics_file": metrics_file,
         "status": latest.data.tags["champion.monitor_status"],
         "champion_version": latest.data.tags["champion.version"],
         "evaluated_bundle_id": latest.data.tags["champion.evaluated_bundle_id"],

@@ -109,6 +109,7 @@ def promotion_pipeline(p) -> PromotionOutputs:
             decision=decision,
             expected_champion=champion_task.outputs["champion_version"],
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            pushgateway_url=p.pushgateway_url,
             scores=gate_task.outputs["challenger_scores"],
             eval_metrics=gate_task.outputs["challenger_metrics"],
         )

@@ -54,6 +54,7 @@ def scheduled_eval_pipeline(p):
                 evaluator_config=pins.outputs["evaluator_config"],
                 webhook_url=p.webhook_url,
                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                pushgateway_url=p.pushgateway_url,
                 scores=scored.scores,
                 judge_reliability=judge_check(p, pins).outputs["judge_reliability"],
                 eval_metrics=scored.metrics,

@@ -96,6 +96,13 @@ def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted
         mlflow_client(workspace).get_model_version("champion-qa", promoted["model_version"]).run_id
     )
     assert {"semantic_similarity", "ragas_chrf", "token_f1"} <= set(run.data.metrics)
+    # The run's outcome for Prometheus' textfile collector: the decision and every step's seconds.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(open(promoted["metrics_file"]).read())}
+    assert families["champion_gate_passed"].samples[0].labels == {"model": "champion-qa"}
+    assert families["champion_gate_passed"].samples[0].value == 1.0
+    assert {s.labels["step"] for s in families["champion_step_seconds"].samples} >= {"gate-op", "register-op"}
     manifest = yaml.safe_load(open(promoted["reports"]["manifest"]))
     validate_strict(manifest)
     annotations = manifest["metadata"]["annotations"]
@@ -382,6 +389,7 @@ def test_scheduled_evaluation_is_healthy_then_alerts_on_a_regression_and_never_p
     options = dict(limit=4, gate_config=str(policies / "lenient.yaml"), evaluator_config=LEAN, batch_size=4)
     healthy = run_scheduled_eval(ScheduledEvalParameters(**options), settings)
     assert healthy["status"] == "healthy" and healthy["champion_version"] == before and healthy["error"] is None
+    assert 'champion_scheduled_evaluation_healthy{model="champion-qa"} 1.0' in open(healthy["metrics_file"]).read()
     hook = WebhookReceiver()
     again = run_scheduled_eval(ScheduledEvalParameters(**options, webhook_url=hook.url), settings)
     assert again["status"] == "healthy" and again["compared_with"] == healthy["mlflow_run"] and not hook.posts
@@ -395,6 +403,7 @@ def test_scheduled_evaluation_is_healthy_then_alerts_on_a_regression_and_never_p
         ScheduledEvalParameters(data_source=str(shifted), **options, webhook_url=hook.url), settings
     )
     assert alert["status"] == "alert" and "ChampionRegressed" in alert["error"]
+    assert 'champion_scheduled_evaluation_healthy{model="champion-qa"} 0.0' in open(alert["metrics_file"]).read()
     assert any("< floor 0.300" in reason for reason in alert["failed_checks"]) and alert["mode"] == "paired"
     assert any(
         c["test"] == "non-inferiority" for c in alert["checks"]

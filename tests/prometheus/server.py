@@ -18,18 +18,18 @@ import requests
 import yaml
 
 MISSING = (
-    "no prometheus/promtool on PATH: install Debian's package (`apt-get install prometheus`; `.ci/run` does) to "
-    "run the monitoring tests against a real Prometheus"
+    "no prometheus/promtool/prometheus-pushgateway on PATH: install Debian's packages (`apt-get install prometheus "
+    "prometheus-pushgateway`; `.ci/run` does) to run the monitoring tests against a real Prometheus"
 )
 
 
-def binaries() -> tuple[str, str] | None:
-    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
-    return (prometheus, promtool) if prometheus and promtool else None
+def binaries() -> tuple[str, ...] | None:
+    found = tuple(shutil.which(name) or "" for name in ("prometheus", "promtool", "prometheus-pushgateway"))
+    return found if all(found) else None
 
 
 class Prometheus:
-    def __init__(self, targets: list[str], *, rule_files: list[Path] = ()) -> None:
+    def __init__(self, targets: list[str], *, rule_files: list[Path] = (), honor_labels: bool = False) -> None:
         from tests.conftest import free_port
 
         self.folder = Path(tempfile.mkdtemp(prefix="prometheus-"))
@@ -37,7 +37,9 @@ class Prometheus:
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [{"job_name": "champion", "static_configs": [{"targets": targets}]}],
+            "scrape_configs": [
+                {"job_name": "champion", "honor_labels": honor_labels, "static_configs": [{"targets": targets}]}
+            ],
         }
         if rule_files:
             config["rule_files"] = [str(path) for path in rule_files]
@@ -79,6 +81,9 @@ class Prometheus:
             raise AssertionError(f"{promql}: {body}")
         return body["data"]["result"]
 
+    def alerts(self) -> list[dict]:
+        return requests.get(f"{self.url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+
     def wait_for(self, promql: str, predicate, timeout_s: float = 30.0) -> list[dict]:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -88,3 +93,32 @@ class Prometheus:
             if time.monotonic() >= deadline:
                 raise AssertionError(f"{promql} never satisfied the test; last result {result}")
             time.sleep(0.5)
+
+
+class Pushgateway:
+    """Debian's ``prometheus-pushgateway`` on a free 127.0.0.1 port (what a cluster's runs push to)."""
+
+    def __init__(self) -> None:
+        from tests.conftest import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def __enter__(self) -> Pushgateway:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise RuntimeError("the pushgateway did not become ready in 30 s")
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
