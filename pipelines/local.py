@@ -108,6 +108,7 @@ class StepTracker:
     states: dict[str, StepState] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    spans: dict[str, dict] = field(default_factory=dict)  # task -> start_ns, end_ns, state (the run's trace)
     _current: threading.local = field(default_factory=threading.local)
 
     @contextlib.contextmanager
@@ -124,16 +125,18 @@ class StepTracker:
             name = task_label(kwargs.get("task_name") or args[0], kwargs.get("pipeline_resource_name", ""))
             self._current.executed = False
             self._event(name, "running")
-            started = time.perf_counter()
+            started, started_ns = time.perf_counter(), time.time_ns()
             try:
                 outputs, task_status = run_task(*args, **kwargs)
             except Exception:  # kfp.local raises (rather than returns a failure) when it cannot even start the task
                 self._event(name, "failed")
+                self.spans[name] = {"start_ns": started_ns, "end_ns": time.time_ns(), "state": "failed"}
                 raise
             self.seconds[name] = round(time.perf_counter() - started, 2)
             self.outputs[name] = dict(outputs or {})
             failed = task_status == status.Status.FAILURE
             self._event(name, "failed" if failed else "succeeded" if self._current.executed else "cached")
+            self.spans[name] = {"start_ns": started_ns, "end_ns": time.time_ns(), "state": self.states[name]}
             return outputs, task_status
 
         def tracked_execution(*args, **kwargs):
@@ -261,6 +264,20 @@ class LocalRun:
     log_path: Path
     seconds: float
     steps: StepTracker
+    started_ns: int = 0
+    name: str = ""
+
+    def trace(self, **attributes) -> str:
+        """The run as one trace (a span per step) when tracing is configured; its trace id."""
+        from champion import tracing
+
+        return tracing.record_run(
+            self.name,
+            self.steps.spans,
+            {"champion.pipeline": self.name, **{f"champion.{k}": v for k, v in attributes.items() if v is not None}},
+            started_ns=self.started_ns,
+            ended_ns=time.time_ns(),
+        )
 
 
 def _run_locally(
@@ -290,7 +307,7 @@ def _run_locally(
     log_path = workspace.logs / f"{name}-{stamp}.log"
     errors = workspace.root / "errors" / f"{name}-{stamp}-{os.getpid()}"
     os.environ[STEP_ERRORS_ENV] = str(errors)
-    started = time.perf_counter()
+    started, started_ns = time.perf_counter(), time.time_ns()
     # Every step inherits the cancellation marker's path: a signal to this command marks the run
     # cancelled (under the alias lock, so no step is midway through moving the alias), stops every
     # step process, and only then ends the command.
@@ -322,11 +339,14 @@ def _run_locally(
             )
             raise
         except Exception as exc:
+            LocalRun(None, workspace, log_path, 0.0, tracker, started_ns, name).trace(
+                model=params.registered_model_name, outcome="failed"
+            )
             step, error = tracker.failed_step or "a step", _step_error(errors)
             why = f"{error.type}: {error.problem}" if error else f"{type(exc).__name__}: {exc}"
             fix = (error.fix + " " if error and error.fix else "") + f"(the full log: {log_path})"
             raise PipelineFailed(f"step {step} failed: {why}", fix, step=step, error=error) from exc
-    return LocalRun(outputs.outputs, workspace, log_path, time.perf_counter() - started, tracker)
+    return LocalRun(outputs.outputs, workspace, log_path, time.perf_counter() - started, tracker, started_ns, name)
 
 
 @contextlib.contextmanager
@@ -365,6 +385,12 @@ def run_promotion(
     if summary.get("judge"):
         summary["judge"] = summary["judge"] | {"spent_this_run": run.steps.spent()}
     summary["metrics_file"] = _export_run_metrics(run.workspace, params.registered_model_name, summary)
+    summary["trace_id"] = run.trace(
+        model=params.registered_model_name,
+        bundle_id=summary["bundle_id"],
+        champion_bundle_id=(summary.get("champion") or {}).get("bundle_id"),
+        decision=summary["decision"],
+    )
     return summary
 
 
@@ -389,7 +415,9 @@ def run_scheduled_eval(
 
     failure = None
     try:
-        workspace = _run_locally(scheduled_eval_pipeline, params, settings, on_event).workspace
+        run = _run_locally(scheduled_eval_pipeline, params, settings, on_event)
+        run.trace(model=params.registered_model_name, outcome="evaluated")
+        workspace = run.workspace
     except PipelineFailed as exc:
         alert = exc.step.startswith("monitor-op") and exc.error is not None and exc.error.type == "ChampionRegressed"
         if not alert:  # an alert is a result; any other failure is an error

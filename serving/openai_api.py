@@ -123,7 +123,9 @@ def add_openai_routes(app, registry) -> None:
                 )
             # A mirrored request keeps its id (gateways copy the headers), so the shadow gate can pair
             # the live and the shadow answer to one request.
-            reply = await model.chat(chat, request_id=request.headers.get("x-request-id", ""))
+            reply = await model.chat(
+                chat, request_id=request.headers.get("x-request-id", ""), trace_headers=dict(request.headers)
+            )
         except ServingError as exc:
             return JSONResponse(error_body(str(exc), exc.status), status_code=exc.status)
         return JSONResponse(completion_body(name, reply), headers=reply.headers)

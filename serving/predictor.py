@@ -52,7 +52,23 @@ class GeneratorModel(kserve.Model):
         self.ready = True
         return self.ready
 
-    async def chat(self, request: ChatRequest, request_id: str = "") -> ChatReply:
+    async def chat(self, request: ChatRequest, request_id: str = "", trace_headers=None) -> ChatReply:
+        """Generate one answer; a span continuing the caller's trace (the transformer's traceparent) times it."""
+        from opentelemetry.trace import SpanKind
+
+        from champion import tracing
+
+        with tracing.tracer("champion.serving").start_as_current_span(
+            "predictor generate",
+            context=tracing.carrier_context(trace_headers),
+            kind=SpanKind.SERVER,
+            attributes={"champion.backend": self.backend},
+        ) as span:
+            reply = await self._generate(request)
+            span.set_attribute("gen_ai.usage.output_tokens", reply.completion_tokens)
+            return reply
+
+    async def _generate(self, request: ChatRequest) -> ChatReply:
         conversation = [{"role": message.role, "content": message.content} for message in request.messages]
         try:
             decoding = request_decoding(request)

@@ -19,7 +19,9 @@ import time
 
 import httpx
 import kserve
+from opentelemetry.trace import SpanKind, Status, StatusCode, use_span
 
+from champion import tracing
 from champion.errors import BackendError, PromptError, ServingError
 from prompts import PromptTemplate
 from serving import metrics
@@ -101,19 +103,40 @@ class PromptTransformer(kserve.Model):
         except PromptError as exc:
             raise ServingError(str(exc), "", 400) from exc
 
-    async def chat(self, request: ChatRequest, request_id: str = "") -> ChatReply:
+    async def chat(self, request: ChatRequest, request_id: str = "", trace_headers=None) -> ChatReply:
+        """Answer one chat request. ``trace_headers`` (the caller's ``traceparent``) make its span a child of
+        the caller's trace; the predictor's request carries this span's context on."""
         request_id = request_id or new_request_id()
         started = time.perf_counter()
         status, reply = 500, None
+        span = tracing.tracer("champion.serving").start_span(
+            "champion chat",
+            context=tracing.carrier_context(trace_headers),
+            kind=SpanKind.SERVER,
+            attributes={
+                "champion.bundle_id": self.bundle_id,
+                "champion.prompt": f"{self.prompt.name}@{self.prompt.version}",
+                "champion.prompt_digest": self.prompt.digest,
+                "champion.model_digest": self.model_digest,
+                "champion.request_id": request_id,
+            },
+        )
         try:
-            reply = await self._forward(request)
+            with use_span(span, end_on_exit=False):
+                reply = await self._forward(request)
             status = 200
             reply.headers["x-request-id"] = request_id
             return reply
         except ServingError as exc:
             status = exc.status
+            span.set_status(Status(StatusCode.ERROR, exc.problem[:200]))
             raise
         finally:
+            span.set_attribute("http.response.status_code", status)
+            if reply is not None:
+                span.set_attribute("gen_ai.usage.input_tokens", reply.prompt_tokens)
+                span.set_attribute("gen_ai.usage.output_tokens", reply.completion_tokens)
+            span.end()
             latency_s = time.perf_counter() - started
             metrics.observe(
                 bundle_id=self.bundle_id,
@@ -142,8 +165,15 @@ class PromptTransformer(kserve.Model):
 
     async def _forward(self, request: ChatRequest) -> ChatReply:
         body = chat_request(self.upstream_model, self.render(request), self.prompt.decoding)
+        with tracing.tracer("champion.serving").start_as_current_span(
+            "predictor chat completion", kind=SpanKind.CLIENT, attributes={"server.address": self.chat_url}
+        ):
+            return await self._ask_predictor(body)
+
+    async def _ask_predictor(self, body: dict) -> ChatReply:
         try:
-            response = await self.client.post(self.chat_url, json=body)
+            # The predictor (vLLM, llm-d) continues the trace from this span's traceparent.
+            response = await self.client.post(self.chat_url, json=body, headers=tracing.inject_headers({}))
         except httpx.HTTPError as exc:
             raise ServingError(
                 f"the predictor at {self.chat_url} is unreachable: {type(exc).__name__}.",

@@ -35,7 +35,7 @@ class AnswerServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "body": body})
+                server.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
                 if server.on_request:
                     server.on_request()
                 question = body["messages"][-1]["content"]

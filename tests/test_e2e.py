@@ -14,6 +14,7 @@ from html import escape as html_escape
 
 import pytest
 import yaml
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from champion.parameters import PromotionParameters, ScheduledEvalParameters
 from pipelines.local import LocalSettings, PipelineFailed, run_promotion
@@ -80,10 +81,20 @@ def lenient(policies, **overrides) -> PromotionParameters:
     )
 
 
+SPANS = InMemorySpanExporter()  # the promotion runs' traces (champion.tracing), read by the tests
+
+
 @pytest.fixture
 def promoted(settings, policies):
     """A workspace whose champion is the demo bundle (qa-concise), promoted by the bootstrap rule."""
-    return run_promotion(lenient(policies), settings)
+    from champion import tracing
+
+    SPANS.clear()
+    tracing.configure(SPANS)
+    try:
+        return run_promotion(lenient(policies), settings)
+    finally:
+        tracing.configure()
 
 
 def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted, workspace):
@@ -103,6 +114,15 @@ def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted
     assert families["champion_gate_passed"].samples[0].labels == {"model": "champion-qa"}
     assert families["champion_gate_passed"].samples[0].value == 1.0
     assert {s.labels["step"] for s in families["champion_step_seconds"].samples} >= {"gate-op", "register-op"}
+    # The run as one trace: a root span with the bundle and the decision, a child span per step.
+    spans = SPANS.get_finished_spans()
+    (root,) = [span for span in spans if span.parent is None]
+    assert format(root.context.trace_id, "032x") == promoted["trace_id"]
+    assert root.attributes["champion.bundle_id"] == promoted["bundle_id"]
+    assert root.attributes["champion.decision"] == "promoted"
+    steps = {span.name for span in spans if span.parent is not None}
+    assert {"gate-op", "register-op", "batch-generate-op[0]"} <= steps
+    assert all(span.context.trace_id == root.context.trace_id for span in spans)
     manifest = yaml.safe_load(open(promoted["reports"]["manifest"]))
     validate_strict(manifest)
     annotations = manifest["metadata"]["annotations"]
