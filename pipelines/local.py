@@ -451,7 +451,8 @@ def run_scheduled_eval(
         "failed_checks": [c["reason"] for c in checks["checks"] if not c["passed"]],
         "checks": checks["checks"],
         "mode": checks.get("mode", "bootstrap"),
-        "compared_with": checks.get("compared_with") or checks["previous_run"],
+        "compared_with": checks["previous_run"],  # the MLflow run compared against, if any
+        "baseline": checks.get("compared_with", ""),  # what the checks compared against, in words
         "mlflow_run": latest.info.run_id,
         "error": failure.problem if failure else None,
     }

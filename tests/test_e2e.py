@@ -568,7 +568,7 @@ def test_scheduled_evaluation_on_logged_traffic_watches_what_users_were_served(p
             ScheduledEvalParameters(data_source=write_log(tmp_path / "bad.jsonl", WRONG), **options), settings
         )
     assert served_well["status"] == "healthy", served_well["failed_checks"]
-    assert "evaluated bundle's own answers" in served_well["compared_with"]
+    assert "evaluated bundle's own answers" in served_well["baseline"]
     check = next(c for c in served_well["checks"] if c["metric"] == "judge_served_preference")
     assert check["test"] == "non-inferiority" and check["status"] == "pass"
     assert served_badly["status"] == "alert" and "ChampionRegressed" in served_badly["error"]
