@@ -104,6 +104,14 @@ class PipelineParameters(BaseModel):
         le=4096,
         cli={"run": "batch_size"},
     )
+    shards: int = _param(
+        1,
+        "Split the evaluation set into this many parts, generated and scored in parallel (one GPU task each) and "
+        "merged before the gate; per-example results are the same as unsharded.",
+        "generation",
+        ge=1,
+        le=256,
+    )
     tensor_parallel_size: int = _param(
         1, "vLLM: GPUs one model is sharded over (the generation step requests this many).", "generation", ge=1, le=64
     )
@@ -330,6 +338,15 @@ class PromotionParameters(PipelineParameters):
         ge=0.0,
         le=1.0,
     )
+
+    @model_validator(mode="after")
+    def _shards_score_fetched_weights(self) -> PromotionParameters:
+        if self.shards > 1 and self.fine_tune_steps > 0:
+            raise ValueError(
+                "shards > 1 with fine_tune_steps > 0 would fine-tune once per shard (the scoring loop runs per shard); "
+                "fine-tune in its own run (shards=1), then evaluate the tuned weights with shards"
+            )
+        return self
 
     @model_validator(mode="after")
     def _a_trainjob_step_only_waits(self) -> PromotionParameters:

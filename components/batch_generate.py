@@ -6,7 +6,7 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from components import gpu_step
 
-VERSION = "1.5.0"
+VERSION = "1.6.0"
 
 
 @gpu_step
@@ -16,6 +16,8 @@ def batch_generate_op(
     model_digest: str,
     dataset_digest: str,
     prompt: str,
+    shard: int,
+    shards: int,
     backend: str,
     batch_size: int,
     tensor_parallel_size: int,
@@ -28,13 +30,14 @@ def batch_generate_op(
     generations: Output[Dataset],
     metrics: Output[Metrics],
 ) -> NamedTuple("GenerateOutputs", [("bundle", str)]):
-    """batch_generate v1.5.0: render the prompt for every example, check it fits the context, and generate (transformers: batches sized from free GPU memory, static KV cache on a GPU; or vLLM with its engine settings); unchanged examples come from the per-example cache."""
+    """batch_generate v1.6.0: one shard of the evaluation set; render the prompt for every example, check it fits the context, and generate (transformers: batches sized from free GPU memory, static KV cache on a GPU; or vLLM with its engine settings); unchanged examples come from the per-example cache."""
     from collections import namedtuple
 
     from champion.artifacts import persist_metadata
     from champion.bundle import Bundle
     from champion.cache import ExampleCache
     from champion.jsonl import read_jsonl, write_jsonl
+    from champion.shards import shard_rows
     from champion.weights import verify_weights
     from prompts import load_prompt
     from serving.generation import engine_options
@@ -53,9 +56,8 @@ def batch_generate_op(
         gpu_memory_utilization=gpu_memory_utilization,
     )
     generator = cached_generator(backend, model.path, cache, {"model_digest": model_digest}, **options)
-    run = generate_answers(
-        read_jsonl(eval_set.path), template, generator, model_path=model.path, context_overflow=context_overflow
-    )
+    examples = shard_rows(read_jsonl(eval_set.path), shard, shards)
+    run = generate_answers(examples, template, generator, model_path=model.path, context_overflow=context_overflow)
     if run.skipped:
         print(
             f"batch_generate: {len(run.skipped)} example(s) left out, they do not fit the context of {run.context_limit} tokens: {run.skipped[:10]}"
@@ -87,6 +89,7 @@ def batch_generate_op(
     generations.metadata.update(
         {
             "rows": len(run.rows),
+            "shard": f"{shard + 1} of {shards}",
             "skipped_context_overflow": len(run.skipped),
             "context_limit": run.context_limit or 0,
             "prompt": f"{template.name}@{template.version}",

@@ -6,12 +6,13 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
 from components import cpu_step
 
-VERSION = "2.1.0"
+VERSION = "2.2.0"
 
 
 @cpu_step
 def drift_op(
     generations: Input[List[Dataset]],
+    bundles: List[str],
     drift_reference: str,
     drift_pin: str,
     cache_root: str,
@@ -19,7 +20,8 @@ def drift_op(
     report_json: Output[Artifact],
     metrics: Output[Metrics],
 ):
-    """drift v2.1.0: Evidently drift report of the challenger's outputs (the first of the run's generations) against a reference set, checked against the run's pin."""
+    """drift v2.2.0: Evidently drift report of the challenger's outputs (the first of the run's generations) against a reference set, checked against the run's pin."""
+    import json
     import math
 
     from champion.artifacts import persist_metadata
@@ -30,7 +32,14 @@ def drift_op(
     from evaluators.semantic import SemanticSimilarity
 
     check_pin(drift_pin, pin_reference(drift_reference), f"drift reference {drift_reference}")
-    current = read_jsonl(generations[0].path)
+    # The challenger's outputs: the first bundle's parts of the scoring loop (bundle-major, shard order).
+    first = json.dumps(json.loads(bundles[0]), sort_keys=True)
+    current = [
+        row
+        for part, bundle in zip(generations, bundles)
+        if json.dumps(json.loads(bundle), sort_keys=True) == first
+        for row in read_jsonl(part.path)
+    ]
     # Similarity to the reference answer uses the evaluate step's embeddings from the per-example cache:
     # the embedding model is loaded (and sentence-transformers imported) only for texts never embedded.
     semantic = SemanticSimilarity(cache=ExampleCache(cache_root))

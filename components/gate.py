@@ -6,7 +6,7 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
 
 from components import cpu_step
 
-VERSION = "4.0.0"
+VERSION = "4.1.0"
 
 
 @cpu_step
@@ -27,22 +27,30 @@ def gate_op(
     challenger_scores: Output[Dataset],
     challenger_metrics: Output[Metrics],
 ) -> NamedTuple("GateOutputs", [("passed", bool), ("decision_json", str), ("bundle", str), ("weights_source", str)]):
-    """gate v4.0.0: challenger vs champion on the same examples (paired bootstrap or Tango intervals against each margin, Holm-corrected, per slice), or floors only without a champion. The scored bundles arrive in the run's order: the challenger first, then the champion when there is one."""
+    """gate v4.1.0: challenger vs champion on the same examples (paired bootstrap or Tango intervals against each margin, Holm-corrected, per slice), or floors only without a champion. The scored bundles arrive in the run's order: the challenger first, then the champion when there is one."""
     import json
-    import shutil
     from collections import namedtuple
 
     from champion.artifacts import persist_metadata
     from champion.bundle import Bundle
-    from champion.jsonl import read_jsonl, write_json
+    from champion.jsonl import read_jsonl, write_json, write_jsonl
+    from champion.shards import merge_scored
     from evaluators.decision import run_gate
     from evaluators.gate import interval_metrics
 
-    if len(scores) not in (1, 2) or len(bundles) != len(scores):
+    # The scoring loop's parts (bundle-major, shard order), each bundle's put back together.
+    scored = merge_scored(
+        bundles,
+        [read_jsonl(part.path) for part in scores],
+        [{k: v for k, v in part.metadata.items() if k != "display_name"} for part in eval_metrics],
+    )
+    if len(scored) not in (1, 2) or len(weights_sources) != len(bundles):
         raise ValueError(
-            f"the gate takes the challenger and at most one champion, got {len(scores)} score tables for {len(bundles)} bundles"
+            f"the gate takes the challenger and at most one champion, got {len(scored)} scored bundles ({len(bundles)} parts, {len(weights_sources)} weights sources)"
         )
-    has_champion = len(scores) == 2
+    bundles = [s.bundle for s in scored]
+    weights_sources = [weights_sources[s.first] for s in scored]
+    has_champion = len(scored) == 2
     if has_champion and Bundle.model_validate_json(bundles[1]).model_digest != champion_model_digest:
         from champion.pinning import PinMismatch
 
@@ -51,12 +59,12 @@ def gate_op(
             "restore the registered weights at the champion's weights source, or promote a new bundle; nothing was compared or promoted.",
         )
     record, markdown, html = run_gate(
-        read_jsonl(scores[0].path),
+        scored[0].table,
         Bundle.model_validate_json(bundles[0]),
         gate_config,
         evaluator_config,
         json.loads(judge_reliability or "{}"),
-        champion_rows=read_jsonl(scores[1].path) if has_champion else None,
+        champion_rows=scored[1].table if has_champion else None,
         champion_bundle=Bundle.model_validate_json(bundles[1]) if has_champion else None,
         champion_version=champion_version if has_champion else "",
     )
@@ -71,9 +79,11 @@ def gate_op(
         metrics.log_metric(name, value)
     decision.metadata.update({"gate": record["gate"], "decision": record["decision"], "bundle_id": record["bundle_id"]})
     # The challenger's scores and means, under their own names, for the steps after the gate.
-    shutil.copyfile(scores[0].path, challenger_scores.path)
-    challenger_scores.metadata.update(scores[0].metadata)
-    challenger_metrics.metadata.update({k: v for k, v in eval_metrics[0].metadata.items() if k != "display_name"})
+    write_jsonl(scored[0].table, challenger_scores.path)
+    challenger_scores.metadata.update(
+        {k: v for k, v in scores[0].metadata.items() if k not in ("rows", "cache")} | {"rows": len(scored[0].table)}
+    )
+    challenger_metrics.metadata.update(scored[0].metrics)
     persist_metadata(metrics, challenger_metrics)
     outputs = namedtuple("GateOutputs", ["passed", "decision_json", "bundle", "weights_source"])
     return outputs(record["gate"] == "passed", json.dumps(record, sort_keys=True), bundles[0], weights_sources[0])

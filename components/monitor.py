@@ -39,9 +39,15 @@ def monitor_op(
     from champion.artifacts import persist_metadata
     from champion.bundle import Bundle
     from champion.jsonl import read_jsonl
+    from champion.shards import merge_scored
     from serving.monitoring import ChampionRegressed, monitor_champion, monitor_report
 
-    scored = Bundle.model_validate_json(bundles[0])
+    (merged,) = merge_scored(  # the champion, the run's one bundle, its parts put back together
+        bundles,
+        [read_jsonl(part.path) for part in scores],
+        [{k: v for k, v in part.metadata.items() if k != "display_name"} for part in eval_metrics],
+    )
+    scored = Bundle.model_validate_json(merged.bundle)
     if scored.model_digest != champion_model_digest:
         from champion.pinning import PinMismatch
 
@@ -60,8 +66,8 @@ def monitor_op(
         registered_model_name=registered_model_name,
         champion_version=champion_version,
         bundle_id=scored.id,
-        rows=read_jsonl(scores[0].path),
-        metrics=numbers(eval_metrics[0]),
+        rows=merged.table,
+        metrics={k: v for k, v in merged.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
         drift=numbers(drift_metrics),
         policy_ref=gate_config,
         evaluator_config_ref=evaluator_config,
@@ -77,7 +83,7 @@ def monitor_op(
         try:
             export(
                 monitor_metrics(
-                    registered_model_name, healthy=result.healthy, checks=result.checks, scores=numbers(eval_metrics[0])
+                    registered_model_name, healthy=result.healthy, checks=result.checks, scores=merged.metrics
                 ),
                 model=registered_model_name,
                 kind="scheduled-evaluation",

@@ -4,7 +4,7 @@ see the same inputs for a bundle whichever role it has, and KFP's step cache sco
 
 from components import cpu_step
 
-VERSION = "1.0.0"
+VERSION = "2.0.0"
 
 
 @cpu_step
@@ -20,8 +20,13 @@ def plan_bundles_op(
     dataset_digest: str,
     evaluator_config: str,
     judge_pin: str,
+    shards: int,
+    n_eval: int,
 ) -> list:
-    """plan_bundles v1.0.0: the list the scoring loop runs over, challenger first; each entry also carries the run's dataset digest, evaluator config and judge pin."""
+    """plan_bundles v2.0.0: the list the scoring loop runs over, one entry per (bundle, shard), challenger first, shard order; each entry also carries the run's dataset digest, evaluator config and judge pin."""
+    from champion.shards import check_shards
+
+    check_shards(shards, n_eval)
     # What every bundle shares rides in each entry: kfp.local (2.17) resolves a parameter produced outside
     # a ParallelFor to the loop item when a step inside the loop reads it, so the loop reads only its item.
     shared = {"dataset_digest": dataset_digest, "evaluator_config": evaluator_config, "judge_pin": judge_pin}
@@ -48,4 +53,4 @@ def plan_bundles_op(
                 **shared,
             }
         )
-    return bundles
+    return [bundle | {"shard": shard, "shards": shards} for bundle in bundles for shard in range(shards)]

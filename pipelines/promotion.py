@@ -77,6 +77,7 @@ def promotion_pipeline(p) -> PromotionOutputs:
     drift_task = configure(
         drift.drift_op(
             generations=scored.generations,
+            bundles=scored.generated_bundles,
             drift_reference=p.drift_reference,
             drift_pin=pins.outputs["drift_pin"],
             cache_root=p.cache_root,

@@ -38,6 +38,7 @@ def scheduled_eval_pipeline(p):
         drift_task = configure(
             drift_step.drift_op(
                 generations=scored.generations,
+                bundles=scored.generated_bundles,
                 drift_reference=p.drift_reference,
                 drift_pin=pins.outputs["drift_pin"],
                 cache_root=p.cache_root,

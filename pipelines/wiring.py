@@ -158,13 +158,17 @@ def pin_and_prepare(params, *, model_source, prompt, eval_fraction=1.0, seed=0):
 
 
 class ScoredBundles(NamedTuple):
-    """The loop's outputs, collected in the order of ``to_evaluate``: the challenger first, then the champion."""
+    """The scoring loop's outputs per (bundle, shard), bundle-major (the challenger's parts first, then the
+    champion's), merged by the steps that read them (champion.shards.merge_scored); the weights sources per
+    bundle."""
 
     scores: Any
     bundles: Any
     metrics: Any
     generations: Any
     weights_sources: Any
+    generated_bundles: Any  # the bundle of each generations part (a channel of its own: KFP's compiler cannot
+    # hand one Collected channel to two consumers)
 
 
 def _fine_tuning(params, name: str):
@@ -173,14 +177,14 @@ def _fine_tuning(params, name: str):
 
 
 def score_bundles(params, pins, data_task, champion_task, *, challenger: dict | None = None) -> ScoredBundles:
-    """fetch weights → fine-tune (a pass-through at 0 steps) → generate on a GPU node → score, for the
-    challenger (when given: its model source, pin, prompt, training prompt, fine-tune steps) and the
-    champion (when resolve_champion found one).
+    """fetch weights → fine-tune (a pass-through at 0 steps) → generate one shard on a GPU node → score it, for
+    each shard of the challenger (when given: its model source, pin,
+    prompt, training prompt, fine-tune steps) and the champion (when resolve_champion found one).
 
-    One loop for challenger and champion: the same steps, given only a bundle's values and never its
-    role, so KFP's step cache (which keys on the step, locally on its name) serves a bundle scored as
-    this run's challenger when a later run compares against it as the champion. On a cluster the two
-    bundles are scored in parallel.
+    The same steps for challenger and champion, given only a bundle's values and never its role, so KFP's
+    step cache (which keys on the step, locally on its name) serves a bundle scored as this run's
+    challenger when a later run compares against it as the champion. On a cluster the bundles and their
+    shards are scored in parallel. The outputs are per (bundle, shard), bundle-major: champion.shards merges them.
     """
     challenger = challenger or dict(model_source="", model_pin="", prompt="", training_prompt="", fine_tune_steps=0)
     plan = configure(
@@ -192,8 +196,14 @@ def score_bundles(params, pins, data_task, champion_task, *, challenger: dict | 
             dataset_digest=data_task.outputs["dataset_digest"],
             evaluator_config=pins.outputs["evaluator_config"],
             judge_pin=pins.outputs["judge_pin"],
+            shards=params.shards,
+            n_eval=data_task.outputs["n_eval"],
         )
     )
+    # One iteration per (bundle, shard): the evaluation set in `shards` parts, generated and scored in
+    # parallel GPU tasks; the steps after the loop merge each bundle's parts (champion.shards). One loop:
+    # kfp.local (2.17) runs neither nested loops nor two loops in one pipeline, and KFP cannot hand a loop's
+    # collected artifacts into another loop.
     with dsl.ParallelFor(plan.output, parallelism=2) as bundle:
         weights_task = with_weights(
             configure(
@@ -248,6 +258,8 @@ def score_bundles(params, pins, data_task, champion_task, *, challenger: dict | 
                         model_digest=tune_task.outputs["model_digest"],
                         dataset_digest=bundle.dataset_digest,
                         prompt=bundle.prompt,
+                        shard=bundle.shard,
+                        shards=bundle.shards,
                         backend=params.generation_backend,
                         batch_size=params.batch_size,
                         tensor_parallel_size=params.tensor_parallel_size,
@@ -280,6 +292,7 @@ def score_bundles(params, pins, data_task, champion_task, *, challenger: dict | 
         metrics=dsl.Collected(evaluate_task.outputs["metrics"]),
         generations=dsl.Collected(generate_task.outputs["generations"]),
         weights_sources=dsl.Collected(tune_task.outputs["weights_source"]),
+        generated_bundles=dsl.Collected(generate_task.outputs["bundle"]),
     )
 
 

@@ -199,3 +199,17 @@ def test_the_fine_tune_step_takes_its_trainer_and_trainjob_settings_from_the_run
     generate = loop["dag"]["tasks"]["batch-generate-op"]["inputs"]["parameters"]
     for name in ("tensor_parallel_size", "max_num_seqs", "gpu_memory_utilization"):
         assert generate[name]["componentInputParameter"].endswith(name), name
+
+
+def test_the_scoring_loop_runs_per_bundle_and_shard(compiled):
+    spec, _ = promotion_docs(compiled)
+    plan = spec["root"]["dag"]["tasks"]["plan-bundles-op"]["inputs"]["parameters"]
+    assert plan["shards"]["componentInputParameter"] == "shards"
+    assert plan["n_eval"]["taskOutputParameter"]["producerTask"] == "preprocess-data-op"
+    loop = next(c for name, c in spec["components"].items() if name.startswith("comp-for-loop"))
+    generate = loop["dag"]["tasks"]["batch-generate-op"]["inputs"]["parameters"]
+    for name in ("shard", "shards"):  # each iteration generates its own part of the evaluation set
+        assert generate[name]["componentInputParameter"].startswith("pipelinechannel--plan-bundles-op-Output-loop-item")
+        assert generate[name]["parameterExpressionSelector"] == f'parseJson(string_value)["{name}"]'
+    gate = spec["root"]["dag"]["tasks"]["gate-op"]["inputs"]
+    assert "scores" in gate["artifacts"]  # all parts, merged by the gate (champion.shards)

@@ -574,3 +574,31 @@ def test_scheduled_evaluation_on_logged_traffic_watches_what_users_were_served(p
     assert served_badly["status"] == "alert" and "ChampionRegressed" in served_badly["error"]
     assert any("judge_served_preference" in reason for reason in served_badly["failed_checks"])
     assert champion_version(workspace) == before
+
+
+def test_a_sharded_run_gives_the_same_scores_and_decision_as_an_unsharded_one(tmp_path, policies, weights_cache):
+    """shards=3: three generate and three evaluate tasks per bundle (one loop over bundle x shard through
+    kfp.local), merged before the gate; each run with its own empty caches, so both really generate."""
+    results = {}
+    for shards in (1, 3):
+        settings = LocalSettings(
+            workspace=tmp_path / f"ws{shards}", weights_cache=weights_cache, cache_dir=tmp_path / f"cache{shards}"
+        )
+        results[shards] = run_promotion(lenient(policies, limit=6, shards=shards), settings)
+    one, three = results[1], results[3]
+    assert [t for t in three["steps"] if t.startswith("batch-generate-op")] == [
+        f"batch-generate-op[{i}]" for i in range(3)
+    ]
+    assert three["decision"] == one["decision"] and three["gate"] == one["gate"]
+    assert three["bundle_id"] == one["bundle_id"]  # the same bundle: same weights, prompt, data
+    rows = {k: [json.loads(line) for line in open(r["reports"]["scores"])] for k, r in results.items()}
+    assert [(r["id"], r["output"]) for r in rows[3]] == [(r["id"], r["output"]) for r in rows[1]]  # same answers
+    for sharded, whole in zip(rows[3], rows[1]):
+        # Scores equal; embeddings are float32 and batched per shard, so cosines may differ in the 7th digit.
+        for key, value in whole.items():
+            if key != "latency_s" and isinstance(value, float):
+                assert sharded[key] == pytest.approx(value, abs=1e-6), (whole["id"], key)
+    timing = {"latency_s"}  # wall time, not a score
+    assert {k: v for k, v in three["metrics"].items() if k not in timing} == pytest.approx(
+        {k: v for k, v in one["metrics"].items() if k not in timing}, abs=1e-6
+    )
