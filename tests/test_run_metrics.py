@@ -85,3 +85,33 @@ def test_an_unreachable_pushgateway_is_a_clear_error(tmp_path):
             gate_metrics("m", a_real_decision(0.0)), model="m", kind="promotion", pushgateway_url="http://127.0.0.1:9"
         )
     assert "pushgateway_url" in info.value.fix
+
+
+def test_a_local_runs_textfile_is_what_prometheus_scrapes(prometheus_binaries, tmp_path):
+    """The textfile a local run writes, served as node_exporter's textfile collector would expose it."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from champion.run_metrics import step_metrics
+
+    registry = gate_metrics("champion-qa", a_real_decision(0.0))
+    step_metrics(
+        "champion-qa",
+        {"gate-op": {"state": "succeeded", "seconds": 1.5}, "evaluate-op[0]": {"state": "cached"}},
+        registry,
+    )
+    export(registry, model="champion-qa", kind="promotion", textfile=tmp_path / "promotion.prom")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        target = f"127.0.0.1:{server.server_address[1]}"
+        with Prometheus([target], metrics_path="/promotion.prom") as prometheus:
+            passed = prometheus.wait_for('champion_gate_passed{model="champion-qa"}', lambda r: len(r) == 1)
+            cached = prometheus.query("champion_step_cached == 1")
+            seconds = prometheus.query('champion_step_seconds{step="gate-op"}')
+    finally:
+        server.shutdown()
+    assert float(passed[0]["value"][1]) == 1.0
+    assert [c["metric"]["step"] for c in cached] == ["evaluate-op[0]"] and float(seconds[0]["value"][1]) == 1.5

@@ -29,7 +29,14 @@ def binaries() -> tuple[str, ...] | None:
 
 
 class Prometheus:
-    def __init__(self, targets: list[str], *, rule_files: list[Path] = (), honor_labels: bool = False) -> None:
+    def __init__(
+        self,
+        targets: list[str],
+        *,
+        rule_files: list[Path] = (),
+        honor_labels: bool = False,
+        metrics_path: str = "/metrics",
+    ) -> None:
         from tests.conftest import free_port
 
         self.folder = Path(tempfile.mkdtemp(prefix="prometheus-"))
@@ -38,7 +45,12 @@ class Prometheus:
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "scrape_configs": [
-                {"job_name": "champion", "honor_labels": honor_labels, "static_configs": [{"targets": targets}]}
+                {
+                    "job_name": "champion",
+                    "honor_labels": honor_labels,
+                    "metrics_path": metrics_path,
+                    "static_configs": [{"targets": targets}],
+                }
             ],
         }
         if rule_files:
