@@ -145,7 +145,8 @@ def test_files_that_are_not_utf8_are_located(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--batch-size", "0"], "parameter batch_size: Input should be greater than or equal to 1 (got 0)"),
+        (["--batch-size", "-1"], "parameter batch_size: Input should be greater than or equal to 0 (got -1)"),
+        (["--param", "shards=0"], "parameter shards: Input should be greater than or equal to 1"),
         (["--eval-fraction", "nan"], "parameter eval_fraction: Input should be a finite number"),
         (["--eval-fraction", "0"], "parameter eval_fraction: Input should be greater than 0"),
         (["--limit", "-3"], "parameter limit: Input should be greater than or equal to 0"),
