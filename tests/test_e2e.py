@@ -584,7 +584,7 @@ def test_a_sharded_run_gives_the_same_scores_and_decision_as_an_unsharded_one(tm
         settings = LocalSettings(
             workspace=tmp_path / f"ws{shards}", weights_cache=weights_cache, cache_dir=tmp_path / f"cache{shards}"
         )
-        results[shards] = run_promotion(lenient(policies, limit=6, shards=shards), settings)
+        results[shards] = run_promotion(lenient(policies, limit=3, shards=shards), settings)
     one, three = results[1], results[3]
     assert [t for t in three["steps"] if t.startswith("batch-generate-op")] == [
         f"batch-generate-op[{i}]" for i in range(3)
