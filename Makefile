@@ -51,6 +51,7 @@ bench: setup
 	$(BIN)/python bench/generation_batching.py
 	$(BIN)/python bench/scoring_overhead.py
 	$(BIN)/python bench/incremental_runs.py
+	$(BIN)/python bench/scaling.py --sizes 100 1000
 
 clean:
 	rm -rf .champion dist .pytest_cache
