@@ -586,9 +586,8 @@ def test_a_sharded_run_gives_the_same_scores_and_decision_as_an_unsharded_one(tm
         )
         results[shards] = run_promotion(lenient(policies, limit=3, shards=shards), settings)
     one, three = results[1], results[3]
-    assert [t for t in three["steps"] if t.startswith("batch-generate-op")] == [
-        f"batch-generate-op[{i}]" for i in range(3)
-    ]
+    generated = sorted(t for t in three["steps"] if t.startswith("batch-generate-op"))  # parallel: any order
+    assert generated == [f"batch-generate-op[{i}]" for i in range(3)]
     assert three["decision"] == one["decision"] and three["gate"] == one["gate"]
     assert three["bundle_id"] == one["bundle_id"]  # the same bundle: same weights, prompt, data
     rows = {k: [json.loads(line) for line in open(r["reports"]["scores"])] for k, r in results.items()}
