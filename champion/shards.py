@@ -54,9 +54,15 @@ def _identity(bundle: str) -> str:
 
 
 def merge_scored(
-    bundles: list[str], tables: list[list[dict]], metrics: list[dict], generations: list[list[dict]] | None = None
+    bundles: list[str],
+    tables: list[list[dict]],
+    metrics: list[dict],
+    generations: list[list[dict]] | None = None,
+    *,
+    shards: int = 1,
 ) -> list[Scored]:
-    """Consecutive parts of the same bundle, merged (bundle-major input, as the scoring loop collects it)."""
+    """Each bundle's ``shards`` consecutive parts, merged (bundle-major input, as the scoring loop collects it).
+    Grouped by position, never by equality: a challenger identical to the champion is still two bundles."""
     from evaluators import aggregate
 
     if not (len(bundles) == len(tables) == len(metrics)) or (
@@ -65,10 +71,14 @@ def merge_scored(
         raise ValueError(
             f"{len(bundles)} bundles, {len(tables)} score tables and {len(metrics)} metric sets do not line up"
         )
+    if shards < 1 or len(bundles) % shards:
+        raise ValueError(f"{len(bundles)} parts are not whole bundles of {shards} shards")
     merged: list[Scored] = []
     for index, bundle in enumerate(bundles):
-        if merged and _identity(merged[-1].bundle) == _identity(bundle):
+        if index % shards:
             target = merged[-1]
+            if _identity(target.bundle) != _identity(bundle):
+                raise ValueError(f"part {index} scored another bundle than the parts before it: the loop's order broke")
         else:
             target = Scored(bundle, [], {}, [], first=index)
             merged.append(target)

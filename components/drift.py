@@ -12,7 +12,7 @@ VERSION = "2.2.0"
 @cpu_step
 def drift_op(
     generations: Input[List[Dataset]],
-    bundles: List[str],
+    shards: int,
     drift_reference: str,
     drift_pin: str,
     cache_root: str,
@@ -21,7 +21,6 @@ def drift_op(
     metrics: Output[Metrics],
 ):
     """drift v2.2.0: Evidently drift report of the challenger's outputs (the first of the run's generations) against a reference set, checked against the run's pin."""
-    import json
     import math
 
     from champion.artifacts import persist_metadata
@@ -32,14 +31,8 @@ def drift_op(
     from evaluators.semantic import SemanticSimilarity
 
     check_pin(drift_pin, pin_reference(drift_reference), f"drift reference {drift_reference}")
-    # The challenger's outputs: the first bundle's parts of the scoring loop (bundle-major, shard order).
-    first = json.dumps(json.loads(bundles[0]), sort_keys=True)
-    current = [
-        row
-        for part, bundle in zip(generations, bundles)
-        if json.dumps(json.loads(bundle), sort_keys=True) == first
-        for row in read_jsonl(part.path)
-    ]
+    # The challenger's outputs: the first bundle's `shards` parts of the scoring loop (bundle-major, shard order).
+    current = [row for part in generations[:shards] for row in read_jsonl(part.path)]
     # Similarity to the reference answer uses the evaluate step's embeddings from the per-example cache:
     # the embedding model is loaded (and sentence-transformers imported) only for texts never embedded.
     semantic = SemanticSimilarity(cache=ExampleCache(cache_root))

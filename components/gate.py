@@ -20,6 +20,7 @@ def gate_op(
     judge_reliability: str,
     champion_version: str,
     champion_model_digest: str,
+    shards: int,
     decision: Output[Artifact],
     report: Output[Markdown],
     html_report: Output[HTML],
@@ -43,6 +44,7 @@ def gate_op(
         bundles,
         [read_jsonl(part.path) for part in scores],
         [{k: v for k, v in part.metadata.items() if k != "display_name"} for part in eval_metrics],
+        shards=shards,
     )
     if len(scored) not in (1, 2) or len(weights_sources) != len(bundles):
         raise ValueError(

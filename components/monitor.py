@@ -24,6 +24,7 @@ def monitor_op(
     webhook_url: str,
     pipeline_run: str,
     pushgateway_url: str,
+    shards: int,
     scores: Input[List[Dataset]],
     judge_reliability: str,
     eval_metrics: Input[List[Metrics]],
@@ -46,6 +47,7 @@ def monitor_op(
         bundles,
         [read_jsonl(part.path) for part in scores],
         [{k: v for k, v in part.metadata.items() if k != "display_name"} for part in eval_metrics],
+        shards=shards,
     )
     scored = Bundle.model_validate_json(merged.bundle)
     if scored.model_digest != champion_model_digest:

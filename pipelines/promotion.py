@@ -77,7 +77,7 @@ def promotion_pipeline(p) -> PromotionOutputs:
     drift_task = configure(
         drift.drift_op(
             generations=scored.generations,
-            bundles=scored.generated_bundles,
+            shards=p.shards,
             drift_reference=p.drift_reference,
             drift_pin=pins.outputs["drift_pin"],
             cache_root=p.cache_root,
@@ -88,6 +88,7 @@ def promotion_pipeline(p) -> PromotionOutputs:
             scores=scored.scores,
             bundles=scored.bundles,
             weights_sources=scored.weights_sources,
+            shards=p.shards,
             eval_metrics=scored.metrics,
             gate_config=pins.outputs["gate_config"],
             evaluator_config=pins.outputs["evaluator_config"],

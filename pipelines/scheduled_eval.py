@@ -38,7 +38,7 @@ def scheduled_eval_pipeline(p):
         drift_task = configure(
             drift_step.drift_op(
                 generations=scored.generations,
-                bundles=scored.generated_bundles,
+                shards=p.shards,
                 drift_reference=p.drift_reference,
                 drift_pin=pins.outputs["drift_pin"],
                 cache_root=p.cache_root,
@@ -56,6 +56,7 @@ def scheduled_eval_pipeline(p):
                 webhook_url=p.webhook_url,
                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                 pushgateway_url=p.pushgateway_url,
+                shards=p.shards,
                 scores=scored.scores,
                 judge_reliability=judge_check(p, pins).outputs["judge_reliability"],
                 eval_metrics=scored.metrics,

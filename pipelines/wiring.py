@@ -167,8 +167,6 @@ class ScoredBundles(NamedTuple):
     metrics: Any
     generations: Any
     weights_sources: Any
-    generated_bundles: Any  # the bundle of each generations part (a channel of its own: KFP's compiler cannot
-    # hand one Collected channel to two consumers)
 
 
 def _fine_tuning(params, name: str):
@@ -292,7 +290,6 @@ def score_bundles(params, pins, data_task, champion_task, *, challenger: dict | 
         metrics=dsl.Collected(evaluate_task.outputs["metrics"]),
         generations=dsl.Collected(generate_task.outputs["generations"]),
         weights_sources=dsl.Collected(tune_task.outputs["weights_source"]),
-        generated_bundles=dsl.Collected(generate_task.outputs["bundle"]),
     )
 
 

@@ -45,7 +45,7 @@ def test_merging_the_parts_gives_back_the_unsharded_table_and_means(scores, cham
             tables.append(part)
             bundles.append(bundle)
             metrics.append({"token_f1": aggregate(part, "token_f1"), "judge_spent_calls": 2.0})
-    challenger, champ = merge_scored(bundles, tables, metrics)
+    challenger, champ = merge_scored(bundles, tables, metrics, shards=shards)
     assert [r["token_f1"] for r in challenger.table] == scores and [r["token_f1"] for r in champ.table] == champion
     assert challenger.metrics["token_f1"] == pytest.approx(math.fsum(scores) / len(scores))  # never a mean of means
     assert challenger.metrics["judge_spent_calls"] == 2.0 * shards  # counts add up
@@ -54,9 +54,14 @@ def test_merging_the_parts_gives_back_the_unsharded_table_and_means(scores, cham
 
 def test_a_bundle_is_recognised_whatever_its_key_order_and_bad_shards_are_clear_errors():
     (merged,) = merge_scored(
-        [BUNDLE_A, json.dumps(json.loads(BUNDLE_A), indent=1)], [[{"id": "1"}], [{"id": "2"}]], [{}, {}]
+        [BUNDLE_A, json.dumps(json.loads(BUNDLE_A), indent=1)], [[{"id": "1"}], [{"id": "2"}]], [{}, {}], shards=2
     )
     assert [r["id"] for r in merged.table] == ["1", "2"]
+    # A challenger identical to the champion (a re-run of the live bundle) is still two bundles: by position.
+    challenger, champion = merge_scored([BUNDLE_A, BUNDLE_A], [[{"id": "1"}], [{"id": "1"}]], [{}, {}], shards=1)
+    assert challenger.table == champion.table == [{"id": "1"}]
+    with pytest.raises(ValueError, match="another bundle"):
+        merge_scored([BUNDLE_A, BUNDLE_B], [[{"id": "1"}], [{"id": "2"}]], [{}, {}], shards=2)
     with pytest.raises(ConfigError, match="more than the 3 evaluation examples"):
         check_shards(4, 3)
     with pytest.raises(ConfigError, match="does not exist"):
