@@ -601,3 +601,11 @@ def test_a_sharded_run_gives_the_same_scores_and_decision_as_an_unsharded_one(tm
     assert {k: v for k, v in three["metrics"].items() if k not in timing} == pytest.approx(
         {k: v for k, v in one["metrics"].items() if k not in timing}, abs=1e-6
     )
+
+
+def test_re_running_the_live_bundle_compares_it_with_itself(promoted, policies, settings):
+    """The challenger identical to the champion (the same bundle, run again): two bundles in the gate, paired,
+    passed; never one merged table with every id twice."""
+    again = run_promotion(lenient(policies), settings)
+    assert again["bundle_id"] == promoted["bundle_id"] and again["champion"]["bundle_id"] == promoted["bundle_id"]
+    assert again["mode"] == "paired" and again["gate"] == "passed", again["reasons"]
