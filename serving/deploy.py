@@ -281,15 +281,14 @@ def deploy_bundle(
         if current_champion(client, registry.registered_model_name) != registry.expected_champion:
             promote()  # never roll out a bundle that cannot become the champion: this refuses before any call
 
-        def smoke(url: str, model: str):
-            return smoke_test(url, model, smoke_examples, floor=service.smoke_min_token_f1, bundle_id=bundle.id)
-
+        subject: object
         if service.serving_api == "llminferenceservice":
             from serving.kube import api_client
             from serving.llm_rollout import LLMRollout
 
             objects = llm_objects_for(bundle, prompt, service, registry)
-            llm_rollout = rollout = LLMRollout(
+            subject, served_name = objects, objects.name
+            rollout = LLMRollout(
                 api_client(service.kubeconfig),
                 service.namespace,
                 route_name=service.name,
@@ -299,27 +298,24 @@ def deploy_bundle(
                 ready_timeout_s=service.ready_timeout_s,
                 poll_s=service.poll_s,
             )
-            outcome = llm_rollout.run(
-                objects,
-                canary_traffic_percent=service.canary_traffic_percent,
-                smoke=lambda url: smoke(url, objects.name),
-                shadow=shadow,
-            )
         else:
             from serving.rollout import KServeRollout, kube_api
 
-            classic_rollout = rollout = KServeRollout(
+            subject, served_name = manifest, service.name
+            rollout = KServeRollout(
                 kube_api(service.kubeconfig),
                 service.namespace,
                 ready_timeout_s=service.ready_timeout_s,
                 poll_s=service.poll_s,
             )
-            outcome = classic_rollout.run(
-                manifest,
-                canary_traffic_percent=service.canary_traffic_percent,
-                smoke=lambda url: smoke(url, service.name),
-                shadow=shadow,
-            )
+        outcome = rollout.run(
+            subject,  # type: ignore[arg-type]  # each rollout takes its own API's objects
+            canary_traffic_percent=service.canary_traffic_percent,
+            smoke=lambda url: smoke_test(
+                url, served_name, smoke_examples, floor=service.smoke_min_token_f1, bundle_id=bundle.id
+            ),
+            shadow=shadow,
+        )
         append_audit(
             registry.audit_log,
             {
@@ -402,7 +398,7 @@ def deployment_report(result: DeployResult, service: ServiceOptions) -> str:
         f"LLMInferenceService `{meta['namespace']}/{meta['name']}` behind its prompt router and the route "
         f"`{service.name}` on gateway `{service.llm_gateway}`"
         if served["kind"] == "LLMInferenceService"
-        else f"InferenceService `{meta['namespace']}/{meta['name']}` ({service.deployment_mode} mode" + ")"
+        else f"InferenceService `{meta['namespace']}/{meta['name']}` ({service.deployment_mode} mode)"
     )
     weights = (
         served["spec"]["model"]["uri"]

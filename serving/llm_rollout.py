@@ -335,12 +335,10 @@ class LLMRollout:
         except _NotReady as exc:
             return give_up(f"{exc}; the route was restored and the candidate deleted.")
         outcome.status = "rolled_out"
-        outcome.reason = (
-            ("the shadow gate passed, " if shadow is not None else "")
-            + (f"the canary at {percent}% was accepted, " if 0 < percent < 100 else "")
-            + f"and the candidate passed its smoke test; the route {self.route_name} serves it at 100%."
-        )
-        outcome.reason = outcome.reason[0].upper() + outcome.reason[1:]
+        passed = ["The candidate passed its smoke test"]
+        passed += ["the shadow gate passed"] if shadow is not None else []
+        passed += [f"the canary at {percent}% was accepted"] if 0 < percent < 100 else []
+        outcome.reason = f"{', '.join(passed)}; the route {self.route_name} serves it at 100%."
         return outcome
 
     def undo(self, outcome: RolloutOutcome | None = None) -> None:
