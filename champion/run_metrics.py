@@ -33,7 +33,7 @@ def _finite(value: Any) -> bool:
 
 def gate_metrics(model: str, decision: dict, *, at: float | None = None, registry: CollectorRegistry | None = None):
     """The gate's decision record (evaluators.decision) as gauges."""
-    from evaluators.gate import COMPARISON_TESTS
+    from evaluators.gate import comparison_intervals
 
     registry = registry or CollectorRegistry()
     Gauge(
@@ -54,12 +54,8 @@ def gate_metrics(model: str, decision: dict, *, at: float | None = None, registr
             ("ci_high", "interval's upper bound"),
         )
     }
-    for check in decision.get("checks", []):
-        if check.get("test") not in COMPARISON_TESTS:
-            continue
-        for key, gauge in series.items():
-            if _finite(check.get(key)):
-                gauge.labels(model, check["metric"], check.get("slice") or "all").set(float(check[key]))
+    for metric, tag, key, value in comparison_intervals(decision.get("checks", [])):
+        series[key].labels(model, metric, tag or "all").set(float(value))
     return registry
 
 

@@ -552,18 +552,26 @@ def decide(
     )
 
 
+INTERVAL_KEYS = ("difference", "ci_low", "ci_high")
+
+
+def comparison_intervals(checks: Sequence[dict]) -> list[tuple[str, str | None, str, float]]:
+    """(metric, slice or None, difference|ci_low|ci_high, value) of every comparison's finite figures."""
+    return [
+        (c["metric"], c.get("slice") or None, key, c[key])
+        for c in checks
+        if c.get("test") in COMPARISON_TESTS
+        for key in INTERVAL_KEYS
+        if isinstance(c.get(key), (int, float)) and math.isfinite(c[key])
+    ]
+
+
 def interval_metrics(checks: Sequence[dict]) -> dict[str, float]:
     """``<metric>[_<slice>]_difference`` / ``_ci_low`` / ``_ci_high`` of every comparison, for KFP Metrics and MLflow."""
-    found = {}
-    for c in checks:
-        if c.get("test") not in COMPARISON_TESTS:
-            continue
-        prefix = c["metric"] + (f"_slice_{c['slice']}" if c.get("slice") else "")
-        for key in ("difference", "ci_low", "ci_high"):
-            value = c.get(key)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                found[f"{prefix}_{key}"] = value
-    return found
+    return {
+        metric + (f"_slice_{tag}" if tag else "") + f"_{key}": value
+        for metric, tag, key, value in comparison_intervals(checks)
+    }
 
 
 def format_number(value, signed: bool = False, scale: str = "difference") -> str:
