@@ -169,6 +169,9 @@ class ScoredBundles(NamedTuple):
     weights_sources: Any
 
 
+TRAINJOB_SETTINGS = ("trainer", "trainjob_nodes", "trainjob_gpus_per_node", "trainjob_runtime", "trainjob_timeout_s")
+
+
 def _fine_tuning(params, name: str):
     """A fine-tuning setting: the promotion's parameter, or its default where a pipeline never fine-tunes."""
     return getattr(params, name, P.default(P.PromotionParameters, name))
@@ -229,11 +232,7 @@ def score_bundles(params, pins, data_task, champion_task, *, challenger: dict | 
                         load_in_4bit=_fine_tuning(params, "fine_tune_4bit"),
                         seed=_fine_tuning(params, "seed"),
                         mlflow_tracking_uri=params.mlflow_tracking_uri,
-                        trainer=_fine_tuning(params, "trainer"),
-                        trainjob_nodes=_fine_tuning(params, "trainjob_nodes"),
-                        trainjob_gpus_per_node=_fine_tuning(params, "trainjob_gpus_per_node"),
-                        trainjob_runtime=_fine_tuning(params, "trainjob_runtime"),
-                        trainjob_timeout_s=_fine_tuning(params, "trainjob_timeout_s"),
+                        **{name: _fine_tuning(params, name) for name in TRAINJOB_SETTINGS},
                         trainjob_image=GPU_IMAGE,  # the job's nodes run the step's own image
                         namespace=getattr(params, "namespace", P.default(P.PromotionParameters, "namespace")),
                         weights_cache=params.weights_cache,

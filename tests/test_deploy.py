@@ -94,6 +94,24 @@ class Registry:
 
         return current_champion(MlflowClient(tracking_uri=self.uri, registry_uri=self.uri), "qa")
 
+    def rival_promotion(self):
+        """A rival bundle registered against the champion, and a callable that promotes it once: another
+        promotion winning the alias while a rollout is midway."""
+        rival = self.register(make_bundle("c" * 64), self.champion_version)
+
+        def promote_once() -> None:
+            if self.live() == self.champion_version:
+                promote_version(
+                    self.uri,
+                    "qa",
+                    rival.model_version,
+                    expected=self.champion_version,
+                    prompt_name=PROMPT.name,
+                    prompt_version=rival.prompt_version,
+                )
+
+        return rival, promote_once
+
     def events(self) -> list[str]:
         return [json.loads(line)["event"] for line in open(self.audit_log)]
 
@@ -468,22 +486,7 @@ def test_unreachable_api_server_is_a_clear_error(cluster, registry, tmp_path):
 
 def test_if_another_promotion_moves_the_alias_mid_rollout_the_deployment_is_rolled_back(cluster, registry):
     previous = install_champion(cluster, registry)
-    rival = registry.register(make_bundle("c" * 64), registry.champion_version)
-    moved = []
-
-    def rival_promotes():
-        if not moved:
-            moved.append(
-                promote_version(
-                    registry.uri,
-                    "qa",
-                    rival.model_version,
-                    expected=registry.champion_version,
-                    prompt_name=PROMPT.name,
-                    prompt_version=rival.prompt_version,
-                )
-            )
-
+    rival, rival_promotes = registry.rival_promotion()
     cluster.latest.on_request = rival_promotes
     with pytest.raises(ChampionMoved):
         deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)

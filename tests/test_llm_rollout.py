@@ -300,23 +300,11 @@ def test_the_rendered_list_is_what_kubectl_applies(llm_cluster, registry):
 def test_if_another_promotion_moves_the_alias_mid_rollout_users_stay_on_the_live_bundle(
     llm_cluster, registry, tmp_path, sink
 ):
-    from serving.registry import ChampionMoved, promote_version
-    from tests.test_deploy import make_bundle
+    from serving.registry import ChampionMoved
 
     live = serve(registry.champion, True, tmp_path, sink)
     candidate = serve(registry.challenger, True, tmp_path, sink)
-    rival = registry.register(make_bundle("c" * 64), registry.champion_version)
-
-    def rival_promotes():  # during the candidate's smoke test
-        if registry.live() == registry.champion_version:
-            promote_version(
-                registry.uri,
-                "qa",
-                rival.model_version,
-                expected=registry.champion_version,
-                prompt_name=PROMPT.name,
-                prompt_version=rival.prompt_version,
-            )
+    rival, rival_promotes = registry.rival_promotion()  # wins the alias during the smoke test
 
     candidate.predictor.on_request = rival_promotes
     try:
