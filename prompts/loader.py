@@ -95,6 +95,17 @@ class PromptTemplate(BaseModel):
             raise ValueError(f"template uses undeclared variables {sorted(used - declared)}; add them to 'variables'")
         if declared - used:
             raise ValueError(f"declared variables {sorted(declared - used)} are not used by any message")
+        # A template can parse and still fail whatever the input (``{{ 0.__class__ }}``, ``{{ 0.a }}``): a trial
+        # render refuses it here, at load, instead of at the first served request.
+        for message in self.messages:
+            try:
+                _SANDBOX.from_string(message.content).render(**{name: "x" for name in declared})
+            except jinja2.exceptions.SecurityError as exc:
+                raise ValueError(
+                    f"a {message.role} message tried an unsafe operation ({exc}); templates may only use variables and filters"
+                ) from exc
+            except jinja2.TemplateError as exc:
+                raise ValueError(f"a {message.role} message fails to render with placeholder values: {exc}") from exc
         return self
 
     @cached_property

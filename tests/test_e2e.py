@@ -84,25 +84,41 @@ def lenient(policies, **overrides) -> PromotionParameters:
 SPANS = InMemorySpanExporter()  # the promotion runs' traces (champion.tracing), read by the tests
 
 
-@pytest.fixture
-def promoted(settings, policies):
-    """A workspace whose champion is the demo bundle (qa-concise), promoted by the bootstrap rule."""
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, weights_cache, shared_cache, policies):
+    """One workspace whose champion is the demo bundle (qa-concise), promoted by the bootstrap rule, shared by
+    the tests that start from a champion (a promotion costs half a minute). They only add runs to it: each reads
+    the alias it starts from instead of assuming one."""
     from champion import tracing
 
+    settings = LocalSettings(
+        workspace=tmp_path_factory.mktemp("live") / "workspace", weights_cache=weights_cache, cache_dir=shared_cache
+    )
     SPANS.clear()
     tracing.configure(SPANS)
     try:
-        return run_promotion(lenient(policies), settings)
+        return run_promotion(lenient(policies), settings), settings
     finally:
         tracing.configure()
 
 
-def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted, workspace):
+@pytest.fixture
+def promoted(live):
+    return live[0]
+
+
+@pytest.fixture
+def live_settings(live):
+    return live[1]
+
+
+def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted, live_settings):
+    workspace = live_settings.workspace
     assert promoted["decision"] == "promoted" and promoted["mode"] == "bootstrap"
     assert promoted["reasons"][0].startswith("every check passed (no champion yet")
     assert set(promoted["metrics"]) >= {"semantic_similarity", "exact_match", "token_f1"}
     assert promoted["metrics"]["semantic_similarity"] > 0.3
-    assert champion_version(workspace) == promoted["model_version"]
+    assert mlflow_client(workspace).get_model_version("champion-qa", promoted["model_version"]).aliases == ["champion"]
     run = mlflow_client(workspace).get_run(
         mlflow_client(workspace).get_model_version("champion-qa", promoted["model_version"]).run_id
     )
@@ -142,7 +158,8 @@ def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted
     )
 
 
-def test_rejected_bundle_leaves_the_alias_where_it_was(promoted, workspace, policies, weights_cache, shared_cache):
+def test_rejected_bundle_leaves_the_alias_where_it_was(promoted, live_settings, policies, weights_cache, shared_cache):
+    workspace = live_settings.workspace
     before = champion_version(workspace)
     result = subprocess.run(
         [
@@ -186,7 +203,8 @@ def test_rejected_bundle_leaves_the_alias_where_it_was(promoted, workspace, poli
     assert {"bundle_id", "decision", "reasons", "metrics", "reports"} <= set(summary)
 
 
-def test_bad_data_fails_with_the_row_named_and_promotes_nothing(workspace, tmp_path, settings, promoted):
+def test_bad_data_fails_with_the_row_named_and_promotes_nothing(promoted, live_settings, tmp_path):
+    workspace, settings = live_settings.workspace, live_settings
     before = champion_version(workspace)
     data = tmp_path / "bad.jsonl"
     data.write_text(
@@ -547,13 +565,14 @@ def test_editing_one_row_reruns_exactly_the_steps_that_read_the_data(tmp_path, p
     assert edited["cache"]["examples"]["generation"] == {"hits": 2, "misses": 1, "corrupt": 0}
 
 
-def test_scheduled_evaluation_on_logged_traffic_watches_what_users_were_served(promoted, workspace, settings, tmp_path):
+def test_scheduled_evaluation_on_logged_traffic_watches_what_users_were_served(promoted, live_settings, tmp_path):
     """The request log as the data: the champion answers the logged questions, the judge compares each served
     answer with it (reference-free), drift looks at its answers to real prompts, the monitor decides paired."""
     from pipelines.local import run_scheduled_eval
     from tests.judge_server import JudgeServer
     from tests.test_traffic_eval import RIGHT, WRONG, write_log
 
+    workspace, settings = live_settings.workspace, live_settings
     config = yaml.safe_load(open(REPO / "evaluators/configs/traffic.yaml"))
     before = champion_version(workspace)
     with JudgeServer() as judge:
@@ -603,9 +622,9 @@ def test_a_sharded_run_gives_the_same_scores_and_decision_as_an_unsharded_one(tm
     )
 
 
-def test_re_running_the_live_bundle_compares_it_with_itself(promoted, policies, settings):
+def test_re_running_the_live_bundle_compares_it_with_itself(promoted, policies, live_settings):
     """The challenger identical to the champion (the same bundle, run again): two bundles in the gate, paired,
     passed; never one merged table with every id twice."""
-    again = run_promotion(lenient(policies), settings)
+    again = run_promotion(lenient(policies), live_settings)
     assert again["bundle_id"] == promoted["bundle_id"] and again["champion"]["bundle_id"] == promoted["bundle_id"]
     assert again["mode"] == "paired" and again["gate"] == "passed", again["reasons"]
