@@ -19,4 +19,17 @@ def _record_step_errors() -> None:
         record_step_errors(folder)
 
 
+def _trace_step() -> None:
+    # And with an OTLP endpoint configured, each step process records its own span of the run's trace.
+    import os
+    import sys
+
+    run_id = os.environ.get("CHAMPION_RUN_ID")
+    if run_id and "--function_to_execute" in sys.argv:
+        from champion.tracing import trace_step_process
+
+        trace_step_process(run_id, sys.argv)
+
+
 _record_step_errors()
+_trace_step()

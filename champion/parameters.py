@@ -32,6 +32,9 @@ WEIGHTS_MOUNT = "/mnt/champion-weights"
 # take no run-time parameter), and Kueue admits a pod by its ``kueue.x-k8s.io/queue-name`` label.
 KUEUE_QUEUE = os.environ.get("CHAMPION_KUEUE_QUEUE", "")
 KUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# An OpenTelemetry collector for the steps' spans, chosen at compile time like the queue: every step gets it
+# as OTEL_EXPORTER_OTLP_ENDPOINT (champion.tracing). Unset, the steps export nothing.
+OTLP_ENDPOINT = os.environ.get("CHAMPION_OTLP_ENDPOINT", "")
 DEFAULT_REGISTERED_MODEL = "champion-qa"
 REGISTERED_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

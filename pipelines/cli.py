@@ -586,6 +586,11 @@ def compile_command(
         envvar="CHAMPION_KUEUE_QUEUE",
         help="Kueue LocalQueue for the GPU steps (labels their pods kueue.x-k8s.io/queue-name).",
     ),
+    otlp_endpoint: Optional[str] = typer.Option(
+        None,
+        envvar="CHAMPION_OTLP_ENDPOINT",
+        help="OpenTelemetry collector (OTLP/HTTP base URL) the steps send their spans to; none: no spans leave a step.",
+    ),
 ) -> None:
     """Compile every pipeline and component to IR YAML, byte-identical from run to run, and load each back.
     Images default to images/refs.env (by digest when its *_DIGEST lines are set)."""
@@ -593,7 +598,12 @@ def compile_command(
 
     try:
         written = compile_all(
-            output, cpu_image=cpu_image, gpu_image=gpu_image, weights_pvc=weights_pvc, kueue_queue=kueue_queue
+            output,
+            cpu_image=cpu_image,
+            gpu_image=gpu_image,
+            weights_pvc=weights_pvc,
+            kueue_queue=kueue_queue,
+            otlp_endpoint=otlp_endpoint,
         )
     except ChampionError as exc:
         _fail(exc)

@@ -86,6 +86,7 @@ def compile_all(
     gpu_image: str | None = None,
     weights_pvc: str | None = None,
     kueue_queue: str | None = None,
+    otlp_endpoint: str | None = None,
 ) -> list[Path]:
     """Compile in a fresh interpreter: images, the weights PVC and the source commit are fixed when the
     pipeline modules are imported, and each step records the commit it was compiled from
@@ -97,11 +98,17 @@ def compile_all(
     from champion.provenance import git_commit
 
     output = Path(output)
+    if otlp_endpoint and not otlp_endpoint.startswith(("http://", "https://")):
+        raise CompileError(
+            f"the OTLP endpoint {otlp_endpoint!r} is not an http(s) URL: the steps export spans over OTLP/HTTP.",
+            "give the collector's OTLP/HTTP base URL, e.g. http://otel-collector.observability:4318.",
+        )
     settings = {
         "CHAMPION_CPU_IMAGE": cpu_image,
         "CHAMPION_GPU_IMAGE": gpu_image,
         "CHAMPION_WEIGHTS_PVC": weights_pvc,
         "CHAMPION_KUEUE_QUEUE": kueue_queue,
+        "CHAMPION_OTLP_ENDPOINT": otlp_endpoint,
     }
     with tempfile.TemporaryDirectory(prefix="champion-compile-") as errors:
         env = {

@@ -14,11 +14,13 @@ import os
 import shutil
 import threading
 import time
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+from champion import tracing
 from champion.errors import STEP_ERRORS_ENV, ChampionError, StepError
 from champion.interrupt import CANCEL_ENV, Interrupted, stop_on_signals
 from champion.parameters import PipelineParameters, PromotionParameters, ScheduledEvalParameters
@@ -266,15 +268,15 @@ class LocalRun:
     steps: StepTracker
     started_ns: int = 0
     name: str = ""
+    run_id: str = ""
 
     def trace(self, **attributes) -> str:
-        """The run as one trace (a span per step) when tracing is configured; its trace id."""
-        from champion import tracing
-
+        """The run's root span and its cached steps' spans (the steps that ran recorded their own); the trace id."""
         return tracing.record_run(
             self.name,
             self.steps.spans,
             {"champion.pipeline": self.name, **{f"champion.{k}": v for k, v in attributes.items() if v is not None}},
+            run_id=self.run_id,
             started_ns=self.started_ns,
             ended_ns=time.time_ns(),
         )
@@ -307,6 +309,8 @@ def _run_locally(
     log_path = workspace.logs / f"{name}-{stamp}.log"
     errors = workspace.root / "errors" / f"{name}-{stamp}-{os.getpid()}"
     os.environ[STEP_ERRORS_ENV] = str(errors)
+    # The run's id, which every step process inherits: their spans join the run's trace (champion.tracing).
+    run_id = os.environ[tracing.RUN_ID_ENV] = str(uuid.uuid4())
     started, started_ns = time.perf_counter(), time.time_ns()
     # Every step inherits the cancellation marker's path: a signal to this command marks the run
     # cancelled (under the alias lock, so no step is midway through moving the alias), stops every
@@ -339,14 +343,16 @@ def _run_locally(
             )
             raise
         except Exception as exc:
-            LocalRun(None, workspace, log_path, 0.0, tracker, started_ns, name).trace(
+            LocalRun(None, workspace, log_path, 0.0, tracker, started_ns, name, run_id).trace(
                 model=params.registered_model_name, outcome="failed"
             )
             step, error = tracker.failed_step or "a step", _step_error(errors)
             why = f"{error.type}: {error.problem}" if error else f"{type(exc).__name__}: {exc}"
             fix = (error.fix + " " if error and error.fix else "") + f"(the full log: {log_path})"
             raise PipelineFailed(f"step {step} failed: {why}", fix, step=step, error=error) from exc
-    return LocalRun(outputs.outputs, workspace, log_path, time.perf_counter() - started, tracker, started_ns, name)
+    return LocalRun(
+        outputs.outputs, workspace, log_path, time.perf_counter() - started, tracker, started_ns, name, run_id
+    )
 
 
 @contextlib.contextmanager

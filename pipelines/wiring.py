@@ -10,6 +10,7 @@ from typing import Any, Callable, NamedTuple
 from kfp import dsl, kubernetes
 
 from champion import parameters as P
+from champion import tracing
 from components import (
     GPU_IMAGE,
     batch_generate,
@@ -73,6 +74,11 @@ def configure(task: dsl.PipelineTask) -> dsl.PipelineTask:
     # Locally the runner's environment carries it, and it stays out of the step cache's key.
     if commit := os.environ.get("CHAMPION_BUILD_COMMIT"):
         task.set_env_variable("CHAMPION_GIT_COMMIT", commit)
+    # Each step's span joins its run's trace (champion.tracing): the run's id from the pod's KFP label, where
+    # it stays out of the step cache's key; the collector, when one was given at compile time.
+    kubernetes.use_field_path_as_env(task, tracing.RUN_ID_ENV, tracing.RUN_ID_POD_FIELD)
+    if P.OTLP_ENDPOINT:
+        task.set_env_variable("OTEL_EXPORTER_OTLP_ENDPOINT", P.OTLP_ENDPOINT)
     return task
 
 

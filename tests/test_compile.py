@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from pipelines.compile import COMPONENTS, PIPELINES, compile_all
+from pipelines.compile import COMPONENTS, PIPELINES, CompileError, compile_all
 from tests.conftest import REPO
 
 
@@ -64,6 +64,7 @@ def test_a_weights_pvc_and_a_kueue_queue_given_at_compile_time_reach_the_ir(tmp_
         gpu_image="registry.example.com/champion-gpu@sha256:" + "b" * 64,
         weights_pvc="champion-weights",
         kueue_queue="team-a-gpus",
+        otlp_endpoint="http://otel-collector.observability:4318",
     )
     spec, platform = list(yaml.safe_load_all((tmp_path / "pipelines" / "promotion.yaml").read_text()))
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
@@ -80,7 +81,16 @@ def test_a_weights_pvc_and_a_kueue_queue_given_at_compile_time_reach_the_ir(tmp_
         "@sha256:" + "b" * 64
     )
     assert spec["deploymentSpec"]["executors"]["exec-gate-op"]["container"]["image"].endswith("@sha256:" + "a" * 64)
+    # Tracing: every step reads its run's id from its pod's KFP label and sends its span to the collector.
+    for name, executor in spec["deploymentSpec"]["executors"].items():
+        env = {e["name"]: e["value"] for e in executor["container"].get("env", [])}
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4318", name
+        assert {"name": "CHAMPION_RUN_ID", "fieldPath": "metadata.labels['pipeline/runid']"} in executors[name][
+            "fieldPathAsEnv"
+        ], name
     assert "CHAMPION_WEIGHTS_PVC" not in os.environ
+    with pytest.raises(CompileError, match="not an http"):
+        compile_all(tmp_path / "again", otlp_endpoint="otel-collector:4317")
 
 
 def test_the_scoring_loop_declares_the_accelerator_parameters(compiled):

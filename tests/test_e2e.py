@@ -10,16 +10,17 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from html import escape as html_escape
 
 import pytest
 import yaml
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from champion.parameters import PromotionParameters, ScheduledEvalParameters
 from pipelines.local import LocalSettings, PipelineFailed, run_promotion
 from serving.manifests import validate_strict
 from tests.conftest import REPO
+from tests.otlp import OTLPReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -81,11 +82,16 @@ def lenient(policies, **overrides) -> PromotionParameters:
     )
 
 
-SPANS = InMemorySpanExporter()  # the promotion runs' traces (champion.tracing), read by the tests
+@pytest.fixture(scope="module")
+def traces():
+    """Where the promoted run's trace goes (champion.tracing): a real OTLP/HTTP receiver."""
+    receiver = OTLPReceiver()
+    yield receiver
+    receiver.close()
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory, weights_cache, shared_cache, policies):
+def live(tmp_path_factory, weights_cache, shared_cache, policies, traces):
     """One workspace whose champion is the demo bundle (qa-concise), promoted by the bootstrap rule, shared by
     the tests that start from a champion (a promotion costs half a minute). They only add runs to it: each reads
     the alias it starts from instead of assuming one."""
@@ -94,11 +100,14 @@ def live(tmp_path_factory, weights_cache, shared_cache, policies):
     settings = LocalSettings(
         workspace=tmp_path_factory.mktemp("live") / "workspace", weights_cache=weights_cache, cache_dir=shared_cache
     )
-    SPANS.clear()
-    tracing.configure(SPANS)
+    # The run's trace goes to a real OTLP receiver: the runner's spans and each step process's own.
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = traces.url
+    tracing.configure()
     try:
         return run_promotion(lenient(policies), settings), settings
     finally:
+        tracing.shutdown()
+        del os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
         tracing.configure()
 
 
@@ -112,7 +121,7 @@ def live_settings(live):
     return live[1]
 
 
-def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted, live_settings):
+def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted, live_settings, traces):
     workspace = live_settings.workspace
     assert promoted["decision"] == "promoted" and promoted["mode"] == "bootstrap"
     assert promoted["reasons"][0].startswith("every check passed (no champion yet")
@@ -130,15 +139,24 @@ def test_passing_bundle_is_registered_aliased_and_gets_a_valid_manifest(promoted
     assert families["champion_gate_passed"].samples[0].labels == {"model": "champion-qa"}
     assert families["champion_gate_passed"].samples[0].value == 1.0
     assert {s.labels["step"] for s in families["champion_step_seconds"].samples} >= {"gate-op", "register-op"}
-    # The run as one trace: a root span with the bundle and the decision, a child span per step.
-    spans = SPANS.get_finished_spans()
-    (root,) = [span for span in spans if span.parent is None]
-    assert format(root.context.trace_id, "032x") == promoted["trace_id"]
-    assert root.attributes["champion.bundle_id"] == promoted["bundle_id"]
-    assert root.attributes["champion.decision"] == "promoted"
-    steps = {span.name for span in spans if span.parent is not None}
-    assert {"gate-op", "register-op", "batch-generate-op[0]"} <= steps
-    assert all(span.context.trace_id == root.context.trace_id for span in spans)
+    # The run as one trace: the runner's root span with the bundle and the decision; below it one span per
+    # task, recorded by the step's own process (or by the runner, for a step the step cache answered).
+    spans = traces.spans
+    (root,) = [span for span in spans if not span.parent_span_id]
+    assert root.trace_id.hex() == promoted["trace_id"] and all(span.trace_id == root.trace_id for span in spans)
+    assert OTLPReceiver.attributes(root)["champion.bundle_id"] == promoted["bundle_id"]
+    assert OTLPReceiver.attributes(root)["champion.decision"] == "promoted"
+    children = [span for span in spans if span.parent_span_id]
+    assert all(span.parent_span_id == root.span_id for span in children)
+    tasks = Counter(task.split("[")[0] for task in promoted["steps"])  # batch-generate-op[0] -> batch-generate-op
+    assert Counter(span.name for span in children) == tasks
+    cached = Counter(task.split("[")[0] for task, step in promoted["steps"].items() if step["state"] == "cached")
+    assert Counter(s.name for s in children if OTLPReceiver.attributes(s).get("champion.step_state")) == cached
+    (gate_span,) = [span for span in children if span.name == "gate-op"]
+    if "champion.step_state" not in OTLPReceiver.attributes(gate_span):  # the gate's process ran: it names its bundles
+        assert OTLPReceiver.attributes(gate_span)["champion.bundle_ids"] == [promoted["bundle_id"]]
+    (register_span,) = [span for span in children if span.name == "register-op"]  # never cached
+    assert OTLPReceiver.attributes(register_span)["champion.bundle_id"] == promoted["bundle_id"]
     manifest = yaml.safe_load(open(promoted["reports"]["manifest"]))
     validate_strict(manifest)
     annotations = manifest["metadata"]["annotations"]

@@ -5,8 +5,6 @@ receiver on 127.0.0.1 that decodes the protobuf), nothing otherwise, and never a
 from __future__ import annotations
 
 import asyncio
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -15,6 +13,7 @@ from champion import tracing
 from serving.openai_api import ChatRequest
 from serving.transformer import PromptTransformer
 from tests.answer_server import AnswerServer
+from tests.otlp import OTLPReceiver
 from tests.test_shadow import LIVE, PROMPT
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -77,45 +76,23 @@ def test_nothing_is_exported_without_an_endpoint(monkeypatch):
         pass
 
 
-class OTLPReceiver:
-    """An OTLP/HTTP trace receiver on 127.0.0.1: decodes each ExportTraceServiceRequest it is sent."""
-
-    def __init__(self) -> None:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-        self.spans: list = []
-        self.content_types: list[str] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.content_types.append(self.headers["Content-Type"])
-                message = ExportTraceServiceRequest.FromString(body)
-                for resource in message.resource_spans:
-                    for scope in resource.scope_spans:
-                        receiver.spans.extend(scope.spans)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+RUN_ID = "0b8e6c3e-27f1-4b0e-9d1a-4f6f2c7d9a10"
 
 
-def test_spans_go_to_the_configured_otlp_endpoint(monkeypatch):
+def test_the_outside_view_of_a_run_is_its_root_and_the_steps_no_process_ran(monkeypatch):
+    """The runner records the root (ids from the run id) and the cached steps; a step that ran records its own."""
     receiver = OTLPReceiver()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     tracing.configure()
     try:
-        tracing.record_run(
+        trace_id = tracing.record_run(
             "champion-promotion",
-            {"gate-op": {"start_ns": 1_000, "end_ns": 2_000, "state": "succeeded"}},
+            {
+                "gate-op": {"start_ns": 1_000, "end_ns": 2_000, "state": "succeeded"},
+                "preprocess-data-op": {"start_ns": 500, "end_ns": 600, "state": "cached"},
+            },
             {"champion.bundle_id": LIVE.id},
+            run_id=RUN_ID,
             started_ns=0,
             ended_ns=3_000,
         )
@@ -123,8 +100,54 @@ def test_spans_go_to_the_configured_otlp_endpoint(monkeypatch):
     finally:
         monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
         tracing.configure()
-        receiver.server.shutdown()
+        receiver.close()
     assert receiver.content_types == ["application/x-protobuf"]
-    assert sorted(span.name for span in receiver.spans) == ["champion-promotion", "gate-op"]
+    assert sorted(span.name for span in receiver.spans) == ["champion-promotion", "preprocess-data-op"]
     root = next(span for span in receiver.spans if span.name == "champion-promotion")
-    assert {a.key: a.value.string_value for a in root.attributes}["champion.bundle_id"] == LIVE.id
+    cached = next(span for span in receiver.spans if span.name == "preprocess-data-op")
+    assert trace_id == RUN_ID.replace("-", "") == root.trace_id.hex() == cached.trace_id.hex()  # the run's UUID
+    assert int.from_bytes(root.span_id, "big") == tracing.run_root_span_id(RUN_ID) and not root.parent_span_id
+    assert cached.parent_span_id == root.span_id
+    assert OTLPReceiver.attributes(root)["champion.bundle_id"] == LIVE.id
+    assert OTLPReceiver.attributes(cached)["champion.step_state"] == "cached"
+
+
+def _step_process(receiver: OTLPReceiver, body: str, *, endpoint: bool = True):
+    """A process started the way KFP's executor starts a step (``--function_to_execute``, ``--executor_input``)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    executor_input = {"inputs": {"parameterValues": {"bundles": [LIVE.model_dump_json()], "shards": 1}}}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | {tracing.RUN_ID_ENV: RUN_ID}
+    if endpoint:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.url
+    return subprocess.run(
+        [sys.executable, "-c", f"import champion\n{body}"]
+        + ["--executor_input", json.dumps(executor_input), "--function_to_execute", "gate_op"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_a_step_process_records_its_own_span_in_the_runs_trace():
+    receiver = OTLPReceiver()
+    try:
+        ok = _step_process(receiver, "print('gating')")
+        failed = _step_process(receiver, "raise ValueError('What is the capital of France?')")
+        silent = _step_process(receiver, "print('gating')", endpoint=False)
+    finally:
+        receiver.close()
+    assert ok.returncode == 0 and failed.returncode == 1 and silent.returncode == 0, failed.stderr
+    assert "ValueError" in failed.stderr  # the traceback is still printed as usual
+    assert len(receiver.spans) == 2  # nothing from the process without an endpoint
+    for span in receiver.spans:
+        assert span.name == "gate-op" and span.trace_id.hex() == RUN_ID.replace("-", "")
+        assert int.from_bytes(span.parent_span_id, "big") == tracing.run_root_span_id(RUN_ID)
+        attributes = OTLPReceiver.attributes(span)
+        assert attributes["champion.bundle_ids"] == [LIVE.id] and attributes["champion.run_id"] == RUN_ID
+    good, bad = sorted(receiver.spans, key=lambda span: span.status.code)
+    assert good.status.code == 0 and bad.status.code == 2  # unset, error
+    assert bad.status.message == "ValueError"  # the exception's type: its text may quote a question
