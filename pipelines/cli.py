@@ -918,7 +918,10 @@ def trigger(
                         details="; ".join(result["reasons"]),
                     )
                 else:
-                    from pipelines.kubeflow import git_commit, submit_and_wait
+                    from champion.parameters import DEFAULT_REGISTERED_MODEL
+                    from champion.run_metrics import ExportError
+                    from pipelines.kubeflow import git_commit, record_watched_run, submit_and_wait
+                    from pipelines.promotion import PIPELINE_NAME
 
                     prompt = load_file(bundle.prompt, bundle.path, repo.resolve() / "prompts")
                     arguments = {
@@ -944,6 +947,15 @@ def trigger(
                         details=result.message or ("gate passed" if result.succeeded else ""),
                         link=result.link,
                     )
+                    try:
+                        record_watched_run(
+                            result,
+                            pipeline=PIPELINE_NAME,
+                            model=arguments.get("registered_model_name") or DEFAULT_REGISTERED_MODEL,
+                            pushgateway_url=arguments.get("pushgateway_url") or "",
+                        )
+                    except ExportError as exc:  # the run's outcome stands; its step metrics are missing
+                        err.print(f"[yellow]warning:[/] {exc}")
             except ChampionError as exc:
                 row.update(passed=False, result="error", details=str(exc))
             rows.append(row)

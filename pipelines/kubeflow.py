@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from champion.digests import sha256_json
@@ -307,6 +308,44 @@ def schedule(
 # -- runs ------------------------------------------------------------------------------------
 
 
+# A task's runtime state in the KFP API -> the step states the local runner uses (SKIPPED: the cache answered).
+TASK_STATES = {"SUCCEEDED": "succeeded", "SKIPPED": "cached", "FAILED": "failed", "CANCELED": "cancelled"}
+
+
+def _ns(moment: datetime | str | None) -> int:
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return int(moment.timestamp() * 1e9) if isinstance(moment, datetime) else 0
+
+
+def task_timeline(run) -> dict[str, dict]:
+    """The run object's step tasks (its ``run_details.task_details``; DAG and driver entries left out), named as
+    the local runner names them (a loop's iterations ``task[0]``, ``task[1]``…) with their times and state."""
+    from pipelines.wiring import STEPS
+
+    details = getattr(getattr(run, "run_details", None), "task_details", None) or []
+    steps = sorted(
+        (d for d in details if d.display_name in STEPS and d.state in TASK_STATES),
+        key=lambda d: (_ns(d.start_time or d.create_time), d.display_name),
+    )
+    repeated = {name for name in STEPS if sum(d.display_name == name for d in steps) > 1}
+    timeline, seen = {}, dict.fromkeys(repeated, 0)
+    for detail in steps:
+        name = detail.display_name
+        if name in seen:
+            index, seen[name] = seen[name], seen[name] + 1
+            name = f"{name}[{index}]"
+        start = _ns(detail.start_time or detail.create_time)
+        end = _ns(detail.end_time) or start
+        timeline[name] = {
+            "start_ns": start,
+            "end_ns": end,
+            "state": TASK_STATES[detail.state],
+            "seconds": round((end - start) / 1e9, 2),
+        }
+    return timeline
+
+
 @dataclass
 class RunResult:
     name: str
@@ -314,10 +353,37 @@ class RunResult:
     state: str
     message: str
     link: str
+    created_ns: int = 0
+    finished_ns: int = 0
+    steps: dict[str, dict] = field(default_factory=dict)  # task_timeline of the finished run
 
     @property
     def succeeded(self) -> bool:
         return self.state.upper() == "SUCCEEDED"
+
+
+def record_watched_run(result: RunResult, *, pipeline: str, model: str, pushgateway_url: str = "") -> list[str]:
+    """What a run's watcher adds to the run's own telemetry: the root span of its trace (the steps' spans, recorded
+    by the steps themselves on the cluster, are its children) with the spans of the steps KFP's cache answered,
+    and each step's seconds and cache state pushed beside the gate's series. Where the metrics went."""
+    from champion import tracing
+    from champion.run_metrics import export, step_metrics
+
+    tracing.record_run(
+        pipeline,
+        result.steps,
+        {"champion.pipeline": pipeline, "champion.model": model, "champion.outcome": result.state.lower()},
+        run_id=result.run_id,
+        started_ns=result.created_ns,
+        ended_ns=result.finished_ns or result.created_ns,
+    )
+    if not pushgateway_url or not result.steps:
+        return []
+    from prometheus_client import CollectorRegistry
+
+    registry = step_metrics(model, result.steps, CollectorRegistry())
+    # Its own group: a push replaces its whole group, and the gate's group is the register step's.
+    return export(registry, model=model, kind=f"{pipeline}-steps", pushgateway_url=pushgateway_url)
 
 
 def submit_and_wait(
@@ -361,4 +427,7 @@ def submit_and_wait(
         run.state or "UNKNOWN",
         message,
         f"{client._get_url_prefix()}/#/runs/details/{submitted.run_id}",
+        created_ns=_ns(run.created_at),
+        finished_ns=_ns(run.finished_at),
+        steps=task_timeline(run),
     )

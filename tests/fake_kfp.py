@@ -133,6 +133,7 @@ class FakeKFP:
         self.run_polls = 1
         self.fail_with: dict[tuple[str, str], int] = {}  # (method, path) -> an HTTP error status to answer once
         self.run_outcome = lambda run: ("SUCCEEDED", "")
+        self.run_tasks = lambda run: []  # the finished run's run_details.task_details
         self._polls: dict[str, int] = {}
         self._lock = threading.Lock()
         fake = self
@@ -346,7 +347,9 @@ class FakeKFP:
         if run["state"] in ("PENDING", "RUNNING"):
             if self._polls[run["run_id"]] > self.run_polls:
                 state, message = self.run_outcome(run)
-                run.update({"state": state, "finished_at": _now()})
+                run.update(
+                    {"state": state, "finished_at": _now(), "run_details": {"task_details": self.run_tasks(run)}}
+                )
                 if message:
                     run["error"] = {"code": 2, "message": message}
             else:

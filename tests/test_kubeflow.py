@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from pipelines.compile import compile_all
@@ -22,6 +23,7 @@ from pipelines.kubeflow import (
     connect,
     git_commit,
     prompts_hash,
+    record_watched_run,
     schedule,
     submit_and_wait,
     upload,
@@ -328,6 +330,85 @@ def test_trigger_submits_one_gate_only_run_per_changed_bundle_and_fails_on_a_rej
         and "| `qa-oneline@2` | `smollm2` | ✅ passed |" in text
         and "GateRejected" in text
     )
+
+
+def test_a_watched_cluster_run_gets_its_root_span_and_its_step_metrics(kfp, packages, prometheus_binaries, monkeypatch):
+    """What ``champion trigger`` adds once the run ends, from the KFP run object: the trace's root (ids from the
+    run's UUID, which the steps' own spans are children of) with a span for each step the cache answered, and
+    every step's seconds and cache state on a real Pushgateway."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from champion import tracing
+    from tests.otlp import OTLPReceiver
+    from tests.prometheus.server import Pushgateway
+
+    def task(name, state, start, end):
+        return {
+            "run_id": "r",
+            "task_id": f"{name}-{start}",
+            "display_name": name,
+            "create_time": f"2026-11-22T10:00:{start:02d}Z",
+            "start_time": f"2026-11-22T10:00:{start:02d}Z",
+            "end_time": f"2026-11-22T10:00:{end:02d}Z",
+            "state": state,
+        }
+
+    kfp.run_tasks = lambda run: [
+        task("root", "SUCCEEDED", 0, 40),  # the DAG itself, not a step
+        task("pin-inputs-op", "SUCCEEDED", 1, 3),
+        task("preprocess-data-op", "SKIPPED", 4, 4),
+        task("batch-generate-op", "SUCCEEDED", 5, 20),
+        task("batch-generate-op", "SUCCEEDED", 6, 25),
+        task("gate-op", "SUCCEEDED", 26, 30),
+    ]
+    receiver = OTLPReceiver()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    tracing.configure()
+    try:
+        result = submit_and_wait(
+            client_for(kfp),
+            packages / "promotion.yaml",
+            run_name="ci-watched",
+            arguments={"prompt": "qa-oneline", "promote": False},
+            experiment="champion-ci",
+            poll_s=0.05,
+        )
+        assert "batch-generate-op[1]" in result.steps, result.steps
+        second = result.steps["batch-generate-op[1]"]
+        assert second["end_ns"] - second["start_ns"] == 19 * 10**9, result.steps
+        assert second["state"] == "succeeded" and second["seconds"] == 19.0
+        assert list(result.steps) == [
+            "pin-inputs-op",
+            "preprocess-data-op",
+            "batch-generate-op[0]",
+            "batch-generate-op[1]",
+            "gate-op",
+        ]
+        with Pushgateway() as gateway:
+            where = record_watched_run(
+                result, pipeline="champion-promotion", model="champion-qa", pushgateway_url=gateway.url
+            )
+            pushed = requests.get(f"{gateway.url}/metrics", timeout=10).text
+        tracing.shutdown()
+    finally:
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+        tracing.configure()
+        receiver.close()
+    assert where == [gateway.url]
+    samples = {
+        (s.name, s.labels.get("step"), s.labels.get("kind")): s.value
+        for family in text_string_to_metric_families(pushed)
+        for s in family.samples
+        if s.name.startswith("champion_step")
+    }
+    assert samples[("champion_step_seconds", "batch-generate-op[0]", "champion-promotion-steps")] == 15.0
+    assert samples[("champion_step_cached", "preprocess-data-op", "champion-promotion-steps")] == 1.0
+    assert samples[("champion_step_cached", "gate-op", "champion-promotion-steps")] == 0.0
+    root, cached = sorted(receiver.spans, key=lambda span: bool(span.parent_span_id))
+    assert root.name == "champion-promotion" and root.trace_id.hex() == result.run_id.replace("-", "")
+    assert int.from_bytes(root.span_id, "big") == tracing.run_root_span_id(result.run_id)
+    assert OTLPReceiver.attributes(root)["champion.outcome"] == "succeeded"
+    assert cached.name == "preprocess-data-op" and cached.parent_span_id == root.span_id
 
 
 def test_trigger_fails_lint_when_a_published_prompt_is_edited_in_place(repo, kfp):
