@@ -10,7 +10,7 @@ cluster, read by every step from its pod's ``pipeline/runid`` label; a fresh UUI
 process opens its own span at start, a child of the run's root span, and ends it when the process exits (an
 error status when an exception ended it), so a run on a cluster is traced without anything outside it. The
 root span, and a span for each step KFP's cache answered (no process ran), are recorded by whoever watches the
-run from outside: the local runner, or ``champion run --kubeflow`` from the KFP run object. Both sides derive
+run from outside: the local runner, or ``champion trigger`` from the KFP run object once the run ends. Both sides derive
 the root's ids from the run id alone, so their spans meet in one trace.
 
 Span attributes carry identities only (bundle id, prompt name@version, model digest, step names, the
@@ -26,6 +26,7 @@ import threading
 import uuid
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
@@ -143,7 +144,9 @@ def record_run(
     here: a step that ran recorded its own span, see ``trace_step_process``). Returns the trace id (hex)."""
     run_tracer = tracer("champion.pipeline")
     _ids.given(run_trace_id(run_id), run_root_span_id(run_id))
-    root = run_tracer.start_span(name, start_time=started_ns, attributes={"champion.run_id": run_id, **attributes})
+    root = run_tracer.start_span(  # a root whatever span is current in the caller
+        name, context=Context(), start_time=started_ns, attributes={"champion.run_id": run_id, **attributes}
+    )
     for step, times in steps.items():
         if times["state"] == "cached":
             run_tracer.start_span(

@@ -221,7 +221,7 @@ def test_rejected_bundle_leaves_the_alias_where_it_was(promoted, live_settings, 
     assert {"bundle_id", "decision", "reasons", "metrics", "reports"} <= set(summary)
 
 
-def test_bad_data_fails_with_the_row_named_and_promotes_nothing(promoted, live_settings, tmp_path):
+def test_bad_data_fails_with_the_row_named_and_promotes_nothing(promoted, live_settings, policies, tmp_path):
     workspace, settings = live_settings.workspace, live_settings
     before = champion_version(workspace)
     data = tmp_path / "bad.jsonl"
@@ -229,7 +229,7 @@ def test_bad_data_fails_with_the_row_named_and_promotes_nothing(promoted, live_s
         '{"question": "What is 2+2?", "reference": "4"}\n{"question": "Legs on a spider?", "reference": 8}\n'
     )
     with pytest.raises(PipelineFailed, match=r"row 2, column 'reference': expected text") as info:
-        run_promotion(PromotionParameters(data_source=str(data), limit=2), settings)
+        run_promotion(lenient(policies, data_source=str(data), limit=2), settings)
     assert "full log" in info.value.fix
     # Why it failed comes from the step's own error record, typed, not from its log.
     assert (
@@ -437,11 +437,13 @@ class WebhookReceiver:
 
 
 def test_scheduled_evaluation_is_healthy_then_alerts_on_a_regression_and_never_promotes(
-    promoted, workspace, policies, settings, tmp_path
+    promoted, live_settings, policies, tmp_path
 ):
     from pipelines.local import run_scheduled_eval
 
+    workspace, settings = live_settings.workspace, live_settings
     before = champion_version(workspace)
+    audited = len(open(workspace / "audit.jsonl").readlines())
     options = dict(limit=4, gate_config=str(policies / "lenient.yaml"), evaluator_config=LEAN, batch_size=4)
     healthy = run_scheduled_eval(ScheduledEvalParameters(**options), settings)
     assert healthy["status"] == "healthy" and healthy["champion_version"] == before and healthy["error"] is None
@@ -470,13 +472,14 @@ def test_scheduled_evaluation_is_healthy_then_alerts_on_a_regression_and_never_p
         and "failed its scheduled evaluation" in hook.posts[0]["text"]
     )
     assert champion_version(workspace) == before
-    events = [json.loads(line)["event"] for line in open(workspace / "audit.jsonl")]
-    assert events.count("scheduled_evaluation") == 3 and "alias_moved" not in events[-3:]
+    events = [json.loads(line)["event"] for line in open(workspace / "audit.jsonl")][audited:]  # this test's
+    assert events.count("scheduled_evaluation") == 3 and "alias_moved" not in events
 
 
 def test_trigger_local_runs_a_gate_only_promotion_for_a_changed_prompt(
-    promoted, workspace, policies, weights_cache, shared_cache, tmp_path
+    promoted, live_settings, policies, weights_cache, shared_cache, tmp_path
 ):
+    workspace = live_settings.workspace
     root = tmp_path / "repo"
     shutil.copytree(REPO / "prompts", root / "prompts", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     git = lambda *args: subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)  # noqa: E731
@@ -530,12 +533,13 @@ def test_trigger_local_runs_a_gate_only_promotion_for_a_changed_prompt(
 
 
 def test_fine_tuning_in_the_pipeline_changes_the_model_digest_and_the_champion_refetches_it(
-    promoted, workspace, policies, settings, weights_cache
+    workspace, policies, settings, weights_cache
 ):
+    """Its own workspace: the tuned bundle may become the champion, which the shared one must not see."""
     from champion.weights import fetch_weights
 
     tuned = run_promotion(lenient(policies, fine_tune_steps=3, eval_fraction=0.5), settings)
-    base_digest = promoted["bundle"]["model_digest"]
+    base_digest = fetch_weights("smollm2", workspace / "base", cache_dir=weights_cache).digest
     assert tuned["bundle"]["model_digest"] != base_digest  # the tuned weights are what the bundle names
     version = mlflow_client(workspace).get_model_version("champion-qa", tuned["model_version"])
     source = version.tags["champion.weights_source"]
