@@ -369,13 +369,15 @@ def record_watched_run(result: RunResult, *, pipeline: str, model: str, pushgate
     from champion import tracing
     from champion.run_metrics import export, step_metrics
 
+    if not (result.created_ns and result.finished_ns):  # still running (timed out waiting): nothing to close yet
+        return []
     tracing.record_run(
         pipeline,
         result.steps,
         {"champion.pipeline": pipeline, "champion.model": model, "champion.outcome": result.state.lower()},
         run_id=result.run_id,
         started_ns=result.created_ns,
-        ended_ns=result.finished_ns or result.created_ns,
+        ended_ns=result.finished_ns,
     )
     if not pushgateway_url or not result.steps:
         return []

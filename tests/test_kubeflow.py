@@ -19,6 +19,7 @@ from pipelines.compile import compile_all
 from pipelines.kubeflow import (
     Connection,
     KubeflowError,
+    RunResult,
     check_cron,
     connect,
     git_commit,
@@ -395,6 +396,8 @@ def test_a_watched_cluster_run_gets_its_root_span_and_its_step_metrics(kfp, pack
         tracing.configure()
         receiver.close()
     assert where == [gateway.url]
+    unfinished = RunResult("ci-slow", result.run_id, "TIMEOUT", "still running after 60 s", result.link)
+    assert record_watched_run(unfinished, pipeline="champion-promotion", model="champion-qa", pushgateway_url="x") == []
     samples = {
         (s.name, s.labels.get("step"), s.labels.get("kind")): s.value
         for family in text_string_to_metric_families(pushed)
