@@ -284,10 +284,21 @@ def test_a_run_against_an_erroring_registry_fails_and_promotes_nothing(server, t
     versions_before = len(client.search_model_versions("name='qa'"))
     alias_before = current_champion(client, "qa")
     proxy = FaultProxy(server.url, "registered-models/alias")
+    # No judge: this run is about the registry, and the judge's calibration would only make it wait.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "name: lean\nversion: 1\nmin_examples: 3\nmetrics:\n  semantic_similarity: {direction: higher, margin: 0.05}\n"
+    )
     try:
         with pytest.raises(PipelineFailed, match="resolve-champion-op failed: RegistryError") as info:
             run_promotion(
-                PromotionParameters(limit=3, registered_model_name="qa", mlflow_tracking_uri=proxy.url),
+                PromotionParameters(
+                    limit=3,
+                    registered_model_name="qa",
+                    mlflow_tracking_uri=proxy.url,
+                    gate_config=str(policy),
+                    evaluator_config=str(REPO / "tests/configs/lean-evaluators.yaml"),
+                ),
                 LocalSettings(workspace=tmp_path / "ws", weights_cache=weights_cache),
             )
         assert "carries the 'champion' alias" in info.value.problem
