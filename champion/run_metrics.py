@@ -3,7 +3,7 @@
 A promotion run exports its gate decision (``champion_gate_passed``), when it ran
 (``champion_gate_last_run_timestamp_seconds``, what the stale-gate alert watches), and per compared metric
 the difference against the champion with its interval (``champion_gate_difference``, ``_ci_low``,
-``_ci_high``); locally also every step's wall seconds and whether KFP's step cache answered it
+``_ci_high``); locally, and for a cluster run ``champion trigger`` watched, also every step's wall seconds and whether KFP's step cache answered it
 (``champion_step_seconds``, ``champion_step_cached``). A scheduled evaluation exports
 ``champion_scheduled_evaluation_healthy``, its failed checks and each metric's mean
 (``champion_scheduled_evaluation_score``). Labels are the registered model, the metric, the slice and the
@@ -60,7 +60,8 @@ def gate_metrics(model: str, decision: dict, *, at: float | None = None, registr
 
 
 def step_metrics(model: str, timeline: dict[str, dict], registry: CollectorRegistry) -> CollectorRegistry:
-    """Each step's wall seconds and whether KFP's step cache answered it (a local run's StepTracker timeline)."""
+    """Each step's wall seconds and whether KFP's step cache answered it (a timeline: the local runner's, or
+    pipelines.kubeflow.task_timeline of a cluster run)."""
     seconds = Gauge(
         "champion_step_seconds", "Wall seconds of the step in the last run.", ["model", "step"], registry=registry
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -328,13 +329,13 @@ def task_timeline(run) -> dict[str, dict]:
         (d for d in details if d.display_name in STEPS and d.state in TASK_STATES),
         key=lambda d: (_ns(d.start_time or d.create_time), d.display_name),
     )
-    repeated = {name for name in STEPS if sum(d.display_name == name for d in steps) > 1}
-    timeline, seen = {}, dict.fromkeys(repeated, 0)
+    runs_of, seen = Counter(d.display_name for d in steps), Counter[str]()
+    timeline = {}
     for detail in steps:
         name = detail.display_name
-        if name in seen:
-            index, seen[name] = seen[name], seen[name] + 1
-            name = f"{name}[{index}]"
+        if runs_of[name] > 1:  # a loop's iterations, in the order they started
+            seen[name] += 1
+            name = f"{name}[{seen[name] - 1}]"
         start = _ns(detail.start_time or detail.create_time)
         end = _ns(detail.end_time) or start
         timeline[name] = {
