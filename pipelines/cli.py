@@ -112,6 +112,14 @@ def _parameters(model: type, given: dict, param: list[str]) -> Any:
         _fail(exc)
 
 
+RUNNER_OPTION = typer.Option(
+    "subprocess",
+    "--runner",
+    help="Where the steps run: subprocess (this virtual environment) or docker (containers of the champion "
+    "image built by `make images`, as uid 1000, with no network).",
+)
+
+
 @app.command()
 def run(
     data: str = option("data_source"),
@@ -150,8 +158,10 @@ def run(
         False, "--serve", help="If the bundle is promoted, serve it locally afterwards (see `champion serve`)."
     ),
     port: int = typer.Option(8080, help="Port for --serve."),
+    runner: str = RUNNER_OPTION,
 ) -> None:
     """Run the promotion pipeline locally (kfp.local) and print the decision."""
+    from pipelines.containers import check_runner
     from pipelines.local import LocalSettings, run_promotion
 
     given = dict(
@@ -171,8 +181,10 @@ def run(
         allow_bootstrap=bootstrap,
     )
     params = _parameters(PromotionParameters, given, param)
-    settings = LocalSettings(workspace=workspace, weights_cache=weights_cache, use_cache=use_cache)
     try:
+        settings = LocalSettings(
+            workspace=workspace, weights_cache=weights_cache, use_cache=use_cache, runner=check_runner(runner)
+        )
         with err.status("Starting the local pipeline…") as status:
             summary = run_promotion(params, settings, _progress(status))
     except ChampionError as exc:
@@ -424,6 +436,15 @@ def _print_summary(summary: dict) -> None:
     }.get(summary["deployment"], summary["deployment"])
     table.add_row("deployment", f"{deployment}: {summary.get('deployment_reason', '')}")
     table.add_row("wall time", f"{summary['wall_seconds']} s")
+    containers = summary.get("containers") or {}
+    if containers:
+        images = sorted({entry["image"] for entry in containers.values()})
+        users = sorted({entry["user"] for entry in containers.values()})
+        table.add_row(
+            "containers",
+            f"{len(containers)} task(s) in {', '.join(images)} as user {', '.join(users)}, "
+            f"network {', '.join(sorted({entry['network'] for entry in containers.values()}))}",
+        )
     cache = summary.get("cache") or {}
     if cache.get("steps"):
         table.add_row("step cache", f"{len(cache['steps'])} step(s) reused: {', '.join(cache['steps'])}")
@@ -730,8 +751,10 @@ def monitor(
         None, envvar="CHAMPION_WEIGHTS_CACHE", help="Cache of converted/fetched weights."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    runner: str = RUNNER_OPTION,
 ) -> None:
     """Run the scheduled evaluation of the live champion locally; exit 1 on an alert. Never promotes."""
+    from pipelines.containers import check_runner
     from pipelines.local import LocalSettings, run_scheduled_eval
 
     try:
@@ -747,7 +770,9 @@ def monitor(
                 ),
                 param,
             )
-            result = run_scheduled_eval(params, LocalSettings(workspace=workspace, weights_cache=weights_cache))
+            result = run_scheduled_eval(
+                params, LocalSettings(workspace=workspace, weights_cache=weights_cache, runner=check_runner(runner))
+            )
     except ChampionError as exc:
         _fail(exc)
     if as_json:

@@ -25,6 +25,7 @@ from champion.errors import STEP_ERRORS_ENV, ChampionError, StepError
 from champion.interrupt import CANCEL_ENV, Interrupted, stop_on_signals
 from champion.parameters import PipelineParameters, PromotionParameters, ScheduledEvalParameters
 from champion.provenance import git_commit
+from pipelines.containers import ContainerLedger, Runner, docker_runner, input_paths, stop_containers, with_images
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -81,6 +82,9 @@ class LocalSettings:
     workspace: Path = Path(".champion")
     weights_cache: Path | None = None  # default: CHAMPION_WEIGHTS_CACHE, else <workspace>/cache/weights
     use_cache: bool = True  # KFP's step cache and the per-example cache (off: everything is computed)
+    # Where the steps run: subprocesses of this virtual environment, or containers of the champion image
+    # (pipelines/containers.py), as on a cluster.
+    runner: Runner = "subprocess"
     # Where both caches live (default: CHAMPION_CACHE_DIR, else <workspace>/cache). Workspaces may share
     # one: every entry is keyed by content (pins, digests), never by a workspace's paths.
     cache_dir: Path | None = None
@@ -269,6 +273,16 @@ class LocalRun:
     started_ns: int = 0
     name: str = ""
     run_id: str = ""
+    containers: ContainerLedger | None = None  # where each task ran, when the steps ran in containers
+
+    def container_per_task(self) -> dict[str, dict[str, Any]]:
+        if self.containers is None:
+            return {}
+        return {
+            task_label(entry["task"], entry["run_folder"]): {k: v for k, v in entry.items() if k != "run_folder"}
+            | {"task": task_label(entry["task"], entry["run_folder"])}
+            for entry in self.containers.by_task().values()
+        }
 
     def trace(self, **attributes) -> str:
         """The run's root span and its cached steps' spans (the steps that ran recorded their own); the trace id."""
@@ -295,15 +309,6 @@ def _run_locally(
     # Expected here: the steps name the cluster image but run in this virtual environment on purpose.
     warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner", category=UserWarning)
-    # workspace_root stays unset: kfp.local deletes it after every run. The step cache lives in the
-    # workspace; its entries point at artifacts under runs/, and a missing artifact is a miss.
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(workspace.runs),
-        raise_on_error=True,
-        enable_caching=settings.use_cache,
-        cache_root=str(settings.caches(workspace) / "steps"),
-    )
     name = pipeline_func.component_spec.name
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_path = workspace.logs / f"{name}-{stamp}.log"
@@ -317,6 +322,22 @@ def _run_locally(
     # step process, and only then ends the command.
     cancel_file = workspace.root / "cancelled" / f"{log_path.stem}.reason"
     os.environ[CANCEL_ENV] = str(cancel_file)
+    arguments = pipeline_arguments(params, settings, workspace)
+    runner, ledger = _runner(settings, workspace, run_id, arguments)
+    if ledger is not None:
+        from components import CPU_IMAGE, GPU_IMAGE
+
+        # No GPU here: the GPU steps run in the CPU image, which holds the same code.
+        pipeline_func = with_images(pipeline_func, {GPU_IMAGE: CPU_IMAGE})
+    # workspace_root stays unset: kfp.local deletes it after every run. The step cache lives in the
+    # workspace; its entries point at artifacts under runs/, and a missing artifact is a miss.
+    local.init(
+        runner=runner,
+        pipeline_root=str(workspace.runs),
+        raise_on_error=True,
+        enable_caching=settings.use_cache,
+        cache_root=str(settings.caches(workspace) / "steps"),
+    )
     tracker = StepTracker(on_event)
     # kfp.local swaps the root logger's handlers per task, from several threads when the scoring loop runs
     # its bundles in parallel; a handler bound to this run's log file can outlive the run. Put them back.
@@ -324,11 +345,12 @@ def _run_locally(
     with open(log_path, "w", encoding="utf-8") as log_handle, _restored_handlers(root_handlers):
         try:
             with (
-                stop_on_signals(lambda signum: mark_cancelled(workspace, cancel_file, signum)),
+                stop_on_signals(lambda signum: mark_cancelled(workspace, cancel_file, signum, run_id)),
                 contextlib.redirect_stdout(log_handle),
                 tracker.watching(),
+                ledger.following() if ledger is not None else contextlib.nullcontext(),
             ):
-                outputs = pipeline_func(**pipeline_arguments(params, settings, workspace))
+                outputs = pipeline_func(**arguments)
         except Interrupted:
             from serving.registry import append_audit
 
@@ -343,7 +365,7 @@ def _run_locally(
             )
             raise
         except Exception as exc:
-            LocalRun(None, workspace, log_path, 0.0, tracker, started_ns, name, run_id).trace(
+            LocalRun(None, workspace, log_path, 0.0, tracker, started_ns, name, run_id, ledger).trace(
                 model=params.registered_model_name, outcome="failed"
             )
             step, error = tracker.failed_step or "a step", _step_error(errors)
@@ -351,8 +373,26 @@ def _run_locally(
             fix = (error.fix + " " if error and error.fix else "") + f"(the full log: {log_path})"
             raise PipelineFailed(f"step {step} failed: {why}", fix, step=step, error=error) from exc
     return LocalRun(
-        outputs.outputs, workspace, log_path, time.perf_counter() - started, tracker, started_ns, name, run_id
+        outputs.outputs, workspace, log_path, time.perf_counter() - started, tracker, started_ns, name, run_id, ledger
     )
+
+
+def _runner(settings: LocalSettings, workspace: Workspace, run_id: str, arguments: dict):
+    """kfp.local's runner for this run, and the ledger of its containers (None: steps are subprocesses)."""
+    from kfp import local
+
+    from components import CPU_IMAGE
+
+    if settings.runner == "subprocess":
+        return local.SubprocessRunner(use_venv=False), None
+    weights = Path(arguments.get("weights_cache") or workspace.weights_cache)
+    runner = docker_runner(
+        image=CPU_IMAGE,
+        run_id=run_id,
+        writable=[workspace.root, settings.caches(workspace), weights],
+        read_only=input_paths(arguments),
+    )
+    return runner, ContainerLedger(run_id)
 
 
 @contextlib.contextmanager
@@ -363,9 +403,10 @@ def _restored_handlers(handlers: list):
         logging.getLogger().handlers[:] = handlers
 
 
-def mark_cancelled(workspace: Workspace, cancel_file: Path, signum: int) -> None:
+def mark_cancelled(workspace: Workspace, cancel_file: Path, signum: int, run_id: str = "") -> None:
     """Write the cancellation marker, then wait for the alias lock: a step already inside its move
-    finishes it; every step that takes the lock later sees the marker and refuses to move the alias."""
+    finishes it; every step that takes the lock later sees the marker and refuses to move the alias.
+    Then stop the run's containers, if its steps run in any (they are not this command's processes)."""
     import signal
 
     from serving.registry import _alias_lock
@@ -376,6 +417,8 @@ def mark_cancelled(workspace: Workspace, cancel_file: Path, signum: int) -> None
     )
     with _alias_lock(workspace.mlflow_uri, timeout_s=30.0):
         pass
+    if run_id:
+        stop_containers(run_id)
 
 
 def run_promotion(
@@ -388,6 +431,9 @@ def run_promotion(
 
     run = _run_locally(promotion_pipeline, params, settings, on_event)
     summary = summarise(run, params) | {"cache": run.steps.cache_totals(), "steps": run.steps.timeline()}
+    summary["runner"] = settings.runner
+    if run.containers is not None:
+        summary["containers"] = run.container_per_task()
     if summary.get("judge"):
         summary["judge"] = summary["judge"] | {"spent_this_run": run.steps.spent()}
     summary["metrics_file"] = _export_run_metrics(run.workspace, params.registered_model_name, summary)
