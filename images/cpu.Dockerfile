@@ -27,6 +27,7 @@ RUN --mount=type=secret,id=pip_ca \
     --mount=type=bind,source=images/wheels,target=/wheels \
     if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
  && mkdir champion && touch champion/__init__.py README.md \
+ && /opt/venv/bin/pip install -c constraints.txt pip \
  && /opt/venv/bin/pip install --no-deps ${TORCH_PIP_ARGS} torch==2.13.0 \
  && /opt/venv/bin/pip install -c constraints.txt ".[cloud]" \
  && /opt/venv/bin/pip check \
@@ -66,6 +67,6 @@ RUN useradd --uid 1000 --user-group --create-home --home-dir /home/champion cham
 USER 1000
 # Not the source tree: steps import the installed package, never a copy beside them.
 WORKDIR /home/champion
-# KFP runs lightweight components with their own command; this default serves the transformer.
-ENTRYPOINT ["python", "-m"]
-CMD ["serving.transformer", "--help"]
+# No ENTRYPOINT: KFP (a task's command) and KServe (the transformer's command) start their own, and a
+# container engine that only replaces CMD (Docker, kfp.local's DockerRunner) must not prefix it.
+CMD ["python", "-m", "serving.transformer", "--help"]

@@ -465,7 +465,7 @@ def run_scheduled_eval(
     from serving.monitoring import MONITOR_EXPERIMENT
     from serving.registry import connect
 
-    failure = None
+    failure, run = None, None
     try:
         run = _run_locally(scheduled_eval_pipeline, params, settings, on_event)
         run.trace(model=params.registered_model_name, outcome="evaluated")
@@ -507,6 +507,8 @@ def run_scheduled_eval(
         "baseline": checks.get("compared_with", ""),  # what the checks compared against, in words
         "mlflow_run": latest.info.run_id,
         "error": failure.problem if failure else None,
+        "runner": settings.runner,
+        **({"containers": run.container_per_task()} if run is not None and run.containers is not None else {}),
     }
 
 

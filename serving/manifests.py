@@ -53,6 +53,7 @@ SCHEMAS = {  # kind -> (vendored schema, the CRD file it comes from (relative to
 }
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 VLLM_RUNTIME_NAME = "champion-vllm"
+TRANSFORMER_GRACE_S = 30
 VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"  # the release serving/generation/vllm_backend.py is written against
 RUNTIMES = {
     # KServe's Hugging Face server with the vLLM backend (ClusterServingRuntime shipped with KServe):
@@ -206,8 +207,18 @@ def render_inference_service(
                 ],
                 "env": transformer_env(bundle, prompt, request_log_url=request_log_url, log_content=log_content),
                 "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+                # KServe's model server answers both from its own routes; tests/test_containers.py probes the
+                # image's transformer exactly as these say.
+                "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8080}, "periodSeconds": 5},
+                "livenessProbe": {
+                    "httpGet": {"path": "/v2/health/live", "port": 8080},
+                    "periodSeconds": 10,
+                    "failureThreshold": 3,
+                },
             }
         ],
+        # In-flight requests finish after SIGTERM (uvicorn's graceful shutdown), well inside this.
+        "terminationGracePeriodSeconds": TRANSFORMER_GRACE_S,
     }
     if service_account:
         predictor["serviceAccountName"] = service_account
