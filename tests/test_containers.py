@@ -249,34 +249,41 @@ def test_the_served_bundle_runs_from_the_image_probed_as_the_manifest_says(
     subprocess.run(["docker", "network", "create", network], check=True, capture_output=True)
     try:
         # The predictor, at the host name the rendered transformer calls (KServe's predictor Service, port 80).
-        started.append(
-            subprocess.run(
-                [
-                    "docker",
-                    "run",
-                    "-d",
-                    "--network",
-                    network,
-                    "--network-alias",
-                    f"{name}-predictor.{namespace}",
-                    "-v",
-                    f"{served.model_dir}:/mnt/models:ro",
-                    "--env",
-                    "HF_HUB_OFFLINE=1",
-                    cpu_image,
-                    "python",
-                    "-m",
-                    "serving.predictor",
-                    f"--model_name={served.name}",
-                    "--model_dir=/mnt/models",
-                    "--http_port=80",
-                    "--host=0.0.0.0",
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-        )
+        predictor_port = free_port()
+        predictor = subprocess.run(
+            [
+                "docker",
+                "run",
+                "-d",
+                "--network",
+                network,
+                "--network-alias",
+                f"{name}-predictor.{namespace}",
+                "-p",
+                f"127.0.0.1:{predictor_port}:80",
+                "-v",
+                f"{served.model_dir}:/mnt/models:ro",
+                "--env",
+                "HF_HUB_OFFLINE=1",
+                cpu_image,
+                "python",
+                "-m",
+                "serving.predictor",
+                f"--model_name={served.name}",
+                "--model_dir=/mnt/models",
+                "--http_port=80",
+                "--host=0.0.0.0",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        started.append(predictor)
+        try:
+            _wait_http(f"http://127.0.0.1:{predictor_port}/v1/models/{served.name}")
+        except AssertionError:
+            logs = subprocess.run(["docker", "logs", predictor], capture_output=True, text=True)
+            raise AssertionError("the predictor never became ready:\n" + (logs.stdout + logs.stderr)[-3000:])
         env = [arg for item in container["env"] for arg in ("--env", f"{item['name']}={item['value']}")]
         transformer = subprocess.run(
             [

