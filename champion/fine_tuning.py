@@ -321,7 +321,10 @@ def _mlflow_run(tracking_uri: str, name: str):
         return
     import mlflow
 
-    previous = mlflow.get_tracking_uri()
+    # Restored exactly afterwards: unset stays unset. get_tracking_uri() on an unset URI answers MLflow's
+    # relative default (sqlite:///mlflow.db), and setting that back exported it to every later process,
+    # which then wrote an mlflow.db into whatever folder it ran in (the checkout, in the test suite).
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
     mlflow.set_tracking_uri(tracking_uri)  # the callback logs through the fluent API
     try:
         client = mlflow.MlflowClient(tracking_uri=tracking_uri)
@@ -330,4 +333,4 @@ def _mlflow_run(tracking_uri: str, name: str):
         with mlflow.start_run(run_name=name, experiment_id=experiment) as run:
             yield run
     finally:
-        mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets it (and MLFLOW_TRACKING_URI)

@@ -14,6 +14,27 @@ os.environ.update(OFFLINE_ENV)
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _checkout_files() -> set[str]:
+    """Files in the checkout that git does not ignore and does not track, plus MLflow's default stores
+    (a run that fell back to MLflow's relative default writes one into the working directory)."""
+    import subprocess
+
+    listed = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=False
+    ).stdout.split()
+    return set(listed) | {name for name in ("mlflow.db", "mlruns", "mlartifacts") if (REPO / name).exists()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_written_into_the_checkout():
+    """The suite writes into temporary folders only: a file the checkout gains is a test or a default that
+    points at the working directory."""
+    before = _checkout_files()
+    yield
+    gained = sorted(_checkout_files() - before)
+    assert not gained, f"the test suite wrote into the checkout: {gained}"
+
+
 def free_port() -> int:
     """A 127.0.0.1 port nothing listens on (once this returns) for a server a test starts."""
     import socket

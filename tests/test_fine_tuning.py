@@ -101,3 +101,26 @@ def test_the_held_out_share_is_seeded_disjoint_and_never_empties_training():
     assert held_out(ROWS[:1], 0.5, seed=0) == (ROWS[:1], [])
     with pytest.raises(DataError, match="lacks column"):
         training_examples(PROMPT, [{"id": "x", "reference": "y"}])
+
+
+def test_the_mlflow_run_leaves_an_unset_tracking_uri_unset(tmp_path, monkeypatch):
+    """An unset tracking URI stays unset after fine-tuning's MLflow run: restoring it to MLflow's relative
+    default exported MLFLOW_TRACKING_URI=sqlite:///mlflow.db to every later process (an mlflow.db in the checkout)."""
+    import os
+
+    import mlflow
+
+    from champion.fine_tuning import _mlflow_run
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(None)
+    with _mlflow_run(f"sqlite:///{tmp_path / 'mlflow.db'}", "unset-stays-unset") as run:
+        assert run is not None and mlflow.get_tracking_uri().endswith(f"{tmp_path}/mlflow.db")
+    assert not mlflow.is_tracking_uri_set() and "MLFLOW_TRACKING_URI" not in os.environ
+
+    given = f"sqlite:///{tmp_path / 'given.db'}"
+    mlflow.set_tracking_uri(given)
+    with _mlflow_run(f"sqlite:///{tmp_path / 'mlflow.db'}", "set-stays-set"):
+        pass
+    assert mlflow.get_tracking_uri() == given == os.environ["MLFLOW_TRACKING_URI"]
+    mlflow.set_tracking_uri(None)
