@@ -25,6 +25,7 @@ from rich.table import Table
 
 from champion.errors import ChampionError, ConfigError
 from champion.parameters import DEFAULT_REGISTERED_MODEL, PromotionParameters, ScheduledEvalParameters
+from pipelines.containers import Runner
 
 app = typer.Typer(
     add_completion=False,
@@ -158,10 +159,9 @@ def run(
         False, "--serve", help="If the bundle is promoted, serve it locally afterwards (see `champion serve`)."
     ),
     port: int = typer.Option(8080, help="Port for --serve."),
-    runner: str = RUNNER_OPTION,
+    runner: Runner = RUNNER_OPTION,
 ) -> None:
     """Run the promotion pipeline locally (kfp.local) and print the decision."""
-    from pipelines.containers import check_runner
     from pipelines.local import LocalSettings, run_promotion
 
     given = dict(
@@ -181,10 +181,8 @@ def run(
         allow_bootstrap=bootstrap,
     )
     params = _parameters(PromotionParameters, given, param)
+    settings = LocalSettings(workspace=workspace, weights_cache=weights_cache, use_cache=use_cache, runner=runner)
     try:
-        settings = LocalSettings(
-            workspace=workspace, weights_cache=weights_cache, use_cache=use_cache, runner=check_runner(runner)
-        )
         with err.status("Starting the local pipeline…") as status:
             summary = run_promotion(params, settings, _progress(status))
     except ChampionError as exc:
@@ -751,10 +749,9 @@ def monitor(
         None, envvar="CHAMPION_WEIGHTS_CACHE", help="Cache of converted/fetched weights."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    runner: str = RUNNER_OPTION,
+    runner: Runner = RUNNER_OPTION,
 ) -> None:
     """Run the scheduled evaluation of the live champion locally; exit 1 on an alert. Never promotes."""
-    from pipelines.containers import check_runner
     from pipelines.local import LocalSettings, run_scheduled_eval
 
     try:
@@ -771,7 +768,7 @@ def monitor(
                 param,
             )
             result = run_scheduled_eval(
-                params, LocalSettings(workspace=workspace, weights_cache=weights_cache, runner=check_runner(runner))
+                params, LocalSettings(workspace=workspace, weights_cache=weights_cache, runner=runner)
             )
     except ChampionError as exc:
         _fail(exc)

@@ -23,12 +23,11 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
-from champion.errors import ChampionError, ConfigError
+from champion.errors import ChampionError
 
 Runner = Literal["subprocess", "docker"]
-RUNNERS: tuple[str, ...] = ("subprocess", "docker")
 RUN_LABEL = "io.champion.run-id"
 IMAGE_USER = 1000  # the image's user (images/cpu.Dockerfile)
 # What a step reads from its environment; the containers get these and nothing else of this machine's.
@@ -226,14 +225,14 @@ class ContainerLedger:
                 event.get("Actor", {}).get("Attributes", {}).get("exitCode", -1)
             )
 
-    def by_task(self) -> dict[str, dict[str, Any]]:
-        return {entry["task"]: entry for entry in self.containers.values() if entry["task"]}
-
-
-def check_runner(runner: str) -> Runner:
-    if runner not in RUNNERS:
-        raise ConfigError(f"unknown runner {runner!r}.", f"choose one of: {', '.join(RUNNERS)}.")
-    return runner  # type: ignore[return-value]
+    def by_task(self, label: Callable[[str, str], str]) -> dict[str, dict[str, Any]]:
+        """Each task's container, keyed by ``label(task, run folder)`` (the run's own name for the task)."""
+        found = {}
+        for entry in self.containers.values():
+            if entry["task"]:
+                task = label(entry["task"], entry["run_folder"])
+                found[task] = {key: value for key, value in entry.items() if key != "run_folder"} | {"task": task}
+        return found
 
 
 def with_images(pipeline_func, images: dict[str, str]):

@@ -275,14 +275,9 @@ class LocalRun:
     run_id: str = ""
     containers: ContainerLedger | None = None  # where each task ran, when the steps ran in containers
 
-    def container_per_task(self) -> dict[str, dict[str, Any]]:
-        if self.containers is None:
-            return {}
-        return {
-            task_label(entry["task"], entry["run_folder"]): {k: v for k, v in entry.items() if k != "run_folder"}
-            | {"task": task_label(entry["task"], entry["run_folder"])}
-            for entry in self.containers.by_task().values()
-        }
+    def container_per_task(self) -> dict[str, dict[str, Any]] | None:
+        """Where each task ran (None: the steps were subprocesses of this environment)."""
+        return self.containers.by_task(task_label) if self.containers is not None else None
 
     def trace(self, **attributes) -> str:
         """The run's root span and its cached steps' spans (the steps that ran recorded their own); the trace id."""
@@ -432,8 +427,8 @@ def run_promotion(
     run = _run_locally(promotion_pipeline, params, settings, on_event)
     summary = summarise(run, params) | {"cache": run.steps.cache_totals(), "steps": run.steps.timeline()}
     summary["runner"] = settings.runner
-    if run.containers is not None:
-        summary["containers"] = run.container_per_task()
+    if (containers := run.container_per_task()) is not None:
+        summary["containers"] = containers
     if summary.get("judge"):
         summary["judge"] = summary["judge"] | {"spent_this_run": run.steps.spent()}
     summary["metrics_file"] = _export_run_metrics(run.workspace, params.registered_model_name, summary)
@@ -508,7 +503,7 @@ def run_scheduled_eval(
         "mlflow_run": latest.info.run_id,
         "error": failure.problem if failure else None,
         "runner": settings.runner,
-        **({"containers": run.container_per_task()} if run is not None and run.containers is not None else {}),
+        **({"containers": containers} if run and (containers := run.container_per_task()) is not None else {}),
     }
 
 
