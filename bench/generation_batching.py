@@ -35,8 +35,8 @@ def main() -> None:
 
     from champion.data import preprocess_data
     from champion.weights import fetch_weights
+    from generation import get_generator
     from prompts import load_prompt
-    from serving.generation import get_generator
 
     weights = fetch_weights("smollm2", tempfile.mkdtemp(prefix="bench-weights-"))
     prompt = load_prompt("qa-concise")

@@ -75,9 +75,9 @@ def run_step(step: str, n: int, folder: str, generate_up_to: int, queue) -> None
             queue.put(None)
             return
         from champion.weights import fetch_weights
+        from generation import get_generator
+        from generation.batch import generate_answers
         from prompts import load_prompt
-        from serving.generation import get_generator
-        from serving.generation.batch import generate_answers
 
         weights = fetch_weights("smollm2", tempfile.mkdtemp(), cache_dir=os.environ.get("CHAMPION_WEIGHTS_CACHE"))
         generator = get_generator("transformers", weights.path, batch_size=0)

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from champion.errors import ConfigError, field_problems
+from champion.inputs import read_text
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -60,8 +61,6 @@ def load_versioned_yaml(ref: str, model: type[Model], packaged_dir: Path, kind: 
         packaged = sorted(p.stem for p in packaged_dir.glob("*.yaml"))
         raise ConfigError(f"{kind} {ref!r} not found.", f"pass a path to a YAML file or one of {packaged}.")
     try:
-        from champion.inputs import read_text
-
         return model.model_validate(load_yaml(read_text(path, kind, error=ConfigError)))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{kind} {path} is not valid YAML: {exc}", "fix the YAML syntax.") from exc

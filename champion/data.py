@@ -5,9 +5,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from champion import inputs
 from champion.digests import canonical_json, sha256_json
 from champion.errors import DataError
 from champion.inputs import has_visible_text
+from champion.pinning import pin_source
+from champion.request_records import RequestRecord, replayable
 
 REQUIRED_COLUMNS = ("question", "reference")
 OPTIONAL_COLUMNS = ("id", "context", "tags")
@@ -37,8 +40,6 @@ def traffic_rows(rows: list[dict], source: str, *, limit: int, seed: int) -> tup
     """Logged production requests as reference-free examples: answered requests with captured content, one
     per distinct question (whitespace-normalised), a seeded sample of ``limit`` of them (0 = all). Each row
     keeps what was served: ``served_answer`` and ``served_bundle``. Returns (rows, duplicates dropped)."""
-    from serving.request_log import RequestRecord, replayable
-
     try:
         records = [RequestRecord.model_validate(row) for row in rows]
     except ValueError as exc:
@@ -79,7 +80,6 @@ def load_rows(source: str) -> list[dict]:
     ``\n`` only, CSV values kept as the exact text written), or with ``datasets``: a Parquet file, a
     ``save_to_disk`` folder, or a dataset in the local Hugging Face cache (``hf://datasets/<name>``).
     Nothing is downloaded."""
-    from champion import inputs
 
     if source.startswith("hf://datasets/"):
         return _load_cached_dataset(source.removeprefix("hf://datasets/"))
@@ -275,3 +275,7 @@ def preprocess_data(source: str, *, eval_fraction: float = 1.0, seed: int = 0, l
         dropped_duplicates=duplicates,
         ignored_columns=ignored,
     )
+
+
+def pin_data(source: str) -> str:
+    return pin_source(source, DEMO_DATA if source == "demo" else None)

@@ -17,6 +17,7 @@ import os
 import re
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,17 +25,43 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from champion.errors import ConfigError, field_problems
 from champion.images import image_ref
 
-# A PersistentVolumeClaim that keeps fetched and converted weights between runs, chosen at compile time:
-# the weight steps mount it at WEIGHTS_MOUNT, which then becomes the weights_cache default.
-WEIGHTS_PVC = os.environ.get("CHAMPION_WEIGHTS_PVC", "")
 WEIGHTS_MOUNT = "/mnt/champion-weights"
-# A Kueue LocalQueue for the GPU steps, chosen at compile time: KFP's pod labels are fixed in the IR (they
-# take no run-time parameter), and Kueue admits a pod by its ``kueue.x-k8s.io/queue-name`` label.
-KUEUE_QUEUE = os.environ.get("CHAMPION_KUEUE_QUEUE", "")
 KUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-# An OpenTelemetry collector for the steps' spans, chosen at compile time like the queue: every step gets it
-# as OTEL_EXPORTER_OTLP_ENDPOINT (champion.tracing). Unset, the steps export nothing.
-OTLP_ENDPOINT = os.environ.get("CHAMPION_OTLP_ENDPOINT", "")
+
+
+@dataclass(frozen=True)
+class CompileSettings:
+    """What a pipeline is compiled with besides its images, read from the environment when a pipeline is
+    built (``compile.sh`` / ``champion compile`` set it), never at import.
+
+    ``weights_pvc``: a PersistentVolumeClaim that keeps fetched and converted weights between runs; the weight
+    steps mount it at WEIGHTS_MOUNT, which then becomes the weights_cache default. ``kueue_queue``: a Kueue
+    LocalQueue for the GPU steps (KFP's pod labels are fixed in the IR, and Kueue admits a pod by its
+    ``kueue.x-k8s.io/queue-name`` label). ``otlp_endpoint``: an OpenTelemetry collector every step exports its
+    spans to (as OTEL_EXPORTER_OTLP_ENDPOINT, see champion.tracing); unset, the steps export nothing.
+    """
+
+    weights_pvc: str = ""
+    kueue_queue: str = ""
+    otlp_endpoint: str = ""
+
+
+def compile_settings() -> CompileSettings:
+    return CompileSettings(
+        weights_pvc=os.environ.get("CHAMPION_WEIGHTS_PVC", ""),
+        kueue_queue=os.environ.get("CHAMPION_KUEUE_QUEUE", ""),
+        otlp_endpoint=os.environ.get("CHAMPION_OTLP_ENDPOINT", ""),
+    )
+
+
+def _weights_cache_default() -> str:
+    return WEIGHTS_MOUNT if compile_settings().weights_pvc else ""
+
+
+def _transformer_image_default() -> str:
+    return image_ref("CPU")
+
+
 DEFAULT_REGISTERED_MODEL = "champion-qa"
 REGISTERED_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -55,6 +82,8 @@ def _param(
         extra["cli"] = cli
     if shown:
         extra["shown"] = shown
+    if callable(default):  # read when the model is used (a compile-time setting), not at import
+        return Field(default_factory=default, description=help, json_schema_extra=extra, **bounds)
     if isinstance(default, (dict, list)):
         return Field(default_factory=type(default), description=help, json_schema_extra=extra, **bounds)
     return Field(default, description=help, json_schema_extra=extra, **bounds)
@@ -79,7 +108,7 @@ class PipelineParameters(BaseModel):
         cli={"run": "limit", "monitor": "limit"},
     )
     weights_cache: str = _param(
-        WEIGHTS_MOUNT if WEIGHTS_PVC else "",
+        _weights_cache_default,
         "Folder that keeps fetched and converted weights between runs (the PVC mount when compiled with one).",
         "model",
         shown=f'`{WEIGHTS_MOUNT}` with CHAMPION_WEIGHTS_PVC, else `""`',
@@ -283,7 +312,7 @@ class PromotionParameters(PipelineParameters):
         0.1, "Smoke test: the canary's mean token F1 must reach this.", "deployment", ge=0.0, le=1.0
     )
     transformer_image: str = _param(
-        image_ref("CPU"),
+        _transformer_image_default,
         "Image of the prompt transformer (the CPU image).",
         "deployment",
         shown="the CPU image of images/refs.env",

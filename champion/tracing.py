@@ -32,6 +32,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
+from champion.bundle import Bundle
+
 SERVICE = "champion"
 RUN_ID_ENV = "CHAMPION_RUN_ID"
 # On a cluster each step reads its run's id from its pod (pipelines/wiring.py); KFP labels every pod of a run.
@@ -166,7 +168,6 @@ def _argument(argv: list[str], flag: str) -> str:
 def step_attributes(argv: list[str]) -> dict[str, object]:
     """What a step's span says about it, from the KFP executor's command line: the step (its component's
     name) and the ids of the bundles among its inputs. Identities only."""
-    from champion.bundle import Bundle
 
     function = _argument(argv, "--function_to_execute")
     if not function:

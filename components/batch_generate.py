@@ -31,6 +31,9 @@ def batch_generate_op(
     metrics: Output[Metrics],
 ) -> NamedTuple("GenerateOutputs", [("bundle", str)]):
     """batch_generate v1.6.0: one shard of the evaluation set; render the prompt for every example, check it fits the context, and generate (transformers: batches sized from free GPU memory, static KV cache on a GPU; or vLLM with its engine settings); unchanged examples come from the per-example cache."""
+    from champion.step_process import begin_step
+
+    begin_step()
     from collections import namedtuple
 
     from champion.artifacts import persist_metadata
@@ -39,10 +42,10 @@ def batch_generate_op(
     from champion.jsonl import read_jsonl, write_jsonl
     from champion.shards import shard_rows
     from champion.weights import verify_weights
+    from generation import engine_options
+    from generation.batch import generate_answers
+    from generation.cached import cached_generator
     from prompts import load_prompt
-    from serving.generation import engine_options
-    from serving.generation.batch import generate_answers
-    from serving.generation.cached import cached_generator
 
     if verify_weights(model.path) != model_digest:
         raise RuntimeError("the model folder does not match the digest fetch_weights reported; refusing to generate.")

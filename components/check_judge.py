@@ -21,14 +21,18 @@ def check_judge_op(
     metrics: Output[Metrics],
 ) -> NamedTuple("JudgeOutputs", [("judge_reliability", str)]):
     """check_judge v2.0.0: the judge's bias battery (calibration, position, verbosity, tone, self-preference, reference-free) and Cohen's kappa against people, each held to the config's threshold; the gate counts its grades only if all pass."""
+    from champion.step_process import begin_step
+
+    begin_step()
     import json
     from collections import namedtuple
 
     from champion.artifacts import persist_metadata
     from champion.cache import ExampleCache
-    from champion.pinning import check_pin, pin_judge
+    from champion.pinning import check_pin
     from evaluators.config import load_evaluator_config
     from evaluators.evaluate import judge_markdown, judge_reliability
+    from evaluators.run_inputs import pin_judge
 
     config = load_evaluator_config(evaluator_config)
     check_pin(judge_pin, pin_judge(config), "the judge model")

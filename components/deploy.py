@@ -58,6 +58,9 @@ def deploy_op(
     report: Output[Markdown],
 ) -> NamedTuple("DeployOutputs", [("deployment", str), ("promoted", bool)]):
     """deploy v4.0.0: render and validate the InferenceService, or on the LLM API the LLMInferenceService + prompt router + HTTPRoute; smoke test → shadow (mirrored traffic, judged in pairs) → canary → promote, or undo; then move the champion alias."""
+    from champion.step_process import begin_step
+
+    begin_step()
     import json
     from collections import namedtuple
 
@@ -66,8 +69,8 @@ def deploy_op(
     from champion.bundle import Bundle
     from champion.jsonl import read_jsonl
     from prompts import load_prompt
+    from registry.registry import default_audit_log
     from serving.deploy import PromotionTarget, ServiceOptions, deploy_bundle, deployment_report, served_object
-    from serving.registry import default_audit_log
 
     judge = None
     if shadow_requests and deploy_target == "kserve":

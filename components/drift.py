@@ -21,13 +21,17 @@ def drift_op(
     metrics: Output[Metrics],
 ):
     """drift v2.2.0: Evidently drift report of the challenger's outputs (the first of the run's generations) against a reference set, checked against the run's pin."""
+    from champion.step_process import begin_step
+
+    begin_step()
     import math
 
     from champion.artifacts import persist_metadata
     from champion.cache import ExampleCache
     from champion.jsonl import read_jsonl
-    from champion.pinning import check_pin, pin_reference
+    from champion.pinning import check_pin
     from evaluators.drift import drift_report, load_reference
+    from evaluators.run_inputs import pin_reference
     from evaluators.semantic import SemanticSimilarity
 
     check_pin(drift_pin, pin_reference(drift_reference), f"drift reference {drift_reference}")

@@ -26,6 +26,9 @@ def evaluate_op(
     metrics: Output[Metrics],
 ) -> NamedTuple("EvaluateOutputs", [("bundle", str)]):
     """evaluate v3.1.0: per-example scores from a versioned evaluator config and the judge's grades (with what the judge cost this run); embeddings and verdicts cached per example."""
+    from champion.step_process import begin_step
+
+    begin_step()
     import math
     from collections import namedtuple
 
@@ -33,9 +36,10 @@ def evaluate_op(
     from champion.bundle import Bundle
     from champion.cache import ExampleCache
     from champion.jsonl import read_jsonl, write_jsonl
-    from champion.pinning import check_pin, pin_judge
+    from champion.pinning import check_pin
     from evaluators.config import load_evaluator_config
     from evaluators.evaluate import evaluate_generations
+    from evaluators.run_inputs import pin_judge
 
     config = load_evaluator_config(evaluator_config)
     check_pin(judge_pin, pin_judge(config), "the judge model")

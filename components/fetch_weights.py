@@ -21,10 +21,13 @@ def fetch_weights_op(
     model: Output[Model],
 ) -> NamedTuple("FetchOutputs", [("model_digest", str)]):
     """fetch_weights v2.0.0: resolve a model source, checked against the run's pin, to safetensors plus a sha256 manifest."""
+    from champion.step_process import begin_step
+
+    begin_step()
     from collections import namedtuple
 
-    from champion.pinning import check_pin, pin_model
-    from champion.weights import fetch_weights
+    from champion.pinning import check_pin
+    from champion.weights import fetch_weights, pin_model
 
     check_pin(model_pin, pin_model(model_source), f"model source {model_source}")
 

@@ -1,6 +1,6 @@
 """fine_tune: LoRA on the training split, on a GPU node (a few steps on the CPU for tests).
 
-The work is done by ``champion.fine_tuning`` (its docstring has the details).
+The work is done by ``training.fine_tuning`` (its docstring has the details).
 """
 
 from typing import NamedTuple
@@ -40,12 +40,15 @@ def fine_tune_op(
     metrics: Output[Metrics],
 ) -> NamedTuple("FineTuneOutputs", [("model_digest", str), ("weights_source", str)]):
     """fine_tune v2.0.0: LoRA (in the pod, or as a Kubeflow TrainJob over several nodes) with TRL's SFTTrainer on the training split (completion-only loss; bf16 and gradient checkpointing on a GPU, optional 4-bit base), evaluation loss on a held-out share, losses to MLflow; merged into safetensors (or kept as an adapter); steps=0 passes the fetched weights through."""
+    from champion.step_process import begin_step
+
+    begin_step()
     from collections import namedtuple
 
     from champion.artifacts import persist_metadata
-    from champion.fine_tuning import FineTuneSettings, fine_tune
     from champion.jsonl import read_jsonl
     from prompts import load_prompt
+    from training.fine_tuning import FineTuneSettings, fine_tune
 
     settings = FineTuneSettings(
         steps=steps,
@@ -62,8 +65,8 @@ def fine_tune_op(
     if trainer == "trainjob" and steps > 0:
         from pathlib import Path
 
-        from champion.trainjob import TrainJobOptions, run_trainjob
         from serving.kube import api_client
+        from training.trainjob import TrainJobOptions, run_trainjob
 
         options = TrainJobOptions(
             namespace=namespace,

@@ -29,15 +29,18 @@ def gate_op(
     challenger_metrics: Output[Metrics],
 ) -> NamedTuple("GateOutputs", [("passed", bool), ("decision_json", str), ("bundle", str), ("weights_source", str)]):
     """gate v4.1.0: challenger vs champion on the same examples (paired bootstrap or Tango intervals against each margin, Holm-corrected, per slice), or floors only without a champion. The scored bundles arrive in the run's order: the challenger first, then the champion when there is one."""
+    from champion.step_process import begin_step
+
+    begin_step()
     import json
     from collections import namedtuple
 
     from champion.artifacts import persist_metadata
     from champion.bundle import Bundle
     from champion.jsonl import read_jsonl, write_json, write_jsonl
-    from champion.shards import merge_scored
     from evaluators.decision import run_gate
     from evaluators.gate import interval_metrics
+    from evaluators.scores import merge_scored
 
     # The scoring loop's parts (bundle-major, shard order), each bundle's put back together.
     scored = merge_scored(

@@ -1,6 +1,6 @@
 """monitor: judge the live champion's scheduled evaluation against its previous one. Never promotes.
 
-The work is done by ``serving.monitoring`` (its docstring has the details).
+The work is done by ``registry.monitoring`` (its docstring has the details).
 """
 
 from typing import List, NamedTuple
@@ -33,6 +33,9 @@ def monitor_op(
     metrics: Output[Metrics],
 ) -> NamedTuple("MonitorOutputs", [("status", str)]):
     """monitor v3.1.0: the gate engine on the champion's scheduled evaluation (the run's one scored bundle) against its policy and its previous evaluation; alert (fail) on a failed check; never promote."""
+    from champion.step_process import begin_step
+
+    begin_step()
     import json
     from collections import namedtuple
     from dataclasses import asdict
@@ -40,8 +43,8 @@ def monitor_op(
     from champion.artifacts import persist_metadata
     from champion.bundle import Bundle
     from champion.jsonl import read_jsonl
-    from champion.shards import merge_scored
-    from serving.monitoring import ChampionRegressed, monitor_champion, monitor_report
+    from evaluators.scores import merge_scored
+    from registry.monitoring import ChampionRegressed, monitor_champion, monitor_report
 
     (merged,) = merge_scored(  # the champion, the run's one bundle, its parts put back together
         bundles,
@@ -80,7 +83,7 @@ def monitor_op(
     with open(report.path, "w", encoding="utf-8") as handle:
         handle.write(monitor_report(result, champion_version))
     if pushgateway_url:  # the evaluation is recorded in MLflow already; a monitoring outage only warns
-        from champion.run_metrics import ExportError, export, monitor_metrics
+        from registry.run_metrics import ExportError, export, monitor_metrics
 
         try:
             export(

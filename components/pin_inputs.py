@@ -31,9 +31,12 @@ def pin_inputs_op(
     ],
 ):
     """pin_inputs v1.0.0: pin the data, model, judge and drift reference; load the prompt, evaluator config and gate policy once and check them against each other."""
+    from champion.step_process import begin_step
+
+    begin_step()
     from collections import namedtuple
 
-    from champion.pinning import pin_run_inputs
+    from evaluators.run_inputs import pin_run_inputs
 
     pins = pin_run_inputs(
         data_source=data_source,

@@ -24,6 +24,9 @@ def plan_bundles_op(
     n_eval: int,
 ) -> list:
     """plan_bundles v2.0.0: the list the scoring loop runs over, one entry per (bundle, shard), challenger first, shard order; each entry also carries the run's dataset digest, evaluator config and judge pin."""
+    from champion.step_process import begin_step
+
+    begin_step()
     from champion.shards import check_shards
 
     check_shards(shards, n_eval)

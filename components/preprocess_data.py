@@ -20,11 +20,14 @@ def preprocess_data_op(
     train_set: Output[Dataset],
 ) -> NamedTuple("PreprocessOutputs", [("dataset_digest", str), ("n_eval", int)]):
     """preprocess_data v2.1.0: check the data against the run's pin; validate, normalise, de-duplicate and split it; a request log becomes a seeded sample of distinct logged questions with their served answers (reference-free)."""
+    from champion.step_process import begin_step
+
+    begin_step()
     from collections import namedtuple
 
-    from champion.data import preprocess_data
+    from champion.data import pin_data, preprocess_data
     from champion.jsonl import write_jsonl
-    from champion.pinning import check_pin, pin_data
+    from champion.pinning import check_pin
 
     check_pin(data_pin, pin_data(data_source), f"evaluation set {data_source}")
     result = preprocess_data(data_source, eval_fraction=eval_fraction, seed=seed, limit=limit)

@@ -1,6 +1,6 @@
 """register: record the bundle and the gate decision in MLflow.
 
-The work is done by ``serving.register`` (its docstring has the details).
+The work is done by ``registry.register`` (its docstring has the details).
 """
 
 from typing import NamedTuple
@@ -31,6 +31,9 @@ def register_op(
     "RegisterOutputs", [("model_version", str), ("approved", bool), ("release", bool), ("prompt_version", int)]
 ):
     """register v3.3.0: record bundle and decision in MLflow as a model version, approved if the gate passed; release it if also asked to promote; push the decision to a Pushgateway when one is configured."""
+    from champion.step_process import begin_step
+
+    begin_step()
     import json
     import tempfile
     from collections import namedtuple
@@ -38,8 +41,8 @@ def register_op(
     from champion.bundle import Bundle
     from evaluators.gate import markdown_report
     from prompts import load_prompt
-    from serving.register import register_bundle
-    from serving.registry import default_audit_log
+    from registry.register import register_bundle
+    from registry.registry import default_audit_log
 
     verdict = json.loads(decision)
     record = Bundle.model_validate_json(bundle)
@@ -67,7 +70,7 @@ def register_op(
         f"register: {registered_model_name} version {result.model_version}; approved: {result.approved}; promote: {promote}"
     )
     if pushgateway_url:  # the decision is recorded above; a monitoring outage must not undo it, so it only warns
-        from champion.run_metrics import ExportError, export, gate_metrics
+        from registry.run_metrics import ExportError, export, gate_metrics
 
         try:
             export(

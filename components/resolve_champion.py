@@ -25,11 +25,14 @@ def resolve_champion_op(
     ],
 ):
     """resolve_champion v3.0.0: the champion bundle's version, weights source (pinned like any model source), the model digest it was registered with, and prompt (as content), or has_champion=False when nothing was ever promoted; any registry error fails the step."""
+    from champion.step_process import begin_step
+
+    begin_step()
     from collections import namedtuple
 
-    from champion.pinning import pin_model
+    from champion.weights import pin_model
     from prompts import load_prompt
-    from serving.registry import resolve_champion
+    from registry.registry import resolve_champion
 
     names = [
         "has_champion",

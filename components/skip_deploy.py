@@ -14,6 +14,9 @@ def skip_deploy_op(gate_passed: bool, fail_on_reject: bool, decision: str, repor
     "DeployOutputs", [("deployment", str), ("promoted", bool)]
 ):
     """skip_deploy v3.0.0: say why nothing was deployed (the gate did not pass, or this run only gates); fail the run on a rejection if asked."""
+    from champion.step_process import begin_step
+
+    begin_step()
     import json
     from collections import namedtuple
 

@@ -14,6 +14,18 @@ class MetricSpec:
     high: float
 
 
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    direction: Literal["higher", "lower"]
+    low: float
+    high: float  # math.inf for unbounded counts and durations
+    binary: bool = False  # every score is exactly 0 or 1
+    judged: bool = False  # produced by the LLM judge: votes only when the judge passed its reliability check
+    ratio_scale: bool = False  # non-negative with a true zero (tokens, seconds): a relative margin means something
+    description: str = ""
+
+
 class Evaluator(Protocol):
     spec: MetricSpec
 

@@ -7,21 +7,8 @@ reliable" instead of guessing from a name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    name: str
-    direction: Literal["higher", "lower"]
-    low: float
-    high: float  # math.inf for unbounded counts and durations
-    binary: bool = False  # every score is exactly 0 or 1
-    judged: bool = False  # produced by the LLM judge: votes only when the judge passed its reliability check
-    ratio_scale: bool = False  # non-negative with a true zero (tokens, seconds): a relative margin means something
-    description: str = ""
-
+from evaluators.base import MetricInfo
+from evaluators.guards import GUARDS, guard_info
 
 _INF = float("inf")
 
@@ -128,8 +115,6 @@ def info(name: str) -> MetricInfo | None:
     if name.startswith("judge_"):
         return judge_metric(name.removeprefix("judge_"))
     if name.startswith("guard_"):
-        from evaluators.guards import GUARDS, guard_info
-
         if name in GUARDS:
             return guard_info(name)
     return BUILTIN.get(name) or GENERATION.get(name)

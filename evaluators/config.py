@@ -14,6 +14,10 @@ from champion.errors import ConfigError
 from evaluators import catalog
 from evaluators.catalog import MetricInfo
 from evaluators.guards import GuardConfig, build_guards, guard_catalog
+from evaluators.lexical import ExactMatch, TokenF1
+from evaluators.ragas_metrics import RagasLLMMetric, RagasMetric
+from evaluators.semantic import SemanticSimilarity
+from prompts import load_rubric
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 BUILTIN_METRICS = ("semantic_similarity", "exact_match", "token_f1")
@@ -133,8 +137,6 @@ class EvaluatorConfig(BaseModel):
         if self.guards is not None:
             found |= guard_catalog(self.guards)
         if self.judge is not None:
-            from prompts import load_rubric
-
             grade = (
                 catalog.SERVED_PREFERENCE
                 if self.reference_free
@@ -153,9 +155,6 @@ def load_evaluator_config(ref: str) -> EvaluatorConfig:
 def build_metrics(config: EvaluatorConfig, judge_generator=None, cache=None) -> list:
     """The evaluators a config names, each constructed once. LLM-based ones use ``judge_generator``;
     ``cache`` (a champion.cache.ExampleCache) keeps embeddings between runs."""
-    from evaluators.lexical import ExactMatch, TokenF1
-    from evaluators.ragas_metrics import RagasLLMMetric, RagasMetric
-    from evaluators.semantic import SemanticSimilarity
 
     built: list[Any] = []
     for name in config.metrics:

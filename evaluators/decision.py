@@ -2,6 +2,12 @@
 
 from typing import Optional
 
+from evaluators.config import load_evaluator_config
+from evaluators.gate import decide, markdown_report
+from evaluators.policy import check_against, load_policy
+from evaluators.reliability import decision_summary
+from evaluators.report import gate_html
+
 
 def decision_record(decision, bundle, champion_bundle=None, champion_version: str = "") -> dict:
     """The JSON record of one gate decision, as written to the run, the audit log and MLflow.
@@ -45,10 +51,6 @@ def run_gate(
     champion_version: str = "",
 ):
     """(decision record, Markdown, HTML) for one challenger, with or without a champion."""
-    from evaluators.config import load_evaluator_config
-    from evaluators.gate import decide, markdown_report
-    from evaluators.policy import check_against, load_policy
-    from evaluators.report import gate_html
 
     policy = load_policy(policy_ref)
     metrics = load_evaluator_config(evaluator_config_ref).metric_catalog()
@@ -61,7 +63,6 @@ def run_gate(
         judge_reliable=judge_reliability.get("reliable") is True,
         judge_reasons=judge_reliability.get("reasons", []),
     )
-    from evaluators.reliability import decision_summary
 
     record = decision_record(verdict, bundle, champion_bundle, champion_version)
     record["judge"] = decision_summary(judge_reliability)

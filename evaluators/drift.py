@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from champion.errors import EvaluationError
+from champion.errors import DataError, EvaluationError
+from evaluators.semantic import SemanticSimilarity
 
 NLTK_DATA = Path(__file__).resolve().parent / "nltk_data"
 DESCRIPTOR_COLUMNS = ["answer_length", "word_count", "sentiment", "similarity_to_reference"]
@@ -58,8 +59,6 @@ def drift_report(current: Sequence[dict], reference: Sequence[dict], *, semantic
     from evidently.descriptors import CustomDescriptor, Sentiment, TextLength, WordCount
     from evidently.legacy.core import ColumnType
     from evidently.presets import DataDriftPreset
-
-    from evaluators.semantic import SemanticSimilarity
 
     semantic = semantic or SemanticSimilarity()
 
@@ -124,8 +123,6 @@ def load_reference(source: str, current_ids: set[str]) -> list[dict]:
     not measured against answers to questions it never asked.
     """
     import fsspec
-
-    from champion.errors import DataError
 
     path = str(DEMO_REFERENCE) if source == "demo" else source
     try:

@@ -11,7 +11,13 @@ from dataclasses import asdict, dataclass, field
 
 from champion.cache import ExampleCache
 from champion.errors import ConfigError, DataError
-from evaluators.config import EvaluatorConfig, JudgeConfig, Reliability
+from champion.weights import fetch_weights
+from evaluators import aggregate, catalog, score_examples
+from evaluators.config import EvaluatorConfig, JudgeConfig, Reliability, build_metrics
+from evaluators.judge import Judge, Sampling, preference
+from evaluators.reliability import check_reliability
+from generation.cached import cached_generator
+from prompts import load_rubric
 
 
 @dataclass
@@ -23,9 +29,6 @@ class Evaluation:
 
 def build_judge(config: JudgeConfig, weights_cache: str = "", cache: ExampleCache | None = None):
     """The judge, its verdicts cached per example (keyed by the judge model's digest, or its endpoint)."""
-    from evaluators.judge import Judge, Sampling
-    from prompts import load_rubric
-    from serving.generation.cached import cached_generator
 
     cache = cache or ExampleCache()
     if config.backend == "openai":
@@ -39,8 +42,6 @@ def build_judge(config: JudgeConfig, weights_cache: str = "", cache: ExampleCach
             api_key_env=config.api_key_env,
         )
     else:
-        from champion.weights import fetch_weights
-
         weights = fetch_weights(
             config.model, tempfile.mkdtemp(prefix="judge-weights-"), cache_dir=weights_cache or None
         )
@@ -63,9 +64,6 @@ def evaluate_generations(
     """The per-example score table and its means. ``judge`` overrides the configured one; ``cache`` keeps
     embeddings and judge verdicts between runs. Whether the judge may vote is ``judge_reliability``'s
     question, asked once per judge (a step of its own)."""
-
-    from evaluators import aggregate, catalog, score_examples
-    from evaluators.config import build_metrics
 
     _check_references(rows, config)
     if judge is None and config.judge is not None:
@@ -120,7 +118,6 @@ def _check_references(rows: list[dict], config: EvaluatorConfig) -> None:
 
 def _grade(rows: list[dict], table: list[dict], judge) -> list[str]:
     """The pointwise judge's grade of each answer against its reference."""
-    from evaluators import catalog
 
     for row, verdict in zip(table, judge.grade(rows)):
         row[judge.spec.name] = judge.value(verdict)
@@ -136,8 +133,6 @@ def _grade(rows: list[dict], table: list[dict], judge) -> list[str]:
 def _compare_served(rows: list[dict], table: list[dict], judge) -> list[str]:
     """Each logged question: the answer production served against the bundle's own, without a reference, in
     both orders (evaluators.judge.preference: 1 served better, 0.5 tie, 0 worse)."""
-    from evaluators import catalog
-    from evaluators.judge import preference
 
     verdicts = judge.compare(rows, [r["served_answer"] for r in rows], [r["output"] for r in rows], reference_free=True)
     name = catalog.SERVED_PREFERENCE.name
@@ -155,7 +150,6 @@ def judge_reliability(
     """Whether the configured judge may vote (evaluators/reliability.py): every bias family of the probe set
     at or above its threshold, and agreement with people. ``{"reliable", "reasons", "metrics", "families",
     "agreement", "cost", "spent", "order_free"}``; not reliable when there is no judge."""
-    from evaluators.reliability import check_reliability
 
     if judge is None:
         if config.judge is None:

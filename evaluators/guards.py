@@ -19,8 +19,7 @@ from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from evaluators.base import MetricSpec
-from evaluators.catalog import MetricInfo
+from evaluators.base import MetricInfo, MetricSpec
 
 # Openings of a refusal, after LLM Guard's NoRefusalLight: matched case-insensitively anywhere in the answer.
 REFUSAL_PHRASES = (

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from evaluators.base import MetricSpec
-from prompts import JudgeRubric
+from prompts import JudgeRubric, load_rubric
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,6 @@ class Judge:
         if pointwise.kind != "pointwise" or pairwise.kind != "pairwise":
             raise ValueError("Judge needs a pointwise and a pairwise rubric")
         if reference_free is None:
-            from prompts import load_rubric
-
             reference_free = load_rubric("pairwise-reference-free")
         if reference_free.kind != "pairwise" or "reference" in reference_free.variables:
             raise ValueError("the reference-free rubric must be pairwise and must not read the reference")

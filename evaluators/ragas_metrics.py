@@ -20,6 +20,7 @@ from typing import Sequence
 
 from champion.errors import ChampionError, EvaluationError
 from evaluators.base import MetricSpec
+from prompts import Decoding
 
 
 def import_ragas():
@@ -73,8 +74,6 @@ def ragas_llm(generator, decoding=None):
     retries, then scores NaN."""
     import_ragas()
     from ragas.llms import InstructorBaseRagasLLM
-
-    from prompts import Decoding
 
     settings = decoding or Decoding(temperature=0.0, max_tokens=64)
 

@@ -37,6 +37,8 @@ from champion.errors import ConfigError
 from champion.jsonl import read_jsonl
 from evaluators.config import Reliability
 from evaluators.judge import Cost, Judge, PairVerdict
+from evaluators.lexical import token_f1
+from prompts import Decoding
 
 PROBES_DIR = Path(__file__).resolve().parent / "probes"
 LABELS_DIR = Path(__file__).resolve().parent / "labels"
@@ -316,8 +318,6 @@ def _self_preference(judge: Judge, rows: list[dict], threshold: float, min_probe
     """The judge model answers each probe question itself. Where its own answer is wrong (no token in common
     with the reference) it must still prefer a right answer to it. Where its own answer is right, it is asked
     for a plausible wrong answer in its own words, so a judge that knows every answer is measured too."""
-    from evaluators.lexical import token_f1
-    from prompts import Decoding
 
     decoding = Decoding(max_tokens=48)
 

@@ -11,6 +11,7 @@ import jinja2
 import markupsafe
 
 from evaluators.gate import format_number
+from evaluators.reliability import review_items
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
@@ -128,7 +129,6 @@ def gate_html(
     forest = forest_svg(record["checks"])
     slices = sorted({c["slice"] for c in record["checks"] if c.get("slice")})
     slice_rows = [{"tag": tag, "checks": [c for c in record["checks"] if c.get("slice") == tag]} for tag in slices]
-    from evaluators.reliability import review_items
 
     review = review_items(challenger_rows, champion_rows) if champion_rows else []
     return _TEMPLATES.get_template("gate_report.html.j2").render(

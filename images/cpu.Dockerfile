@@ -37,12 +37,15 @@ COPY README.md ./
 COPY champion ./champion
 COPY components ./components
 COPY evaluators ./evaluators
+COPY generation ./generation
 COPY pipelines ./pipelines
 COPY prompts ./prompts
+COPY registry ./registry
 COPY serving ./serving
+COPY training ./training
 # The project itself, as a wheel (its package data included), over the stand-in.
 RUN /opt/venv/bin/pip install --no-deps --no-build-isolation --force-reinstall . \
- && /opt/venv/bin/python -c "import champion, components, evaluators, pipelines, prompts, serving"
+ && /opt/venv/bin/python -c "import champion, components, evaluators, generation, pipelines, prompts, registry, serving, training"
 
 # The bill of materials of the image's Python environment (CycloneDX), made by a tool kept out of the
 # image: `images/build.sh` exports it with --target sbom-export.

@@ -12,9 +12,12 @@ COPY pyproject.toml README.md images/gpu-constraints.txt ./
 COPY champion ./champion
 COPY components ./components
 COPY evaluators ./evaluators
+COPY generation ./generation
 COPY pipelines ./pipelines
 COPY prompts ./prompts
+COPY registry ./registry
 COPY serving ./serving
+COPY training ./training
 
 # The image's torch and vLLM stay as they are (vLLM pins its torch); the project is installed on top
 # without touching them, with the fsspec drivers for s3:// and gs:// sources (the cloud extra), at the

@@ -484,9 +484,9 @@ def replay(
 
     from champion.cache import ExampleCache
     from champion.errors import ConfigError, DataError
+    from champion.request_records import read_request_log, replayable
     from evaluators.config import load_evaluator_config
     from evaluators.evaluate import build_judge, judge_reliability
-    from serving.request_log import read_request_log, replayable
     from serving.shadow import replay as replay_requests
     from serving.shadow import shadow_gate
 
@@ -720,7 +720,7 @@ def sync_prompts_command(
     """Register every prompt version in MLflow's prompt registry; align the 'champion' prompt alias with the live bundle."""
     from prompts.loader import PROMPTS_DIR
     from prompts.lock import load_file, prompt_files
-    from serving.registry import sync_prompts
+    from registry.registry import sync_prompts
 
     root = prompts_dir or PROMPTS_DIR
     try:
@@ -941,9 +941,9 @@ def trigger(
                     )
                 else:
                     from champion.parameters import DEFAULT_REGISTERED_MODEL
-                    from champion.run_metrics import ExportError
                     from pipelines.kubeflow import git_commit, record_watched_run, submit_and_wait
                     from pipelines.promotion import PIPELINE_NAME
+                    from registry.run_metrics import ExportError
 
                     prompt = load_file(bundle.prompt, bundle.path, repo.resolve() / "prompts")
                     arguments = {

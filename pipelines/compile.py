@@ -13,7 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from champion.errors import ChampionError
+import components as steps
+from champion.errors import STEP_ERRORS_ENV, ChampionError
+from champion.provenance import git_commit
 
 PIPELINES = {
     "promotion": "pipelines.promotion:promotion_pipeline",
@@ -53,8 +55,6 @@ def _resolve(target: str):
 def _compile_here(output: Path) -> list[Path]:
     from kfp import compiler, components
 
-    import components as steps
-
     unset = [kind for kind, image in (("CPU", steps.CPU_IMAGE), ("GPU", steps.GPU_IMAGE)) if image == steps.UNSET]
     if unset:
         raise CompileError(
@@ -93,9 +93,6 @@ def compile_all(
     (CHAMPION_GIT_COMMIT in its environment), so a cluster run's registry and audit entries name it."""
     import json
     import tempfile
-
-    from champion.errors import STEP_ERRORS_ENV
-    from champion.provenance import git_commit
 
     output = Path(output)
     if otlp_endpoint and not otlp_endpoint.startswith(("http://", "https://")):

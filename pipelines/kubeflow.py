@@ -17,8 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from champion import tracing
 from champion.digests import sha256_json
 from champion.errors import ChampionError
+from champion.provenance import git_commit as commit_of
+from pipelines.wiring import STEPS
+from prompts.lock import current_digests
+from registry.run_metrics import export, step_metrics
 
 DEFAULT_TOKEN_ENV = "KFP_TOKEN"
 SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
@@ -136,7 +141,6 @@ def _eq_filter(key: str, value: str) -> str:
 
 def git_commit(repo: Path = Path(".")) -> str:
     """The short commit of ``repo`` for version and run names ("nogit" outside a checkout)."""
-    from champion.provenance import git_commit as commit_of
 
     commit = commit_of(repo, short=True)
     return "nogit" if commit == "unknown" else commit
@@ -144,7 +148,6 @@ def git_commit(repo: Path = Path(".")) -> str:
 
 def prompts_hash(prompts_root: Path | None = None) -> str:
     """One hash over every prompt version's digest: which prompt bundle a pipeline version was built with."""
-    from prompts.lock import current_digests
 
     digests, _ = current_digests(prompts_root) if prompts_root else current_digests()
     return sha256_json(digests)[:8]
@@ -322,7 +325,6 @@ def _ns(moment: datetime | str | None) -> int:
 def task_timeline(run) -> dict[str, dict]:
     """The run object's step tasks (its ``run_details.task_details``; DAG and driver entries left out), named as
     the local runner names them (a loop's iterations ``task[0]``, ``task[1]``…) with their times and state."""
-    from pipelines.wiring import STEPS
 
     details = getattr(getattr(run, "run_details", None), "task_details", None) or []
     steps = sorted(
@@ -367,8 +369,6 @@ def record_watched_run(result: RunResult, *, pipeline: str, model: str, pushgate
     """What a run's watcher adds to the run's own telemetry: the root span of its trace (the steps' spans, recorded
     by the steps themselves on the cluster, are its children) with the spans of the steps KFP's cache answered,
     and each step's seconds and cache state pushed beside the gate's series. Where the metrics went."""
-    from champion import tracing
-    from champion.run_metrics import export, step_metrics
 
     if not (result.created_ns and result.finished_ns):  # still running (timed out waiting): nothing to close yet
         return []

@@ -21,11 +21,19 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from champion import tracing
-from champion.errors import STEP_ERRORS_ENV, ChampionError, StepError
+from champion.errors import STEP_ERRORS_ENV, ChampionError, ConfigError, DataError, StepError
+from champion.inputs import check_folder
 from champion.interrupt import CANCEL_ENV, Interrupted, stop_on_signals
 from champion.parameters import PipelineParameters, PromotionParameters, ScheduledEvalParameters
 from champion.provenance import git_commit
+from components import CPU_IMAGE, GPU_IMAGE
+from evaluators.run_inputs import load_run_configs
 from pipelines.containers import ContainerLedger, Runner, docker_runner, input_paths, stop_containers, with_images
+from pipelines.promotion import promotion_pipeline
+from pipelines.scheduled_eval import scheduled_eval_pipeline
+from registry.monitoring import MONITOR_EXPERIMENT
+from registry.registry import _alias_lock, append_audit, connect
+from registry.run_metrics import export, gate_metrics, monitor_metrics, step_metrics
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -243,9 +251,6 @@ def pipeline_arguments(params: PipelineParameters, settings: LocalSettings, work
 def preflight(params: PipelineParameters, settings: LocalSettings) -> None:
     """Fail in a second on inputs that would otherwise fail minutes into the run. Values and bounds were
     checked by the parameter model; here: folders, files, and configs that must fit each other."""
-    from champion.errors import ConfigError, DataError
-    from champion.inputs import check_folder
-    from champion.pinning import load_run_configs
 
     check_folder(settings.workspace, "workspace", must_exist=False, error=ConfigError)
     if settings.weights_cache is not None:
@@ -320,8 +325,6 @@ def _run_locally(
     arguments = pipeline_arguments(params, settings, workspace)
     runner, ledger = _runner(settings, workspace, run_id, arguments)
     if ledger is not None:
-        from components import CPU_IMAGE, GPU_IMAGE
-
         # No GPU here: the GPU steps run in the CPU image, which holds the same code.
         pipeline_func = with_images(pipeline_func, {GPU_IMAGE: CPU_IMAGE})
     # workspace_root stays unset: kfp.local deletes it after every run. The step cache lives in the
@@ -347,8 +350,6 @@ def _run_locally(
             ):
                 outputs = pipeline_func(**arguments)
         except Interrupted:
-            from serving.registry import append_audit
-
             append_audit(
                 str(workspace.root / "audit.jsonl"),
                 {
@@ -376,8 +377,6 @@ def _runner(settings: LocalSettings, workspace: Workspace, run_id: str, argument
     """kfp.local's runner for this run, and the ledger of its containers (None: steps are subprocesses)."""
     from kfp import local
 
-    from components import CPU_IMAGE
-
     if settings.runner == "subprocess":
         return local.SubprocessRunner(use_venv=False), None
     weights = Path(arguments.get("weights_cache") or workspace.weights_cache)
@@ -404,8 +403,6 @@ def mark_cancelled(workspace: Workspace, cancel_file: Path, signum: int, run_id:
     Then stop the run's containers, if its steps run in any (they are not this command's processes)."""
     import signal
 
-    from serving.registry import _alias_lock
-
     cancel_file.parent.mkdir(parents=True, exist_ok=True)
     cancel_file.write_text(
         f"{signal.Signals(signum).name} at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}", encoding="utf-8"
@@ -422,7 +419,6 @@ def run_promotion(
     on_event: Callable[[str, StepState], None] = lambda task, state: None,
 ) -> dict:
     """Run the promotion pipeline locally and return its summary (what ``champion run --json`` prints)."""
-    from pipelines.promotion import promotion_pipeline
 
     run = _run_locally(promotion_pipeline, params, settings, on_event)
     summary = summarise(run, params) | {"cache": run.steps.cache_totals(), "steps": run.steps.timeline()}
@@ -443,7 +439,6 @@ def run_promotion(
 
 def _export_run_metrics(workspace: Workspace, model: str, summary: dict) -> str:
     """The run's outcome and its steps' seconds and cache hits, for a node_exporter textfile collector."""
-    from champion.run_metrics import export, gate_metrics, step_metrics
 
     registry = gate_metrics(model, {"gate": summary["gate"], "checks": summary["checks"]})
     step_metrics(model, summary["steps"], registry)
@@ -456,9 +451,6 @@ def run_scheduled_eval(
     on_event: Callable[[str, StepState], None] = lambda task, state: None,
 ) -> dict:
     """Run the scheduled evaluation locally. An alert (the champion regressed) is a result, not an error."""
-    from pipelines.scheduled_eval import scheduled_eval_pipeline
-    from serving.monitoring import MONITOR_EXPERIMENT
-    from serving.registry import connect
 
     failure, run = None, None
     try:
@@ -477,7 +469,6 @@ def run_scheduled_eval(
             client.download_artifacts(latest.info.run_id, "monitor/checks.json", str(workspace.root / "cache"))
         ).read_text()
     )
-    from champion.run_metrics import export, monitor_metrics
 
     metrics_file = export(
         monitor_metrics(

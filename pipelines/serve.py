@@ -19,7 +19,11 @@ import requests
 
 from champion.bundle import Bundle
 from champion.errors import ModelSourceError, PromptError, ServingError
+from champion.weights import fetch_weights
 from prompts import PromptTemplate
+from registry.registry import find_version
+from serving.openai_api import serve
+from serving.transformer import PromptTransformer, predictor_url
 
 
 @dataclass
@@ -42,9 +46,6 @@ def prepare(
 ) -> ServedBundle:
     """Find the bundle in MLflow, fetch its weights and prompt, and check both against its digests."""
     import mlflow
-
-    from champion.weights import fetch_weights
-    from serving.registry import find_version
 
     version = find_version(tracking_uri, registered_model_name, alias=alias, bundle_id=bundle_id)
     bundle = Bundle.model_validate(json.loads(version.tags["champion.bundle"]))
@@ -118,8 +119,6 @@ def serve_bundle(
     request_log=None,
 ) -> None:
     """Start the predictor, wait for it, then run the transformer in this process until interrupted."""
-    from serving.openai_api import serve
-    from serving.transformer import PromptTransformer, predictor_url
 
     predictor_port = predictor_port or port + 1
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -77,8 +77,8 @@ def configure(task: dsl.PipelineTask) -> dsl.PipelineTask:
     # Each step's span joins its run's trace (champion.tracing): the run's id from the pod's KFP label, where
     # it stays out of the step cache's key; the collector, when one was given at compile time.
     kubernetes.use_field_path_as_env(task, tracing.RUN_ID_ENV, tracing.RUN_ID_POD_FIELD)
-    if P.OTLP_ENDPOINT:
-        task.set_env_variable("OTEL_EXPORTER_OTLP_ENDPOINT", P.OTLP_ENDPOINT)
+    if otlp_endpoint := P.compile_settings().otlp_endpoint:
+        task.set_env_variable("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint)
     return task
 
 
@@ -121,16 +121,17 @@ def on_gpu(task: dsl.PipelineTask, params, accelerator_count=None) -> dsl.Pipeli
     )
     kubernetes.add_node_selector_json(task, params.gpu_node_selector)
     kubernetes.add_toleration_json(task, params.gpu_tolerations)
-    if P.KUEUE_QUEUE:  # Kueue admits the pod (all its GPUs at once) only when its queue has them free
-        kubernetes.add_pod_label(task, P.KUEUE_LABEL, P.KUEUE_QUEUE)
+    # Kueue admits the pod (all its GPUs at once) only when its queue has them free.
+    if queue := P.compile_settings().kueue_queue:
+        kubernetes.add_pod_label(task, P.KUEUE_LABEL, queue)
     return task
 
 
 def with_weights(task: dsl.PipelineTask, hf_token_secret=None) -> dsl.PipelineTask:
     """The weights cache PVC (when compiled with one) and, for steps that download, the Hugging Face
     token from a secret (optional: public models need none)."""
-    if P.WEIGHTS_PVC:
-        kubernetes.mount_pvc(task, pvc_name=P.WEIGHTS_PVC, mount_path=P.WEIGHTS_MOUNT)
+    if pvc := P.compile_settings().weights_pvc:
+        kubernetes.mount_pvc(task, pvc_name=pvc, mount_path=P.WEIGHTS_MOUNT)
     if hf_token_secret is not None:
         kubernetes.use_secret_as_env(
             task, secret_name=hf_token_secret, secret_key_to_env={"token": "HF_TOKEN"}, optional=True
@@ -242,7 +243,7 @@ def score_bundles(params, pins, data_task, champion_task, *, challenger: dict | 
                         trainjob_image=GPU_IMAGE,  # the job's nodes run the step's own image
                         namespace=getattr(params, "namespace", P.default(P.PromotionParameters, "namespace")),
                         weights_cache=params.weights_cache,
-                        weights_pvc=P.WEIGHTS_PVC,
+                        weights_pvc=P.compile_settings().weights_pvc,
                         gpu_type=params.accelerator_type,
                         gpu_count=_fine_tuning(params, "fine_tune_gpu_count"),
                     )

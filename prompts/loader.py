@@ -21,6 +21,7 @@ from champion.bundle import PromptRef
 from champion.config import load_yaml
 from champion.digests import sha256_json
 from champion.errors import PromptError, field_problems
+from champion.inputs import read_text
 
 PROMPTS_DIR = Path(__file__).resolve().parent
 JUDGES_DIR = PROMPTS_DIR / "judges"
@@ -160,7 +161,6 @@ class JudgeRubric(PromptTemplate):
 
 
 def _parse(path: Path, model: type[PromptTemplate] = PromptTemplate, root: Path = PROMPTS_DIR) -> PromptTemplate:
-    from champion.inputs import read_text
 
     try:
         data = load_yaml(read_text(path, "prompt file", error=PromptError))
@@ -206,7 +206,6 @@ def published_digests(root: Path = PROMPTS_DIR) -> dict[str, str]:
     path = root / LOCK_NAME
     if not path.is_file():
         return {}
-    from champion.inputs import read_text
 
     try:
         data = load_yaml(read_text(path, "prompt lock file", error=PromptError)) or {}

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from champion.errors import Problem, PromptError
+from champion.inputs import check_folder
 from prompts.loader import (
     JUDGES_DIR,
     LOCK_NAME,
@@ -56,7 +57,6 @@ def load_file(ref: str, path: Path, root: Path) -> PromptTemplate:
 
 def require_prompts(root: Path) -> None:
     """A check that passes on nothing is no check: the folder must exist and hold prompt versions."""
-    from champion.inputs import check_folder
 
     check_folder(root, "prompt folder", error=PromptError)
     if not prompt_files(root):

@@ -28,8 +28,20 @@ from champion.errors import DeployError
 from champion.interrupt import refuse_if_cancelled
 from champion.parameters import PromotionParameters
 from prompts import PromptTemplate
+from registry.registry import ChampionMoved, append_audit, connect, current_champion, promote_version
+from serving.kube import api_client
+from serving.llm_rollout import BundleObjects, LLMRollout
+from serving.llm_service import (
+    Scaling,
+    bundle_name,
+    render_bundle_route,
+    render_llm_inference_service,
+    render_prompt_router,
+)
 from serving.manifests import Autoscaling, render_inference_service, validate_strict
-from serving.registry import ChampionMoved, append_audit, connect, current_champion, promote_version
+from serving.rollout import KServeRollout, kube_api
+from serving.shadow import mirrored_pairs, shadow_gate
+from serving.smoke import smoke_test
 
 if typing.TYPE_CHECKING:
     from serving.llm_rollout import LLMRollout
@@ -150,13 +162,6 @@ def render_for(bundle: Bundle, prompt: PromptTemplate, service: ServiceOptions, 
 
 
 def llm_objects_for(bundle: Bundle, prompt: PromptTemplate, service: ServiceOptions, registry: PromotionTarget):
-    from serving.llm_rollout import BundleObjects
-    from serving.llm_service import (
-        Scaling,
-        bundle_name,
-        render_llm_inference_service,
-        render_prompt_router,
-    )
 
     name = bundle_name(service.name, bundle)
     return BundleObjects(
@@ -188,7 +193,6 @@ def llm_objects_for(bundle: Bundle, prompt: PromptTemplate, service: ServiceOpti
 
 
 def front_route(service: ServiceOptions, backends: list[tuple[str, int]], mirror: str = "") -> dict:
-    from serving.llm_service import render_bundle_route
 
     gateway_namespace, gateway = service.gateway
     return render_bundle_route(
@@ -217,7 +221,6 @@ def shadow_judge(service: ServiceOptions, judge, judge_reliability: dict | None)
             + "; ".join(judge_reliability.get("reasons") or ["no reason recorded"]),
             "fix the judge (see the check_judge report), or set shadow_requests=0.",
         )
-    from serving.shadow import mirrored_pairs, shadow_gate
 
     def decide(live_bundle: str, candidate_bundle: str, since: str) -> dict:
         pairs = mirrored_pairs(
@@ -276,16 +279,11 @@ def deploy_bundle(
     rollout: KServeRollout | LLMRollout | None = None
     outcome = None
     if service.target == "kserve":
-        from serving.smoke import smoke_test
-
         if current_champion(client, registry.registered_model_name) != registry.expected_champion:
             promote()  # never roll out a bundle that cannot become the champion: this refuses before any call
 
         subject: object
         if service.serving_api == "llminferenceservice":
-            from serving.kube import api_client
-            from serving.llm_rollout import LLMRollout
-
             objects = llm_objects_for(bundle, prompt, service, registry)
             subject, served_name = objects, objects.name
             rollout = LLMRollout(
@@ -299,8 +297,6 @@ def deploy_bundle(
                 poll_s=service.poll_s,
             )
         else:
-            from serving.rollout import KServeRollout, kube_api
-
             subject, served_name = manifest, service.name
             rollout = KServeRollout(
                 kube_api(service.kubeconfig),

@@ -17,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from serving.request_log import EVENT_TYPE, RECORDS_ROUTE, RequestRecord
+from champion.request_records import RequestRecord
+from serving.request_log import EVENT_TYPE, RECORDS_ROUTE
 
 
 def _matches(record: RequestRecord, query: dict[str, str]) -> bool:

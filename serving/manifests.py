@@ -54,7 +54,7 @@ SCHEMAS = {  # kind -> (vendored schema, the CRD file it comes from (relative to
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 VLLM_RUNTIME_NAME = "champion-vllm"
 TRANSFORMER_GRACE_S = 30
-VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"  # the release serving/generation/vllm_backend.py is written against
+VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"  # the release generation/vllm_backend.py is written against
 RUNTIMES = {
     # KServe's Hugging Face server with the vLLM backend (ClusterServingRuntime shipped with KServe):
     # OpenAI routes under /openai/v1.

@@ -5,7 +5,7 @@ Both are written by ``champion manifests`` and read the series champion exports:
 - serving (serving/metrics.py, scraped from the prompt transformer's ``/metrics``):
   ``champion_requests_total{bundle,prompt,code}``, ``champion_request_latency_seconds_bucket{bundle,prompt,le}``,
   ``champion_prompt_tokens_total``, ``champion_completion_tokens_total``;
-- pipeline runs (champion/run_metrics.py, a Pushgateway on a cluster or a textfile locally):
+- pipeline runs (registry/run_metrics.py, a Pushgateway on a cluster or a textfile locally):
   ``champion_gate_passed{model}``, ``champion_gate_last_run_timestamp_seconds{model}``,
   ``champion_gate_difference{model,metric}`` with ``champion_gate_ci_low``/``_high``,
   ``champion_scheduled_evaluation_healthy{model}`` and ``champion_scheduled_evaluation_score{model,metric}``.
@@ -16,6 +16,9 @@ Every alert rule has a promtool unit test in tests/ that fires it and one that d
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from champion.errors import ConfigError
+from serving.manifests import check_namespace
 
 ERROR_RATE = (
     'sum by (bundle) (rate(champion_requests_total{code="5xx"}[5m]))'
@@ -31,7 +34,6 @@ class AlertThresholds:
     gate_stale_days: float = 7.0  # no promotion run for this long
 
     def __post_init__(self) -> None:
-        from champion.errors import ConfigError
 
         if not 0 < self.error_rate < 1 or self.p95_latency_s <= 0 or self.gate_stale_days <= 0:
             raise ConfigError(
@@ -102,7 +104,6 @@ def alert_rules(thresholds: AlertThresholds = AlertThresholds()) -> list[dict]:
 
 def render_prometheus_rule(namespace: str, thresholds: AlertThresholds = AlertThresholds()) -> dict:
     """The rules as a prometheus-operator ``PrometheusRule`` (what kube-prometheus-stack picks up)."""
-    from serving.manifests import check_namespace
 
     check_namespace(namespace)
     return {

@@ -14,9 +14,10 @@ import asyncio
 
 import kserve
 
+from champion import tracing
 from champion.errors import ServingError
+from generation import get_generator
 from prompts import Decoding
-from serving.generation import get_generator
 from serving.openai_api import ChatReply, ChatRequest, serve
 
 
@@ -55,8 +56,6 @@ class GeneratorModel(kserve.Model):
     async def chat(self, request: ChatRequest, request_id: str = "", trace_headers=None) -> ChatReply:
         """Generate one answer; a span continuing the caller's trace (the transformer's traceparent) times it."""
         from opentelemetry.trace import SpanKind
-
-        from champion import tracing
 
         with tracing.tracer("champion.serving").start_as_current_span(
             "predictor generate",

@@ -23,11 +23,11 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
-from pydantic import BaseModel, ConfigDict
-
-from champion.errors import ConfigError, DataError
+from champion.errors import ConfigError, ServingError
+from champion.request_records import RequestRecord
+from evaluators.guards import secret_findings
 
 LOG_PATH_ENV = "CHAMPION_REQUEST_LOG"
 LOG_URL_ENV = "CHAMPION_REQUEST_LOG_URL"
@@ -37,27 +37,8 @@ EVENT_TYPE = "io.champion.request.v1"
 RECORDS_ROUTE = "/records"  # where the log sink gives the records back (serving/log_sink.py)
 
 
-class RequestRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    time: str
-    request_id: str
-    bundle_id: str
-    prompt: str  # name@version
-    prompt_digest: str
-    model_digest: str
-    decoding: dict
-    status: int
-    latency_s: float
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    question: str | None = None  # content capture only
-    answer: str | None = None
-
-
 def redact_secrets(text: str) -> str:
     """Replace every secret detect-secrets' pattern plugins find (the secrets guard's engine)."""
-    from evaluators.guards import secret_findings
 
     for secret in secret_findings(text):
         text = text.replace(secret, "[REDACTED]")
@@ -180,29 +161,11 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def read_request_log(path: str | Path) -> list[RequestRecord]:
-    """Every record of a JSONL request log, each checked; a bad line is named."""
-    records = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(RequestRecord.model_validate_json(line))
-        except ValueError as exc:
-            raise DataError(
-                f"{path}, line {number} is not a champion request record: {str(exc)[:200]}",
-                "pass a log written by champion's prompt transformer (CHAMPION_REQUEST_LOG).",
-            ) from exc
-    return records
-
-
 def fetch_records(
     sink_url: str, *, bundle_id: str = "", since: str = "", timeout_s: float = 30.0
 ) -> list[RequestRecord]:
     """The records a log sink (serving/log_sink.py) holds, of ``bundle_id`` and at or after ``since`` when given."""
     import requests
-
-    from champion.errors import ServingError
 
     params = {key: value for key, value in (("bundle_id", bundle_id), ("since", since)) if value}
     try:
@@ -222,30 +185,3 @@ def fetch_records(
             "point request_log_url at champion's log sink (`python -m serving.log_sink`).",
             502,
         ) from exc
-
-
-def replayable(
-    records: Iterable[RequestRecord], *, bundle_id: str = "", limit: int = 0, seed: int = 0
-) -> list[RequestRecord]:
-    """Answered requests with captured content (of ``bundle_id`` when given), one per distinct question,
-    sampled down to ``limit`` reproducibly."""
-    import random
-
-    seen: dict[str, RequestRecord] = {}
-    for record in records:
-        if record.status != 200 or record.question is None or record.answer is None:
-            continue
-        if bundle_id and record.bundle_id != bundle_id:
-            continue
-        seen.setdefault(record.question, record)
-    chosen = list(seen.values())
-    if limit and len(chosen) > limit:
-        chosen = random.Random(seed).sample(chosen, limit)
-    return chosen
-
-
-def records_as_rows(records: Iterable[RequestRecord]) -> list[dict]:
-    """Logged requests as evaluation rows without references (for reference-free comparison and drift)."""
-    return [
-        {"id": r.request_id, "question": r.question or "", "reference": "", "output": r.answer or ""} for r in records
-    ]

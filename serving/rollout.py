@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from champion.errors import DeployError
-from serving.kube import ConflictError, api_client, call, desired_state
+from serving.kube import VIRTUAL_SERVICE, ConflictError, KubeObjects, api_client, call, desired_state
+from serving.llm_service import render_istio_mirror
 from serving.manifests import DEPLOYER_VERBS, validate_strict
 from serving.smoke import SmokeResult
 
@@ -250,8 +251,6 @@ class KServeRollout:
         (Istio VirtualService on the live service's host) while ``shadow`` gates. Both objects are deleted
         afterwards, whatever happened. The outcome when the candidate goes no further; None to go on to the
         canary."""
-        from serving.kube import VIRTUAL_SERVICE, KubeObjects
-        from serving.llm_service import render_istio_mirror
 
         name = f"{outcome.name}-shadow"
         body = copy.deepcopy(manifest)

@@ -26,9 +26,13 @@ from typing import Sequence
 
 from champion.errors import ServingError
 from champion.parameters import SHADOW_MIN_PAIRS
+from champion.request_records import RequestRecord
 from evaluators.catalog import SHADOW_PREFERENCE
+from evaluators.gate import decide
 from evaluators.judge import preference
-from serving.request_log import RequestRecord
+from evaluators.policy import GatePolicy
+from serving.request_log import fetch_records
+from serving.smoke import ask_bundle
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,6 @@ def mirrored_pairs(
     gate's minimum is for the gate to refuse, not for this to hide."""
     import time
 
-    from serving.request_log import fetch_records
-
     deadline = time.monotonic() + timeout_s
     while True:
         pairs = pair_logs(
@@ -84,7 +86,6 @@ def replay(
 ) -> list[ShadowPair]:
     """Send each logged question to the candidate at ``url`` (its chat route, as a client would), with its
     original request id, and pair the answer with the logged live one."""
-    from serving.smoke import ask_bundle
 
     pairs = []
     for record in records:
@@ -125,8 +126,6 @@ def shadow_gate(
 ) -> dict:
     """Judge every pair (reference-free) and decide with the offline gate's engine. Returns the decision as a
     dict (gate, reasons, checks, n) with the per-pair verdicts."""
-    from evaluators.gate import decide
-    from evaluators.policy import GatePolicy
 
     verdicts = judge.compare(
         [{"question": p.question} for p in pairs],

@@ -16,7 +16,7 @@ import requests
 
 from champion.errors import BackendError, ServingError
 from evaluators.lexical import token_f1
-from serving.generation.openai_backend import parse_chat_response
+from generation.openai_backend import parse_chat_response
 from serving.openai_api import CHAT_ROUTE
 
 BUNDLE_HEADER = "x-champion-bundle"

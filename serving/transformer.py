@@ -23,9 +23,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, use_span
 
 from champion import tracing
 from champion.errors import BackendError, PromptError, ServingError
+from generation.openai_backend import chat_request, parse_chat_response
 from prompts import PromptTemplate
 from serving import metrics
-from serving.generation.openai_backend import chat_request, parse_chat_response
 from serving.openai_api import ChatReply, ChatRequest, serve
 from serving.request_log import RequestLog, new_request_id
 

@@ -71,7 +71,7 @@ def test_disabled_cache_is_always_a_miss():
 
 
 def test_the_generator_answers_unchanged_examples_without_loading_the_model(smollm2, tmp_path):
-    from serving.generation.cached import cached_generator
+    from generation.cached import cached_generator
 
     prompt = load_prompt("qa-concise")
     conversations = [

@@ -4,10 +4,10 @@ import pytest
 
 from champion.cache import ExampleCache
 from champion.errors import DataError
+from generation.batch import generate_answers
+from generation.cached import cached_generator
+from generation.context import context_limit
 from prompts import load_prompt
-from serving.generation.batch import generate_answers
-from serving.generation.cached import cached_generator
-from serving.generation.context import context_limit
 
 PROMPT = load_prompt("qa-concise")
 LONG = ("Please summarise the following. " + "The quick brown fox jumps over the lazy dog. " * 967)[

@@ -16,10 +16,10 @@ import pytest
 from champion.bundle import Bundle
 from champion.errors import DeployError
 from prompts import load_prompt
+from registry.register import register_bundle
+from registry.registry import ChampionMoved, current_champion, promote_version
 from serving.deploy import PromotionTarget, ServiceOptions, deploy_bundle, deployment_report, render_for
 from serving.manifests import render_rbac
-from serving.register import register_bundle
-from serving.registry import ChampionMoved, current_champion, promote_version
 from serving.rollout import GROUP, PLURAL, VERSION, KServeRollout, kube_api
 from tests.answer_server import AnswerServer
 from tests.envtest.faults import OverloadedFront

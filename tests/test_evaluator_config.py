@@ -8,8 +8,8 @@ from evaluators.evaluate import evaluate_generations, judge_reliability
 from evaluators.gate import GatePolicy, decide
 from evaluators.judge import Judge
 from evaluators.ragas_metrics import RagasMetric
+from generation import get_generator
 from prompts import load_rubric
-from serving.generation import get_generator
 from tests.judge_server import JudgeServer
 
 BASE = "name: t\nversion: 1\nmetrics: [exact_match, token_f1]\n"

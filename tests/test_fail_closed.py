@@ -27,8 +27,8 @@ import yaml
 from champion.bundle import Bundle
 from champion.errors import PromptError, RegistryError
 from prompts import PromptTemplate, load_prompt
-from serving.register import register_bundle
-from serving.registry import NoChampion, current_champion, ensure_prompt_version, promote_version, resolve_champion
+from registry.register import register_bundle
+from registry.registry import NoChampion, current_champion, ensure_prompt_version, promote_version, resolve_champion
 from tests.conftest import REPO, free_port
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-password-for-tests"
@@ -374,7 +374,7 @@ def test_the_registry_never_holds_two_contents_under_one_label(tmp_path):
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    from serving.registry import connect
+    from registry.registry import connect
 
     _, client, _ = connect(uri)
     assert ensure_prompt_version(client, PROMPT) == ensure_prompt_version(client, PROMPT)  # found again by digest

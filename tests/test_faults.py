@@ -102,9 +102,9 @@ GENERATE = """
 import sys
 from champion.cache import ExampleCache
 from champion.jsonl import read_jsonl, write_jsonl
-from serving.generation.batch import generate_answers
+from generation.batch import generate_answers
 from prompts import load_prompt
-from serving.generation.cached import cached_generator
+from generation.cached import cached_generator
 model, digest, cache_root, out = sys.argv[1:5]
 rows = read_jsonl("pipelines/data/demo_eval.jsonl")[:12]
 run = generate_answers(rows, load_prompt("qa-concise"), cached_generator("transformers", model, ExampleCache(cache_root), {"model_digest": digest}, batch_size=2))
@@ -115,9 +115,9 @@ write_jsonl(run.rows, out)
 def test_a_generation_killed_midway_leaves_no_partial_output_and_the_rerun_resumes(smollm2, tmp_path):
     from champion.cache import ExampleCache
     from champion.jsonl import read_jsonl
+    from generation.batch import generate_answers
+    from generation.cached import cached_generator
     from prompts import load_prompt
-    from serving.generation.batch import generate_answers
-    from serving.generation.cached import cached_generator
 
     cache_root, out = tmp_path / "cache", tmp_path / "generations.jsonl"
     process = subprocess.Popen(

@@ -12,7 +12,10 @@ import json
 import pytest
 
 from champion.errors import DataError, ModelSourceError
-from champion.fine_tuning import (
+from champion.jsonl import read_jsonl
+from champion.weights import verify_weights
+from prompts import load_prompt
+from training.fine_tuning import (
     FINE_TUNING_EXPERIMENT,
     FineTuneSettings,
     fine_tune,
@@ -20,9 +23,6 @@ from champion.fine_tuning import (
     sft_trainer,
     training_examples,
 )
-from champion.jsonl import read_jsonl
-from champion.weights import verify_weights
-from prompts import load_prompt
 
 PROMPT = load_prompt("qa-concise")
 ROWS = read_jsonl("pipelines/data/demo_eval.jsonl")[:16]
@@ -53,7 +53,7 @@ def test_the_loss_is_on_the_answer_only(smollm2, tmp_path):
 
 
 def test_a_few_steps_on_cpu_lower_the_held_out_loss_and_the_merged_weights_serve(smollm2, tmp_path):
-    from serving.generation.transformers_backend import TransformersGenerator
+    from generation.transformers_backend import TransformersGenerator
 
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = fine_tune(
@@ -110,7 +110,7 @@ def test_the_mlflow_run_leaves_an_unset_tracking_uri_unset(tmp_path, monkeypatch
 
     import mlflow
 
-    from champion.fine_tuning import _mlflow_run
+    from training.fine_tuning import _mlflow_run
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     mlflow.set_tracking_uri(None)

@@ -3,11 +3,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from champion.errors import BackendError
+from generation import get_generator
+from generation.batch import generate_answers
+from generation.sizing import KVShape, gpu_batch_size
+from generation.vllm_backend import sampling_kwargs
 from prompts import Decoding, load_prompt
-from serving.generation import get_generator
-from serving.generation.batch import generate_answers
-from serving.generation.sizing import KVShape, gpu_batch_size
-from serving.generation.vllm_backend import sampling_kwargs
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -50,7 +50,7 @@ def test_throughput_counts_generated_work_only(smollm2, tmp_path):
     """An answer the per-example cache gives back costs no generation: it is not throughput. A run where
     everything hits reports no tokens per second (it used to report ~437,000)."""
     from champion.cache import ExampleCache
-    from serving.generation.cached import cached_generator
+    from generation.cached import cached_generator
 
     examples = [{"id": f"q{i}", "question": q, "reference": "x"} for i, q in enumerate(QUESTIONS)]
     cache = ExampleCache(str(tmp_path / "cache"))
@@ -150,7 +150,7 @@ def test_the_h200_measurement_would_have_run_at_the_cap():
 
 
 def test_on_a_cpu_batch_size_zero_is_the_old_fixed_sixteen(smollm2):
-    from serving.generation.transformers_backend import TransformersGenerator
+    from generation.transformers_backend import TransformersGenerator
 
     generator = TransformersGenerator(str(smollm2.path), batch_size=0, device="cpu")
     assert generator.batch_size == 16 and generator._batch_for(["anything"], 8) == 16
@@ -161,8 +161,8 @@ def test_on_a_cpu_batch_size_zero_is_the_old_fixed_sixteen(smollm2):
 def test_vllm_engine_settings_come_from_the_pipeline_parameters():
     from champion.errors import ConfigError
     from champion.parameters import PromotionParameters, parse
-    from serving.generation import engine_options
-    from serving.generation.vllm_backend import engine_kwargs
+    from generation import engine_options
+    from generation.vllm_backend import engine_kwargs
 
     options = engine_options("vllm", batch_size=0, tensor_parallel_size=4, max_num_seqs=512, gpu_memory_utilization=0.8)
     kwargs = engine_kwargs("/m", **{k: v for k, v in options.items() if k != "batch_size"})

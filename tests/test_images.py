@@ -9,8 +9,8 @@ import pytest
 
 import components
 from components import UNSET, image_ref, read_refs
+from generation.vllm_contract import PINNED
 from pipelines.compile import CompileError, _compile_here
-from serving.generation.vllm_contract import PINNED
 from serving.manifests import VLLM_IMAGE
 from tests.conftest import REPO
 

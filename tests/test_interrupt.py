@@ -32,7 +32,7 @@ POLICY = "name: lenient\nversion: 1\nmin_examples: 2\nmetrics:\n  semantic_simil
 def champion_version(workspace: Path):
     from mlflow import MlflowClient
 
-    from serving.registry import current_champion
+    from registry.registry import current_champion
 
     if not (workspace / "mlflow.db").exists():
         return None

@@ -11,8 +11,8 @@ from champion.errors import BackendError, ConfigError
 from evaluators.config import Reliability
 from evaluators.judge import Judge, Sampling, Verdict, parse_verdict
 from evaluators.reliability import FAMILIES, check_reliability, cohen_kappa, kappa_interval
+from generation import get_generator
 from prompts import load_rubric
-from serving.generation import get_generator
 from tests.judge_server import BIASES, JudgeServer
 
 POINTWISE, PAIRWISE = load_rubric("correctness"), load_rubric("pairwise-correctness")

@@ -300,7 +300,7 @@ def test_the_rendered_list_is_what_kubectl_applies(llm_cluster, registry):
 def test_if_another_promotion_moves_the_alias_mid_rollout_users_stay_on_the_live_bundle(
     llm_cluster, registry, tmp_path, sink
 ):
-    from serving.registry import ChampionMoved
+    from registry.registry import ChampionMoved
 
     live = serve(registry.champion, True, tmp_path, sink)
     candidate = serve(registry.challenger, True, tmp_path, sink)

@@ -35,7 +35,10 @@ def test_a_failing_process_leaves_its_typed_error(tmp_path):
     import subprocess
     import sys
 
-    code = "from champion.errors import DataError; raise DataError('row 2 is empty', 'fill it in')"
+    code = (
+        "from champion.step_process import begin_step; begin_step()\n"
+        "from champion.errors import DataError; raise DataError('row 2 is empty', 'fill it in')"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -49,6 +52,16 @@ def test_a_failing_process_leaves_its_typed_error(tmp_path):
     assert StepError(**__import__("json").loads(records[0].read_text())) == StepError(
         "DataError", "row 2 is empty", "fill it in"
     )
+
+
+def test_importing_champion_changes_nothing_in_the_process(tmp_path):
+    import subprocess
+    import sys
+
+    code = "import sys; hook = sys.excepthook; import champion, champion.errors; assert sys.excepthook is hook"
+    env = {"CHAMPION_STEP_ERRORS": str(tmp_path), "CHAMPION_RUN_ID": "r", "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-c", code, "--function_to_execute"], check=True, cwd=REPO, env=env)
+    assert not list(tmp_path.iterdir())
 
 
 def test_the_hook_keeps_the_previous_one(tmp_path, monkeypatch):

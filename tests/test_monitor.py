@@ -7,7 +7,7 @@ from champion.errors import ConfigError
 from evaluators.config import load_evaluator_config
 from evaluators.gate import decide
 from evaluators.policy import load_policy
-from serving.monitoring import ChampionRegressed, monitor_champion, monitoring_decision  # noqa: F401
+from registry.monitoring import ChampionRegressed, monitor_champion, monitoring_decision  # noqa: F401
 
 POLICY = """name: watch
 version: 1

@@ -7,17 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from champion.data import pin_data
 from champion.errors import ConfigError
-from champion.pinning import (
-    PinMismatch,
-    check_pin,
-    pin_data,
-    pin_hf_model,
-    pin_model,
-    pin_path,
-    pin_run_inputs,
-    unpinned,
-)
+from champion.pinning import PinMismatch, check_pin, pin_hf_model, pin_path, unpinned
+from champion.weights import pin_model
+from evaluators.run_inputs import pin_run_inputs
 from tests.conftest import REPO
 
 

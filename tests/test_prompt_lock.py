@@ -91,8 +91,8 @@ def test_sync_prompts_registers_every_version_once_and_aligns_the_champion_alias
     import mlflow
 
     from champion.bundle import Bundle
-    from serving.register import register_bundle
-    from serving.registry import CHAMPION_ALIAS, promote_version, sync_prompts
+    from registry.register import register_bundle
+    from registry.registry import CHAMPION_ALIAS, promote_version, sync_prompts
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     prompts = [load_prompt(name) for name in ("qa-concise", "qa-oneline", "qa-evasive")]

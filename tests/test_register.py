@@ -11,8 +11,8 @@ import pytest
 from champion.bundle import Bundle
 from champion.errors import RegistryError
 from prompts import load_prompt
-from serving.register import register_bundle
-from serving.registry import CHAMPION_ALIAS, ChampionMoved, current_champion, promote_version
+from registry.register import register_bundle
+from registry.registry import CHAMPION_ALIAS, ChampionMoved, current_champion, promote_version
 
 
 def make_bundle(prompt, model_digest="m" * 64):

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from champion.run_metrics import ExportError, export, gate_metrics, monitor_metrics
 from evaluators.gate import decide
 from evaluators.policy import load_policy
+from registry.run_metrics import ExportError, export, gate_metrics, monitor_metrics
 from serving.observability import alert_rules
 from tests.prometheus.server import Prometheus, Pushgateway
 
@@ -93,7 +93,7 @@ def test_a_local_runs_textfile_is_what_prometheus_scrapes(prometheus_binaries, t
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    from champion.run_metrics import step_metrics
+    from registry.run_metrics import step_metrics
 
     registry = gate_metrics("champion-qa", a_real_decision(0.0))
     step_metrics(

@@ -17,8 +17,8 @@ from champion.bundle import Bundle
 from champion.errors import PromptError, ServingError
 from pipelines.serve import wait_until_ready
 from prompts import PromptTemplate, load_prompt
-from serving.register import register_bundle
-from serving.registry import promote_version
+from registry.register import register_bundle
+from registry.registry import promote_version
 from serving.smoke import smoke_test
 from serving.transformer import BUNDLE_ENV, PROMPT_DIGEST_ENV, PROMPT_ENV, prompt_from_env, prompt_values
 from tests.answer_server import AnswerServer
@@ -205,7 +205,7 @@ def served(smollm2, weights_cache, tmp_path_factory):
 
 
 def test_served_answers_are_the_promoted_bundles_answers(served, smollm2):
-    from serving.generation.transformers_backend import TransformersGenerator
+    from generation.transformers_backend import TransformersGenerator
 
     offline = TransformersGenerator(str(smollm2.path), batch_size=4).generate(
         [PROMPT.render(question=q) for q in QUESTIONS], PROMPT.decoding

@@ -17,8 +17,9 @@ import requests
 import yaml
 
 from champion.jsonl import read_jsonl
+from champion.request_records import read_request_log, records_as_rows, replayable
 from prompts import load_prompt
-from serving.request_log import RequestLog, read_request_log, records_as_rows, replayable
+from serving.request_log import RequestLog
 from serving.shadow import pair_logs
 from tests.answer_server import AnswerServer
 from tests.conftest import free_port

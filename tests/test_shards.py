@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from champion.errors import ConfigError
-from champion.shards import check_shards, merge_scored, shard_bounds, shard_rows
+from champion.shards import check_shards, shard_bounds, shard_rows
 from evaluators import aggregate
+from evaluators.scores import merge_scored
 
 BUNDLE_A = json.dumps({"model_digest": "a", "prompt": "p"})
 BUNDLE_B = json.dumps({"prompt": "p", "model_digest": "b"})

@@ -16,7 +16,7 @@ from champion.data import preprocess_data
 from champion.errors import ConfigError, DataError
 from evaluators.config import EvaluatorConfig, load_evaluator_config
 from evaluators.evaluate import build_judge, evaluate_generations, judge_reliability
-from serving.monitoring import monitor_champion
+from registry.monitoring import monitor_champion
 from serving.request_log import RequestLog
 from tests.judge_server import JudgeServer
 from tests.test_shadow import FACTS, LIVE, PROMPT, live_record

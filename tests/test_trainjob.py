@@ -1,6 +1,6 @@
 """Multi-node fine-tuning as a Kubeflow Trainer v2 TrainJob, against the real API server.
 
-The fine-tune step (champion.trainjob) stages its inputs on "the weights PVC" (a local folder mounted at the
+The fine-tune step (training.trainjob) stages its inputs on "the weights PVC" (a local folder mounted at the
 same path in the step and the job), renders the TrainJob (validated against the vendored CRD, accepted by
 the real server as the pipeline's service account with the Role `champion manifests --trainjob` writes),
 waits and picks up the result. The test plays the Trainer controller and its torch-distributed runtime
@@ -16,14 +16,14 @@ import json
 import pytest
 
 from champion.errors import ConfigError, DeployError
-from champion.fine_tuning import FineTuneSettings
 from champion.jsonl import read_jsonl
-from champion.trainjob import TrainJobOptions, render_trainjob, run_trainjob
 from champion.weights import verify_weights
 from prompts import load_prompt
 from serving.kube import TRAIN_JOB, api_client
 from serving.manifests import render_rbac
 from tests.envtest.trainer_controller import TrainerStandIn
+from training.fine_tuning import FineTuneSettings
+from training.trainjob import TrainJobOptions, render_trainjob, run_trainjob
 
 PROMPT = load_prompt("qa-concise")
 ROWS = read_jsonl("pipelines/data/demo_eval.jsonl")[:12]

@@ -1,6 +1,6 @@
 """Our vLLM backend held to the real vLLM API without a GPU or vLLM installed.
 
-The contract (serving/generation/vllm-0.33.0.contract.json) is the signatures read from the source in
+The contract (generation/vllm-0.33.0.contract.json) is the signatures read from the source in
 the published vllm 0.33.0 wheel; every keyword our backend passes to LLM(...), LLM.chat(...) and
 SamplingParams(...) must be in it. Not proven: runtime behaviour of vLLM (that needs a GPU).
 """
@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from serving.generation.vllm_contract import PINNED, backend_calls, check_backend, extract_contract, load_contract
+from generation.vllm_contract import PINNED, backend_calls, check_backend, extract_contract, load_contract
 
 
 @pytest.fixture

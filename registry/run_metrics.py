@@ -23,6 +23,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
 from champion.errors import ChampionError
+from evaluators.gate import comparison_intervals
 
 JOB = "champion"
 
@@ -33,7 +34,6 @@ def _finite(value: Any) -> bool:
 
 def gate_metrics(model: str, decision: dict, *, at: float | None = None, registry: CollectorRegistry | None = None):
     """The gate's decision record (evaluators.decision) as gauges."""
-    from evaluators.gate import comparison_intervals
 
     registry = registry or CollectorRegistry()
     Gauge(

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Sequence
 
 from champion.errors import BackendError
+from generation import ADAPTER_DIR, ChoiceScores, Conversation, Generation
+from generation.sizing import CPU_BATCH, DEFAULT_CAP, KVShape, gpu_batch_size
 from prompts import Decoding
-from serving.generation import ADAPTER_DIR, ChoiceScores, Conversation, Generation
-from serving.generation.sizing import CPU_BATCH, DEFAULT_CAP, KVShape, gpu_batch_size
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ class TransformersGenerator:
         self, model_path: str, *, batch_size: int = 0, device: str | None = None, trust_remote_code: bool = False
     ) -> None:
         """``batch_size``: on a CPU the batch (0 = 16); on a GPU the most sequences in one batch (0 = up to 256),
-        each batch sized from free memory and its prompts (serving/generation/sizing.py)."""
+        each batch sized from free memory and its prompts (generation/sizing.py)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from champion.errors import DataError
-from serving.generation import Conversation
+from generation import Conversation
 
 ContextPolicy = Literal["fail", "skip"]
 CONTEXT_POLICIES = ("fail", "skip")

@@ -6,7 +6,7 @@ With ``trainer=trainjob`` the fine-tune step does not train in its own pod. It
    ``weights_cache``): the base weights, the training split and the bundle's prompt, under
    ``trainjobs/<job>/``;
 2. renders a ``trainer.kubeflow.org/v1alpha1`` TrainJob on the ``torch-distributed`` runtime (``nodes`` x
-   ``gpus`` processes, each running ``torchrun -m champion.trainjob`` with the same settings as a local
+   ``gpus`` processes, each running ``torchrun -m training.trainjob`` with the same settings as a local
    fine-tune), the volume patched into the runtime's ``node`` job, validated against the TrainJob CRD, and
    creates it through the Kubernetes API;
 3. waits for its ``Complete`` condition (``Failed`` is an error carrying the job's message), and
@@ -24,9 +24,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from champion.digests import sha256_json
 from champion.errors import ConfigError, DeployError
-from champion.fine_tuning import FineTuneResult, FineTuneSettings, fine_tune
+from champion.jsonl import read_jsonl, write_jsonl
 from champion.weights import MANIFEST_NAME, verify_weights
+from prompts import PromptTemplate
+from serving.kube import TRAIN_JOB as trainjobs
+from serving.kube import KubeObjects
+from serving.manifests import validate_strict
+from training.fine_tuning import FineTuneResult, FineTuneSettings, fine_tune
 
 API_VERSION = "trainer.kubeflow.org/v1alpha1"
 VOLUME = "champion-weights"
@@ -65,13 +71,12 @@ class TrainJobOptions:
 
 def job_name(base_digest: str, settings: FineTuneSettings, train_digest: str) -> str:
     """A name that is the same for the same inputs (a re-run adopts a job that already finished)."""
-    from champion.digests import sha256_json
 
     return "champion-ft-" + sha256_json([base_digest, asdict(settings), train_digest])[:12]
 
 
 def render_trainjob(name: str, workdir: str, settings: FineTuneSettings, options: TrainJobOptions) -> dict:
-    """The TrainJob: every node runs ``torchrun -m champion.trainjob`` on the staged inputs under ``workdir``."""
+    """The TrainJob: every node runs ``torchrun -m training.trainjob`` on the staged inputs under ``workdir``."""
     resources = {options.gpu_type: str(options.gpus_per_node)} if options.gpus_per_node else {}
     container = {
         "name": "node",
@@ -95,7 +100,7 @@ def render_trainjob(name: str, workdir: str, settings: FineTuneSettings, options
                 "image": options.image,
                 # The torch-distributed runtime sets PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK and the master
                 # address; torchrun reads them, and the trainer runs data-parallel over every process.
-                "command": ["torchrun", "--module", "champion.trainjob"],
+                "command": ["torchrun", "--module", "training.trainjob"],
                 "args": ["--workdir", workdir, "--settings", json.dumps(asdict(settings), sort_keys=True)],
                 "numNodes": options.nodes,
                 "numProcPerNode": max(1, options.gpus_per_node),
@@ -135,7 +140,6 @@ def render_trainjob(name: str, workdir: str, settings: FineTuneSettings, options
             "activeDeadlineSeconds": int(options.timeout_s),
         },
     }
-    from serving.manifests import validate_strict
 
     validate_strict(job)
     return job
@@ -143,7 +147,6 @@ def render_trainjob(name: str, workdir: str, settings: FineTuneSettings, options
 
 def stage(workdir: Path, base_dir: Path, train_rows: list[dict], prompt) -> None:
     """The job's inputs on the shared volume: base weights, training split, the bundle's prompt."""
-    from champion.jsonl import write_jsonl
 
     if (workdir / "base").exists():
         shutil.rmtree(workdir / "base")
@@ -167,9 +170,6 @@ def run_trainjob(
 ) -> FineTuneResult:
     """Stage, submit, wait, pick up (see the module docstring). The finished job is deleted; a failed one is
     kept for its logs."""
-    from champion.digests import sha256_json
-    from serving.kube import TRAIN_JOB as trainjobs
-    from serving.kube import KubeObjects
 
     base_digest = verify_weights(base_dir)
     name = job_name(base_digest, settings, sha256_json(train_rows))
@@ -231,8 +231,6 @@ def run_trainjob(
 def main(argv: list[str] | None = None) -> None:
     """What each process of the TrainJob runs (under torchrun): the same fine-tune as a local step, on the
     staged inputs; rank 0 writes ``out/``."""
-    from champion.jsonl import read_jsonl
-    from prompts import PromptTemplate
 
     parser = argparse.ArgumentParser(description="champion fine-tuning inside a Kubeflow TrainJob")
     parser.add_argument("--workdir", required=True)

@@ -4,8 +4,9 @@ import time
 from dataclasses import dataclass, field
 
 from champion.errors import DataError
+from generation import Generator
+from generation.context import enforce, measure
 from prompts import PromptTemplate
-from serving.generation import Generator
 
 
 @dataclass
@@ -51,8 +52,6 @@ def generate_answers(
     skipped: list[str] = []
     limit = None
     if model_path:
-        from serving.generation.context import enforce, measure
-
         report = measure(model_path, conversations, [e["id"] for e in examples], prompt.decoding.max_tokens)
         limit = report.limit
         left_out = enforce(report, context_overflow)

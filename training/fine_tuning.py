@@ -24,11 +24,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from champion.data import split
 from champion.digests import sha256_json
 from champion.errors import DataError, ModelSourceError
 from champion.weights import KEEP_SUFFIXES, MANIFEST_NAME, place_files, verify_weights, write_manifest
+from generation import ADAPTER_DIR
 from prompts import PromptTemplate
-from serving.generation import ADAPTER_DIR
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # the attention projections of Llama-style models
 
@@ -86,7 +87,6 @@ def training_examples(prompt: PromptTemplate, rows: list[dict]) -> list[dict]:
 def held_out(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     """(train, eval): a seeded share of the training split held out for the evaluation loss; none when there is
     only one example."""
-    from champion.data import split
 
     if len(rows) < 2 or fraction <= 0:
         return rows, []

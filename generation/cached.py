@@ -13,8 +13,8 @@ import time
 from typing import Callable, Sequence
 
 from champion.cache import ExampleCache
+from generation import BACKENDS, ChoiceScores, Conversation, Generation, Generator, get_generator
 from prompts import Decoding
-from serving.generation import BACKENDS, ChoiceScores, Conversation, Generation, Generator, get_generator
 
 
 class CachedGenerator:

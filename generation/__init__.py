@@ -48,9 +48,9 @@ class Generator(Protocol):
 # The only registry of backends. Values are "module:Class", imported on demand so that the CPU
 # image never needs vLLM and the GPU image never pays for what it does not use.
 BACKENDS = {
-    "transformers": "serving.generation.transformers_backend:TransformersGenerator",
-    "vllm": "serving.generation.vllm_backend:VllmGenerator",
-    "openai": "serving.generation.openai_backend:OpenAIChatGenerator",
+    "transformers": "generation.transformers_backend:TransformersGenerator",
+    "vllm": "generation.vllm_backend:VllmGenerator",
+    "openai": "generation.openai_backend:OpenAIChatGenerator",
 }
 
 

@@ -18,7 +18,7 @@ from champion.bundle import Bundle
 from champion.errors import RegistryError
 from evaluators.gate import interval_metrics
 from prompts import PromptTemplate
-from serving.registry import append_audit, connect, ensure_prompt_version
+from registry.registry import append_audit, connect, ensure_prompt_version
 
 
 @dataclass

@@ -12,8 +12,8 @@ from typing import Sequence
 import requests
 
 from champion.errors import BackendError
+from generation import Conversation, Generation
 from prompts import Decoding
-from serving.generation import Conversation, Generation
 
 
 def chat_request(model: str, conversation: Conversation, decoding: Decoding) -> dict:

@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from champion.errors import ChampionError, ConfigError
+from champion.jsonl import read_jsonl
+from evaluators.catalog import SERVED_PREFERENCE
+from evaluators.config import load_evaluator_config
+from evaluators.gate import decide
+from evaluators.policy import check_against, load_policy
+from registry.registry import append_audit, connect, default_audit_log
 
 MONITOR_EXPERIMENT = "champion-monitoring"
 SCORES_ARTIFACT = "monitor/scores.jsonl"
@@ -41,7 +47,6 @@ def monitoring_decision(
     rows: list[dict], previous_rows: list[dict] | None, policy, metrics: dict, judge_reliability: dict
 ):
     """The engine's verdict on the champion now against its previous evaluation (or floors only)."""
-    from evaluators.gate import decide
 
     superior = [name for name, rule in policy.metrics.items() if rule.require_superiority]
     if superior:
@@ -65,7 +70,6 @@ def served_baseline(rows: list[dict], policy) -> list[dict]:
     scores the complement of the served answer's preference. Deciding served against it is the paired
     non-inferiority test the shadow gate runs: are users served answers as good as the bundle that was
     evaluated and promoted?"""
-    from evaluators.catalog import SERVED_PREFERENCE
 
     compared = [name for name, rule in policy.metrics.items() if rule.compare and name != SERVED_PREFERENCE.name]
     if compared:
@@ -104,11 +108,6 @@ def monitor_champion(
 ) -> MonitorResult:
     import math
     import tempfile
-
-    from champion.jsonl import read_jsonl
-    from evaluators.config import load_evaluator_config
-    from evaluators.policy import check_against, load_policy
-    from serving.registry import append_audit, connect, default_audit_log
 
     policy = load_policy(policy_ref)
     config = load_evaluator_config(evaluator_config_ref)

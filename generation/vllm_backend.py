@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from champion.errors import BackendError
+from generation import ADAPTER_DIR, Conversation, Generation
 from prompts import Decoding
-from serving.generation import ADAPTER_DIR, Conversation, Generation
 
 
 def sampling_kwargs(decoding: Decoding) -> dict:

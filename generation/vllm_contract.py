@@ -6,7 +6,7 @@ it, the contract is the signatures in the wheel's source (parsed, never executed
 - ``EngineArgs`` fields, which ``LLM(**kwargs)`` forwards to (``vllm/engine/arg_utils.py``);
 - ``SamplingParams`` fields (``vllm/sampling_params.py``).
 
-``python -m serving.generation.vllm_contract PATH_TO_WHEEL`` rewrites the vendored contract
+``python -m generation.vllm_contract PATH_TO_WHEEL`` rewrites the vendored contract
 (``vllm-<version>.contract.json``) when the pinned release changes; tests compare our backend's
 calls with it, and with a fresh extraction from the wheel when the package registry is reachable.
 """
@@ -19,6 +19,9 @@ import json
 import sys
 import zipfile
 from pathlib import Path
+
+from generation import vllm_backend
+from prompts import Decoding
 
 PINNED = "0.33.0"
 CONTRACT_PATH = Path(__file__).resolve().parent / f"vllm-{PINNED}.contract.json"
@@ -71,8 +74,6 @@ def load_contract(path: Path = CONTRACT_PATH) -> dict:
 def backend_calls(adapter_dir: Path | None = None) -> dict[str, set[str]]:
     """The keyword arguments vllm_backend.py passes to each vLLM entry point, from its pure builders
     (with a LoRA adapter when ``adapter_dir`` holds one, so the adapter path is checked too)."""
-    from prompts import Decoding
-    from serving.generation import vllm_backend
 
     model_path = str(adapter_dir) if adapter_dir else "/models/base"
     return {
@@ -100,7 +101,7 @@ def check_backend(contract: dict, calls: dict[str, set[str]] | None = None) -> l
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m serving.generation.vllm_contract PATH_TO_VLLM_WHEEL")
+        sys.exit("usage: python -m generation.vllm_contract PATH_TO_VLLM_WHEEL")
     contract = extract_contract(sys.argv[1])
     target = CONTRACT_PATH.with_name(f"vllm-{contract['vllm']}.contract.json")
     target.write_text(json.dumps(contract, indent=1) + "\n")
