@@ -211,72 +211,15 @@ class PipelineParameters(BaseModel):
         return name
 
 
-class PromotionParameters(PipelineParameters):
-    """The promotion pipeline: evaluate a challenger bundle against the champion, gate, register, deploy."""
+class DeploySettings(BaseModel):
+    """Where and how a promoted bundle is served: the deploy step's settings, in one model.
 
-    eval_fraction: float = _param(
-        1.0,
-        "Share of the data kept for evaluation; the rest is the fine-tuning split.",
-        "data",
-        gt=0.0,
-        le=1.0,
-        cli={"run": "eval_fraction"},
-    )
-    seed: int = _param(0, "Seed of the split and of fine-tuning.", "data")
-    model_source: str = _param(
-        "smollm2",
-        "Model: 'smollm2' (packaged), a folder, a .gguf file, hf://org/name, s3://…, gs://….",
-        "model",
-        cli={"run": "model"},
-    )
-    fine_tune_steps: int = _param(
-        0,
-        "LoRA fine-tuning steps before evaluating (0 = weights as fetched).",
-        "fine-tuning",
-        ge=0,
-        le=1_000_000,
-        cli={"run": "fine_tune_steps"},
-    )
-    fine_tune_learning_rate: float = _param(2e-4, "LoRA learning rate.", "fine-tuning", gt=0.0, le=1.0)
-    lora_rank: int = _param(8, "LoRA rank.", "fine-tuning", ge=1, le=1024)
-    merge_adapter: bool = _param(True, "Merge the adapter into the weights (off: serve base + adapter).", "fine-tuning")
-    trainer: Literal["local", "trainjob"] = _param(
-        "local",
-        "Where fine-tuning runs: 'local' (in the step's pod) or 'trainjob' (a Kubeflow Trainer v2 TrainJob over "
-        "trainjob_nodes nodes; needs the weights PVC, and fine_tune_gpu_count=0 for the waiting step).",
-        "fine-tuning",
-    )
-    trainjob_nodes: int = _param(1, "TrainJob: nodes.", "fine-tuning", ge=1, le=1024)
-    trainjob_gpus_per_node: int = _param(1, "TrainJob: GPUs (and training processes) per node.", "fine-tuning", ge=0)
-    trainjob_runtime: str = _param(
-        "torch-distributed", "TrainJob: the ClusterTrainingRuntime it runs on.", "fine-tuning"
-    )
-    trainjob_timeout_s: float = _param(
-        86_400.0, "TrainJob: seconds to wait for it to complete.", "fine-tuning", ge=60.0, le=30 * 86_400.0
-    )
-    fine_tune_4bit: bool = _param(
-        False,
-        "QLoRA: load the base in 4 bits (bitsandbytes, on a GPU); the adapter is then kept, never merged.",
-        "fine-tuning",
-    )
-    fine_tune_gpu_count: int = _param(0, "Accelerators for the fine-tune step.", "fine-tuning", ge=0)
-    prompt: str = _param(
-        "qa-concise",
-        "Prompt: NAME, NAME@VERSION (prompts/), a YAML path, or a prompt as JSON.",
-        "generation",
-        cli={"run": "prompt"},
-    )
-    audit_log: str = _param("", "Append-only audit log (a path or fsspec URL; empty = next to MLflow).", "registry")
-    allow_bootstrap: bool = _param(
-        False,
-        "Allow the floors-only rule although a champion existed before and its alias is gone.",
-        "registry",
-        cli={"run": "bootstrap"},
-    )
-    promote: bool = _param(
-        True, "Deploy a passing bundle and make it the champion (off: gate only).", "registry", cli={"run": "promote"}
-    )
-    fail_on_reject: bool = _param(False, "Fail the run when the gate rejects the bundle (a CI check).", "registry")
+    The promotion pipeline's signature, ``champion run --param``, ``deploy_op``'s parameters (tested equal to
+    these fields) and the rollout (``serving.deploy.deploy_bundle``) all take these names.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
     service_name: str = _param(DEFAULT_REGISTERED_MODEL, "InferenceService name.", "deployment")
     namespace: str = _param("kubeflow-user-example-com", "Namespace the InferenceService lives in.", "deployment")
     storage_uri: str = _param(
@@ -372,25 +315,7 @@ class PromotionParameters(PipelineParameters):
     )
 
     @model_validator(mode="after")
-    def _shards_score_fetched_weights(self) -> PromotionParameters:
-        if self.shards > 1 and self.fine_tune_steps > 0:
-            raise ValueError(
-                "shards > 1 with fine_tune_steps > 0 would fine-tune once per shard (the scoring loop runs per shard); "
-                "fine-tune in its own run (shards=1), then evaluate the tuned weights with shards"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _a_trainjob_step_only_waits(self) -> PromotionParameters:
-        if self.trainer == "trainjob" and self.fine_tune_gpu_count > 0:
-            raise ValueError(
-                "with trainer=trainjob the fine-tune step only submits and waits; its GPUs would sit idle: set "
-                "fine_tune_gpu_count=0 and the job's GPUs with trainjob_gpus_per_node"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _shadow_needs_its_records(self) -> PromotionParameters:
+    def _shadow_needs_its_records(self) -> DeploySettings:
         if self.shadow_requests == 0:
             return self
         if self.shadow_requests < SHADOW_MIN_PAIRS:
@@ -404,6 +329,100 @@ class PromotionParameters(PipelineParameters):
                 "log sink and log_content=true, or shadow_requests=0"
             )
         return self
+
+
+class PromotionRun(PipelineParameters):
+    """The promotion pipeline before deployment: the challenger, its fine-tuning, prompt and registry settings."""
+
+    eval_fraction: float = _param(
+        1.0,
+        "Share of the data kept for evaluation; the rest is the fine-tuning split.",
+        "data",
+        gt=0.0,
+        le=1.0,
+        cli={"run": "eval_fraction"},
+    )
+    seed: int = _param(0, "Seed of the split and of fine-tuning.", "data")
+    model_source: str = _param(
+        "smollm2",
+        "Model: 'smollm2' (packaged), a folder, a .gguf file, hf://org/name, s3://…, gs://….",
+        "model",
+        cli={"run": "model"},
+    )
+    fine_tune_steps: int = _param(
+        0,
+        "LoRA fine-tuning steps before evaluating (0 = weights as fetched).",
+        "fine-tuning",
+        ge=0,
+        le=1_000_000,
+        cli={"run": "fine_tune_steps"},
+    )
+    fine_tune_learning_rate: float = _param(2e-4, "LoRA learning rate.", "fine-tuning", gt=0.0, le=1.0)
+    lora_rank: int = _param(8, "LoRA rank.", "fine-tuning", ge=1, le=1024)
+    merge_adapter: bool = _param(True, "Merge the adapter into the weights (off: serve base + adapter).", "fine-tuning")
+    trainer: Literal["local", "trainjob"] = _param(
+        "local",
+        "Where fine-tuning runs: 'local' (in the step's pod) or 'trainjob' (a Kubeflow Trainer v2 TrainJob over "
+        "trainjob_nodes nodes; needs the weights PVC, and fine_tune_gpu_count=0 for the waiting step).",
+        "fine-tuning",
+    )
+    trainjob_nodes: int = _param(1, "TrainJob: nodes.", "fine-tuning", ge=1, le=1024)
+    trainjob_gpus_per_node: int = _param(1, "TrainJob: GPUs (and training processes) per node.", "fine-tuning", ge=0)
+    trainjob_runtime: str = _param(
+        "torch-distributed", "TrainJob: the ClusterTrainingRuntime it runs on.", "fine-tuning"
+    )
+    trainjob_timeout_s: float = _param(
+        86_400.0, "TrainJob: seconds to wait for it to complete.", "fine-tuning", ge=60.0, le=30 * 86_400.0
+    )
+    fine_tune_4bit: bool = _param(
+        False,
+        "QLoRA: load the base in 4 bits (bitsandbytes, on a GPU); the adapter is then kept, never merged.",
+        "fine-tuning",
+    )
+    fine_tune_gpu_count: int = _param(0, "Accelerators for the fine-tune step.", "fine-tuning", ge=0)
+    prompt: str = _param(
+        "qa-concise",
+        "Prompt: NAME, NAME@VERSION (prompts/), a YAML path, or a prompt as JSON.",
+        "generation",
+        cli={"run": "prompt"},
+    )
+    audit_log: str = _param("", "Append-only audit log (a path or fsspec URL; empty = next to MLflow).", "registry")
+    allow_bootstrap: bool = _param(
+        False,
+        "Allow the floors-only rule although a champion existed before and its alias is gone.",
+        "registry",
+        cli={"run": "bootstrap"},
+    )
+    promote: bool = _param(
+        True, "Deploy a passing bundle and make it the champion (off: gate only).", "registry", cli={"run": "promote"}
+    )
+    fail_on_reject: bool = _param(False, "Fail the run when the gate rejects the bundle (a CI check).", "registry")
+
+    @model_validator(mode="after")
+    def _shards_score_fetched_weights(self) -> PromotionRun:
+        if self.shards > 1 and self.fine_tune_steps > 0:
+            raise ValueError(
+                "shards > 1 with fine_tune_steps > 0 would fine-tune once per shard (the scoring loop runs per shard); "
+                "fine-tune in its own run (shards=1), then evaluate the tuned weights with shards"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _a_trainjob_step_only_waits(self) -> PromotionRun:
+        if self.trainer == "trainjob" and self.fine_tune_gpu_count > 0:
+            raise ValueError(
+                "with trainer=trainjob the fine-tune step only submits and waits; its GPUs would sit idle: set "
+                "fine_tune_gpu_count=0 and the job's GPUs with trainjob_gpus_per_node"
+            )
+        return self
+
+
+class PromotionParameters(DeploySettings, PromotionRun):
+    """The promotion pipeline: evaluate a challenger bundle against the champion, gate, register, deploy.
+    Its fields are PromotionRun's, then DeploySettings' (the pipeline's inputs in that order)."""
+
+    def deploy_settings(self) -> DeploySettings:
+        return DeploySettings(**{name: getattr(self, name) for name in DeploySettings.model_fields})
 
 
 class ScheduledEvalParameters(PipelineParameters):

@@ -58,6 +58,7 @@ def deploy_op(
     report: Output[Markdown],
 ) -> NamedTuple("DeployOutputs", [("deployment", str), ("promoted", bool)]):
     """deploy v4.0.0: render and validate the InferenceService, or on the LLM API the LLMInferenceService + prompt router + HTTPRoute; smoke test → shadow (mirrored traffic, judged in pairs) → canary → promote, or undo; then move the champion alias."""
+    values = dict(locals())  # the DeploySettings fields arrive as parameters of the same names
     from champion.step_process import begin_step
 
     begin_step()
@@ -67,47 +68,21 @@ def deploy_op(
     import yaml
 
     from champion.bundle import Bundle
+    from champion.cache import ExampleCache
     from champion.jsonl import read_jsonl
+    from champion.parameters import DeploySettings, parse
+    from evaluators.config import load_evaluator_config
+    from evaluators.evaluate import build_judge
     from prompts import load_prompt
     from registry.registry import default_audit_log
-    from serving.deploy import PromotionTarget, ServiceOptions, deploy_bundle, deployment_report, served_object
+    from serving.deploy import Deployment, PromotionTarget, deploy_bundle, deployment_report, served_object
 
+    settings = parse(DeploySettings, {name: values[name] for name in DeploySettings.model_fields})
     judge = None
-    if shadow_requests and deploy_target == "kserve":
-        from champion.cache import ExampleCache
-        from evaluators.config import load_evaluator_config
-        from evaluators.evaluate import build_judge
-
+    if settings.shadow_requests and settings.deploy_target == "kserve":
         config = load_evaluator_config(evaluator_config)
         if config.judge is not None:
             judge = build_judge(config.judge, weights_cache, ExampleCache(cache_root))
-    service = ServiceOptions(
-        name=service_name,
-        namespace=namespace,
-        storage_uri=storage_uri,
-        runtime=serving_runtime,
-        deployment_mode=deployment_mode,
-        transformer_image=transformer_image,
-        service_account=service_account,
-        target=deploy_target,
-        canary_traffic_percent=canary_traffic_percent,
-        min_replicas=min_replicas,
-        max_replicas=max_replicas,
-        scale_metric=scale_metric,
-        scale_target=scale_target,
-        ready_timeout_s=ready_timeout_s,
-        smoke_min_token_f1=smoke_min_token_f1,
-        serving_api=serving_api,
-        llm_gateway=llm_gateway,
-        llm_gateway_host=llm_gateway_host,
-        llm_autoscaler=llm_autoscaler,
-        gpus=accelerator_count,
-        request_log_url=request_log_url,
-        log_content=log_content,
-        shadow_requests=shadow_requests,
-        shadow_timeout_s=shadow_timeout_s,
-        shadow_margin=shadow_margin,
-    )
     registry = PromotionTarget(
         tracking_uri=mlflow_tracking_uri,
         registered_model_name=registered_model_name,
@@ -118,28 +93,27 @@ def deploy_op(
         pipeline_run=pipeline_run,
     )
     result = deploy_bundle(
-        Bundle.model_validate_json(bundle),
-        load_prompt(prompt),
-        service,
-        registry,
-        read_jsonl(eval_set.path)[:smoke_examples],
+        Deployment(Bundle.model_validate_json(bundle), load_prompt(prompt), settings, registry, gpus=accelerator_count),
+        read_jsonl(eval_set.path)[: settings.smoke_examples],
         judge=judge,
         judge_reliability=json.loads(judge_reliability) if judge_reliability else None,
     )
     with open(manifest.path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(result.manifest, handle, sort_keys=False)
     with open(report.path, "w", encoding="utf-8") as handle:
-        handle.write(deployment_report(result, service))
+        handle.write(deployment_report(result, settings))
     served = served_object(result.manifest)
-    manifest.metadata.update({"kind": served["kind"], "name": served["metadata"]["name"], "namespace": namespace})
+    manifest.metadata.update(
+        {"kind": served["kind"], "name": served["metadata"]["name"], "namespace": settings.namespace}
+    )
     print(f"deploy: {result.status}: {result.reason}")
     shadow = (result.rollout or {}).get("shadow")
     deployment = {
         "status": result.status,
         "promoted": result.promoted,
         "reason": result.reason,
-        "target": deploy_target,
-        "serving_api": serving_api,
+        "target": settings.deploy_target,
+        "serving_api": settings.serving_api,
         "shadow": {key: shadow[key] for key in ("passed", "n", "reasons")} if shadow else None,
         "manifest": manifest.uri,
         "report": report.uri,

@@ -23,9 +23,17 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Markdown, Metrics
 
-from champion.parameters import PromotionParameters
+from champion.parameters import DeploySettings, PromotionParameters
 from components import deploy, drift, gate, register, resolve_champion, skip_deploy
-from pipelines.wiring import configure, judge_check, pin_and_prepare, score_bundles, typed_pipeline, with_weights
+from pipelines.wiring import (
+    configure,
+    fields_of,
+    judge_check,
+    pin_and_prepare,
+    score_bundles,
+    typed_pipeline,
+    with_weights,
+)
 
 PIPELINE_NAME = "champion-promotion"
 
@@ -130,32 +138,8 @@ def promotion_pipeline(p) -> PromotionOutputs:
                     expected_champion=champion_task.outputs["champion_version"],
                     audit_log=p.audit_log,
                     pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                    service_name=p.service_name,
-                    namespace=p.namespace,
-                    storage_uri=p.storage_uri,
-                    serving_runtime=p.serving_runtime,
-                    deployment_mode=p.deployment_mode,
-                    deploy_target=p.deploy_target,
-                    canary_traffic_percent=p.canary_traffic_percent,
-                    min_replicas=p.min_replicas,
-                    max_replicas=p.max_replicas,
-                    scale_metric=p.scale_metric,
-                    scale_target=p.scale_target,
-                    ready_timeout_s=p.ready_timeout_s,
-                    smoke_examples=p.smoke_examples,
-                    smoke_min_token_f1=p.smoke_min_token_f1,
-                    transformer_image=p.transformer_image,
-                    service_account=p.service_account,
-                    serving_api=p.serving_api,
-                    llm_gateway=p.llm_gateway,
-                    llm_gateway_host=p.llm_gateway_host,
-                    llm_autoscaler=p.llm_autoscaler,
+                    **fields_of(p, DeploySettings),
                     accelerator_count=p.accelerator_count,
-                    request_log_url=p.request_log_url,
-                    log_content=p.log_content,
-                    shadow_requests=p.shadow_requests,
-                    shadow_timeout_s=p.shadow_timeout_s,
-                    shadow_margin=p.shadow_margin,
                     evaluator_config=pins.outputs["evaluator_config"],
                     judge_reliability=judge_task.outputs["judge_reliability"],
                     weights_cache=p.weights_cache,

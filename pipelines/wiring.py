@@ -8,6 +8,7 @@ import types
 from typing import Any, Callable, NamedTuple
 
 from kfp import dsl, kubernetes
+from pydantic import BaseModel
 
 from champion import parameters as P
 from champion import tracing
@@ -80,6 +81,11 @@ def configure(task: dsl.PipelineTask) -> dsl.PipelineTask:
     if otlp_endpoint := P.compile_settings().otlp_endpoint:
         task.set_env_variable("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint)
     return task
+
+
+def fields_of(params: Any, model: type[BaseModel]) -> dict[str, Any]:
+    """The pipeline's inputs that make up ``model`` (e.g. DeploySettings), to pass on to a step by name."""
+    return {name: getattr(params, name) for name in model.model_fields}
 
 
 def typed_pipeline(model: type[P.PipelineParameters]) -> Callable[[Callable[[Any], Any]], Callable[..., Any]]:

@@ -26,7 +26,7 @@ import yaml
 from champion.bundle import Bundle
 from champion.errors import DeployError
 from champion.interrupt import refuse_if_cancelled
-from champion.parameters import PromotionParameters
+from champion.parameters import DeploySettings
 from prompts import PromptTemplate
 from registry.registry import ChampionMoved, append_audit, connect, current_champion, promote_version
 from serving.kube import api_client
@@ -43,64 +43,30 @@ from serving.rollout import KServeRollout, kube_api
 from serving.shadow import mirrored_pairs, shadow_gate
 from serving.smoke import smoke_test
 
-if typing.TYPE_CHECKING:
-    from serving.llm_rollout import LLMRollout
-    from serving.rollout import KServeRollout
-
-DEPLOY_TARGETS = typing.get_args(
-    PromotionParameters.model_fields["deploy_target"].annotation
-)  # one list: the parameter model's
+DEPLOY_TARGETS = typing.get_args(DeploySettings.model_fields["deploy_target"].annotation)  # one list: the model's
 
 
-def _default(name: str):
-    return PromotionParameters.model_fields[name].default
+@dataclass(frozen=True)
+class ClusterAccess:
+    """How the deploy step reaches the cluster and how often it looks: not pipeline parameters (the tests
+    shorten the waits and point the router URL at 127.0.0.1)."""
 
-
-@dataclass
-class ServiceOptions:
-    """Where and how the bundle is served: the deployment parameters, their defaults from the parameter model."""
-
-    name: str = _default("service_name")
-    namespace: str = _default("namespace")
-    storage_uri: str = _default("storage_uri")
-    runtime: str = _default("serving_runtime")
-    deployment_mode: str = _default("deployment_mode")
-    transformer_image: str = _default("transformer_image")
-    service_account: str = _default("service_account")
-    target: str = _default("deploy_target")
-    canary_traffic_percent: int = _default("canary_traffic_percent")
-    min_replicas: int = _default("min_replicas")
-    max_replicas: int = _default("max_replicas")
-    scale_metric: str = _default("scale_metric")
-    scale_target: int = _default("scale_target")
-    ready_timeout_s: float = _default("ready_timeout_s")
-    poll_s: float = 5.0
-    smoke_min_token_f1: float = _default("smoke_min_token_f1")
     kubeconfig: str = ""
-    serving_api: str = _default("serving_api")
-    llm_gateway: str = _default("llm_gateway")
-    llm_gateway_host: str = _default("llm_gateway_host")
-    llm_autoscaler: str = _default("llm_autoscaler")
-    gpus: int = _default("accelerator_count")
-    request_log_url: str = _default("request_log_url")
-    log_content: bool = _default("log_content")
-    shadow_requests: int = _default("shadow_requests")
-    shadow_timeout_s: float = _default("shadow_timeout_s")
-    shadow_margin: float = _default("shadow_margin")
+    poll_s: float = 5.0
     shadow_poll_s: float = 10.0
     # Where a prompt router's Service answers the deploy step: the cluster's DNS name.
     router_url: str = "http://{service}.{namespace}.svc.cluster.local"
 
-    @property
-    def gateway(self) -> tuple[str, str]:
-        """(namespace, name) of the LLM API's Gateway."""
-        namespace, _, name = self.llm_gateway.partition("/")
-        if not namespace or not name:
-            raise DeployError(
-                f"llm_gateway {self.llm_gateway!r} is not NAMESPACE/NAME.",
-                "pass the Gateway the LLM API serves on, e.g. kserve/kserve-ingress-gateway.",
-            )
-        return namespace, name
+
+def gateway_of(settings: DeploySettings) -> tuple[str, str]:
+    """(namespace, name) of the LLM API's Gateway."""
+    namespace, _, name = settings.llm_gateway.partition("/")
+    if not namespace or not name:
+        raise DeployError(
+            f"llm_gateway {settings.llm_gateway!r} is not NAMESPACE/NAME.",
+            "pass the Gateway the LLM API serves on, e.g. kserve/kserve-ingress-gateway.",
+        )
+    return namespace, name
 
 
 @dataclass
@@ -132,72 +98,131 @@ def storage_uri_for(template: str, bundle: Bundle) -> str:
     return template.format(model_digest=bundle.model_digest, bundle_id=bundle.id)
 
 
-def render_for(bundle: Bundle, prompt: PromptTemplate, service: ServiceOptions, registry: PromotionTarget) -> dict:
-    """What serves the bundle, validated strictly: the InferenceService, or on the LLM API a ``List`` of the
-    bundle's LLMInferenceService, its prompt router and the front route serving it alone (what a first
-    deployment applies)."""
-    if service.serving_api == "llminferenceservice":
-        objects = llm_objects_for(bundle, prompt, service, registry)
-        route = front_route(service, [(objects.name, 100)])
+@dataclass(frozen=True)
+class Deployment:
+    """What one deployment works with: the bundle, its prompt, the settings and the registry side."""
+
+    bundle: Bundle
+    prompt: PromptTemplate
+    settings: DeploySettings
+    registry: PromotionTarget
+    gpus: int = 1  # accelerators per served replica (the pipeline's accelerator_count)
+
+
+class InferenceServiceApi:
+    """KServe's InferenceService: a vLLM predictor behind the prompt transformer, rolled out by canary."""
+
+    def render(self, d: Deployment) -> dict:
+        s = d.settings
+        manifest = render_inference_service(
+            d.bundle,
+            d.prompt,
+            name=s.service_name,
+            namespace=s.namespace,
+            storage_uri=storage_uri_for(s.storage_uri, d.bundle),
+            model_version=d.registry.model_version,
+            registered_model_name=d.registry.registered_model_name,
+            transformer_image=s.transformer_image,
+            runtime=s.serving_runtime,
+            deployment_mode=s.deployment_mode,
+            service_account=s.service_account,
+            pipeline_run=d.registry.pipeline_run,
+            autoscaling=Autoscaling(s.min_replicas, s.max_replicas, s.scale_metric, s.scale_target),
+            request_log_url=s.request_log_url,
+            log_content=s.log_content,
+        )
+        validate_strict(manifest)
+        return manifest
+
+    def rollout(self, d: Deployment, manifest: dict, access: ClusterAccess) -> tuple[KServeRollout, object, str]:
+        """(the rollout, what it applies, the name its smoke test calls)."""
+        rollout = KServeRollout(
+            kube_api(access.kubeconfig),
+            d.settings.namespace,
+            ready_timeout_s=d.settings.ready_timeout_s,
+            poll_s=access.poll_s,
+        )
+        return rollout, manifest, d.settings.service_name
+
+
+class LLMInferenceServiceApi:
+    """KServe's LLM API: the bundle's LLMInferenceService and prompt router beside the live bundle's, behind a
+    front HTTPRoute that mirrors, splits and finally moves the traffic."""
+
+    def objects(self, d: Deployment) -> BundleObjects:
+        s = d.settings
+        name = bundle_name(s.service_name, d.bundle)
+        return BundleObjects(
+            name,
+            render_llm_inference_service(
+                d.bundle,
+                name=name,
+                namespace=s.namespace,
+                model_uri=storage_uri_for(s.storage_uri, d.bundle),
+                model_version=d.registry.model_version,
+                registered_model_name=d.registry.registered_model_name,
+                gpus=d.gpus,
+                scaling=Scaling(s.min_replicas, s.max_replicas, s.llm_autoscaler),
+                pipeline_run=d.registry.pipeline_run,
+            ),
+            render_prompt_router(
+                d.bundle,
+                d.prompt,
+                name=name,
+                namespace=s.namespace,
+                image=s.transformer_image,
+                gateway_host=s.llm_gateway_host,
+                model_version=d.registry.model_version,
+                registered_model_name=d.registry.registered_model_name,
+                request_log_url=s.request_log_url,
+                log_content=s.log_content,
+            ),
+        )
+
+    def render(self, d: Deployment) -> dict:
+        """A ``List`` of the bundle's LLMInferenceService, its prompt router and the front route serving it alone
+        (what a first deployment applies)."""
+        objects = self.objects(d)
+        route = front_route(d.settings, [(objects.name, 100)])
         return {"apiVersion": "v1", "kind": "List", "items": [*objects.objects, route]}
-    manifest = render_inference_service(
-        bundle,
-        prompt,
-        name=service.name,
-        namespace=service.namespace,
-        storage_uri=storage_uri_for(service.storage_uri, bundle),
-        model_version=registry.model_version,
-        registered_model_name=registry.registered_model_name,
-        transformer_image=service.transformer_image,
-        runtime=service.runtime,
-        deployment_mode=service.deployment_mode,
-        service_account=service.service_account,
-        pipeline_run=registry.pipeline_run,
-        autoscaling=Autoscaling(service.min_replicas, service.max_replicas, service.scale_metric, service.scale_target),
-        request_log_url=service.request_log_url,
-        log_content=service.log_content,
-    )
-    validate_strict(manifest)
-    return manifest
+
+    def rollout(self, d: Deployment, manifest: dict, access: ClusterAccess) -> tuple[LLMRollout, object, str]:
+        s = d.settings
+        objects = self.objects(d)
+        rollout = LLMRollout(
+            api_client(access.kubeconfig),
+            s.namespace,
+            route_name=s.service_name,
+            gateway=gateway_of(s)[1],
+            render_route=lambda backends, mirror: front_route(s, backends, mirror),
+            router_url=lambda name: access.router_url.format(service=name, namespace=s.namespace),
+            ready_timeout_s=s.ready_timeout_s,
+            poll_s=access.poll_s,
+        )
+        return rollout, objects, objects.name
 
 
-def llm_objects_for(bundle: Bundle, prompt: PromptTemplate, service: ServiceOptions, registry: PromotionTarget):
-
-    name = bundle_name(service.name, bundle)
-    return BundleObjects(
-        name,
-        render_llm_inference_service(
-            bundle,
-            name=name,
-            namespace=service.namespace,
-            model_uri=storage_uri_for(service.storage_uri, bundle),
-            model_version=registry.model_version,
-            registered_model_name=registry.registered_model_name,
-            gpus=service.gpus,
-            scaling=Scaling(service.min_replicas, service.max_replicas, service.llm_autoscaler),  # type: ignore[arg-type]
-            pipeline_run=registry.pipeline_run,
-        ),
-        render_prompt_router(
-            bundle,
-            prompt,
-            name=name,
-            namespace=service.namespace,
-            image=service.transformer_image,
-            gateway_host=service.llm_gateway_host,
-            model_version=registry.model_version,
-            registered_model_name=registry.registered_model_name,
-            request_log_url=service.request_log_url,
-            log_content=service.log_content,
-        ),
-    )
+SERVING_APIS: dict[str, InferenceServiceApi | LLMInferenceServiceApi] = {
+    "inferenceservice": InferenceServiceApi(),
+    "llminferenceservice": LLMInferenceServiceApi(),
+}
 
 
-def front_route(service: ServiceOptions, backends: list[tuple[str, int]], mirror: str = "") -> dict:
+def serving_api(settings: DeploySettings) -> InferenceServiceApi | LLMInferenceServiceApi:
+    """The serving API, chosen once from ``settings.serving_api``."""
+    return SERVING_APIS[settings.serving_api]
 
-    gateway_namespace, gateway = service.gateway
+
+def render_for(d: Deployment) -> dict:
+    """What serves the bundle, validated strictly."""
+    return serving_api(d.settings).render(d)
+
+
+def front_route(settings: DeploySettings, backends: list[tuple[str, int]], mirror: str = "") -> dict:
+    gateway_namespace, gateway = gateway_of(settings)
     return render_bundle_route(
-        name=service.name,
-        namespace=service.namespace,
+        name=settings.service_name,
+        namespace=settings.namespace,
         gateway=gateway,
         gateway_namespace=gateway_namespace,
         backends=backends,
@@ -205,10 +230,10 @@ def front_route(service: ServiceOptions, backends: list[tuple[str, int]], mirror
     )
 
 
-def shadow_judge(service: ServiceOptions, judge, judge_reliability: dict | None):
+def shadow_judge(settings: DeploySettings, access: ClusterAccess, judge, judge_reliability: dict | None):
     """The shadow stage's decision function, or None without a shadow stage. Refused before anything is deployed
     when it could only fail: no judge, or one that did not pass its check (it would never vote)."""
-    if service.shadow_requests == 0:
+    if settings.shadow_requests == 0:
         return None
     if judge is None or judge_reliability is None:
         raise DeployError(
@@ -224,40 +249,40 @@ def shadow_judge(service: ServiceOptions, judge, judge_reliability: dict | None)
 
     def decide(live_bundle: str, candidate_bundle: str, since: str) -> dict:
         pairs = mirrored_pairs(
-            service.request_log_url,
+            settings.request_log_url,
             live_bundle=live_bundle,
             candidate_bundle=candidate_bundle,
             since=since,
-            want=service.shadow_requests,
-            timeout_s=service.shadow_timeout_s,
-            poll_s=service.shadow_poll_s,
+            want=settings.shadow_requests,
+            timeout_s=settings.shadow_timeout_s,
+            poll_s=access.shadow_poll_s,
         )
-        return shadow_gate(pairs, judge, judge_reliability, margin=service.shadow_margin)
+        return shadow_gate(pairs, judge, judge_reliability, margin=settings.shadow_margin)
 
     return decide
 
 
 def deploy_bundle(
-    bundle: Bundle,
-    prompt: PromptTemplate,
-    service: ServiceOptions,
-    registry: PromotionTarget,
+    deployment: Deployment,
     smoke_examples: list[dict],
     *,
     judge=None,
     judge_reliability: dict | None = None,
+    access: ClusterAccess = ClusterAccess(),
 ) -> DeployResult:
     """``judge`` and ``judge_reliability`` (check_judge's verdict on it) serve the shadow stage."""
-    if service.target not in DEPLOY_TARGETS:
+    d, settings, registry = deployment, deployment.settings, deployment.registry
+    if settings.deploy_target not in DEPLOY_TARGETS:
         raise DeployError(
-            f"unknown deploy target {service.target!r}.",
+            f"unknown deploy target {settings.deploy_target!r}.",
             f"choose one of {list(DEPLOY_TARGETS)} ('none' renders and validates only).",
         )
-    manifest = render_for(bundle, prompt, service, registry)
-    shadow = shadow_judge(service, judge, judge_reliability) if service.target == "kserve" else None
-    refuse_if_cancelled(f"deploying bundle {bundle.short_id}")
+    api = serving_api(settings)
+    manifest = api.render(d)
+    shadow = shadow_judge(settings, access, judge, judge_reliability) if settings.deploy_target == "kserve" else None
+    refuse_if_cancelled(f"deploying bundle {d.bundle.short_id}")
     audit = {
-        "bundle_id": bundle.id,
+        "bundle_id": d.bundle.id,
         "model": registry.registered_model_name,
         "version": registry.model_version,
         "pipeline_run": registry.pipeline_run,
@@ -270,7 +295,7 @@ def deploy_bundle(
             registry.registered_model_name,
             registry.model_version,
             expected=registry.expected_champion,
-            prompt_name=prompt.name,
+            prompt_name=d.prompt.name,
             prompt_version=registry.prompt_version,
             audit_log=registry.audit_log,
             audit=audit,
@@ -278,94 +303,29 @@ def deploy_bundle(
 
     rollout: KServeRollout | LLMRollout | None = None
     outcome = None
-    if service.target == "kserve":
+    if settings.deploy_target == "kserve":
         if current_champion(client, registry.registered_model_name) != registry.expected_champion:
             promote()  # never roll out a bundle that cannot become the champion: this refuses before any call
-
-        subject: object
-        if service.serving_api == "llminferenceservice":
-            objects = llm_objects_for(bundle, prompt, service, registry)
-            subject, served_name = objects, objects.name
-            rollout = LLMRollout(
-                api_client(service.kubeconfig),
-                service.namespace,
-                route_name=service.name,
-                gateway=service.gateway[1],
-                render_route=lambda backends, mirror: front_route(service, backends, mirror),
-                router_url=lambda name: service.router_url.format(service=name, namespace=service.namespace),
-                ready_timeout_s=service.ready_timeout_s,
-                poll_s=service.poll_s,
-            )
-        else:
-            subject, served_name = manifest, service.name
-            rollout = KServeRollout(
-                kube_api(service.kubeconfig),
-                service.namespace,
-                ready_timeout_s=service.ready_timeout_s,
-                poll_s=service.poll_s,
-            )
+        rollout, subject, served_name = api.rollout(d, manifest, access)
         outcome = rollout.run(
             subject,  # type: ignore[arg-type]  # each rollout takes its own API's objects
-            canary_traffic_percent=service.canary_traffic_percent,
+            canary_traffic_percent=settings.canary_traffic_percent,
             smoke=lambda url: smoke_test(
-                url, served_name, smoke_examples, floor=service.smoke_min_token_f1, bundle_id=bundle.id
+                url, served_name, smoke_examples, floor=settings.smoke_min_token_f1, bundle_id=d.bundle.id
             ),
             shadow=shadow,
         )
-        append_audit(
-            registry.audit_log,
-            {
-                "event": "deployment",
-                **audit,
-                "status": outcome.status,
-                "reason": outcome.reason,
-                "service": f"{service.namespace}/{service.name}",
-                "serving_api": service.serving_api,
-                **(
-                    {
-                        "shadow": {
-                            key: outcome.shadow[key]
-                            for key in ("passed", "n", "reasons", "candidate_wins", "live_wins", "ties")
-                        }
-                    }
-                    if outcome.shadow
-                    else {}
-                ),
-            },
-        )
+        _audit_rollout(registry.audit_log, audit, settings, outcome)
         if not outcome.rolled_out:
-            client.set_model_version_tag(
-                registry.registered_model_name, registry.model_version, "champion.deployment", "rolled_back"
-            )
-            client.set_model_version_tag(
-                registry.registered_model_name,
-                registry.model_version,
-                "champion.deployment_reason",
-                outcome.reason[:4000],
-            )
+            _tag_deployment(client, registry, "rolled_back", outcome.reason)
             return DeployResult(
                 "rolled_back", False, outcome.reason, manifest, outcome.as_dict(), events=outcome.events
             )
-    try:
-        previous = promote()
-    except ChampionMoved:
-        if rollout is not None and outcome is not None:
-            # The other promotion owns the alias; the cluster must serve what the registry says is live.
-            rollout.undo(outcome)
-            append_audit(
-                registry.audit_log,
-                {
-                    "event": "deployment",
-                    **audit,
-                    "status": "rolled_back",
-                    "reason": "the champion alias moved during the rollout",
-                },
-            )
-        raise
+    previous = _promote_or_undo(promote, rollout, outcome, registry.audit_log, audit)
     if rollout is not None:
         rollout.finish()  # the previous bundle's objects go only once the registry says the candidate is live
     status = "rolled_out" if outcome else "rendered"
-    client.set_model_version_tag(registry.registered_model_name, registry.model_version, "champion.deployment", status)
+    _tag_deployment(client, registry, status)
     reason = (
         outcome.reason
         if outcome
@@ -382,19 +342,63 @@ def deploy_bundle(
     )
 
 
+def _audit_rollout(audit_log: str, audit: dict, settings: DeploySettings, outcome) -> None:
+    shadow_keys = ("passed", "n", "reasons", "candidate_wins", "live_wins", "ties")
+    append_audit(
+        audit_log,
+        {
+            "event": "deployment",
+            **audit,
+            "status": outcome.status,
+            "reason": outcome.reason,
+            "service": f"{settings.namespace}/{settings.service_name}",
+            "serving_api": settings.serving_api,
+            **({"shadow": {key: outcome.shadow[key] for key in shadow_keys}} if outcome.shadow else {}),
+        },
+    )
+
+
+def _tag_deployment(client, registry: PromotionTarget, status: str, reason: str = "") -> None:
+    client.set_model_version_tag(registry.registered_model_name, registry.model_version, "champion.deployment", status)
+    if reason:
+        client.set_model_version_tag(
+            registry.registered_model_name, registry.model_version, "champion.deployment_reason", reason[:4000]
+        )
+
+
+def _promote_or_undo(promote, rollout, outcome, audit_log: str, audit: dict) -> str | None:
+    """Move the alias; if another promotion moved it meanwhile, undo this rollout (the other promotion owns the
+    alias, and the cluster must serve what the registry says is live) and re-raise."""
+    try:
+        return promote()
+    except ChampionMoved:
+        if rollout is not None and outcome is not None:
+            rollout.undo(outcome)
+            append_audit(
+                audit_log,
+                {
+                    "event": "deployment",
+                    **audit,
+                    "status": "rolled_back",
+                    "reason": "the champion alias moved during the rollout",
+                },
+            )
+        raise
+
+
 def served_object(manifest: dict) -> dict:
     """The object that carries the bundle's identity: the InferenceService, or the LLMInferenceService of a List."""
     return manifest["items"][0] if manifest.get("kind") == "List" else manifest
 
 
-def deployment_report(result: DeployResult, service: ServiceOptions) -> str:
+def deployment_report(result: DeployResult, settings: DeploySettings) -> str:
     served = served_object(result.manifest)
     meta = served["metadata"]
     where = (
         f"LLMInferenceService `{meta['namespace']}/{meta['name']}` behind its prompt router and the route "
-        f"`{service.name}` on gateway `{service.llm_gateway}`"
+        f"`{settings.service_name}` on gateway `{settings.llm_gateway}`"
         if served["kind"] == "LLMInferenceService"
-        else f"InferenceService `{meta['namespace']}/{meta['name']}` ({service.deployment_mode} mode)"
+        else f"InferenceService `{meta['namespace']}/{meta['name']}` ({settings.deployment_mode} mode)"
     )
     weights = (
         served["spec"]["model"]["uri"]
@@ -404,7 +408,7 @@ def deployment_report(result: DeployResult, service: ServiceOptions) -> str:
     lines = [
         f"# Deployment: {result.status}",
         "",
-        f"- {where}, target `{service.target}`",
+        f"- {where}, target `{settings.deploy_target}`",
         f"- bundle `{meta['annotations']['champion.io/bundle-id']}`, prompt `{meta['annotations']['champion.io/prompt']}`",
         f"- MLflow `{meta['annotations']['champion.io/mlflow-model']}`: "
         + (
@@ -461,7 +465,7 @@ def deployment_report(result: DeployResult, service: ServiceOptions) -> str:
             yaml.safe_dump(previous, sort_keys=False).rstrip(),
             "```",
         ]
-    if service.target == "none":
+    if settings.deploy_target == "none":
         lines += [
             "",
             "Apply it to a cluster with `kubectl apply -f manifest.yaml`, or run the pipeline on Kubeflow with deploy_target=kserve.",

@@ -10,15 +10,17 @@ KServe controller and Knative do with the objects (traffic splitting, pods, prob
 
 import copy
 import json
+from typing import NamedTuple
 
 import pytest
 
 from champion.bundle import Bundle
-from champion.errors import DeployError
+from champion.errors import ConfigError, DeployError
+from champion.parameters import DeploySettings, parse
 from prompts import load_prompt
 from registry.register import register_bundle
 from registry.registry import ChampionMoved, current_champion, promote_version
-from serving.deploy import PromotionTarget, ServiceOptions, deploy_bundle, deployment_report, render_for
+from serving.deploy import ClusterAccess, Deployment, PromotionTarget, deploy_bundle, deployment_report, render_for
 from serving.manifests import render_rbac
 from serving.rollout import GROUP, PLURAL, VERSION, KServeRollout, kube_api
 from tests.answer_server import AnswerServer
@@ -32,6 +34,28 @@ EXAMPLES = [
     {"id": "3", "question": "How many legs does a spider have?", "reference": "eight"},
 ]
 GOOD = {e["question"]: f"{e['reference']}." for e in EXAMPLES}
+
+
+class Rollout(NamedTuple):
+    """A test's deploy settings and how it reaches its cluster (short waits, routers on 127.0.0.1)."""
+
+    settings: DeploySettings
+    access: ClusterAccess
+
+
+def _rollout(values: dict) -> Rollout:
+    access = {key: values.pop(key) for key in list(values) if key in ClusterAccess.__dataclass_fields__}
+    return Rollout(DeploySettings(**values), ClusterAccess(**access))
+
+
+def deploy(bundle, prompt, rollout: Rollout, target, examples, **kwargs):
+    return deploy_bundle(
+        Deployment(bundle, prompt, rollout.settings, target), examples, access=rollout.access, **kwargs
+    )
+
+
+def render(bundle, prompt, rollout: Rollout, target) -> dict:
+    return render_for(Deployment(bundle, prompt, rollout.settings, target))
 
 
 def make_bundle(model_digest: str) -> Bundle:
@@ -170,22 +194,22 @@ def cluster(kube_server, kube_namespace, tmp_path, registry):
     assert not standin.errors, standin.errors  # every status the stand-in wrote passed the CRD's schema
 
 
-def service(cluster, **overrides) -> ServiceOptions:
+def service(cluster, **overrides) -> Rollout:
     options = dict(
         namespace=cluster.namespace,
-        target="kserve",
+        deploy_target="kserve",
         kubeconfig=cluster.kubeconfig_path,
         ready_timeout_s=10.0,
         poll_s=0.02,
         smoke_min_token_f1=0.5,
         transformer_image="registry.example.com/champion@sha256:" + "f" * 64,
     )
-    return ServiceOptions(**{**options, **overrides})
+    return _rollout({**options, **overrides})
 
 
 def install_champion(cluster, registry) -> dict:
     """The champion's InferenceService as a previous run left it (rolled out through the API as the deployer)."""
-    manifest = render_for(
+    manifest = render(
         registry.champion,
         PROMPT,
         service(cluster),
@@ -211,7 +235,7 @@ def generations(cluster) -> list[int]:
 def test_first_deploy_creates_waits_smoke_tests_then_moves_the_alias(cluster, registry):
     cluster.controller.latest_url = ""  # a new service has only its stable URL
     cluster.stable.answers = GOOD
-    result = deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+    result = deploy(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
     assert result.promoted and result.status == "rolled_out", result.reason
     assert generations(cluster) == [1]  # one create, no further writes
     stored = cluster.live()
@@ -227,7 +251,7 @@ def test_first_deploy_creates_waits_smoke_tests_then_moves_the_alias(cluster, re
 
 def test_update_goes_through_a_canary_then_to_100_percent(cluster, registry):
     previous = install_champion(cluster, registry)
-    result = deploy_bundle(
+    result = deploy(
         registry.challenger, PROMPT, service(cluster, canary_traffic_percent=20), registry.target(), EXAMPLES
     )
     assert result.promoted, result.reason
@@ -253,21 +277,21 @@ def test_a_canary_that_never_becomes_ready_is_rolled_back_and_nothing_is_promote
     previous = install_champion(cluster, registry)
     cluster.controller.never_ready_if = lambda obj: obj["spec"]["predictor"]["model"]["storageUri"].endswith("b" * 64)
     options = service(cluster, ready_timeout_s=1.0)
-    result = deploy_bundle(registry.challenger, PROMPT, options, registry.target(), EXAMPLES)
+    result = deploy(registry.challenger, PROMPT, options, registry.target(), EXAMPLES)
     assert not result.promoted and result.status == "rolled_back"
     assert "not Ready after" in result.reason and "RevisionMissing" in result.reason
     assert cluster.live_spec() == previous  # the previous spec is back, byte for byte
     assert generations(cluster) == [2, 3]  # the canary, then the restored spec
     assert registry.live() == registry.champion_version
     assert registry.events()[-1] == "deployment"
-    report = deployment_report(result, options)
+    report = deployment_report(result, options.settings)
     assert "rolled back" in report and "Previous spec" in report
 
 
 def test_a_failed_smoke_test_rolls_back(cluster, registry):
     previous = install_champion(cluster, registry)
     cluster.latest.answers = {}  # the candidate answers nonsense
-    result = deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+    result = deploy(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
     assert not result.promoted and "smoke test failed" in result.reason and "below the smoke floor" in result.reason
     assert cluster.live_spec() == previous and registry.live() == registry.champion_version
     from mlflow import MlflowClient
@@ -285,7 +309,7 @@ def test_a_failed_smoke_test_rolls_back(cluster, registry):
 def test_an_answer_without_the_bundle_header_fails_the_smoke_test(cluster, registry):
     previous = install_champion(cluster, registry)
     cluster.latest.bundle_id = ""  # something answers, but nothing says it is this bundle (no prompt transformer)
-    result = deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+    result = deploy(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
     assert not result.promoted and "no x-champion-bundle header" in result.reason
     assert cluster.live_spec() == previous and registry.live() == registry.champion_version
 
@@ -293,7 +317,7 @@ def test_an_answer_without_the_bundle_header_fails_the_smoke_test(cluster, regis
 def test_an_answer_from_another_bundle_fails_the_smoke_test(cluster, registry):
     install_champion(cluster, registry)
     cluster.latest.bundle_id = registry.champion.id
-    result = deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+    result = deploy(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
     assert not result.promoted and f"answered by bundle {registry.champion.id[:12]}" in result.reason
 
 
@@ -302,7 +326,7 @@ def test_a_kubernetes_error_mid_canary_rolls_back_before_it_is_reported(cluster,
     # The update goes in, then promoting the canary to 100% is refused by the real authorizer.
     cluster.deployer_may_only(["get", "create", "update", "delete"])
     with pytest.raises(DeployError, match="403 forbidden") as info:
-        deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+        deploy(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
     assert 'cannot patch resource "inferenceservices"' in info.value.problem
     assert "rolled back to the previous spec before this error was reported" in info.value.problem
     assert cluster.live_spec() == previous and registry.live() == registry.champion_version
@@ -315,7 +339,7 @@ def test_a_kubernetes_error_after_a_first_create_deletes_it(cluster, registry):
     # Once the object exists, reading it is refused: the deployer must still clean up what it created.
     cluster.controller.on_created = lambda obj: cluster.deployer_may_only(["create", "update", "patch", "delete"])
     with pytest.raises(DeployError, match="deleted before this error was reported") as info:
-        deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+        deploy(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
     assert 'cannot get resource "inferenceservices"' in info.value.problem
     assert cluster.live() is None and registry.live() == registry.champion_version
 
@@ -350,7 +374,7 @@ def test_a_concurrent_spec_writer_gets_409_and_is_never_overwritten(cluster, reg
     rollout = KServeRollout(
         RivalWritesFirst(kube_api(cluster.kubeconfig_path), someone_edits_the_spec), cluster.namespace, poll_s=0.02
     )
-    manifest = render_for(registry.challenger, PROMPT, service(cluster), registry.target())
+    manifest = render(registry.challenger, PROMPT, service(cluster), registry.target())
     with pytest.raises(DeployError, match="conflict \\(409\\)") as info:
         rollout.run(manifest, canary_traffic_percent=20, smoke=_passing)
     assert "re-run" in info.value.fix
@@ -372,7 +396,7 @@ def test_a_status_write_between_read_and_replace_is_not_a_conflict(cluster, regi
     rollout = KServeRollout(
         RivalWritesFirst(kube_api(cluster.kubeconfig_path), the_controller_reports), cluster.namespace, poll_s=0.02
     )
-    manifest = render_for(registry.challenger, PROMPT, service(cluster), registry.target())
+    manifest = render(registry.challenger, PROMPT, service(cluster), registry.target())
     outcome = rollout.run(manifest, canary_traffic_percent=20, smoke=_passing)
     assert outcome.rolled_out, outcome.reason
     assert cluster.live_spec()["predictor"]["model"]["storageUri"].endswith("b" * 64)
@@ -380,7 +404,7 @@ def test_a_status_write_between_read_and_replace_is_not_a_conflict(cluster, regi
 
 def test_a_second_create_gets_409(cluster, registry):
     rollout = KServeRollout(kube_api(cluster.kubeconfig_path), cluster.namespace)
-    manifest = render_for(registry.challenger, PROMPT, service(cluster), registry.target())
+    manifest = render(registry.challenger, PROMPT, service(cluster), registry.target())
     rollout._create(manifest)
     with pytest.raises(DeployError, match="conflict \\(409\\).*already exists"):
         rollout._create(manifest)
@@ -388,7 +412,7 @@ def test_a_second_create_gets_409(cluster, registry):
 
 def test_an_object_the_schema_refuses_is_a_422(cluster, registry):
     rollout = KServeRollout(kube_api(cluster.kubeconfig_path), cluster.namespace)
-    manifest = render_for(registry.challenger, PROMPT, service(cluster), registry.target())
+    manifest = render(registry.challenger, PROMPT, service(cluster), registry.target())
     manifest["spec"]["predictor"]["minReplicas"] = "two"
     with pytest.raises(DeployError, match="invalid \\(422\\).*minReplicas") as info:
         rollout._create(manifest)  # past champion's own check, straight to the server
@@ -401,7 +425,7 @@ def test_the_server_prunes_unknown_fields_so_champion_refuses_them_first(cluster
 
     from champion.errors import ManifestError
 
-    manifest = render_for(registry.challenger, PROMPT, service(cluster), registry.target())
+    manifest = render(registry.challenger, PROMPT, service(cluster), registry.target())
     manifest["spec"]["predictor"]["model"]["storage_uri"] = "s3://typo"
     # What the real server does with the typo: accepts the object and drops the field without a word.
     pruned = copy.deepcopy(manifest)
@@ -425,7 +449,7 @@ def test_each_verb_of_the_role_is_needed_for_a_canary(cluster, registry, missing
         [verb for verb in render_rbac(cluster.namespace)[0]["rules"][0]["verbs"] if verb != missing]
     )
     with pytest.raises(DeployError, match="403 forbidden") as info:
-        deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+        deploy(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
     assert f'cannot {missing} resource "inferenceservices" in API group "serving.kserve.io"' in info.value.problem
     assert f"system:serviceaccount:{cluster.namespace}:pipeline-runner" in info.value.problem
     assert "champion manifests" in info.value.fix
@@ -441,7 +465,7 @@ def test_each_verb_of_the_role_is_needed_for_a_first_deploy(cluster, registry, m
         [verb for verb in render_rbac(cluster.namespace)[0]["rules"][0]["verbs"] if verb != missing]
     )
     with pytest.raises(DeployError, match="403 forbidden") as info:
-        deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+        deploy(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
     assert f'cannot {missing} resource "inferenceservices"' in info.value.problem
     assert registry.live() == registry.champion_version
 
@@ -450,7 +474,7 @@ def test_the_deployer_may_not_touch_another_namespace(cluster, registry, kube_se
     other = kube_server.create_namespace(cluster.namespace[:50] + "-other")
     options = service(cluster, namespace=other)
     with pytest.raises(DeployError, match="403 forbidden") as info:
-        deploy_bundle(registry.challenger, PROMPT, options, registry.target(), EXAMPLES)
+        deploy(registry.challenger, PROMPT, options, registry.target(), EXAMPLES)
     assert f'in the namespace "{other}"' in info.value.problem
     assert registry.live() == registry.champion_version
 
@@ -458,7 +482,7 @@ def test_the_deployer_may_not_touch_another_namespace(cluster, registry, kube_se
 def test_bad_credentials_are_a_clear_error(cluster, registry, tmp_path):
     bad = cluster.server.kubeconfig(tmp_path / "bad-kubeconfig", "expired", cluster.namespace)
     with pytest.raises(DeployError, match="refused the credentials"):
-        deploy_bundle(registry.challenger, PROMPT, service(cluster, kubeconfig=bad), registry.target(), EXAMPLES)
+        deploy(registry.challenger, PROMPT, service(cluster, kubeconfig=bad), registry.target(), EXAMPLES)
     assert registry.live() == registry.champion_version
 
 
@@ -467,9 +491,7 @@ def test_transient_server_errors_are_retried(cluster, registry, tmp_path):
     cluster.stable.answers = GOOD
     with OverloadedFront(cluster.server.port, str(cluster.server.ca_file), failures=1) as front:
         config = cluster.server.kubeconfig(tmp_path / "front", cluster.token, cluster.namespace, server=front.url)
-        result = deploy_bundle(
-            registry.challenger, PROMPT, service(cluster, kubeconfig=config), registry.target(), EXAMPLES
-        )
+        result = deploy(registry.challenger, PROMPT, service(cluster, kubeconfig=config), registry.target(), EXAMPLES)
     assert result.promoted and front.answered_503 == 1
 
 
@@ -480,7 +502,7 @@ def test_unreachable_api_server_is_a_clear_error(cluster, registry, tmp_path):
         tmp_path / "gone", cluster.token, cluster.namespace, server=f"https://127.0.0.1:{free_port()}"
     )
     with pytest.raises(DeployError, match="did not answer"):
-        deploy_bundle(registry.challenger, PROMPT, service(cluster, kubeconfig=config), registry.target(), EXAMPLES)
+        deploy(registry.challenger, PROMPT, service(cluster, kubeconfig=config), registry.target(), EXAMPLES)
     assert registry.live() == registry.champion_version
 
 
@@ -489,7 +511,7 @@ def test_if_another_promotion_moves_the_alias_mid_rollout_the_deployment_is_roll
     rival, rival_promotes = registry.rival_promotion()
     cluster.latest.on_request = rival_promotes
     with pytest.raises(ChampionMoved):
-        deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
+        deploy(registry.challenger, PROMPT, service(cluster), registry.target(), EXAMPLES)
     assert registry.live() == rival.model_version
     assert cluster.live_spec() == previous
     assert registry.events()[-2:] == ["alias_refused", "deployment"]
@@ -501,23 +523,28 @@ def test_a_stale_champion_is_refused_before_anything_is_rolled_out(cluster, regi
     target = registry.target()
     target.expected_champion = None  # evaluated as if there were no champion; v1 is live
     with pytest.raises(ChampionMoved):
-        deploy_bundle(registry.challenger, PROMPT, service(cluster), target, EXAMPLES)
+        deploy(registry.challenger, PROMPT, service(cluster), target, EXAMPLES)
     assert cluster.live()["metadata"]["resourceVersion"] == before and cluster.live_spec() == previous
 
 
 @pytest.mark.parametrize(
-    "options, message", [({"target": "helm"}, "unknown deploy target"), ({"canary_traffic_percent": 150}, "0..100")]
+    "options, message",
+    [
+        ({"deploy_target": "helm"}, "deploy_target.*'kserve' or 'none'"),
+        ({"canary_traffic_percent": 150}, "canary_traffic_percent.*100"),
+    ],
 )
-def test_bad_deploy_parameters(cluster, registry, options, message):
-    with pytest.raises(DeployError, match=message):
-        deploy_bundle(registry.challenger, PROMPT, service(cluster, **options), registry.target(), EXAMPLES)
+def test_bad_deploy_parameters_are_refused_before_anything_is_deployed(cluster, registry, options, message):
+    """The deploy step builds its settings with parameters.parse: a bad value is a ConfigError naming it."""
+    with pytest.raises(ConfigError, match=message):
+        parse(DeploySettings, {"namespace": cluster.namespace, **options})
     assert registry.live() == registry.champion_version and cluster.live() is None
 
 
 def test_no_smoke_examples_means_no_promotion(cluster, registry):
     cluster.controller.latest_url = ""
     cluster.stable.answers = GOOD
-    result = deploy_bundle(registry.challenger, PROMPT, service(cluster), registry.target(), [])
+    result = deploy(registry.challenger, PROMPT, service(cluster), registry.target(), [])
     assert not result.promoted and "no smoke examples" in result.reason
     assert cluster.live() is None  # a first deployment that fails is removed
 
@@ -564,7 +591,7 @@ def test_the_shadow_stage_mirrors_with_istio_before_the_canary(cluster, registry
         )
         try:
             with Users(mirroring, live, candidate):
-                result = deploy_bundle(
+                result = deploy(
                     registry.challenger,
                     PROMPT,
                     options,

@@ -14,19 +14,22 @@ request id, to the candidate's. Not proven here: a real gateway's mirroring and 
 from __future__ import annotations
 
 import json
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import pytest
 import yaml
 
 from champion.errors import DeployError
+from champion.parameters import DeploySettings
 from serving.deploy import (
+    ClusterAccess,
+    Deployment,
+    LLMInferenceServiceApi,
     PromotionTarget,
-    ServiceOptions,
     deploy_bundle,
     deployment_report,
     front_route,
-    llm_objects_for,
+    render_for,
 )
 from serving.kube import DEPLOYMENT, HTTP_ROUTE, LLM_INFERENCE_SERVICE, SERVICE, api_client
 from serving.llm_rollout import LLMRollout
@@ -42,6 +45,28 @@ from tests.test_shadow import Served
 
 GATEWAY = "kserve-ingress-gateway"
 SHADOW_REQUESTS = 20
+
+
+class Rollout(NamedTuple):
+    """A test's deploy settings and how it reaches its cluster (short waits, routers on 127.0.0.1)."""
+
+    settings: DeploySettings
+    access: ClusterAccess
+
+
+def _rollout(values: dict) -> Rollout:
+    access = {key: values.pop(key) for key in list(values) if key in ClusterAccess.__dataclass_fields__}
+    return Rollout(DeploySettings(**values), ClusterAccess(**access))
+
+
+def deploy(bundle, prompt, rollout: Rollout, target, examples, **kwargs):
+    return deploy_bundle(
+        Deployment(bundle, prompt, rollout.settings, target), examples, access=rollout.access, **kwargs
+    )
+
+
+def render(bundle, prompt, rollout: Rollout, target) -> dict:
+    return render_for(Deployment(bundle, prompt, rollout.settings, target))
 
 
 class LLMCluster:
@@ -94,11 +119,11 @@ def sink(tmp_path):
         yield running
 
 
-def options(cluster: LLMCluster, router_url: str, **overrides) -> ServiceOptions:
+def options(cluster: LLMCluster, router_url: str, **overrides) -> Rollout:
     values = dict(
-        name="qa",
+        service_name="qa",
         namespace=cluster.namespace,
-        target="kserve",
+        deploy_target="kserve",
         serving_api="llminferenceservice",
         llm_gateway=f"kserve/{GATEWAY}",
         kubeconfig=cluster.kubeconfig_path,
@@ -110,7 +135,7 @@ def options(cluster: LLMCluster, router_url: str, **overrides) -> ServiceOptions
         router_url=router_url,
         shadow_poll_s=0.2,
     )
-    return ServiceOptions(**{**values, **overrides})
+    return _rollout({**values, **overrides})
 
 
 def serve(bundle, right: bool, tmp_path, sink) -> Served:
@@ -130,15 +155,20 @@ def mirrors(cluster: LLMCluster) -> Callable[[], bool]:
 def install_champion(cluster: LLMCluster, registry: Registry, live: Served) -> str:
     """The champion bundle as an earlier run left it: its objects and the front route serving it alone."""
     service = options(cluster, live.url)
-    objects = llm_objects_for(
-        registry.champion, PROMPT, service, PromotionTarget(registry.uri, "qa", registry.champion_version, 1, None)
+    objects = LLMInferenceServiceApi().objects(
+        Deployment(
+            registry.champion,
+            PROMPT,
+            service.settings,
+            PromotionTarget(registry.uri, "qa", registry.champion_version, 1, None),
+        )
     )
     rollout = LLMRollout(
         api_client(cluster.kubeconfig_path),
         cluster.namespace,
         route_name="qa",
         gateway=GATEWAY,
-        render_route=lambda backends, mirror: front_route(service, backends, mirror),
+        render_route=lambda backends, mirror: front_route(service.settings, backends, mirror),
         router_url=lambda name: live.url,
         ready_timeout_s=10.0,
         poll_s=0.02,
@@ -154,7 +184,7 @@ def test_a_first_deployment_creates_the_bundles_objects_and_the_route(llm_cluste
     try:
         target = registry.target()
         # A champion exists in MLflow but nothing serves on the cluster yet: the route is created.
-        result = deploy_bundle(
+        result = deploy(
             registry.challenger,
             PROMPT,
             options(llm_cluster, candidate.url),
@@ -177,7 +207,7 @@ def test_a_first_deployment_creates_the_bundles_objects_and_the_route(llm_cluste
     assert result.rollout["smoke"]["mean_token_f1"] == 1.0  # through the real prompt router
     assert [e["step"] for e in result.events] == ["created", "ready", "smoke_test", "traffic_100"]
     assert registry.live() == registry.registration.model_version
-    report = deployment_report(result, options(llm_cluster, candidate.url))
+    report = deployment_report(result, options(llm_cluster, candidate.url).settings)
     assert "LLMInferenceService" in report and f"kserve/{GATEWAY}" in report
 
 
@@ -201,7 +231,7 @@ def test_the_shadow_stage_gates_on_mirrored_traffic_before_any_user_reaches_the_
         )
         examples = [{"question": q, "reference": a} for q, a in SMOKE]
         with Users(mirrors(llm_cluster), live, candidate) as users:
-            result = deploy_bundle(
+            result = deploy(
                 registry.challenger,
                 PROMPT,
                 service,
@@ -244,7 +274,7 @@ def test_the_shadow_stage_gates_on_mirrored_traffic_before_any_user_reaches_the_
         assert all(obj is None for obj in llm_cluster.bundle_objects(name))
         assert all(obj is not None for obj in llm_cluster.bundle_objects(live_name))
         assert registry.live() == registry.champion_version
-        assert "Shadow gate: not passed" in deployment_report(result, service)
+        assert "Shadow gate: not passed" in deployment_report(result, service.settings)
 
 
 def test_a_candidate_that_never_becomes_ready_is_deleted_and_the_route_never_changes(
@@ -254,7 +284,7 @@ def test_a_candidate_that_never_becomes_ready_is_deleted_and_the_route_never_cha
     try:
         live_name = install_champion(llm_cluster, registry, live)
         llm_cluster.standin.never_ready_if = lambda obj: obj["metadata"]["name"] != live_name
-        result = deploy_bundle(
+        result = deploy(
             registry.challenger, PROMPT, options(llm_cluster, live.url, ready_timeout_s=1.0), registry.target(), []
         )
     finally:
@@ -268,15 +298,17 @@ def test_a_candidate_that_never_becomes_ready_is_deleted_and_the_route_never_cha
 def test_the_inferenceservice_role_may_not_deploy_on_the_llm_api(llm_cluster, registry, tmp_path):
     llm_cluster.server.apply(render_rbac(llm_cluster.namespace))  # the classic Role: inferenceservices only
     with pytest.raises(DeployError, match="llminferenceservices") as info:
-        deploy_bundle(registry.challenger, PROMPT, options(llm_cluster, "http://127.0.0.1:9"), registry.target(), [])
+        deploy(registry.challenger, PROMPT, options(llm_cluster, "http://127.0.0.1:9"), registry.target(), [])
     assert "--serving-api llminferenceservice" in info.value.fix
     assert registry.live() == registry.champion_version
 
 
 def test_a_shadow_stage_without_a_reliable_judge_is_refused_before_anything_is_deployed(llm_cluster, registry):
-    service = options(llm_cluster, "http://127.0.0.1:9", shadow_requests=20, request_log_url="http://127.0.0.1:9")
+    service = options(
+        llm_cluster, "http://127.0.0.1:9", shadow_requests=20, request_log_url="http://127.0.0.1:9", log_content=True
+    )
     with pytest.raises(DeployError, match="did not pass its check"):
-        deploy_bundle(
+        deploy(
             registry.challenger,
             PROMPT,
             service,
@@ -289,9 +321,8 @@ def test_a_shadow_stage_without_a_reliable_judge_is_refused_before_anything_is_d
 
 
 def test_the_rendered_list_is_what_kubectl_applies(llm_cluster, registry):
-    from serving.deploy import render_for
 
-    manifest = render_for(registry.challenger, PROMPT, options(llm_cluster, ""), registry.target())
+    manifest = render(registry.challenger, PROMPT, options(llm_cluster, ""), registry.target())
     assert [item["kind"] for item in manifest["items"]] == ["LLMInferenceService", "Deployment", "Service", "HTTPRoute"]
     llm_cluster.server.apply(manifest["items"], dry_run=True)  # the real server accepts every object
     assert yaml.safe_load(yaml.safe_dump(manifest)) == manifest
@@ -311,7 +342,7 @@ def test_if_another_promotion_moves_the_alias_mid_rollout_users_stay_on_the_live
         live_name = install_champion(llm_cluster, registry, live)
         before = llm_cluster.get(HTTP_ROUTE, "qa")
         with pytest.raises(ChampionMoved):
-            deploy_bundle(
+            deploy(
                 registry.challenger,
                 PROMPT,
                 options(llm_cluster, candidate.url, canary_traffic_percent=50),

@@ -204,16 +204,26 @@ def test_local_runs_override_only_what_the_user_did_not_set(tmp_path):
     )
 
 
-def test_the_deploy_settings_default_to_the_parameter_model():
-    from dataclasses import fields
+def test_the_deploy_step_takes_the_deploy_model_by_its_own_names():
+    """deploy_op's parameters are DeploySettings' fields (same names, same KFP types) plus the run's context;
+    the promotion pipeline passes them on by name (pipelines.wiring.fields_of), so nothing renames them."""
+    from components.deploy import deploy_op
+    from pipelines.promotion import promotion_pipeline
 
-    from serving.deploy import ServiceOptions
-
-    names = {"name": "service_name", "runtime": "serving_runtime", "target": "deploy_target"}
-    for field in fields(ServiceOptions):
-        parameter = names.get(field.name, field.name)
-        if parameter in PromotionParameters.model_fields:
-            assert field.default == P.default(PromotionParameters, parameter), field.name
+    inputs = deploy_op.component_spec.inputs
+    settings = {name for name in inputs if name in P.DeploySettings.model_fields}
+    assert settings == set(P.DeploySettings.model_fields)
+    kfp_names = {str: "String", int: "Integer", float: "Float", bool: "Boolean"}
+    for name in settings:
+        assert inputs[name].type == kfp_names[P.kfp_type(P.DeploySettings.model_fields[name].annotation)], name
+    context = set(inputs) - settings
+    assert context == {
+        "bundle", "prompt", "eval_set", "model_version", "prompt_version", "registered_model_name",
+        "mlflow_tracking_uri", "expected_champion", "audit_log", "pipeline_run", "accelerator_count",
+        "evaluator_config", "judge_reliability", "weights_cache", "cache_root",
+    }  # fmt: skip
+    assert set(P.DeploySettings.model_fields) <= set(promotion_pipeline.component_spec.inputs)
+    assert set(P.DeploySettings.model_fields) <= set(P.PromotionParameters.model_fields)
 
 
 def test_kubeflow_params_are_checked_against_the_model():
