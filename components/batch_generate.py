@@ -4,9 +4,9 @@ from typing import NamedTuple
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from components import gpu_step
+from components import Step, gpu_step
 
-VERSION = "1.6.0"
+STEP = Step(title="Generate answers", version="1.6.0", cacheable=True)
 
 
 @gpu_step

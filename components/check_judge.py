@@ -6,9 +6,9 @@ from typing import NamedTuple
 
 from kfp.dsl import Markdown, Metrics, Output
 
-from components import cpu_step
+from components import Step, cpu_step
 
-VERSION = "2.0.0"
+STEP = Step(title="Check the judge", version="2.0.0", cacheable=True)
 
 
 @cpu_step

@@ -7,9 +7,9 @@ from typing import NamedTuple
 
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
-from components import cpu_step
+from components import Step, cpu_step
 
-VERSION = "4.0.0"
+STEP = Step(title="Deploy and move the champion alias", version="4.1.0", cacheable=False)
 
 
 @cpu_step
@@ -57,7 +57,7 @@ def deploy_op(
     manifest: Output[Artifact],
     report: Output[Markdown],
 ) -> NamedTuple("DeployOutputs", [("deployment", str), ("promoted", bool)]):
-    """deploy v4.0.0: render and validate the InferenceService, or on the LLM API the LLMInferenceService + prompt router + HTTPRoute; smoke test → shadow (mirrored traffic, judged in pairs) → canary → promote, or undo; then move the champion alias."""
+    """deploy v4.1.0: render and validate the InferenceService, or on the LLM API the LLMInferenceService + prompt router + HTTPRoute; smoke test → shadow (mirrored traffic, judged in pairs) → canary → promote, or undo; then move the champion alias."""
     values = dict(locals())  # the DeploySettings fields arrive as parameters of the same names
     from champion.step_process import begin_step
 

@@ -4,9 +4,9 @@ from typing import List
 
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
-from components import cpu_step
+from components import Step, cpu_step
 
-VERSION = "2.2.0"
+STEP = Step(title="Drift report", version="2.2.0", cacheable=True)
 
 
 @cpu_step

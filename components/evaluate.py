@@ -9,9 +9,9 @@ from typing import NamedTuple
 
 from kfp.dsl import Dataset, Input, Metrics, Output
 
-from components import cpu_step
+from components import Step, cpu_step
 
-VERSION = "3.1.0"
+STEP = Step(title="Score answers", version="3.1.0", cacheable=True)
 
 
 @cpu_step

@@ -7,9 +7,9 @@ from typing import NamedTuple
 
 from kfp.dsl import Model, Output
 
-from components import cpu_step
+from components import Step, cpu_step
 
-VERSION = "2.0.0"
+STEP = Step(title="Fetch weights", version="2.0.0", cacheable=True)
 
 
 @cpu_step

@@ -7,9 +7,9 @@ from typing import NamedTuple
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from components import gpu_step
+from components import Step, gpu_step
 
-VERSION = "2.0.0"
+STEP = Step(title="Fine-tune (LoRA)", version="2.0.0", cacheable=True)
 
 
 @gpu_step

@@ -4,9 +4,9 @@ from typing import List, NamedTuple
 
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
 
-from components import cpu_step
+from components import Step, cpu_step
 
-VERSION = "4.1.0"
+STEP = Step(title="Gate", version="4.1.0", cacheable=True)
 
 
 @cpu_step

@@ -7,9 +7,9 @@ from typing import List, NamedTuple
 
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
 
-from components import cpu_step
+from components import Step, cpu_step
 
-VERSION = "3.1.0"
+STEP = Step(title="Compare with the previous evaluation", version="3.1.0", cacheable=False)
 
 
 @cpu_step

@@ -1,8 +1,8 @@
 """no_champion: the scheduled evaluation found no champion to evaluate; fail the run and say so."""
 
-from components import cpu_step
+from components import Step, cpu_step
 
-VERSION = "2.0.0"
+STEP = Step(title="No champion to evaluate", version="2.0.0", cacheable=False)
 
 
 @cpu_step

@@ -3,9 +3,9 @@ content, never a path that could change under them, and KFP's step cache is corr
 
 from typing import NamedTuple
 
-from components import cpu_step
+from components import Step, cpu_step
 
-VERSION = "1.0.0"
+STEP = Step(title="Pin the inputs", version="1.0.0", cacheable=False)
 
 
 @cpu_step

@@ -2,9 +2,9 @@
 (when there is one). Each is described by its values only, never by its role, so the scoring steps
 see the same inputs for a bundle whichever role it has, and KFP's step cache scores it once."""
 
-from components import cpu_step
+from components import Step, cpu_step
 
-VERSION = "2.0.0"
+STEP = Step(title="Plan the bundles to score", version="2.0.0", cacheable=True)
 
 
 @cpu_step

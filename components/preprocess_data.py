@@ -4,9 +4,9 @@ from typing import NamedTuple
 
 from kfp.dsl import Dataset, Output
 
-from components import cpu_step
+from components import Step, cpu_step
 
-VERSION = "2.1.0"
+STEP = Step(title="Preprocess evaluation set", version="2.1.0", cacheable=True)
 
 
 @cpu_step

@@ -7,9 +7,9 @@ from typing import NamedTuple
 
 from kfp.dsl import Dataset, Input, Metrics
 
-from components import cpu_step
+from components import Step, cpu_step
 
-VERSION = "3.3.0"
+STEP = Step(title="Register in MLflow", version="3.3.0", cacheable=False)
 
 
 @cpu_step

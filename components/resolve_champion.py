@@ -2,9 +2,9 @@
 
 from typing import NamedTuple
 
-from components import cpu_step
+from components import Step, cpu_step
 
-VERSION = "3.0.0"
+STEP = Step(title="Resolve the champion", version="3.0.0", cacheable=False)
 
 
 @cpu_step

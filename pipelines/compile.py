@@ -21,24 +21,6 @@ PIPELINES = {
     "promotion": "pipelines.promotion:promotion_pipeline",
     "scheduled_eval": "pipelines.scheduled_eval:scheduled_eval_pipeline",
 }
-COMPONENTS = {
-    "pin_inputs": "components.pin_inputs:pin_inputs_op",
-    "plan_bundles": "components.plan_bundles:plan_bundles_op",
-    "check_judge": "components.check_judge:check_judge_op",
-    "preprocess_data": "components.preprocess_data:preprocess_data_op",
-    "fetch_weights": "components.fetch_weights:fetch_weights_op",
-    "fine_tune": "components.fine_tune:fine_tune_op",
-    "resolve_champion": "components.resolve_champion:resolve_champion_op",
-    "batch_generate": "components.batch_generate:batch_generate_op",
-    "evaluate": "components.evaluate:evaluate_op",
-    "drift": "components.drift:drift_op",
-    "gate": "components.gate:gate_op",
-    "register": "components.register:register_op",
-    "deploy": "components.deploy:deploy_op",
-    "skip_deploy": "components.skip_deploy:skip_deploy_op",
-    "monitor": "components.monitor:monitor_op",
-    "no_champion": "components.no_champion:no_champion_op",
-}
 
 
 class CompileError(ChampionError):
@@ -63,12 +45,14 @@ def _compile_here(output: Path) -> list[Path]:
         )
 
     written = []
-    for kind, table in (("pipelines", PIPELINES), ("components", COMPONENTS)):
+    pipelines = {name: _resolve(target) for name, target in PIPELINES.items()}
+    step_ops = {name: registered.op for name, registered in steps.registry().items()}
+    for kind, table in (("pipelines", pipelines), ("components", step_ops)):
         folder = output / kind
         folder.mkdir(parents=True, exist_ok=True)
-        for name, target in table.items():
+        for name, function in table.items():
             path = folder / f"{name}.yaml"
-            compiler.Compiler().compile(_resolve(target), str(path))
+            compiler.Compiler().compile(function, str(path))
             try:
                 components.load_component_from_file(str(path))
             except Exception as exc:

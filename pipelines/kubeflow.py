@@ -21,7 +21,7 @@ from champion import tracing
 from champion.digests import sha256_json
 from champion.errors import ChampionError
 from champion.provenance import git_commit as commit_of
-from pipelines.wiring import STEPS
+from components import by_task_name
 from prompts.lock import current_digests
 from registry.run_metrics import export, step_metrics
 
@@ -328,7 +328,7 @@ def task_timeline(run) -> dict[str, dict]:
 
     details = getattr(getattr(run, "run_details", None), "task_details", None) or []
     steps = sorted(
-        (d for d in details if d.display_name in STEPS and d.state in TASK_STATES),
+        (d for d in details if d.display_name in by_task_name() and d.state in TASK_STATES),
         key=lambda d: (_ns(d.start_time or d.create_time), d.display_name),
     )
     runs_of, seen = Counter(d.display_name for d in steps), Counter[str]()

@@ -15,62 +15,25 @@ from champion import tracing
 from components import (
     GPU_IMAGE,
     batch_generate,
+    by_task_name,
     check_judge,
-    deploy,
-    drift,
     evaluate,
     fetch_weights,
     fine_tune,
-    gate,
-    monitor,
-    no_champion,
     pin_inputs,
     plan_bundles,
     preprocess_data,
-    register,
-    resolve_champion,
-    skip_deploy,
 )
-
-# KFP's step cache keys on a step's parameters and input artifacts. Every mutable input is pinned by
-# pin_inputs at the start of the run and the steps that read one check its pin, so these steps are pure
-# functions of their inputs and may be cached. The others read the registry (resolve_champion) or have
-# side effects (MLflow, the alias, the audit log, KServe, a webhook): they always run.
-PURE_STEPS = {
-    "preprocess-data-op",
-    "fetch-weights-op",
-    "fine-tune-op",
-    "batch-generate-op",
-    "evaluate-op",
-    "drift-op",
-    "gate-op",
-    "check-judge-op",
-    "plan-bundles-op",
-}
-STEPS = {
-    "pin-inputs-op": pin_inputs,
-    "plan-bundles-op": plan_bundles,
-    "preprocess-data-op": preprocess_data,
-    "fetch-weights-op": fetch_weights,
-    "fine-tune-op": fine_tune,
-    "resolve-champion-op": resolve_champion,
-    "batch-generate-op": batch_generate,
-    "evaluate-op": evaluate,
-    "check-judge-op": check_judge,
-    "drift-op": drift,
-    "gate-op": gate,
-    "register-op": register,
-    "deploy-op": deploy,
-    "skip-deploy-op": skip_deploy,
-    "monitor-op": monitor,
-    "no-champion-op": no_champion,
-}
 
 
 def configure(task: dsl.PipelineTask) -> dsl.PipelineTask:
     name = task.component_spec.name
-    task.set_caching_options(name in PURE_STEPS)
-    kubernetes.add_pod_label(task, "champion.io/component-version", STEPS[name].VERSION)
+    # KFP's step cache keys on a step's parameters and input artifacts. Every mutable input is pinned by
+    # pin_inputs at the start of the run and the steps that read one check its pin, so a step declared
+    # cacheable (components.Step) is a pure function of its inputs.
+    step = by_task_name()[name].step
+    task.set_caching_options(step.cacheable)
+    kubernetes.add_pod_label(task, "champion.io/component-version", step.version)
     # The commit the pipeline was compiled from (pipelines/compile.py sets it): runs on a cluster record it.
     # Locally the runner's environment carries it, and it stays out of the step cache's key.
     if commit := os.environ.get("CHAMPION_BUILD_COMMIT"):

@@ -6,7 +6,8 @@ import sys
 import pytest
 import yaml
 
-from pipelines.compile import COMPONENTS, PIPELINES, CompileError, compile_all
+from components import registry
+from pipelines.compile import PIPELINES, CompileError, compile_all
 from tests.conftest import REPO
 
 
@@ -19,7 +20,7 @@ def compiled(tmp_path_factory):
 def test_every_pipeline_and_component_compiles_byte_identically(compiled):
     first, second = compiled
     assert {p.stem for p in first if p.parent.name == "pipelines"} == set(PIPELINES)
-    assert {p.stem for p in first if p.parent.name == "components"} == set(COMPONENTS)
+    assert {p.stem for p in first if p.parent.name == "components"} == set(registry())
     for a, b in zip(first, second):
         assert a.read_bytes() == b.read_bytes(), a.name
 
@@ -117,7 +118,7 @@ def test_challenger_and_champion_are_scored_by_one_loop_that_never_sees_a_role(c
 
 def test_pure_steps_are_cached_and_side_effects_never(compiled):
     """KFP's step cache on exactly the steps that are pure functions of their (pinned) inputs."""
-    from pipelines.wiring import PURE_STEPS
+    from components import by_task_name
 
     spec, _ = promotion_docs(compiled)
     tasks = {
@@ -128,7 +129,7 @@ def test_pure_steps_are_cached_and_side_effects_never(compiled):
     steps = {name: task for name, task in tasks.items() if not name.startswith(("for-loop", "condition"))}
     for name, task in steps.items():
         cached = task.get("cachingOptions", {}).get("enableCache", False)
-        assert cached == (name in PURE_STEPS), name
+        assert cached == by_task_name()[name].step.cacheable, name
     for never in ("pin-inputs-op", "resolve-champion-op", "register-op", "deploy-op", "skip-deploy-op"):
         assert steps[never].get("cachingOptions", {}) == {}, never
 
@@ -172,14 +173,10 @@ def test_compile_sh_writes_dist(tmp_path):
 
 
 def test_each_component_description_states_its_module_version():
-    import importlib
-
-    for target in COMPONENTS.values():
-        module_name, _, op_name = target.partition(":")
-        module = importlib.import_module(module_name)
-        description = getattr(module, op_name).component_spec.description
-        assert f"v{module.VERSION}" in description, (
-            f"{op_name}: docstring says {description!r}, module VERSION is {module.VERSION}"
+    for name, registered in registry().items():
+        description = registered.op.component_spec.description
+        assert description.startswith(f"{name} v{registered.step.version}:"), (
+            f"{name}: docstring says {description!r}, its STEP says version {registered.step.version}"
         )
 
 
