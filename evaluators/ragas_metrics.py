@@ -32,7 +32,8 @@ def import_ragas():
         getattr(module, "ChatVertexAI")
     except (ImportError, AttributeError):
         stub = types.ModuleType("langchain_community.chat_models.vertexai")
-        stub.ChatVertexAI = type("ChatVertexAI", (), {"__doc__": "stub: see evaluators.ragas_metrics"})
+        # A module made here, so its attribute is set here (mypy cannot know ModuleType attributes).
+        stub.ChatVertexAI = type("ChatVertexAI", (), {"__doc__": "stub: see evaluators.ragas_metrics"})  # type: ignore[attr-defined]
         sys.modules["langchain_community.chat_models.vertexai"] = stub
     try:
         return importlib.import_module("ragas.metrics.collections")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -35,7 +35,7 @@ class SemanticSimilarity:
         self.batch_size = batch_size
         self.device = device
         self.cache = cache  # a champion.cache.ExampleCache, or None
-        self._model = None
+        self._model: Any = None  # a SentenceTransformer, loaded on first use
 
     @property
     def model(self):

@@ -45,6 +45,14 @@ class Generator(Protocol):
     def generate(self, conversations: Sequence[Conversation], decoding: Decoding) -> list[Generation]: ...
 
 
+class ChoiceScorer(Generator, Protocol):
+    """A backend that also scores a fixed set of labels as the next token (the judge's constrained choice)."""
+
+    def choice_logprobs(
+        self, conversations: Sequence[Conversation], choices: Sequence[str], prefix: str
+    ) -> list[ChoiceScores]: ...
+
+
 # The only registry of backends. Values are "module:Class", imported on demand so that the CPU
 # image never needs vLLM and the GPU image never pays for what it does not use.
 BACKENDS = {

@@ -83,7 +83,7 @@ def generate_answers(
     if computed is None:  # an uncached generator generated everything
         generated, generated_tokens, generated_seconds = len(generations), completion_tokens, seconds
     else:
-        generated, generated_seconds = computed, generator.computed_seconds
+        generated, generated_seconds = computed, getattr(generator, "computed_seconds")  # a CachedGenerator
         generated_tokens = round(completion_tokens * computed / len(generations)) if generations else 0
     return GenerationRun(
         rows=rows,

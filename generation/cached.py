@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import importlib
 import time
+import typing
 from typing import Callable, Sequence
 
 from champion.cache import ExampleCache
-from generation import BACKENDS, ChoiceScores, Conversation, Generation, Generator, get_generator
+from generation import BACKENDS, ChoiceScorer, ChoiceScores, Conversation, Generation, Generator, get_generator
 from prompts import Decoding
 
 
@@ -102,6 +103,12 @@ def timed_generate(generator: Generator, conversations: Sequence[Conversation], 
 class CachedChoiceGenerator(CachedGenerator):
     """For backends that score a fixed set of labels (the judge's constrained choice)."""
 
+    def _scorer(self) -> ChoiceScorer:
+        generator = self.generator
+        if not hasattr(generator, "choice_logprobs"):
+            raise TypeError(f"the {self.name} backend cannot score choices")
+        return typing.cast(ChoiceScorer, generator)
+
     def choice_logprobs(
         self, conversations: Sequence[Conversation], choices: Sequence[str], prefix: str
     ) -> list[ChoiceScores]:
@@ -113,7 +120,7 @@ class CachedChoiceGenerator(CachedGenerator):
                 "choice",
                 keys,
                 conversations,
-                lambda part: [vars(scores) for scores in self.generator.choice_logprobs(part, choices, prefix)],
+                lambda part: [vars(scores) for scores in self._scorer().choice_logprobs(part, choices, prefix)],
             )
         ]
 

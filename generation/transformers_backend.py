@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from champion.errors import BackendError
 from generation import ADAPTER_DIR, ChoiceScores, Conversation, Generation
@@ -34,7 +34,8 @@ class TransformersGenerator:
         self.batch_size = batch_size or (CPU_BATCH if self.device == "cpu" else DEFAULT_CAP)
         # Left padding keeps every prompt's last token next to the first generated one, so batched
         # and one-by-one greedy decoding give the same text.
-        self.tokenizer = AutoTokenizer.from_pretrained(
+        # Any: transformers types apply_chat_template and .to() for every input shape at once, too loosely to check.
+        self.tokenizer: Any = AutoTokenizer.from_pretrained(
             model_path, padding_side="left", trust_remote_code=trust_remote_code
         )
         if self.tokenizer.pad_token_id is None:
@@ -44,9 +45,10 @@ class TransformersGenerator:
                 f"the tokenizer in {model_path} has no chat template.", "use an instruction-tuned model that ships one."
             )
         dtype = torch.float32 if self.device == "cpu" else torch.bfloat16  # bf16 is ~3x slower than fp32 on CPUs
-        self.model = AutoModelForCausalLM.from_pretrained(
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
             model_path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
-        ).to(self.device)
+        )
+        self.model: Any = loaded.to(self.device)
         adapter = Path(model_path) / ADAPTER_DIR
         if adapter.is_dir():  # a LoRA adapter kept beside its base: merge it once at load
             from peft import PeftModel

@@ -210,6 +210,7 @@ def upload(client, package: Path, version: str, *, namespace: str = "", descript
             pipeline_id=pipeline_id,
             description=description,
         )
+    assert match is not None  # found, or just uploaded
     link = f"{client._get_url_prefix()}/#/pipelines/details/{pipeline_id}/version/{match.pipeline_version_id}"
     return Uploaded(name, pipeline_id, version, match.pipeline_version_id, created_pipeline, created_version, link)
 

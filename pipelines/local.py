@@ -511,7 +511,7 @@ def collect_reports(run_dir: Path, reports: dict[str, str | None], target: Path)
         "manifest": "inferenceservice.yaml",
     }
     target.mkdir(parents=True, exist_ok=True)
-    collected = {}
+    collected: dict[str, str | None] = {}
     for key, path in reports.items():
         if path and key in names and Path(path).is_file():
             shutil.copyfile(path, target / names[key])

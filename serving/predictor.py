@@ -16,7 +16,7 @@ import kserve
 
 from champion import tracing
 from champion.errors import ServingError
-from generation import get_generator
+from generation import Generator, get_generator
 from prompts import Decoding
 from serving.openai_api import ChatReply, ChatRequest, serve
 
@@ -43,7 +43,7 @@ class GeneratorModel(kserve.Model):
         self.model_dir = model_dir
         self.backend = backend
         self.trust_remote_code = trust_remote_code
-        self.generator = None
+        self.generator: Generator | None = None
         self._lock = asyncio.Lock()
 
     def load(self) -> bool:
@@ -78,6 +78,7 @@ class GeneratorModel(kserve.Model):
                 400,
             ) from exc
         async with self._lock:  # the model is not re-entrant; a queue of one keeps memory flat
+            assert self.generator is not None, "load() runs before the server answers"
             generation = (await asyncio.to_thread(self.generator.generate, [conversation], decoding))[0]
         return ChatReply(
             generation.text, generation.finish_reason, generation.prompt_tokens, generation.completion_tokens
