@@ -21,11 +21,14 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/champion run
 
-# The form and the types first (seconds), then the suite. The Dockerfiles with hadolint; the GPU image's
+# The form, the floors (import-linter), dead code (vulture) and the types first (seconds), then the suite. The Dockerfiles with hadolint; the GPU image's
 # requirements (not buildable here: CUDA base, vLLM wheels) resolved together by pip in a dry run.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	@# vulture also lists pydantic fields and dataclass attributes (read by name): only code may be dead.
+	@! $(BIN)/vulture | grep -v "unused variable\|unused attribute"
 	$(BIN)/mypy
 	$(BIN)/hadolint images/cpu.Dockerfile images/gpu.Dockerfile
 	PYTHON=$(BIN)/python images/check-gpu-requirements.sh

@@ -25,7 +25,3 @@ def canonical_json(record: Any) -> str:
 
 def sha256_json(record: Any) -> str:
     return hashlib.sha256(canonical_json(record).encode("utf-8")).hexdigest()
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import unicodedata
 from pathlib import Path
 
@@ -123,32 +122,6 @@ def parse_csv(text: str, source: str) -> list[dict]:
 def has_visible_text(value: str) -> bool:
     """True when at least one character would show up on screen."""
     return any(unicodedata.category(char) not in _INVISIBLE for char in value)
-
-
-def finite_number(
-    name: str,
-    value,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    integer: bool = False,
-    error: type[ChampionError] = DataError,
-):
-    """``value`` checked to be a finite number in [low, high]; ``integer`` refuses fractions."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise error(f"{name} must be a number, got {value!r}.", f"pass a number for {name}.")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise error(f"{name} must be a finite number, got {value}.", f"pass a finite number for {name}.")
-    if integer and float(value) != int(value):
-        raise error(f"{name} must be a whole number, got {value}.", f"pass a whole number for {name}.")
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = (
-            f"between {low} and {high}"
-            if low is not None and high is not None
-            else (f"at least {low}" if low is not None else f"at most {high}")
-        )
-        raise error(f"{name} must be {bounds}, got {value}.", f"pass {name} {bounds}.")
-    return value
 
 
 def check_folder(

@@ -421,9 +421,6 @@ class PromotionParameters(DeploySettings, PromotionRun):
     """The promotion pipeline: evaluate a challenger bundle against the champion, gate, register, deploy.
     Its fields are PromotionRun's, then DeploySettings' (the pipeline's inputs in that order)."""
 
-    def deploy_settings(self) -> DeploySettings:
-        return DeploySettings(**{name: getattr(self, name) for name in DeploySettings.model_fields})
-
 
 class ScheduledEvalParameters(PipelineParameters):
     """The scheduled evaluation: the live champion on the latest data, compared with its last evaluation."""

@@ -64,10 +64,3 @@ def replayable(
     if limit and len(chosen) > limit:
         chosen = random.Random(seed).sample(chosen, limit)
     return chosen
-
-
-def records_as_rows(records: Iterable[RequestRecord]) -> list[dict]:
-    """Logged requests as evaluation rows without references (for reference-free comparison and drift)."""
-    return [
-        {"id": r.request_id, "question": r.question or "", "reference": "", "output": r.answer or ""} for r in records
-    ]

@@ -25,7 +25,6 @@ import os
 import threading
 import uuid
 
-from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -132,10 +131,6 @@ def inject_headers(headers: dict) -> dict:
 
     inject(headers)
     return headers
-
-
-def current_span_context():
-    return trace.get_current_span().get_span_context()
 
 
 def record_run(

@@ -213,11 +213,6 @@ def serving_api(settings: DeploySettings) -> InferenceServiceApi | LLMInferenceS
     return SERVING_APIS[settings.serving_api]
 
 
-def render_for(d: Deployment) -> dict:
-    """What serves the bundle, validated strictly."""
-    return serving_api(d.settings).render(d)
-
-
 def front_route(settings: DeploySettings, backends: list[tuple[str, int]], mirror: str = "") -> dict:
     gateway_namespace, gateway = gateway_of(settings)
     return render_bundle_route(

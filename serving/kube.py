@@ -190,8 +190,5 @@ class KubeObjects:
                 based_on = current
         raise AssertionError("unreachable")
 
-    def merge_patch(self, kind: Kind, name: str, patch: dict) -> dict:
-        return self._request("patch", kind, name, "PATCH", patch, patch=True)
-
     def delete(self, kind: Kind, name: str) -> None:
         self._request("delete", kind, name, "DELETE", missing_ok=True)

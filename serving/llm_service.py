@@ -191,13 +191,6 @@ def render_prompt_router(
     ]
 
 
-def canary_weights(percent: int) -> tuple[int, int]:
-    """(stable, candidate) weights for a canary at ``percent``: proportional, as Gateway API backendRefs."""
-    if not 0 < percent < 100:
-        raise ManifestError(f"a canary percent must be 1..99, got {percent}.", "pass e.g. 10 for a 10% canary.")
-    return 100 - percent, percent
-
-
 def bundle_name(service: str, bundle: Bundle) -> str:
     """The bundle's own objects on the LLM API path: ``<service>-<first 8 of the bundle id>`` (the live one and a
     candidate exist side by side during a shadow or canary)."""

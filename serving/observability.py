@@ -221,7 +221,3 @@ def render_grafana_dashboard() -> dict:
         "annotations": {"list": []},
         "panels": panels,
     }
-
-
-def dashboard_queries(dashboard: dict) -> list[str]:
-    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]

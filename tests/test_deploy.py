@@ -20,7 +20,7 @@ from champion.parameters import DeploySettings, parse
 from prompts import load_prompt
 from registry.register import register_bundle
 from registry.registry import ChampionMoved, current_champion, promote_version
-from serving.deploy import ClusterAccess, Deployment, PromotionTarget, deploy_bundle, deployment_report, render_for
+from serving.deploy import ClusterAccess, Deployment, PromotionTarget, deploy_bundle, deployment_report, serving_api
 from serving.manifests import render_rbac
 from serving.rollout import GROUP, PLURAL, VERSION, KServeRollout, kube_api
 from tests.answer_server import AnswerServer
@@ -55,7 +55,7 @@ def deploy(bundle, prompt, rollout: Rollout, target, examples, **kwargs):
 
 
 def render(bundle, prompt, rollout: Rollout, target) -> dict:
-    return render_for(Deployment(bundle, prompt, rollout.settings, target))
+    return serving_api(rollout.settings).render(Deployment(bundle, prompt, rollout.settings, target))
 
 
 def make_bundle(model_digest: str) -> Bundle:

@@ -29,7 +29,7 @@ from serving.deploy import (
     deploy_bundle,
     deployment_report,
     front_route,
-    render_for,
+    serving_api,
 )
 from serving.kube import DEPLOYMENT, HTTP_ROUTE, LLM_INFERENCE_SERVICE, SERVICE, api_client
 from serving.llm_rollout import LLMRollout
@@ -66,7 +66,7 @@ def deploy(bundle, prompt, rollout: Rollout, target, examples, **kwargs):
 
 
 def render(bundle, prompt, rollout: Rollout, target) -> dict:
-    return render_for(Deployment(bundle, prompt, rollout.settings, target))
+    return serving_api(rollout.settings).render(Deployment(bundle, prompt, rollout.settings, target))
 
 
 class LLMCluster:

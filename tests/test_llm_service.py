@@ -12,7 +12,6 @@ from champion.errors import ManifestError, PromptError
 from prompts import load_prompt
 from serving.llm_service import (
     Scaling,
-    canary_weights,
     render_bundle_route,
     render_istio_mirror,
     render_llm_inference_service,
@@ -55,7 +54,7 @@ def router(bundle=CANDIDATE, namespace="team-a", name="qa", gateway_host="gw.kse
 
 def llm_objects(namespace: str) -> list[dict]:
     """Single node, a canary pair in one route group, both prompt routers, and the shadow route."""
-    stable_weight, candidate_weight = canary_weights(10)
+    stable_weight, candidate_weight = 90, 10  # a 10% canary, as Gateway API backendRef weights
     return [
         service(STABLE, namespace, "qa", group="qa", weight=stable_weight),
         service(CANDIDATE, namespace, "qa-candidate", group="qa", weight=candidate_weight, scaling=Scaling(1, 4)),
@@ -89,7 +88,6 @@ def test_single_node_canary_pair_and_shadow_route_are_held_to_the_crds():
     assert canary["spec"]["scaling"] == {"minReplicas": 1, "maxReplicas": 4, "wva": {"keda": {}}}
     assert canary["spec"]["template"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert canary["metadata"]["annotations"]["champion.io/bundle-id"] == CANDIDATE.id
-    assert canary_weights(10) == (90, 10)
     shadow = llm_objects("team-a")[-2]
     rewrite, mirror = shadow["spec"]["rules"][0]["filters"]
     assert rewrite["urlRewrite"]["path"] == {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}
@@ -141,7 +139,6 @@ def test_unknown_fields_and_broken_webhook_rules_are_errors(mutate, message):
     "call, message",
     [
         (lambda: Scaling(3, 2), "min \\(3\\) <= max \\(2\\)"),
-        (lambda: canary_weights(100), "1..99"),
         (
             lambda: render_istio_mirror(name="m", namespace="team-a", hosts=["h"], live_host="a", shadow_host="a"),
             "a different shadow",

@@ -12,9 +12,13 @@ import jsonschema
 import pytest
 import yaml
 
-from serving.observability import AlertThresholds, alert_rules, dashboard_queries, render_grafana_dashboard
+from serving.observability import AlertThresholds, alert_rules, render_grafana_dashboard
 
 BUNDLE = 'bundle="4e0156be1234",prompt="qa-concise@1"'
+
+
+def dashboard_queries(dashboard: dict) -> list[str]:
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
 
 
 @pytest.fixture(scope="module")
