@@ -68,21 +68,21 @@ def deploy_op(
     import yaml
 
     from champion.bundle import Bundle
-    from champion.cache import ExampleCache
     from champion.jsonl import read_jsonl
     from champion.parameters import DeploySettings, parse
-    from evaluators.config import load_evaluator_config
-    from evaluators.evaluate import build_judge
     from prompts import load_prompt
     from registry.registry import default_audit_log
-    from serving.deploy import Deployment, PromotionTarget, deploy_bundle, deployment_report, served_object
+    from serving.deploy import (
+        Deployment,
+        PromotionTarget,
+        deploy_bundle,
+        deployment_output,
+        deployment_report,
+        served_object,
+        shadow_stage_judge,
+    )
 
     settings = parse(DeploySettings, {name: values[name] for name in DeploySettings.model_fields})
-    judge = None
-    if settings.shadow_requests and settings.deploy_target == "kserve":
-        config = load_evaluator_config(evaluator_config)
-        if config.judge is not None:
-            judge = build_judge(config.judge, weights_cache, ExampleCache(cache_root))
     registry = PromotionTarget(
         tracking_uri=mlflow_tracking_uri,
         registered_model_name=registered_model_name,
@@ -95,7 +95,7 @@ def deploy_op(
     result = deploy_bundle(
         Deployment(Bundle.model_validate_json(bundle), load_prompt(prompt), settings, registry, gpus=accelerator_count),
         read_jsonl(eval_set.path)[: settings.smoke_examples],
-        judge=judge,
+        judge=shadow_stage_judge(settings, evaluator_config, weights_cache, cache_root),
         judge_reliability=json.loads(judge_reliability) if judge_reliability else None,
     )
     with open(manifest.path, "w", encoding="utf-8") as handle:
@@ -107,17 +107,7 @@ def deploy_op(
         {"kind": served["kind"], "name": served["metadata"]["name"], "namespace": settings.namespace}
     )
     print(f"deploy: {result.status}: {result.reason}")
-    shadow = (result.rollout or {}).get("shadow")
-    deployment = {
-        "status": result.status,
-        "promoted": result.promoted,
-        "reason": result.reason,
-        "target": settings.deploy_target,
-        "serving_api": settings.serving_api,
-        "shadow": {key: shadow[key] for key in ("passed", "n", "reasons")} if shadow else None,
-        "manifest": manifest.uri,
-        "report": report.uri,
-    }
+    deployment = deployment_output(result, settings, manifest_uri=manifest.uri, report_uri=report.uri)
     return namedtuple("DeployOutputs", ["deployment", "promoted"])(
         json.dumps(deployment, sort_keys=True), result.promoted
     )

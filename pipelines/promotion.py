@@ -54,6 +54,42 @@ PromotionOutputs = NamedTuple(
 )
 
 
+def deploy_or_skip(p, pins, data_task, champion_task, judge_task, gate_task, register_task):
+    """Deploy a released bundle (rollout, then the alias), or record why there is nothing to deploy."""
+    prompt = pins.outputs["prompt"]
+    decision = gate_task.outputs["decision_json"]
+    with dsl.If(register_task.outputs["release"] == True):  # noqa: E712
+        deploy_task = with_weights(  # the shadow stage's judge may be a local model
+            configure(
+                deploy.deploy_op(
+                    bundle=gate_task.outputs["bundle"],
+                    prompt=prompt,
+                    eval_set=data_task.outputs["eval_set"],
+                    model_version=register_task.outputs["model_version"],
+                    prompt_version=register_task.outputs["prompt_version"],
+                    registered_model_name=p.registered_model_name,
+                    mlflow_tracking_uri=p.mlflow_tracking_uri,
+                    expected_champion=champion_task.outputs["champion_version"],
+                    audit_log=p.audit_log,
+                    pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                    **fields_of(p, DeploySettings),
+                    accelerator_count=p.accelerator_count,
+                    evaluator_config=pins.outputs["evaluator_config"],
+                    judge_reliability=judge_task.outputs["judge_reliability"],
+                    weights_cache=p.weights_cache,
+                    cache_root=p.cache_root,
+                )
+            )
+        )
+    with dsl.Else():
+        skip_task = configure(
+            skip_deploy.skip_deploy_op(
+                gate_passed=register_task.outputs["approved"], fail_on_reject=p.fail_on_reject, decision=decision
+            )
+        )
+    return deploy_task, skip_task
+
+
 @dsl.pipeline(
     name=PIPELINE_NAME,
     description="Evaluation-gated promotion of an LLM model+prompt bundle against the live champion (champion).",
@@ -124,35 +160,7 @@ def promotion_pipeline(p) -> PromotionOutputs:
             eval_metrics=gate_task.outputs["challenger_metrics"],
         )
     )
-    with dsl.If(register_task.outputs["release"] == True):  # noqa: E712
-        deploy_task = with_weights(  # the shadow stage's judge may be a local model
-            configure(
-                deploy.deploy_op(
-                    bundle=gate_task.outputs["bundle"],
-                    prompt=prompt,
-                    eval_set=data_task.outputs["eval_set"],
-                    model_version=register_task.outputs["model_version"],
-                    prompt_version=register_task.outputs["prompt_version"],
-                    registered_model_name=p.registered_model_name,
-                    mlflow_tracking_uri=p.mlflow_tracking_uri,
-                    expected_champion=champion_task.outputs["champion_version"],
-                    audit_log=p.audit_log,
-                    pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                    **fields_of(p, DeploySettings),
-                    accelerator_count=p.accelerator_count,
-                    evaluator_config=pins.outputs["evaluator_config"],
-                    judge_reliability=judge_task.outputs["judge_reliability"],
-                    weights_cache=p.weights_cache,
-                    cache_root=p.cache_root,
-                )
-            )
-        )
-    with dsl.Else():
-        skip_task = configure(
-            skip_deploy.skip_deploy_op(
-                gate_passed=register_task.outputs["approved"], fail_on_reject=p.fail_on_reject, decision=decision
-            )
-        )
+    deploy_task, skip_task = deploy_or_skip(p, pins, data_task, champion_task, judge_task, gate_task, register_task)
 
     return PromotionOutputs(
         decision=decision,

@@ -193,60 +193,8 @@ def score_bundles(params, pins, data_task, champion_task, *, challenger: dict | 
             ),
             params.hf_token_secret,
         )
-        tune_task = on_gpu(
-            with_weights(
-                configure(
-                    fine_tune.fine_tune_op(
-                        model=weights_task.outputs["model"],
-                        train_set=data_task.outputs["train_set"],
-                        model_source=bundle.model_source,
-                        prompt=bundle.training_prompt,
-                        steps=bundle.fine_tune_steps,
-                        learning_rate=_fine_tuning(params, "fine_tune_learning_rate"),
-                        lora_rank=_fine_tuning(params, "lora_rank"),
-                        merge_adapter=_fine_tuning(params, "merge_adapter"),
-                        load_in_4bit=_fine_tuning(params, "fine_tune_4bit"),
-                        seed=_fine_tuning(params, "seed"),
-                        mlflow_tracking_uri=params.mlflow_tracking_uri,
-                        **{name: _fine_tuning(params, name) for name in TRAINJOB_SETTINGS},
-                        trainjob_image=GPU_IMAGE,  # the job's nodes run the step's own image
-                        namespace=getattr(params, "namespace", P.default(P.PromotionParameters, "namespace")),
-                        weights_cache=params.weights_cache,
-                        weights_pvc=P.compile_settings().weights_pvc,
-                        gpu_type=params.accelerator_type,
-                        gpu_count=_fine_tuning(params, "fine_tune_gpu_count"),
-                    )
-                ),
-                params.hf_token_secret,
-            ),
-            params,
-            accelerator_count=_fine_tuning(params, "fine_tune_gpu_count"),
-        )
-        generate_task = on_gpu(
-            with_weights(
-                configure(
-                    batch_generate.batch_generate_op(
-                        eval_set=data_task.outputs["eval_set"],
-                        model=tune_task.outputs["tuned"],
-                        model_digest=tune_task.outputs["model_digest"],
-                        dataset_digest=bundle.dataset_digest,
-                        prompt=bundle.prompt,
-                        shard=bundle.shard,
-                        shards=bundle.shards,
-                        backend=params.generation_backend,
-                        batch_size=params.batch_size,
-                        tensor_parallel_size=params.tensor_parallel_size,
-                        max_num_seqs=params.max_num_seqs,
-                        gpu_memory_utilization=params.gpu_memory_utilization,
-                        gpu_type=params.accelerator_type,
-                        gpu_count=params.accelerator_count,
-                        cache_root=params.cache_root,
-                        context_overflow=params.context_overflow,
-                    )
-                )
-            ),
-            params,
-        )
+        tune_task = _fine_tune(params, bundle, weights_task, data_task)
+        generate_task = _generate(params, bundle, tune_task, data_task)
         evaluate_task = with_weights(  # the judge model comes from the weights cache too
             configure(
                 evaluate.evaluate_op(
@@ -265,6 +213,68 @@ def score_bundles(params, pins, data_task, champion_task, *, challenger: dict | 
         metrics=dsl.Collected(evaluate_task.outputs["metrics"]),
         generations=dsl.Collected(generate_task.outputs["generations"]),
         weights_sources=dsl.Collected(tune_task.outputs["weights_source"]),
+    )
+
+
+def _fine_tune(params, bundle, weights_task, data_task) -> dsl.PipelineTask:
+    """The scoring loop's fine-tune step (a pass-through at 0 steps), on its own GPUs."""
+    return on_gpu(
+        with_weights(
+            configure(
+                fine_tune.fine_tune_op(
+                    model=weights_task.outputs["model"],
+                    train_set=data_task.outputs["train_set"],
+                    model_source=bundle.model_source,
+                    prompt=bundle.training_prompt,
+                    steps=bundle.fine_tune_steps,
+                    learning_rate=_fine_tuning(params, "fine_tune_learning_rate"),
+                    lora_rank=_fine_tuning(params, "lora_rank"),
+                    merge_adapter=_fine_tuning(params, "merge_adapter"),
+                    load_in_4bit=_fine_tuning(params, "fine_tune_4bit"),
+                    seed=_fine_tuning(params, "seed"),
+                    mlflow_tracking_uri=params.mlflow_tracking_uri,
+                    **{name: _fine_tuning(params, name) for name in TRAINJOB_SETTINGS},
+                    trainjob_image=GPU_IMAGE,  # the job's nodes run the step's own image
+                    namespace=getattr(params, "namespace", P.default(P.PromotionParameters, "namespace")),
+                    weights_cache=params.weights_cache,
+                    weights_pvc=P.compile_settings().weights_pvc,
+                    gpu_type=params.accelerator_type,
+                    gpu_count=_fine_tuning(params, "fine_tune_gpu_count"),
+                )
+            ),
+            params.hf_token_secret,
+        ),
+        params,
+        accelerator_count=_fine_tuning(params, "fine_tune_gpu_count"),
+    )
+
+
+def _generate(params, bundle, tune_task, data_task) -> dsl.PipelineTask:
+    """The scoring loop's generation step: one shard of the evaluation set, on a GPU node."""
+    return on_gpu(
+        with_weights(
+            configure(
+                batch_generate.batch_generate_op(
+                    eval_set=data_task.outputs["eval_set"],
+                    model=tune_task.outputs["tuned"],
+                    model_digest=tune_task.outputs["model_digest"],
+                    dataset_digest=bundle.dataset_digest,
+                    prompt=bundle.prompt,
+                    shard=bundle.shard,
+                    shards=bundle.shards,
+                    backend=params.generation_backend,
+                    batch_size=params.batch_size,
+                    tensor_parallel_size=params.tensor_parallel_size,
+                    max_num_seqs=params.max_num_seqs,
+                    gpu_memory_utilization=params.gpu_memory_utilization,
+                    gpu_type=params.accelerator_type,
+                    gpu_count=params.accelerator_count,
+                    cache_root=params.cache_root,
+                    context_overflow=params.context_overflow,
+                )
+            )
+        ),
+        params,
     )
 
 

@@ -24,9 +24,12 @@ from dataclasses import dataclass, field
 import yaml
 
 from champion.bundle import Bundle
+from champion.cache import ExampleCache
 from champion.errors import DeployError
 from champion.interrupt import refuse_if_cancelled
 from champion.parameters import DeploySettings
+from evaluators.config import load_evaluator_config
+from evaluators.evaluate import build_judge
 from prompts import PromptTemplate
 from registry.registry import ChampionMoved, append_audit, connect, current_champion, promote_version
 from serving.kube import api_client
@@ -379,6 +382,30 @@ def _promote_or_undo(promote, rollout, outcome, audit_log: str, audit: dict) -> 
                 },
             )
         raise
+
+
+def shadow_stage_judge(settings: DeploySettings, evaluator_config: str, weights_cache: str, cache_root: str):
+    """The evaluator config's judge for the shadow stage, or None where there is no shadow stage (or no judge:
+    ``shadow_judge`` then refuses before anything is deployed)."""
+    if not (settings.shadow_requests and settings.deploy_target == "kserve"):
+        return None
+    config = load_evaluator_config(evaluator_config)
+    return build_judge(config.judge, weights_cache, ExampleCache(cache_root)) if config.judge is not None else None
+
+
+def deployment_output(result: DeployResult, settings: DeploySettings, *, manifest_uri: str, report_uri: str) -> dict:
+    """The deploy step's ``deployment`` output: what happened, in a form the CLI and the run summary read."""
+    shadow = (result.rollout or {}).get("shadow")
+    return {
+        "status": result.status,
+        "promoted": result.promoted,
+        "reason": result.reason,
+        "target": settings.deploy_target,
+        "serving_api": settings.serving_api,
+        "shadow": {key: shadow[key] for key in ("passed", "n", "reasons")} if shadow else None,
+        "manifest": manifest_uri,
+        "report": report_uri,
+    }
 
 
 def served_object(manifest: dict) -> dict:
