@@ -28,7 +28,7 @@ weight together, one autoscaler.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 from champion.bundle import Bundle
 from champion.errors import ManifestError
@@ -238,7 +238,7 @@ def render_bundle_route(
         filters.append(
             {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": router_service(mirror), "port": 80}}}
         )
-    route = {
+    route: dict[str, Any] = {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
         "metadata": {
@@ -272,7 +272,7 @@ def route_backends(route: dict) -> dict[str, int]:
 
 
 def render_istio_mirror(
-    *, name: str, namespace: str, hosts: list[str], live_host: str, shadow_host: str, gateways: list[str] = ()
+    *, name: str, namespace: str, hosts: list[str], live_host: str, shadow_host: str, gateways: tuple[str, ...] = ()
 ) -> dict:
     """The classic path's shadow: an Istio VirtualService that routes ``hosts`` to the live transformer and
     mirrors every request to the shadow one (answers discarded; champion reads the shadow's request log)."""
@@ -295,7 +295,7 @@ def render_istio_mirror(
     }
     if gateways:
         spec["gateways"] = list(gateways)
-    route = {
+    route: dict[str, Any] = {
         "apiVersion": "networking.istio.io/v1beta1",
         "kind": "VirtualService",
         "metadata": {

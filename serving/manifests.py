@@ -55,7 +55,7 @@ _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 VLLM_RUNTIME_NAME = "champion-vllm"
 TRANSFORMER_GRACE_S = 30
 VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"  # the release generation/vllm_backend.py is written against
-RUNTIMES = {
+RUNTIMES: dict[str, dict[str, typing.Any]] = {
     # KServe's Hugging Face server with the vLLM backend (ClusterServingRuntime shipped with KServe):
     # OpenAI routes under /openai/v1.
     "huggingface-vllm": {

@@ -227,7 +227,7 @@ def test_the_deploy_step_takes_the_deploy_model_by_its_own_names():
 
 
 def test_kubeflow_params_are_checked_against_the_model():
-    from pipelines.cli import _typed_params
+    from pipelines.cli.options import typed_params as _typed_params
 
     assert _typed_params(ScheduledEvalParameters, ["limit=5", 'gpu_node_selector={"pool": "a100"}']) == {
         "limit": 5,
