@@ -346,8 +346,59 @@ def decide(
     (the monitor, when the evaluation set changed), on other examples: a two-sample comparison, labelled
     as such. ``metrics``: what each metric is (from the evaluator config); judge-produced metrics vote
     only when ``judge_reliable``.
+
+    The checks, in the order the report lists them: the sample (size, unique ids, pairing), each metric over
+    the whole set (judge exclusion, values, floor, comparison), each slice, then the comparisons resolved
+    together (one multiplicity correction over all of them), and a refusal when nothing voted.
     """
-    known = dict(metrics or {})
+    checks = _sample_checks(table, policy)
+    mode, champion_rows = _pair_with_champion(table, champion_table, allow_unpaired, checks)
+    paired = mode == "paired"
+    pending: list[_PendingTest] = []
+    compared: list[str] = []  # whole-set metrics that vote and are compared (slices compare these)
+    judge = (judge_reliable, judge_reasons)
+    for metric, rule in policy.metrics.items():
+        info = dict(metrics or {}).get(metric) or catalog.info(metric)
+        test = _whole_set_checks(metric, rule, info, table, champion_rows, judge, checks)
+        if test is not None:
+            compared.append(metric)
+            pending.append(test)
+    usable = set(compared) | {
+        m for m in policy.metrics if any(c.metric == m and c.test == "floor" and c.slice is None for c in checks)
+    }
+    for tag, slice_rule in policy.slices.items():
+        pending += _slice_checks(tag, slice_rule, policy, table, champion_rows, paired, usable, compared, checks)
+    if pending:
+        for test in pending:  # the p-value at the margin does not depend on the level: it orders Holm's step-down
+            test.p_value = _effect(test, policy, 1.0 - 2.0 * policy.alpha, paired)[0].p_value
+        for test, (level, reached) in zip(pending, _levels(pending, policy)):
+            checks.append(_comparison_check(test, policy, level, reached, paired))
+    if not any(c.votes for c in checks):
+        checks.append(
+            Check(
+                metric="policy",
+                test="votes",
+                status="fail",
+                reason="nothing voted: every metric was excluded, or had neither a floor nor a champion to compare with; an unexamined bundle is never promoted",
+            )
+        )
+    return Decision(
+        gate="passed" if all(c.passed for c in checks) else "failed",
+        mode=mode,
+        policy=f"{policy.name}@{policy.version}",
+        policy_digest=policy.digest,
+        n_examples=len(table),
+        multiplicity={
+            "holm": f"Holm step-down over {len(pending)} comparison(s), family-wise α={policy.alpha}",
+            "bonferroni": f"Bonferroni over {len(pending)} comparison(s), family-wise α={policy.alpha}",
+            "none": f"no correction: each comparison at α={policy.alpha} (the gate is an intersection-union test)",
+        }[policy.multiplicity],
+        checks=checks,
+    )
+
+
+def _sample_checks(table: Sequence[dict], policy: GatePolicy) -> list[Check]:
+    """Enough examples, and ids that attribute each score to one example."""
     n = len(table)
     checks = [
         Check(
@@ -371,185 +422,180 @@ def decide(
                 reason=f"example ids are not unique ({_ids_text(duplicated)}): scores cannot be attributed",
             )
         )
-    mode: Literal["paired", "unpaired", "bootstrap"] = "bootstrap"
-    champion_rows: list[dict] | None = None
-    if champion_table is not None:
-        by_id = {str(row.get("id")): row for row in champion_table}
-        missing = [i for i in ids if i not in by_id]
-        if not missing and len(by_id) == len(champion_table) == len(ids):
-            mode, champion_rows = "paired", [by_id[i] for i in ids]
-        elif allow_unpaired and by_id:
-            mode, champion_rows = "unpaired", list(champion_table)
-        else:
-            mode = "paired"
-            checks.append(
-                Check(
-                    metric="examples",
-                    test="pairing",
-                    status="fail",
-                    example_ids=missing[:50],
-                    reason=f"the champion was not scored on the same examples ({len(missing)} of {n} missing, e.g. {_ids_text(missing)}): no paired comparison is possible",
-                )
-            )
-    paired = mode == "paired"
-    pending: list[_PendingTest] = []
-    compared: list[str] = []  # whole-set metrics that vote and are compared (slices compare these)
-    for metric, rule in policy.metrics.items():
-        info = known.get(metric) or catalog.info(metric)
-        if info is not None and info.judged and not judge_reliable:
-            why = "; ".join(judge_reasons) or "its reliability was not checked"
-            present = [_number(r.get(metric)) for r in table]
-            value = _mean(present) if present and all(math.isfinite(v) for v in present) else None
-            checks.append(
-                Check(
-                    metric=metric,
-                    test="excluded",
-                    status="fail" if rule.required else "excluded",
-                    direction=rule.direction,
-                    value=value,
-                    votes=rule.required,
-                    reason=f"{metric}: judge excluded from voting ({why})"
-                    + (
-                        "; the policy requires this metric's vote, so the decision cannot be made"
-                        if rule.required
-                        else ""
-                    ),
-                )
-            )
-            continue
-        if not any(metric in row for row in table):
-            checks.append(
-                Check(
-                    metric=metric,
-                    test="values",
-                    status="fail",
-                    direction=rule.direction,
-                    votes=True,
-                    reason=f"{metric}: missing from the score table (evaluation did not produce it)",
-                )
-            )
-            continue
-        if champion_rows is not None and rule.compare and not any(metric in row for row in champion_rows):
-            checks.append(
-                Check(
-                    metric=metric,
-                    test="values",
-                    status="fail",
-                    direction=rule.direction,
-                    votes=True,
-                    reason=f"{metric}: missing from the champion's score table",
-                )
-            )
-            continue
-        invalid = _values_check(metric, rule, table, champion_rows if rule.compare else None, None)
-        if invalid is not None:
-            checks.append(invalid)
-            continue
-        values = [_number(r[metric]) for r in table]
-        if rule.floor is not None and values:
-            checks.append(_floor_check(metric, rule, values, rule.floor, None))
-        if champion_rows is not None and rule.compare and values:
-            compared.append(metric)
-            pending.append(
-                _PendingTest(
-                    metric,
-                    rule,
-                    None,
-                    values,
-                    [_number(r[metric]) for r in champion_rows],
-                    margin=rule.margin,
-                    margin_relative=rule.margin_relative,
-                )
-            )
-    usable = set(compared) | {
-        m for m in policy.metrics if any(c.metric == m and c.test == "floor" and c.slice is None for c in checks)
-    }
-    champion_by_id = {str(r.get("id")): r for r in champion_rows} if champion_rows is not None else {}
-    for tag, slice_rule in policy.slices.items():
-        rows = _rows_with_tag(table, tag)
-        if len(rows) < slice_rule.min_examples:
-            checks.append(
-                Check(
-                    metric="examples",
-                    slice=tag,
-                    test="slice_size",
-                    status="fail",
-                    value=float(len(rows)),
-                    threshold=float(slice_rule.min_examples),
-                    reason=f"slice {tag}: {len(rows)} examples carry the tag, the policy needs at least {slice_rule.min_examples} to check it",
-                )
-            )
-            continue
-        for metric, floor in slice_rule.floors.items():
-            if metric in usable:
-                checks.append(
-                    _floor_check(metric, policy.metrics[metric], [_number(r[metric]) for r in rows], floor, tag)
-                )
-        if champion_rows is None:
-            continue
-        champion_slice = (
-            [champion_by_id[str(r.get("id"))] for r in rows] if paired else _rows_with_tag(champion_rows, tag)
+    return checks
+
+
+def _pair_with_champion(
+    table: Sequence[dict], champion_table: Sequence[dict] | None, allow_unpaired: bool, checks: list[Check]
+) -> tuple[Literal["paired", "unpaired", "bootstrap"], list[dict] | None]:
+    """The comparison's mode and the champion's rows in the challenger's order (paired), as they are
+    (unpaired), or None (bootstrap: no champion). A champion scored on other examples fails the pairing."""
+    if champion_table is None:
+        return "bootstrap", None
+    ids = [str(row.get("id")) for row in table]
+    by_id = {str(row.get("id")): row for row in champion_table}
+    missing = [i for i in ids if i not in by_id]
+    if not missing and len(by_id) == len(champion_table) == len(ids):
+        return "paired", [by_id[i] for i in ids]
+    if allow_unpaired and by_id:
+        return "unpaired", list(champion_table)
+    checks.append(
+        Check(
+            metric="examples",
+            test="pairing",
+            status="fail",
+            example_ids=missing[:50],
+            reason=f"the champion was not scored on the same examples ({len(missing)} of {len(table)} missing, e.g. {_ids_text(missing)}): no paired comparison is possible",
         )
-        if not paired and len(champion_slice) < slice_rule.min_examples:
-            checks.append(
-                Check(
-                    metric="examples",
-                    slice=tag,
-                    test="slice_size",
-                    status="fail",
-                    value=float(len(champion_slice)),
-                    threshold=float(slice_rule.min_examples),
-                    reason=f"slice {tag}: the earlier evaluation has {len(champion_slice)} tagged examples, fewer than {slice_rule.min_examples}",
-                )
-            )
-            continue
-        for metric in policy.slice_metrics(tag):
-            if metric not in compared:
-                continue
-            rule = policy.metrics[metric]
-            margin, relative = rule.margin, rule.margin_relative
-            if slice_rule.margin is not None:
-                margin, relative = slice_rule.margin, None
-            elif slice_rule.margin_relative is not None and rule.kind != "binary":
-                margin, relative = None, slice_rule.margin_relative
-            pending.append(
-                _PendingTest(
-                    metric,
-                    rule,
-                    tag,
-                    [_number(r[metric]) for r in rows],
-                    [_number(r[metric]) for r in champion_slice],
-                    margin=margin,
-                    margin_relative=relative,
-                )
-            )
-    if pending:
-        for test in pending:  # the p-value at the margin does not depend on the level: it orders Holm's step-down
-            test.p_value = _effect(test, policy, 1.0 - 2.0 * policy.alpha, paired)[0].p_value
-        for test, (level, reached) in zip(pending, _levels(pending, policy)):
-            checks.append(_comparison_check(test, policy, level, reached, paired))
-    if not any(c.votes for c in checks):
+    )
+    return "paired", None
+
+
+def _whole_set_checks(
+    metric: str,
+    rule,
+    info: MetricInfo | None,
+    table: Sequence[dict],
+    champion_rows: list[dict] | None,
+    judge: tuple[bool, Sequence[str]],
+    checks: list[Check],
+) -> _PendingTest | None:
+    """One metric over the whole set: appends its exclusion, value problems or floor to ``checks``, and returns
+    its comparison with the champion when it has one to make."""
+    judge_reliable, judge_reasons = judge
+    if info is not None and info.judged and not judge_reliable:
+        checks.append(_judge_excluded(metric, rule, table, judge_reasons))
+        return None
+    missing_from = (
+        "the score table (evaluation did not produce it)"
+        if not any(metric in row for row in table)
+        else "the champion's score table"
+        if champion_rows is not None and rule.compare and not any(metric in row for row in champion_rows)
+        else None
+    )
+    if missing_from:
         checks.append(
             Check(
-                metric="policy",
-                test="votes",
+                metric=metric,
+                test="values",
                 status="fail",
-                reason="nothing voted: every metric was excluded, or had neither a floor nor a champion to compare with; an unexamined bundle is never promoted",
+                direction=rule.direction,
+                votes=True,
+                reason=f"{metric}: missing from {missing_from}",
             )
         )
-    return Decision(
-        gate="passed" if all(c.passed for c in checks) else "failed",
-        mode=mode,
-        policy=f"{policy.name}@{policy.version}",
-        policy_digest=policy.digest,
-        n_examples=n,
-        multiplicity={
-            "holm": f"Holm step-down over {len(pending)} comparison(s), family-wise α={policy.alpha}",
-            "bonferroni": f"Bonferroni over {len(pending)} comparison(s), family-wise α={policy.alpha}",
-            "none": f"no correction: each comparison at α={policy.alpha} (the gate is an intersection-union test)",
-        }[policy.multiplicity],
-        checks=checks,
+        return None
+    invalid = _values_check(metric, rule, table, champion_rows if rule.compare else None, None)
+    if invalid is not None:
+        checks.append(invalid)
+        return None
+    values = [_number(r[metric]) for r in table]
+    if rule.floor is not None and values:
+        checks.append(_floor_check(metric, rule, values, rule.floor, None))
+    if champion_rows is None or not rule.compare or not values:
+        return None
+    return _PendingTest(
+        metric,
+        rule,
+        None,
+        values,
+        [_number(r[metric]) for r in champion_rows],
+        margin=rule.margin,
+        margin_relative=rule.margin_relative,
     )
+
+
+def _judge_excluded(metric: str, rule, table: Sequence[dict], judge_reasons: Sequence[str]) -> Check:
+    """A judged metric while the judge may not vote: reported, and a failure only where the policy requires it."""
+    why = "; ".join(judge_reasons) or "its reliability was not checked"
+    present = [_number(r.get(metric)) for r in table]
+    value = _mean(present) if present and all(math.isfinite(v) for v in present) else None
+    return Check(
+        metric=metric,
+        test="excluded",
+        status="fail" if rule.required else "excluded",
+        direction=rule.direction,
+        value=value,
+        votes=rule.required,
+        reason=f"{metric}: judge excluded from voting ({why})"
+        + ("; the policy requires this metric's vote, so the decision cannot be made" if rule.required else ""),
+    )
+
+
+def _slice_size_check(tag: str, size: int, needed: int, reason: str) -> Check:
+    return Check(
+        metric="examples",
+        slice=tag,
+        test="slice_size",
+        status="fail",
+        value=float(size),
+        threshold=float(needed),
+        reason=reason,
+    )
+
+
+def _slice_checks(
+    tag: str,
+    slice_rule,
+    policy: GatePolicy,
+    table: Sequence[dict],
+    champion_rows: list[dict] | None,
+    paired: bool,
+    usable: set[str],
+    compared: list[str],
+    checks: list[Check],
+) -> list[_PendingTest]:
+    """One slice: appends its size check and floors to ``checks``, and returns its comparisons."""
+    rows = _rows_with_tag(table, tag)
+    if len(rows) < slice_rule.min_examples:
+        checks.append(
+            _slice_size_check(
+                tag,
+                len(rows),
+                slice_rule.min_examples,
+                f"slice {tag}: {len(rows)} examples carry the tag, the policy needs at least {slice_rule.min_examples} to check it",
+            )
+        )
+        return []
+    for metric, floor in slice_rule.floors.items():
+        if metric in usable:
+            checks.append(_floor_check(metric, policy.metrics[metric], [_number(r[metric]) for r in rows], floor, tag))
+    if champion_rows is None:
+        return []
+    champion_by_id = {str(r.get("id")): r for r in champion_rows}
+    champion_slice = [champion_by_id[str(r.get("id"))] for r in rows] if paired else _rows_with_tag(champion_rows, tag)
+    if not paired and len(champion_slice) < slice_rule.min_examples:
+        checks.append(
+            _slice_size_check(
+                tag,
+                len(champion_slice),
+                slice_rule.min_examples,
+                f"slice {tag}: the earlier evaluation has {len(champion_slice)} tagged examples, fewer than {slice_rule.min_examples}",
+            )
+        )
+        return []
+    pending = []
+    for metric in policy.slice_metrics(tag):
+        if metric not in compared:
+            continue
+        rule = policy.metrics[metric]
+        margin, relative = rule.margin, rule.margin_relative
+        if slice_rule.margin is not None:
+            margin, relative = slice_rule.margin, None
+        elif slice_rule.margin_relative is not None and rule.kind != "binary":
+            margin, relative = None, slice_rule.margin_relative
+        pending.append(
+            _PendingTest(
+                metric,
+                rule,
+                tag,
+                [_number(r[metric]) for r in rows],
+                [_number(r[metric]) for r in champion_slice],
+                margin=margin,
+                margin_relative=relative,
+            )
+        )
+    return pending
 
 
 INTERVAL_KEYS = ("difference", "ci_low", "ci_high")
