@@ -10,7 +10,9 @@ with the score table for the next comparison), posted to an optional webhook (Sl
 """
 
 import json
+import math
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,24 +108,13 @@ def monitor_champion(
     webhook_url: str = "",
     pipeline_run: str = "",
 ) -> MonitorResult:
-    import math
-    import tempfile
-
     policy = load_policy(policy_ref)
     config = load_evaluator_config(evaluator_config_ref)
     catalog = config.metric_catalog()
     check_against(policy, catalog, policy_ref)
     mlflow, client, experiment_id = connect(tracking_uri, experiment=MONITOR_EXPERIMENT)
-    earlier = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`champion.version` = '{champion_version}' and tags.`champion.model` = '{registered_model_name}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    previous_rows = None
-    if earlier:
-        with tempfile.TemporaryDirectory() as folder:
-            previous_rows = read_jsonl(client.download_artifacts(earlier[0].info.run_id, SCORES_ARTIFACT, folder))
+    previous_run, previous_rows = _previous_evaluation(client, experiment_id, registered_model_name, champion_version)
+    earlier = previous_run is not None
     # Logged traffic: served answers against the evaluated bundle's own on the same requests (the samples of
     # two scheduled runs are different requests, so the pairs are within a run).
     baseline = served_baseline(rows, policy) if config.reference_free else previous_rows
@@ -144,7 +135,6 @@ def monitor_champion(
             )
         ]
     )
-    previous_run = earlier[0].info.run_id if earlier else None
     compared_with = (
         f"the evaluated bundle's own answers to the same logged requests ({decision.mode})"
         if config.reference_free
@@ -152,37 +142,29 @@ def monitor_champion(
         if previous_run
         else "no previous scheduled evaluation (floors only)"
     )
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"{registered_model_name} v{champion_version} scheduled evaluation"
-    ) as run:
-        mlflow.set_tags(
-            {
-                "champion.version": champion_version,
-                "champion.model": registered_model_name,
-                "champion.evaluated_bundle_id": bundle_id,
-                "champion.monitor_status": "healthy" if healthy else "alert",
-                "champion.gate": decision.gate,
-                "champion.pipeline_run": pipeline_run or "unknown",
-                "champion.git_commit": os.environ.get("CHAMPION_GIT_COMMIT", "unknown"),
-            }
-        )
-        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)})
-        mlflow.log_dict(
-            {
-                "checks": checks,
-                "mode": decision.mode,
-                "multiplicity": decision.multiplicity,
-                "drift": drift,
-                "previous_run": previous_run,
-                "compared_with": compared_with,
-            },
-            "monitor/checks.json",
-        )
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / Path(SCORES_ARTIFACT).name
-            path.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows), encoding="utf-8")
-            mlflow.log_artifact(str(path), artifact_path=str(Path(SCORES_ARTIFACT).parent))
-        run_id = run.info.run_id
+    run_id = _record_run(
+        mlflow,
+        experiment_id,
+        tags={
+            "champion.version": champion_version,
+            "champion.model": registered_model_name,
+            "champion.evaluated_bundle_id": bundle_id,
+            "champion.monitor_status": "healthy" if healthy else "alert",
+            "champion.gate": decision.gate,
+            "champion.pipeline_run": pipeline_run or "unknown",
+            "champion.git_commit": os.environ.get("CHAMPION_GIT_COMMIT", "unknown"),
+        },
+        metrics=metrics,
+        checks={
+            "checks": checks,
+            "mode": decision.mode,
+            "multiplicity": decision.multiplicity,
+            "drift": drift,
+            "previous_run": previous_run,
+            "compared_with": compared_with,
+        },
+        rows=rows,
+    )
     result = MonitorResult(
         healthy, reasons, checks, decision.mode, previous_run, run_id, drift=drift, compared_with=compared_with
     )
@@ -200,23 +182,59 @@ def monitor_champion(
         },
     )
     if not healthy and webhook_url:
-        text = (
-            f"champion: {registered_model_name} v{champion_version} (bundle {bundle_id[:12]}) failed its scheduled evaluation: "
-            + "; ".join(reasons)
-        )
-        result.webhook = post_webhook(
-            webhook_url,
-            {
-                "text": text,
-                "model": registered_model_name,
-                "version": champion_version,
-                "bundle_id": bundle_id,
-                "reasons": reasons,
-                "pipeline_run": pipeline_run,
-                "drift": drift,
-            },
+        result.webhook = _alert(
+            webhook_url, registered_model_name, champion_version, bundle_id, reasons, pipeline_run, drift
         )
     return result
+
+
+def _previous_evaluation(client, experiment_id: str, model: str, version: str) -> tuple[str | None, list[dict] | None]:
+    """The latest earlier scheduled evaluation of this champion version: its MLflow run id and score rows."""
+    earlier = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`champion.version` = '{version}' and tags.`champion.model` = '{model}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not earlier:
+        return None, None
+    run_id = earlier[0].info.run_id
+    with tempfile.TemporaryDirectory() as folder:
+        return run_id, read_jsonl(client.download_artifacts(run_id, SCORES_ARTIFACT, folder))
+
+
+def _record_run(mlflow, experiment_id: str, *, tags: dict, metrics: dict, checks: dict, rows: list[dict]) -> str:
+    """This evaluation as an MLflow run: tags, finite metrics, the checks, and the score rows the next run compares with."""
+    run_name = f"{tags['champion.model']} v{tags['champion.version']} scheduled evaluation"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.set_tags(tags)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)})
+        mlflow.log_dict(checks, "monitor/checks.json")
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / Path(SCORES_ARTIFACT).name
+            path.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows), encoding="utf-8")
+            mlflow.log_artifact(str(path), artifact_path=str(Path(SCORES_ARTIFACT).parent))
+        return run.info.run_id
+
+
+def _alert(
+    webhook_url: str, model: str, version: str, bundle_id: str, reasons: list[str], pipeline_run: str, drift: dict
+) -> str:
+    text = f"champion: {model} v{version} (bundle {bundle_id[:12]}) failed its scheduled evaluation: " + "; ".join(
+        reasons
+    )
+    return post_webhook(
+        webhook_url,
+        {
+            "text": text,
+            "model": model,
+            "version": version,
+            "bundle_id": bundle_id,
+            "reasons": reasons,
+            "pipeline_run": pipeline_run,
+            "drift": drift,
+        },
+    )
 
 
 def monitor_report(result: MonitorResult, champion_version: str) -> str:
