@@ -159,70 +159,13 @@ def validate_and_normalise(rows: list[dict], source: str) -> tuple[list[dict], i
     seen_ids: dict[str, int] = {}
     duplicates = 0
     for number, row in enumerate(rows, start=1):
-        record: dict = {}
-        for column in REQUIRED_COLUMNS:
-            value = row.get(column)
-            if not isinstance(value, str):
-                raise DataError(
-                    f"{source}, row {number}, column {column!r}: expected text, got {type(value).__name__} {value!r}.",
-                    f"give every row a text {column!r}.",
-                )
-            if len(value) > MAX_FIELD_CHARS:
-                raise DataError(
-                    f"{source}, row {number}, column {column!r} is {len(value):,} characters long, longer than the {MAX_FIELD_CHARS:,} allowed.",
-                    "shorten it (an evaluation example is a question and its answer, not a document), or drop the row.",
-                )
-            record[column] = normalise_text(value)
-            if not record[column]:
-                raise DataError(
-                    f"{source}, row {number}, column {column!r} is empty.", f"fill in {column!r} or drop the row."
-                )
-            if not has_visible_text(record[column]):
-                raise DataError(
-                    f"{source}, row {number}, column {column!r} holds only invisible characters ({record[column]!r}).",
-                    f"fill in a visible {column!r} or drop the row.",
-                )
-        context = row.get("context")
-        if context not in (None, ""):
-            if not isinstance(context, str):
-                raise DataError(
-                    f"{source}, row {number}, column 'context': expected text, got {type(context).__name__}.",
-                    "make 'context' a string.",
-                )
-            if len(context) > 10 * MAX_FIELD_CHARS:
-                raise DataError(
-                    f"{source}, row {number}, column 'context' is {len(context):,} characters long, longer than the {10 * MAX_FIELD_CHARS:,} allowed.",
-                    "shorten it, or retrieve less context per example.",
-                )
-            record["context"] = normalise_text(context)
-        tags = row.get("tags")
-        if isinstance(tags, str) and tags.strip().startswith("["):  # a CSV cell holding a JSON list
-            try:
-                tags = json.loads(tags)
-            except ValueError:
-                pass
-        if tags not in (None, "", []):
-            tags = [tags] if isinstance(tags, str) else tags
-            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-                raise DataError(
-                    f"{source}, row {number}, column 'tags': expected a list of strings.", 'write tags as ["a", "b"].'
-                )
-            record["tags"] = sorted(set(tags))
+        record = _normalised_record(row, source, number)
         content_key = canonical_json(record)
         if content_key in seen_content:
             duplicates += 1
             continue
         seen_content.add(content_key)
-        given_id = row.get("id")
-        if given_id not in (None, ""):
-            if isinstance(given_id, bool) or not isinstance(given_id, (str, int)):
-                raise DataError(
-                    f"{source}, row {number}, column 'id': expected text, got {type(given_id).__name__}.",
-                    "make ids strings.",
-                )
-            record_id = str(given_id)
-        else:
-            record_id = "q-" + sha256_json(record)[:12]
+        record_id = _record_id(row.get("id"), record, source, number)
         if record_id in seen_ids:
             raise DataError(
                 f"{source}, row {number}: id {record_id!r} is already used by row {seen_ids[record_id]} with different content.",
@@ -231,6 +174,79 @@ def validate_and_normalise(rows: list[dict], source: str) -> tuple[list[dict], i
         seen_ids[record_id] = number
         clean.append({"id": record_id, **record})
     return clean, duplicates, ignored
+
+
+def _normalised_record(row: dict, source: str, number: int) -> dict:
+    """One row's question, reference, context and tags, checked and normalised (without its id)."""
+    record: dict[str, str | list[str]] = {
+        column: _required_text(row.get(column), column, source, number) for column in REQUIRED_COLUMNS
+    }
+    context = row.get("context")
+    if context not in (None, ""):
+        if not isinstance(context, str):
+            raise DataError(
+                f"{source}, row {number}, column 'context': expected text, got {type(context).__name__}.",
+                "make 'context' a string.",
+            )
+        if len(context) > 10 * MAX_FIELD_CHARS:
+            raise DataError(
+                f"{source}, row {number}, column 'context' is {len(context):,} characters long, longer than the {10 * MAX_FIELD_CHARS:,} allowed.",
+                "shorten it, or retrieve less context per example.",
+            )
+        record["context"] = normalise_text(context)
+    tags = _tags(row.get("tags"), source, number)
+    if tags:
+        record["tags"] = tags
+    return record
+
+
+def _required_text(value, column: str, source: str, number: int) -> str:
+    if not isinstance(value, str):
+        raise DataError(
+            f"{source}, row {number}, column {column!r}: expected text, got {type(value).__name__} {value!r}.",
+            f"give every row a text {column!r}.",
+        )
+    if len(value) > MAX_FIELD_CHARS:
+        raise DataError(
+            f"{source}, row {number}, column {column!r} is {len(value):,} characters long, longer than the {MAX_FIELD_CHARS:,} allowed.",
+            "shorten it (an evaluation example is a question and its answer, not a document), or drop the row.",
+        )
+    text = normalise_text(value)
+    if not text:
+        raise DataError(f"{source}, row {number}, column {column!r} is empty.", f"fill in {column!r} or drop the row.")
+    if not has_visible_text(text):
+        raise DataError(
+            f"{source}, row {number}, column {column!r} holds only invisible characters ({text!r}).",
+            f"fill in a visible {column!r} or drop the row.",
+        )
+    return text
+
+
+def _tags(tags, source: str, number: int) -> list[str]:
+    if isinstance(tags, str) and tags.strip().startswith("["):  # a CSV cell holding a JSON list
+        try:
+            tags = json.loads(tags)
+        except ValueError:
+            pass
+    if tags in (None, "", []):
+        return []
+    tags = [tags] if isinstance(tags, str) else tags
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise DataError(
+            f"{source}, row {number}, column 'tags': expected a list of strings.", 'write tags as ["a", "b"].'
+        )
+    return sorted(set(tags))
+
+
+def _record_id(given_id, record: dict, source: str, number: int) -> str:
+    """The row's own id, or one derived from its content."""
+    if given_id in (None, ""):
+        return "q-" + sha256_json(record)[:12]
+    if isinstance(given_id, bool) or not isinstance(given_id, (str, int)):
+        raise DataError(
+            f"{source}, row {number}, column 'id': expected text, got {type(given_id).__name__}.", "make ids strings."
+        )
+    return str(given_id)
 
 
 def split(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:

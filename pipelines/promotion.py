@@ -8,7 +8,7 @@
 
 pin_inputs fixes what every mutable input holds (data, weights, prompt, evaluator config, policy, drift
 reference) before anything reads it; the steps after it take pins and content, so KFP's step cache
-serves any pure step whose inputs did not change (see PURE_STEPS in pipelines/wiring.py). Challenger
+serves any step its module declares cacheable (components.Step) when its inputs did not change. Challenger
 and champion are scored by the same loop, so a bundle scored once is never scored again on the same data.
 deploy rolls the bundle out (canary → smoke test → promote or roll back) and only then moves the
 MLflow champion alias.

@@ -264,6 +264,34 @@ class LLMRollout:
                 exc.fix,
             ) from exc
 
+    def _shadow_stage(self, candidate: BundleObjects, live: str, shadow, outcome: RolloutOutcome) -> str | None:
+        """Mirror the live route's traffic to the candidate and let the shadow gate judge the pairs; returns why
+        the rollout stops, or None when the gate passed."""
+        live_obj = self.kube.get(LLM_INFERENCE_SERVICE, live)
+        live_bundle = ((live_obj or {}).get("metadata", {}).get("annotations") or {}).get(BUNDLE_ANNOTATION)
+        if not live_bundle:
+            raise DeployError(
+                f"the live LLMInferenceService {self.namespace}/{live} is missing or carries no {BUNDLE_ANNOTATION}.",
+                "the route points at something champion did not deploy; fix the route, then re-run.",
+            )
+        since = _now()
+        self._set_route([(live, 100)], mirror=candidate.name)
+        self._event("shadow_started", live=live, mirrored_to=candidate.name)
+        try:
+            self._wait(f"the mirrored route {self.route_name}", self._route_ready)
+        except _NotReady as exc:
+            return f"{exc}; the route was restored and the candidate deleted."
+        decision = shadow(live_bundle, candidate.bundle_id, since)
+        outcome.shadow = decision
+        self._event("shadow_gate", passed=decision["passed"], n=decision["n"], reason="; ".join(decision["reasons"]))
+        if not decision["passed"]:
+            return (
+                f"the shadow gate did not pass on {decision['n']} mirrored requests ("
+                + "; ".join(decision["reasons"])
+                + "); the route was restored and the candidate deleted (users never reached it)."
+            )
+        return None
+
     def _try(self, candidate: BundleObjects, outcome: RolloutOutcome, smoke, shadow) -> RolloutOutcome:
         def give_up(reason: str) -> RolloutOutcome:
             self.undo()
@@ -295,31 +323,9 @@ class LLMRollout:
             )
             return outcome
         if shadow is not None:
-            live_obj = self.kube.get(LLM_INFERENCE_SERVICE, live)
-            live_bundle = ((live_obj or {}).get("metadata", {}).get("annotations") or {}).get(BUNDLE_ANNOTATION)
-            if not live_bundle:
-                raise DeployError(
-                    f"the live LLMInferenceService {self.namespace}/{live} is missing or carries no {BUNDLE_ANNOTATION}.",
-                    "the route points at something champion did not deploy; fix the route, then re-run.",
-                )
-            since = _now()
-            self._set_route([(live, 100)], mirror=candidate.name)
-            self._event("shadow_started", live=live, mirrored_to=candidate.name)
-            try:
-                self._wait(f"the mirrored route {self.route_name}", self._route_ready)
-            except _NotReady as exc:
-                return give_up(f"{exc}; the route was restored and the candidate deleted.")
-            decision = shadow(live_bundle, candidate.bundle_id, since)
-            outcome.shadow = decision
-            self._event(
-                "shadow_gate", passed=decision["passed"], n=decision["n"], reason="; ".join(decision["reasons"])
-            )
-            if not decision["passed"]:
-                return give_up(
-                    f"the shadow gate did not pass on {decision['n']} mirrored requests ("
-                    + "; ".join(decision["reasons"])
-                    + "); the route was restored and the candidate deleted (users never reached it)."
-                )
+            refused = self._shadow_stage(candidate, live, shadow, outcome)
+            if refused:
+                return give_up(refused)
         percent = outcome.canary_traffic_percent
         if 0 < percent < 100:
             self._set_route([(live, 100 - percent), (candidate.name, percent)])

@@ -126,6 +126,77 @@ def check_namespace(namespace: str) -> None:
     _check_name(namespace, "namespace", max_length=63)
 
 
+def _check_inference_service_inputs(
+    bundle: Bundle,
+    prompt: PromptTemplate,
+    name: str,
+    namespace: str,
+    runtime: str,
+    deployment_mode: str,
+    storage_uri: str,
+) -> None:
+    _check_name(name, "service name")
+    check_namespace(namespace)
+    if runtime not in RUNTIMES:
+        raise ManifestError(f"unknown serving runtime {runtime!r}.", f"choose one of {sorted(RUNTIMES)}.")
+    if deployment_mode not in DEPLOYMENT_MODES:
+        raise ManifestError(
+            f"unknown deployment mode {deployment_mode!r}.",
+            f"choose one of {list(DEPLOYMENT_MODES)} (Serverless supports canary traffic splits).",
+        )
+    if not storage_uri or "://" not in storage_uri:
+        raise ManifestError(
+            f"storage URI {storage_uri!r} is not a URI.",
+            "pass where the promoted weights live, e.g. s3://bucket/models/<digest> or pvc://models/<digest>.",
+        )
+    if prompt.ref != bundle.prompt:
+        raise ManifestError(
+            f"prompt {prompt.name}@{prompt.version} (digest {prompt.digest[:12]}) is not the bundle's prompt ({bundle.prompt.digest[:12]}).",
+            "deploy with the prompt the bundle was evaluated with.",
+        )
+
+
+def _prompt_transformer(
+    bundle: Bundle,
+    prompt: PromptTemplate,
+    name: str,
+    namespace: str,
+    image: str,
+    route_prefix: str,
+    request_log_url: str,
+    log_content: bool,
+) -> dict:
+    """The transformer in front of the predictor: it applies the bundle's prompt and logs each request."""
+    return {
+        "minReplicas": 1,
+        "containers": [
+            {
+                "name": "kserve-container",
+                "image": image,
+                "command": ["python", "-m", "serving.transformer"],
+                "args": [
+                    f"--model_name={name}",
+                    f"--predictor_host={name}-predictor.{namespace}",
+                    f"--predictor_route_prefix={route_prefix}",
+                    "--host=0.0.0.0",
+                ],
+                "env": transformer_env(bundle, prompt, request_log_url=request_log_url, log_content=log_content),
+                "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+                # KServe's model server answers both from its own routes; tests/test_containers.py probes the
+                # image's transformer exactly as these say.
+                "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8080}, "periodSeconds": 5},
+                "livenessProbe": {
+                    "httpGet": {"path": "/v2/health/live", "port": 8080},
+                    "periodSeconds": 10,
+                    "failureThreshold": 3,
+                },
+            }
+        ],
+        # In-flight requests finish after SIGTERM (uvicorn's graceful shutdown), well inside this.
+        "terminationGracePeriodSeconds": TRANSFORMER_GRACE_S,
+    }
+
+
 def render_inference_service(
     bundle: Bundle,
     prompt: PromptTemplate,
@@ -151,25 +222,7 @@ def render_inference_service(
     The predictor runs the weights; the transformer applies ``prompt`` (checked against the bundle)
     so clients send plain messages.
     """
-    _check_name(name, "service name")
-    check_namespace(namespace)
-    if runtime not in RUNTIMES:
-        raise ManifestError(f"unknown serving runtime {runtime!r}.", f"choose one of {sorted(RUNTIMES)}.")
-    if deployment_mode not in DEPLOYMENT_MODES:
-        raise ManifestError(
-            f"unknown deployment mode {deployment_mode!r}.",
-            f"choose one of {list(DEPLOYMENT_MODES)} (Serverless supports canary traffic splits).",
-        )
-    if not storage_uri or "://" not in storage_uri:
-        raise ManifestError(
-            f"storage URI {storage_uri!r} is not a URI.",
-            "pass where the promoted weights live, e.g. s3://bucket/models/<digest> or pvc://models/<digest>.",
-        )
-    if prompt.ref != bundle.prompt:
-        raise ManifestError(
-            f"prompt {prompt.name}@{prompt.version} (digest {prompt.digest[:12]}) is not the bundle's prompt ({bundle.prompt.digest[:12]}).",
-            "deploy with the prompt the bundle was evaluated with.",
-        )
+    _check_inference_service_inputs(bundle, prompt, name, namespace, runtime, deployment_mode, storage_uri)
     if not transformer_image:
         raise ManifestError(
             "no image was given for the prompt transformer.",
@@ -192,34 +245,9 @@ def render_inference_service(
     if "runtime" in chosen:
         model["runtime"] = chosen["runtime"]
     predictor: dict = {**autoscaling.render(deployment_mode), "model": model}
-    transformer: dict = {
-        "minReplicas": 1,
-        "containers": [
-            {
-                "name": "kserve-container",
-                "image": transformer_image,
-                "command": ["python", "-m", "serving.transformer"],
-                "args": [
-                    f"--model_name={name}",
-                    f"--predictor_host={name}-predictor.{namespace}",
-                    f"--predictor_route_prefix={chosen['route_prefix']}",
-                    "--host=0.0.0.0",
-                ],
-                "env": transformer_env(bundle, prompt, request_log_url=request_log_url, log_content=log_content),
-                "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
-                # KServe's model server answers both from its own routes; tests/test_containers.py probes the
-                # image's transformer exactly as these say.
-                "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8080}, "periodSeconds": 5},
-                "livenessProbe": {
-                    "httpGet": {"path": "/v2/health/live", "port": 8080},
-                    "periodSeconds": 10,
-                    "failureThreshold": 3,
-                },
-            }
-        ],
-        # In-flight requests finish after SIGTERM (uvicorn's graceful shutdown), well inside this.
-        "terminationGracePeriodSeconds": TRANSFORMER_GRACE_S,
-    }
+    transformer = _prompt_transformer(
+        bundle, prompt, name, namespace, transformer_image, chosen["route_prefix"], request_log_url, log_content
+    )
     if service_account:
         predictor["serviceAccountName"] = service_account
     labels, annotations = bundle_metadata(

@@ -176,6 +176,43 @@ def _load_base(base_dir: Path, settings: FineTuneSettings, device: str):
     return AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype, use_safetensors=True)
 
 
+def _check_training_inputs(prompt: PromptTemplate | None, train_rows: list[dict], settings: FineTuneSettings) -> None:
+    if prompt is None:
+        raise DataError(
+            "fine-tuning needs the bundle's prompt to format its training examples.",
+            "pass the prompt (pin_inputs' training_prompt) when fine_tune_steps > 0.",
+        )
+    if not train_rows:
+        raise DataError(
+            "fine-tuning needs a training split, and this one is empty.",
+            "set eval_fraction below 1 (e.g. 0.8) so preprocess_data keeps examples for training.",
+        )
+    if settings.lora_rank < 1 or settings.learning_rate <= 0 or settings.batch_size < 1:
+        raise DataError(
+            f"bad fine-tune settings: rank {settings.lora_rank}, learning rate {settings.learning_rate}, batch size {settings.batch_size}.",
+            "use rank >= 1, a positive learning rate and batch size >= 1.",
+        )
+
+
+def _save_tuned(model, tokenizer, base_dir: Path, out_dir: Path, merge: bool) -> None:
+    """The tuned weights in ``out_dir``: merged into the base, or the base beside its adapter; nothing else."""
+    model.eval()
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    if merge:
+        # Saved in the dtype the base was stored in: a bf16 base trained on a GPU stays bf16, SmolLM2 stays fp32.
+        model.merge_and_unload().to(_stored_dtype(base_dir)).save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+        for extra in ("chat_template.jinja", "generation_config.json"):
+            if (base_dir / extra).is_file() and not (out_dir / extra).is_file():
+                shutil.copy2(base_dir / extra, out_dir / extra)
+    else:
+        place_files([p for p in base_dir.rglob("*") if p.is_file() and p.name != MANIFEST_NAME], base_dir, out_dir)
+        model.save_pretrained(str(out_dir / ADAPTER_DIR), safe_serialization=True)
+    for stray in [p for p in out_dir.rglob("*") if p.is_file() and p.suffix not in KEEP_SUFFIXES]:
+        stray.unlink()  # e.g. peft's README.md: fetch_weights would drop it and the digest would change
+
+
 def fine_tune(
     base_dir: str | Path,
     out_dir: str | Path,
@@ -194,21 +231,8 @@ def fine_tune(
         files = [p for p in base_dir.rglob("*") if p.is_file()]
         place_files(files, base_dir, out_dir)
         return FineTuneResult(out_dir, base_digest, trained=False)
-    if prompt is None:
-        raise DataError(
-            "fine-tuning needs the bundle's prompt to format its training examples.",
-            "pass the prompt (pin_inputs' training_prompt) when fine_tune_steps > 0.",
-        )
-    if not train_rows:
-        raise DataError(
-            "fine-tuning needs a training split, and this one is empty.",
-            "set eval_fraction below 1 (e.g. 0.8) so preprocess_data keeps examples for training.",
-        )
-    if settings.lora_rank < 1 or settings.learning_rate <= 0 or settings.batch_size < 1:
-        raise DataError(
-            f"bad fine-tune settings: rank {settings.lora_rank}, learning rate {settings.learning_rate}, batch size {settings.batch_size}.",
-            "use rank >= 1, a positive learning rate and batch size >= 1.",
-        )
+    _check_training_inputs(prompt, train_rows, settings)
+    assert prompt is not None
     import time
 
     import torch
@@ -251,22 +275,7 @@ def fine_tune(
     processes = int(trainer.args.world_size)  # data-parallel processes (a TrainJob's nodes x processes per node)
     if not trainer.is_world_process_zero():  # data-parallel (a TrainJob's other processes): rank 0 writes
         return FineTuneResult(out_dir, "", trained=True, train_examples=len(train_rows), losses=losses)
-    model = trainer.model
-    model.eval()
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    if merge:
-        # Saved in the dtype the base was stored in: a bf16 base trained on a GPU stays bf16, SmolLM2 stays fp32.
-        model.merge_and_unload().to(_stored_dtype(base_dir)).save_pretrained(out_dir, safe_serialization=True)
-        tokenizer.save_pretrained(out_dir)
-        for extra in ("chat_template.jinja", "generation_config.json"):
-            if (base_dir / extra).is_file() and not (out_dir / extra).is_file():
-                shutil.copy2(base_dir / extra, out_dir / extra)
-    else:
-        place_files([p for p in base_dir.rglob("*") if p.is_file() and p.name != MANIFEST_NAME], base_dir, out_dir)
-        model.save_pretrained(str(out_dir / ADAPTER_DIR), safe_serialization=True)
-    for stray in [p for p in out_dir.rglob("*") if p.is_file() and p.suffix not in KEEP_SUFFIXES]:
-        stray.unlink()  # e.g. peft's README.md: fetch_weights would drop it and the digest would change
+    _save_tuned(trainer.model, tokenizer, base_dir, out_dir, merge)
     (out_dir / "champion-fine-tune.json").write_text(
         json.dumps(
             {
