@@ -20,7 +20,7 @@ from pathlib import Path
 from champion import tracing
 from champion.digests import sha256_json
 from champion.errors import ChampionError
-from champion.provenance import git_commit as commit_of
+from champion.provenance import git_commit
 from components import by_task_name
 from prompts.lock import current_digests
 from registry.run_metrics import export, step_metrics
@@ -139,10 +139,10 @@ def _eq_filter(key: str, value: str) -> str:
 # -- naming ----------------------------------------------------------------------------------
 
 
-def git_commit(repo: Path = Path(".")) -> str:
+def name_commit(repo: Path = Path(".")) -> str:
     """The short commit of ``repo`` for version and run names ("nogit" outside a checkout)."""
 
-    commit = commit_of(repo, short=True)
+    commit = git_commit(repo, short=True)
     return "nogit" if commit == "unknown" else commit
 
 

@@ -192,3 +192,8 @@ class KubeObjects:
 
     def delete(self, kind: Kind, name: str) -> None:
         self._request("delete", kind, name, "DELETE", missing_ok=True)
+
+
+def condition(obj: dict, kind: str) -> dict:
+    """The status condition of ``kind`` (``Ready``, ``Complete``...) of a Kubernetes object, or {}."""
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == kind), {})

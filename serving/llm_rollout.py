@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from champion.errors import DeployError
-from serving.kube import DEPLOYMENT, HTTP_ROUTE, KINDS, LLM_INFERENCE_SERVICE, ConflictError, KubeObjects
+from serving.kube import DEPLOYMENT, HTTP_ROUTE, KINDS, LLM_INFERENCE_SERVICE, ConflictError, KubeObjects, condition
 from serving.llm_service import route_backends, router_service, validate_llm
 from serving.manifests import DEPLOYER_VERBS
 from serving.rollout import BUNDLE_ANNOTATION, RolloutOutcome
@@ -62,10 +62,6 @@ class _NotReady(Exception):
     pass
 
 
-def _condition(obj: dict, kind: str) -> dict:
-    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == kind), {})
-
-
 def _why(conditions: list[dict]) -> str:
     return "; ".join(
         f"{c.get('type')}={c.get('status')} {c.get('reason', '')} {c.get('message', '')}".strip() for c in conditions
@@ -75,7 +71,7 @@ def _why(conditions: list[dict]) -> str:
 def llm_service_ready(obj: dict) -> bool:
     status = obj.get("status") or {}
     generation = int(obj["metadata"].get("generation") or 1)
-    return int(status.get("observedGeneration") or 0) >= generation and _condition(obj, "Ready").get("status") == "True"
+    return int(status.get("observedGeneration") or 0) >= generation and condition(obj, "Ready").get("status") == "True"
 
 
 def deployment_ready(obj: dict) -> bool:

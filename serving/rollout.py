@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from champion.errors import DeployError
-from serving.kube import VIRTUAL_SERVICE, ConflictError, KubeObjects, api_client, call, desired_state
+from serving.kube import VIRTUAL_SERVICE, ConflictError, KubeObjects, api_client, call, condition, desired_state
 from serving.llm_service import render_istio_mirror
 from serving.manifests import DEPLOYER_VERBS, validate_strict
 from serving.smoke import SmokeResult
@@ -40,13 +40,9 @@ def kube_api(kubeconfig: str = ""):
     return client.CustomObjectsApi(api_client(kubeconfig))
 
 
-def _condition(status: dict, kind: str) -> dict:
-    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
-
-
 def is_ready(isvc: dict, generation: int) -> bool:
     status = isvc.get("status") or {}
-    if int(status.get("observedGeneration") or 0) < generation or _condition(status, "Ready").get("status") != "True":
+    if int(status.get("observedGeneration") or 0) < generation or condition(isvc, "Ready").get("status") != "True":
         return False
     # Knative: the newest revision of every component must be the ready one.
     return all(
@@ -183,7 +179,7 @@ class KServeRollout:
             if isvc is not None and is_ready(isvc, generation):
                 return isvc
             if time.monotonic() >= deadline:
-                ready = _condition((isvc or {}).get("status") or {}, "Ready")
+                ready = condition(isvc or {}, "Ready")
                 why = f"{ready.get('reason', 'no Ready condition')}: {ready.get('message', '')}".strip(": ")
                 raise _NotReady(f"not Ready after {self.ready_timeout_s:.0f} s (generation {generation}; {why})")
             time.sleep(self.poll_s)

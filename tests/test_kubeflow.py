@@ -22,7 +22,7 @@ from pipelines.kubeflow import (
     RunResult,
     check_cron,
     connect,
-    git_commit,
+    name_commit,
     prompts_hash,
     record_watched_run,
     schedule,
@@ -103,7 +103,7 @@ def test_champion_upload_cli_prints_links_and_is_idempotent(kfp, packages):
     assert len(lines) == 2 and all(
         "new pipeline, new version" in line and "/#/pipelines/details/" in line for line in lines
     )
-    assert f"-{git_commit(REPO)}-p{prompts_hash()}" in lines[0]
+    assert f"-{name_commit(REPO)}-p{prompts_hash()}" in lines[0]
     second = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert second.returncode == 0 and second.stdout.count("version already uploaded") == 2
     assert len(kfp.pipelines) == 2

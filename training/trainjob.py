@@ -30,7 +30,7 @@ from champion.jsonl import read_jsonl, write_jsonl
 from champion.weights import MANIFEST_NAME, verify_weights
 from prompts import PromptTemplate
 from serving.kube import TRAIN_JOB as trainjobs
-from serving.kube import KubeObjects
+from serving.kube import KubeObjects, condition
 from serving.manifests import validate_strict
 from training.fine_tuning import FineTuneResult, FineTuneSettings, fine_tune
 
@@ -155,10 +155,6 @@ def stage(workdir: Path, base_dir: Path, train_rows: list[dict], prompt) -> None
     (workdir / "prompt.json").write_text(prompt.model_dump_json(), encoding="utf-8")
 
 
-def _condition(job: dict, kind: str) -> dict:
-    return next((c for c in (job.get("status") or {}).get("conditions") or [] if c.get("type") == kind), {})
-
-
 def run_trainjob(
     client,
     base_dir: Path,
@@ -189,7 +185,7 @@ def run_trainjob(
                 f"the TrainJob {options.namespace}/{name} disappeared while the fine-tune step waited for it.",
                 "find out who deleted it (`kubectl get events`), then re-run the pipeline.",
             )
-        failed, complete = _condition(job, "Failed"), _condition(job, "Complete")
+        failed, complete = condition(job, "Failed"), condition(job, "Complete")
         if failed.get("status") == "True":
             raise DeployError(
                 f"the TrainJob {options.namespace}/{name} failed: {failed.get('reason', '')}: {failed.get('message', '')}",

@@ -81,11 +81,11 @@ def upload(
     """Upload every compiled pipeline: a new pipeline the first time, then a version named vPROJECT-COMMIT-pPROMPTS."""
     from importlib.metadata import version as installed_version
 
-    from pipelines.kubeflow import git_commit, prompts_hash, version_name
+    from pipelines.kubeflow import name_commit, prompts_hash, version_name
     from pipelines.kubeflow import upload as upload_package
 
     client = kubeflow_client(host, namespace, token_env)
-    name = version_name(installed_version("champion"), git_commit(), prompts_hash())
+    name = version_name(installed_version("champion"), name_commit(), prompts_hash())
     for package in sorted((compiled_package(package_dir) / "pipelines").glob("*.yaml")):
         uploaded = upload_package(client, package, name, namespace=namespace, description=f"champion {name}")
         what = ("new pipeline, " if uploaded.created_pipeline else "") + (
@@ -199,7 +199,7 @@ def _promote_on_kubeflow(
 ):
     """One changed bundle as a Kubeflow run, waited for; its row of the summary (and the run's step metrics)."""
     from champion.parameters import DEFAULT_REGISTERED_MODEL
-    from pipelines.kubeflow import git_commit, record_watched_run, submit_and_wait  # kfp's client, only when used
+    from pipelines.kubeflow import name_commit, record_watched_run, submit_and_wait  # kfp's client, only when used
     from pipelines.promotion import PIPELINE_NAME
     from prompts.lock import load_file
     from registry.run_metrics import ExportError
@@ -215,7 +215,7 @@ def _promote_on_kubeflow(
     result = submit_and_wait(
         client,
         package,
-        run_name=f"ci-{bundle.prompt.replace('@', '-v')}-{git_commit(repo)}",
+        run_name=f"ci-{bundle.prompt.replace('@', '-v')}-{name_commit(repo)}",
         arguments=arguments,
         experiment="champion-ci",
         namespace=namespace,
