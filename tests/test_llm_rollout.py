@@ -14,22 +14,18 @@ request id, to the candidate's. Not proven here: a real gateway's mirroring and 
 from __future__ import annotations
 
 import json
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import pytest
 import yaml
 
 from champion.errors import DeployError
-from champion.parameters import DeploySettings
 from serving.deploy import (
-    ClusterAccess,
     Deployment,
     LLMInferenceServiceApi,
     PromotionTarget,
-    deploy_bundle,
     deployment_report,
     front_route,
-    serving_api,
 )
 from serving.kube import DEPLOYMENT, HTTP_ROUTE, LLM_INFERENCE_SERVICE, SERVICE, api_client
 from serving.llm_rollout import LLMRollout
@@ -40,33 +36,11 @@ from serving.smoke import SmokeResult
 from tests.envtest.llm_controllers import LLMStackStandIn
 from tests.shadow_traffic import SMOKE, Users
 from tests.shadow_traffic import serve as serve_bundle
-from tests.test_deploy import PROMPT, Registry
+from tests.test_deploy import PROMPT, Registry, Rollout, _rollout, deploy, render
 from tests.test_shadow import Served
 
 GATEWAY = "kserve-ingress-gateway"
 SHADOW_REQUESTS = 20
-
-
-class Rollout(NamedTuple):
-    """A test's deploy settings and how it reaches its cluster (short waits, routers on 127.0.0.1)."""
-
-    settings: DeploySettings
-    access: ClusterAccess
-
-
-def _rollout(values: dict) -> Rollout:
-    access = {key: values.pop(key) for key in list(values) if key in ClusterAccess.__dataclass_fields__}
-    return Rollout(DeploySettings(**values), ClusterAccess(**access))
-
-
-def deploy(bundle, prompt, rollout: Rollout, target, examples, **kwargs):
-    return deploy_bundle(
-        Deployment(bundle, prompt, rollout.settings, target), examples, access=rollout.access, **kwargs
-    )
-
-
-def render(bundle, prompt, rollout: Rollout, target) -> dict:
-    return serving_api(rollout.settings).render(Deployment(bundle, prompt, rollout.settings, target))
 
 
 class LLMCluster:

@@ -14,7 +14,7 @@ from champion.parameters import PromotionParameters, ScheduledEvalParameters
 from pipelines.cli.app import err
 from pipelines.cli.options import RUNNER_OPTION, WORKSPACE_OPTION, option, pipeline_parameters
 from pipelines.cli.presenter import print_summary, progress
-from pipelines.cli.serving import serve_bundle
+from pipelines.cli.serving import serve_locally
 from pipelines.containers import Runner
 
 
@@ -90,7 +90,7 @@ def run(
         if not summary["promoted"]:
             err.print("[yellow]not serving:[/] the bundle was not promoted.")
             raise typer.Exit(1 if fail_on_reject else 0)
-        serve_bundle(
+        serve_locally(
             workspace, params.registered_model_name, "", summary["bundle_id"], weights_cache, "127.0.0.1", port
         )
 

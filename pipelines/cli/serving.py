@@ -16,7 +16,7 @@ from pipelines.cli.app import err, fail
 from pipelines.cli.options import WORKSPACE_OPTION
 
 
-def serve_bundle(
+def serve_locally(
     workspace: Path,
     registered_model_name: str,
     alias: str,
@@ -111,7 +111,7 @@ def serve(
     ),
 ) -> None:
     """Serve a promoted bundle locally: KServe model servers for the prompt transformer and a CPU predictor."""
-    serve_bundle(
+    serve_locally(
         workspace,
         registered_model_name,
         "" if bundle else alias,
