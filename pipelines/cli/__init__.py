@@ -12,6 +12,8 @@ champion monitor                       the scheduled evaluation of the live cham
 champion upload / schedule / trigger   Kubeflow: upload pipelines, schedule evaluation, CI runs on prompt changes
 
 Commands raise ``ChampionError``; ``pipelines.cli.app.ChampionGroup`` reports it once for all of them.
+A command imports what it runs (kfp, MLflow, the steps, the serving stack) inside its body: that keeps
+``champion --help`` and a mistyped option at 0.4 s instead of 3 s.
 """
 
 from pipelines.cli import cluster, local_runs, prompt_files, serving

@@ -6,6 +6,7 @@ import typer
 from rich.console import Console
 
 from champion.errors import ChampionError
+from champion.interrupt import Interrupted
 
 
 class ChampionGroup(typer.core.TyperGroup):
@@ -33,7 +34,6 @@ err = Console(stderr=True, soft_wrap=True)
 def fail(exc: ChampionError, code: int = 2) -> None:
     """Every command reports a champion error the same way: the problem, the fix, exit status 2
     (130/143 when the command was stopped by SIGINT/SIGTERM)."""
-    from champion.interrupt import Interrupted
 
     if isinstance(exc, Interrupted):
         err.print(f"[bold yellow]stopped:[/] {exc.problem}")

@@ -9,9 +9,11 @@ from typing import Optional
 import typer
 
 from champion.errors import ChampionError
-from champion.parameters import PromotionParameters, ScheduledEvalParameters
+from champion.parameters import DEFAULT_REGISTERED_MODEL, PromotionParameters, ScheduledEvalParameters, parse
 from pipelines.cli.app import err
 from pipelines.cli.options import HOST_OPTION, NAMESPACE_OPTION, TOKEN_ENV_OPTION, WORKSPACE_OPTION, typed_params
+from prompts.lock import lint as lint_prompts
+from prompts.lock import load_file
 
 
 def compile_command(
@@ -152,7 +154,6 @@ def trigger(
 ) -> None:
     """Lint prompts, then start one promotion run per bundle changed since a git ref; exit 1 if any gate rejects."""
     from pipelines.trigger import changed_bundles, summary_markdown
-    from prompts.lock import lint as lint_prompts
 
     params = typed_params(PromotionParameters, param)
     bundles = changed_bundles(repo, changed_since)
@@ -186,7 +187,6 @@ def trigger(
 
 def _promote_here(bundle, given: dict, workspace: Path, promote: bool) -> dict:
     """One changed bundle through the promotion pipeline on this machine; its row of the summary."""
-    from champion.parameters import parse
     from pipelines.local import LocalSettings, run_promotion  # kfp.local loads only when a run starts
 
     given = {**given, "prompt": str(bundle.path), "model_source": bundle.model, "promote": promote}
@@ -198,10 +198,8 @@ def _promote_on_kubeflow(
     bundle, params: dict, repo: Path, client, package, namespace: str, timeout: int, promote: bool
 ):
     """One changed bundle as a Kubeflow run, waited for; its row of the summary (and the run's step metrics)."""
-    from champion.parameters import DEFAULT_REGISTERED_MODEL
     from pipelines.kubeflow import name_commit, record_watched_run, submit_and_wait  # kfp's client, only when used
     from pipelines.promotion import PIPELINE_NAME
-    from prompts.lock import load_file
     from registry.run_metrics import ExportError
 
     prompt = load_file(bundle.prompt, bundle.path, repo.resolve() / "prompts")

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from champion.errors import ChampionError
+from champion.inputs import read_text
+from champion.jsonl import write_jsonl
 from pipelines.cli.app import fail
 
 labels_app = typer.Typer(no_args_is_help=True, help="Labelled sets: the judge's agreement with people.")
@@ -18,8 +20,6 @@ def labels_export(
     output: Path = typer.Option(..., help="JSONL file to write (a labelled set with 'human' empty)."),
 ) -> None:
     """Write a gate report's example pairs for review; filled in, the file is a labelled set for the judge check."""
-    from champion.inputs import read_text
-    from champion.jsonl import write_jsonl
     from evaluators.reliability import review_items_from_report
 
     items = review_items_from_report(read_text(report, "gate report"))

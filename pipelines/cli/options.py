@@ -10,7 +10,7 @@ import typer
 from pydantic import BaseModel
 
 from champion.errors import ConfigError
-from champion.parameters import PromotionParameters
+from champion.parameters import PromotionParameters, cli_flag, default, help_text, kfp_type, parse
 from pipelines.cli.app import fail
 
 
@@ -23,7 +23,6 @@ def option(
     **extra: Any,
 ) -> Any:
     """The option of ``champion <command>`` for a pipeline parameter: its name, default and help come from the parameter model."""
-    from champion.parameters import cli_flag, default, help_text
 
     declared = flag or cli_flag(model, name, command)
     assert declared, f"{name} has no {command} option in champion/parameters.py"
@@ -74,7 +73,6 @@ def param_pairs(values: list[str]) -> dict[str, str]:
 def typed_params(model: type[BaseModel], values: list[str]) -> dict[str, Any]:
     """--param pairs checked against the parameter model (unknown names: did-you-mean), typed: what a
     Kubeflow run is submitted with."""
-    from champion.parameters import parse
 
     given = param_pairs(values)
     checked = parse(model, decode_structured(model, given))
@@ -83,7 +81,6 @@ def typed_params(model: type[BaseModel], values: list[str]) -> dict[str, Any]:
 
 def decode_structured(model: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:
     """JSON for the dict and list parameters (node selector, tolerations); the model converts the rest."""
-    from champion.parameters import kfp_type
 
     decoded = dict(values)
     for key, value in values.items():
@@ -101,7 +98,6 @@ def decode_structured(model: type[BaseModel], values: dict[str, Any]) -> dict[st
 
 def pipeline_parameters(model: type[BaseModel], given: dict, param: list[str]) -> Any:
     """The parameter model from the command's options and its --param NAME=VALUE pairs (unknown names: did-you-mean)."""
-    from champion.parameters import parse
 
     extra = decode_structured(model, param_pairs(param))
     both = sorted(set(extra) & set(given))

@@ -10,11 +10,13 @@ import typer
 from champion.parameters import DEFAULT_REGISTERED_MODEL
 from pipelines.cli.app import err
 from pipelines.cli.options import PROMPTS_OPTION
+from prompts.loader import PROMPTS_DIR
+from prompts.lock import LOCK_NAME, load_file, prompt_files, write_lock
+from prompts.lock import lint as lint_prompts
 
 
 def lint(prompts_dir: Optional[Path] = PROMPTS_OPTION) -> None:
     """Check every prompt: it parses, renders in the sandbox, and matches prompts/prompts.lock."""
-    from prompts.lock import lint as lint_prompts
 
     problems = lint_prompts(prompts_dir) if prompts_dir else lint_prompts()
     for problem in problems:
@@ -26,7 +28,6 @@ def lint(prompts_dir: Optional[Path] = PROMPTS_OPTION) -> None:
 
 def lock(prompts_dir: Optional[Path] = PROMPTS_OPTION) -> None:
     """Record the digest of every prompt version in prompts/prompts.lock (refuses to re-lock a changed version)."""
-    from prompts.lock import LOCK_NAME, write_lock
 
     digests = write_lock(prompts_dir) if prompts_dir else write_lock()
     err.print(f"[green]✓[/] {len(digests)} prompt versions in {LOCK_NAME}")
@@ -42,8 +43,6 @@ def sync_prompts_command(
     prompts_dir: Optional[Path] = PROMPTS_OPTION,
 ) -> None:
     """Register every prompt version in MLflow's prompt registry; align the 'champion' prompt alias with the live bundle."""
-    from prompts.loader import PROMPTS_DIR
-    from prompts.lock import load_file, prompt_files
     from registry.registry import sync_prompts
 
     root = prompts_dir or PROMPTS_DIR

@@ -10,8 +10,11 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from champion.errors import ConfigError
+from champion.errors import ConfigError, DataError, RegistryError
+from champion.inputs import check_folder
+from champion.interrupt import stop_on_signals
 from champion.parameters import DEFAULT_REGISTERED_MODEL
+from champion.request_records import read_request_log, replayable
 from pipelines.cli.app import err, fail
 from pipelines.cli.options import WORKSPACE_OPTION
 
@@ -27,7 +30,6 @@ def serve_locally(
     request_log: Optional[Path] = None,
     log_content: bool = False,
 ) -> None:
-    from champion.interrupt import stop_on_signals
 
     with stop_on_signals():  # SIGTERM/SIGINT stop the predictor child too, then exit 143/130
         _serve_until_stopped(
@@ -53,8 +55,6 @@ def _serve_until_stopped(
     os.environ.update(OFFLINE_ENV)
     space = Workspace(workspace.resolve())
     if not (space.root / "mlflow.db").is_file():
-        from champion.errors import RegistryError
-
         fail(
             RegistryError(
                 f"no MLflow registry in {space.root}.",
@@ -141,7 +141,6 @@ def manifests(
     monitoring: Prometheus alert rules (a PrometheusRule and a plain rule file) and a Grafana dashboard."""
     import yaml
 
-    from champion.inputs import check_folder
     from serving.manifests import render_rbac, render_serving_runtime, validate_strict
 
     check_folder(output, "output folder", must_exist=False)
@@ -189,8 +188,6 @@ def replay(
     import json
 
     from champion.cache import ExampleCache
-    from champion.errors import DataError
-    from champion.request_records import read_request_log, replayable
     from evaluators.config import load_evaluator_config
     from evaluators.evaluate import build_judge, judge_reliability
     from serving.shadow import replay as replay_requests
