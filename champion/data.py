@@ -104,6 +104,11 @@ def load_rows(source: str) -> list[dict]:
         )
     if suffix == ".csv":
         return inputs.parse_csv(inputs.read_text(path, "evaluation set"), source)
+    return _load_with_datasets(path, source)
+
+
+def _load_with_datasets(path: Path, source: str) -> list[dict]:
+    """A Parquet file or a ``save_to_disk`` folder (its ``test`` split, else its first), through ``datasets``."""
     import datasets
 
     datasets.disable_progress_bars()

@@ -20,7 +20,7 @@ from champion.errors import ChampionError, ConfigError
 from champion.jsonl import read_jsonl
 from evaluators.catalog import SERVED_PREFERENCE
 from evaluators.config import load_evaluator_config
-from evaluators.gate import decide
+from evaluators.gate import Decision, decide
 from evaluators.policy import check_against, load_policy
 from registry.registry import append_audit, connect, default_audit_log
 
@@ -114,46 +114,18 @@ def monitor_champion(
     check_against(policy, catalog, policy_ref)
     mlflow, client, experiment_id = connect(tracking_uri, experiment=MONITOR_EXPERIMENT)
     previous_run, previous_rows = _previous_evaluation(client, experiment_id, registered_model_name, champion_version)
-    earlier = previous_run is not None
     # Logged traffic: served answers against the evaluated bundle's own on the same requests (the samples of
     # two scheduled runs are different requests, so the pairs are within a run).
     baseline = served_baseline(rows, policy) if config.reference_free else previous_rows
     decision = monitoring_decision(rows, baseline, policy, catalog, judge_reliability or {})
     checks = [c.model_dump(mode="json") for c in decision.checks]
     healthy = decision.passed
-    reasons = (
-        decision.reasons
-        if not healthy
-        else [
-            "every check passed"
-            + (
-                f": served answers against the evaluated bundle's own on logged requests ({decision.mode})"
-                if config.reference_free
-                else f" against the previous scheduled evaluation ({decision.mode})"
-                if earlier
-                else " (first scheduled evaluation of this champion: floors only)"
-            )
-        ]
-    )
-    compared_with = (
-        f"the evaluated bundle's own answers to the same logged requests ({decision.mode})"
-        if config.reference_free
-        else f"MLflow run {previous_run} ({decision.mode})"
-        if previous_run
-        else "no previous scheduled evaluation (floors only)"
-    )
+    reasons = _reasons(decision, config.reference_free, earlier=previous_run is not None)
+    compared_with = _compared_with(decision, config.reference_free, previous_run)
     run_id = _record_run(
         mlflow,
         experiment_id,
-        tags={
-            "champion.version": champion_version,
-            "champion.model": registered_model_name,
-            "champion.evaluated_bundle_id": bundle_id,
-            "champion.monitor_status": "healthy" if healthy else "alert",
-            "champion.gate": decision.gate,
-            "champion.pipeline_run": pipeline_run or "unknown",
-            "champion.git_commit": os.environ.get("CHAMPION_GIT_COMMIT", "unknown"),
-        },
+        tags=_run_tags(decision, registered_model_name, champion_version, bundle_id, pipeline_run),
         metrics=metrics,
         checks={
             "checks": checks,
@@ -186,6 +158,40 @@ def monitor_champion(
             webhook_url, registered_model_name, champion_version, bundle_id, reasons, pipeline_run, drift
         )
     return result
+
+
+def _reasons(decision: Decision, reference_free: bool, *, earlier: bool) -> list[str]:
+    """The engine's reasons for an alert; for a healthy champion, what it passed against."""
+    if not decision.passed:
+        return decision.reasons
+    if reference_free:
+        against = f": served answers against the evaluated bundle's own on logged requests ({decision.mode})"
+    elif earlier:
+        against = f" against the previous scheduled evaluation ({decision.mode})"
+    else:
+        against = " (first scheduled evaluation of this champion: floors only)"
+    return ["every check passed" + against]
+
+
+def _compared_with(decision: Decision, reference_free: bool, previous_run: str | None) -> str:
+    """What the checks compared against, in words."""
+    if reference_free:
+        return f"the evaluated bundle's own answers to the same logged requests ({decision.mode})"
+    if previous_run:
+        return f"MLflow run {previous_run} ({decision.mode})"
+    return "no previous scheduled evaluation (floors only)"
+
+
+def _run_tags(decision: Decision, model: str, version: str, bundle_id: str, pipeline_run: str) -> dict[str, str]:
+    return {
+        "champion.version": version,
+        "champion.model": model,
+        "champion.evaluated_bundle_id": bundle_id,
+        "champion.monitor_status": "healthy" if decision.passed else "alert",
+        "champion.gate": decision.gate,
+        "champion.pipeline_run": pipeline_run or "unknown",
+        "champion.git_commit": os.environ.get("CHAMPION_GIT_COMMIT", "unknown"),
+    }
 
 
 def _previous_evaluation(client, experiment_id: str, model: str, version: str) -> tuple[str | None, list[dict] | None]:

@@ -288,31 +288,52 @@ class LLMRollout:
             )
         return None
 
-    def _try(self, candidate: BundleObjects, outcome: RolloutOutcome, smoke, shadow) -> RolloutOutcome:
-        def give_up(reason: str) -> RolloutOutcome:
-            self.undo()
-            outcome.reason = reason
-            return outcome
-
+    def _candidate_stage(self, candidate: BundleObjects, outcome: RolloutOutcome, smoke) -> str | None:
+        """Wait until the candidate is Ready, then smoke-test it through its own router; returns why the rollout
+        stops, or None when it passed (users never reach it in this stage)."""
         try:
             self._wait(f"the candidate {candidate.name}", lambda: self._candidate_ready(candidate))
         except _NotReady as exc:
-            return give_up(f"{exc}; its objects were deleted (users never reached it).")
+            return f"{exc}; its objects were deleted (users never reached it)."
         self._event("ready", name=candidate.name)
         outcome.url = self.router_url(router_service(candidate.name))
         result = smoke(outcome.url)
         outcome.smoke = result.as_dict()
         self._event("smoke_test", passed=result.passed, reason=result.reason, url=outcome.url)
         if not result.passed:
-            return give_up(f"smoke test failed ({result.reason}); the candidate was deleted (users never reached it).")
+            return f"smoke test failed ({result.reason}); the candidate was deleted (users never reached it)."
+        return None
+
+    def _shift_route(self, backends: list[tuple[str, int]], what: str, step: str, **details) -> str | None:
+        """Point the route at ``backends`` (recorded as event ``step``) and wait until it is accepted; returns why
+        it was not, or None."""
+        self._set_route(backends)
+        self._event(step, **details)
+        try:
+            self._wait(what, self._route_ready)
+        except _NotReady as exc:
+            return str(exc)
+        return None
+
+    def _try(self, candidate: BundleObjects, outcome: RolloutOutcome, smoke, shadow) -> RolloutOutcome:
+        """The stages after the candidate's objects exist: Ready and smoke-tested, then (with a live bundle) the
+        shadow gate, the canary and all traffic; any refusal undoes the rollout."""
+
+        def give_up(reason: str) -> RolloutOutcome:
+            self.undo()
+            outcome.reason = reason
+            return outcome
+
+        refused = self._candidate_stage(candidate, outcome, smoke)
+        if refused:
+            return give_up(refused)
+        everything = [(candidate.name, 100)]
+        route = f"the route {self.route_name}"
         live = self._previous_live
         if not live:
-            self._set_route([(candidate.name, 100)])
-            self._event("traffic_100", traffic_percent=100)
-            try:
-                self._wait(f"the route {self.route_name}", self._route_ready)
-            except _NotReady as exc:
-                return give_up(f"{exc}; the route and the candidate were deleted (nothing served before).")
+            not_ready = self._shift_route(everything, route, "traffic_100", traffic_percent=100)
+            if not_ready:
+                return give_up(f"{not_ready}; the route and the candidate were deleted (nothing served before).")
             outcome.status, outcome.reason = (
                 "rolled_out",
                 f"first deployment is Ready and passed its smoke test; the route {self.route_name} serves it.",
@@ -324,18 +345,15 @@ class LLMRollout:
                 return give_up(refused)
         percent = outcome.canary_traffic_percent
         if 0 < percent < 100:
-            self._set_route([(live, 100 - percent), (candidate.name, percent)])
-            self._event("canary", canary_traffic_percent=percent)
-            try:
-                self._wait(f"the canary route {self.route_name}", self._route_ready)
-            except _NotReady as exc:
-                return give_up(f"{exc}; the route was restored and the candidate deleted.")
-        self._set_route([(candidate.name, 100)])
-        self._event("traffic_100", traffic_percent=100)
-        try:
-            self._wait(f"the route {self.route_name}", self._route_ready)
-        except _NotReady as exc:
-            return give_up(f"{exc}; the route was restored and the candidate deleted.")
+            canary = [(live, 100 - percent), (candidate.name, percent)]
+            not_ready = self._shift_route(
+                canary, f"the canary route {self.route_name}", "canary", canary_traffic_percent=percent
+            )
+            if not_ready:
+                return give_up(f"{not_ready}; the route was restored and the candidate deleted.")
+        not_ready = self._shift_route(everything, route, "traffic_100", traffic_percent=100)
+        if not_ready:
+            return give_up(f"{not_ready}; the route was restored and the candidate deleted.")
         outcome.status = "rolled_out"
         passed = ["The candidate passed its smoke test"]
         passed += ["the shadow gate passed"] if shadow is not None else []

@@ -93,3 +93,18 @@ def test_nothing_but_step_modules_in_components():
     modules = {path.stem for path in (REPO / "components").glob("*.py")} - {"__init__"}
     assert modules == set(registry())
     assert all(path.suffix == ".py" for path in pathlib.Path(REPO / "components").iterdir() if path.is_file())
+
+
+def test_every_step_begins_as_a_step_process():
+    """Step errors and spans are recorded by champion.step_process.begin_step, called by each step (never by
+    importing champion): a step that forgot it would fail without its typed error and trace."""
+    import inspect
+
+    from components import registry
+
+    forgot = [
+        name
+        for name, registered in registry().items()
+        if "begin_step()" not in inspect.getsource(registered.op.python_func)
+    ]
+    assert not forgot

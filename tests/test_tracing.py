@@ -124,7 +124,11 @@ def _step_process(receiver: OTLPReceiver, body: str, *, endpoint: bool = True):
     if endpoint:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.url
     return subprocess.run(
-        [sys.executable, "-c", f"import champion\n{body}"]
+        [
+            sys.executable,
+            "-c",
+            f"from champion.step_process import begin_step\nbegin_step()  # as every *_op does\n{body}",
+        ]
         + ["--executor_input", json.dumps(executor_input), "--function_to_execute", "gate_op"],
         env=env,
         capture_output=True,

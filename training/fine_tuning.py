@@ -23,6 +23,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from champion.data import split
 from champion.digests import sha256_json
@@ -233,16 +234,58 @@ def fine_tune(
         return FineTuneResult(out_dir, base_digest, trained=False)
     _check_training_inputs(prompt, train_rows, settings)
     assert prompt is not None
-    import time
-
-    import torch
     from datasets import Dataset
+
+    merge = settings.merge_adapter and not settings.load_in_4bit  # a 4-bit base is never merged into
+    model, tokenizer, targets = _load_for_training(base_dir, settings)
+    train_rows, eval_rows = held_out(train_rows, settings.eval_fraction, settings.seed)
+    train_set = Dataset.from_list(training_examples(prompt, train_rows))
+    eval_set = Dataset.from_list(training_examples(prompt, eval_rows)) if eval_rows else None
+    run = _train(model, tokenizer, train_set, eval_set, settings, targets, f"fine-tune {base_digest[:12]}")
+    losses = [round(float(entry["loss"]), 4) for entry in run.trainer.state.log_history if "loss" in entry]
+    if not run.trainer.is_world_process_zero():  # data-parallel (a TrainJob's other processes): rank 0 writes
+        return FineTuneResult(out_dir, "", trained=True, train_examples=len(train_rows), losses=losses)
+    _save_tuned(run.trainer.model, tokenizer, base_dir, out_dir, merge)
+    processes = int(run.trainer.args.world_size)  # data-parallel processes (a TrainJob's nodes x processes per node)
+    record = {
+        "base_digest": base_digest,
+        "steps": settings.steps,
+        "learning_rate": settings.learning_rate,
+        "lora_rank": settings.lora_rank,
+        "lora_alpha": settings.lora_alpha,
+        "merged": merge,
+        "load_in_4bit": settings.load_in_4bit,
+        "trainer": "trl.SFTTrainer (completion-only loss)",
+        "processes": processes,
+        "seed": settings.seed,
+        "train_examples": len(train_rows),
+        "eval_examples": len(eval_rows),
+        "eval_loss_before": run.before,
+        "eval_loss_after": run.after,
+        "losses": losses,
+    }
+    (out_dir / "champion-fine-tune.json").write_text(json.dumps(record, indent=2) + "\n")
+    return FineTuneResult(
+        out_dir,
+        sha256_json(write_manifest(out_dir)),
+        trained=True,
+        train_examples=len(train_rows),
+        losses=losses,
+        eval_examples=len(eval_rows),
+        eval_loss_before=run.before,
+        eval_loss_after=run.after,
+        seconds=run.seconds,
+    )
+
+
+def _load_for_training(base_dir: Path, settings: FineTuneSettings) -> tuple[Any, Any, list[str]]:
+    """(model, tokenizer, LoRA target modules), seeded, on the GPU when there is one."""
+    import torch
     from transformers import AutoTokenizer
 
     random.seed(settings.seed)
     torch.manual_seed(settings.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    merge = settings.merge_adapter and not settings.load_in_4bit  # a 4-bit base is never merged into
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -253,15 +296,28 @@ def fine_tune(
             f"the model in {base_dir} has none of the attention projections LoRA targets ({LORA_TARGETS}).",
             "fine-tune a Llama-style causal LM, or fetch weights without fine-tuning (fine_tune_steps=0).",
         )
-    train_rows, eval_rows = held_out(train_rows, settings.eval_fraction, settings.seed)
-    train_set = Dataset.from_list(training_examples(prompt, train_rows))
-    eval_set = Dataset.from_list(training_examples(prompt, eval_rows)) if eval_rows else None
-    run_name = f"fine-tune {base_digest[:12]}"
+    return model, tokenizer, targets
+
+
+@dataclass
+class _TrainingRun:
+    trainer: Any
+    before: float | None  # evaluation loss on the held-out share, None without one
+    after: float | None
+    seconds: float
+
+
+def _train(
+    model, tokenizer, train_set, eval_set, settings: FineTuneSettings, targets: list[str], name: str
+) -> _TrainingRun:
+    """Train, with the held-out loss before and after, in one MLflow run when a tracking URI is set."""
+    import time
+
     with (
         tempfile.TemporaryDirectory(prefix="champion-sft-") as scratch,
-        _mlflow_run(settings.mlflow_tracking_uri, run_name) as run,
+        _mlflow_run(settings.mlflow_tracking_uri, name) as run,
     ):
-        trainer = sft_trainer(model, tokenizer, train_set, eval_set, settings, scratch, targets, run_name)
+        trainer = sft_trainer(model, tokenizer, train_set, eval_set, settings, scratch, targets, name)
         before = trainer.evaluate()["eval_loss"] if eval_set is not None else None
         started = time.perf_counter()
         trainer.train()
@@ -271,45 +327,7 @@ def fine_tune(
             import mlflow
 
             mlflow.log_metrics({"eval_loss_before": before, "eval_loss_after": after, "train_seconds": seconds})
-    losses = [round(float(entry["loss"]), 4) for entry in trainer.state.log_history if "loss" in entry]
-    processes = int(trainer.args.world_size)  # data-parallel processes (a TrainJob's nodes x processes per node)
-    if not trainer.is_world_process_zero():  # data-parallel (a TrainJob's other processes): rank 0 writes
-        return FineTuneResult(out_dir, "", trained=True, train_examples=len(train_rows), losses=losses)
-    _save_tuned(trainer.model, tokenizer, base_dir, out_dir, merge)
-    (out_dir / "champion-fine-tune.json").write_text(
-        json.dumps(
-            {
-                "base_digest": base_digest,
-                "steps": settings.steps,
-                "learning_rate": settings.learning_rate,
-                "lora_rank": settings.lora_rank,
-                "lora_alpha": settings.lora_alpha,
-                "merged": merge,
-                "load_in_4bit": settings.load_in_4bit,
-                "trainer": "trl.SFTTrainer (completion-only loss)",
-                "processes": processes,
-                "seed": settings.seed,
-                "train_examples": len(train_rows),
-                "eval_examples": len(eval_rows),
-                "eval_loss_before": before,
-                "eval_loss_after": after,
-                "losses": losses,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    return FineTuneResult(
-        out_dir,
-        sha256_json(write_manifest(out_dir)),
-        trained=True,
-        train_examples=len(train_rows),
-        losses=losses,
-        eval_examples=len(eval_rows),
-        eval_loss_before=before,
-        eval_loss_after=after,
-        seconds=seconds,
-    )
+    return _TrainingRun(trainer, before, after, seconds)
 
 
 def _stored_dtype(base_dir: Path):
