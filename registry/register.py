@@ -48,6 +48,80 @@ def _log_files(mlflow, files: dict[str, str], artifact_path: str) -> None:
             mlflow.log_artifact(str(named), artifact_path=artifact_path)
 
 
+def _version_tags(
+    bundle: Bundle,
+    prompt: PromptTemplate,
+    passed: bool,
+    weights_source: str,
+    expected_champion: str | None,
+    commit: str,
+    pipeline_run: str,
+) -> dict[str, str]:
+    """The tags on the evaluation run and the model version: the bundle, the decision, where it came from."""
+    return {
+        "champion.bundle_id": bundle.id,
+        "champion.bundle": json.dumps(bundle.model_dump(mode="json"), sort_keys=True),
+        "champion.gate": "passed" if passed else "failed",
+        "champion.decision": "approved" if passed else "rejected",
+        "champion.model_digest": bundle.model_digest,
+        "champion.prompt": f"{prompt.name}@{prompt.version}",
+        "champion.prompt_digest": prompt.digest,
+        "champion.dataset_digest": bundle.dataset_digest,
+        "champion.weights_source": weights_source,
+        "champion.compared_with": expected_champion or "none (bootstrap rule)",
+        "champion.git_commit": commit,
+        "champion.pipeline_run": pipeline_run or "unknown",
+    }
+
+
+def _log_evaluation(
+    mlflow,
+    experiment_id: str,
+    bundle: Bundle,
+    prompt: PromptTemplate,
+    decision: dict,
+    files: dict[str, str],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+) -> tuple[str, str]:
+    """The evaluation as an MLflow run (tags, parameters, finite metrics, intervals, the bundle, its prompt, the
+    decision and the evaluation files); returns (run id, the bundle's artifact URI)."""
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"{prompt.name}@{prompt.version} {bundle.short_id}"
+    ) as run:
+        mlflow.set_tags(tags)
+        mlflow.log_params(
+            {
+                "prompt": f"{prompt.name}@{prompt.version}",
+                "decoding": json.dumps(bundle.decoding, sort_keys=True),
+                "policy": decision.get("policy", ""),
+            }
+        )
+        mlflow.log_metrics({name: value for name, value in metrics.items() if math.isfinite(value)})
+        mlflow.log_metrics(interval_metrics(decision.get("checks", [])))
+        mlflow.log_dict(bundle.model_dump(mode="json") | {"id": bundle.id}, "bundle/bundle.json")
+        mlflow.log_dict(prompt.model_dump(mode="json"), "bundle/prompt.json")  # what a deployment applies
+        mlflow.log_dict(decision, "gate/decision.json")
+        _log_files(mlflow, files, "evaluation")
+        return run.info.run_id, f"{run.info.artifact_uri}/bundle"
+
+
+def _register_version(client, name: str, bundle: Bundle, tags: dict[str, str], source: str, run_id: str) -> str:
+    """The bundle's model version: found by its bundle id (its decision tags updated), or created."""
+    _ensure_registered_model(client, name)
+    found = client.search_model_versions(f"name='{name}' and tags.`champion.bundle_id`='{bundle.id}'")
+    if found:
+        version = str(found[0].version)
+        for key in ("champion.gate", "champion.decision"):
+            client.set_model_version_tag(name, version, key, tags[key])
+        return version
+    return str(
+        client.create_model_version(
+            name, source=source, run_id=run_id, tags=tags, description=f"bundle {bundle.id}"
+        ).version
+    )
+
+
 def register_bundle(
     *,
     tracking_uri: str,
@@ -75,51 +149,9 @@ def register_bundle(
     mlflow, client, experiment_id = connect(tracking_uri)
     passed = decision.get("gate") == "passed"  # anything but an explicit pass is a rejection
     commit = os.environ.get("CHAMPION_GIT_COMMIT", "unknown")
-    tags = {
-        "champion.bundle_id": bundle.id,
-        "champion.bundle": json.dumps(bundle.model_dump(mode="json"), sort_keys=True),
-        "champion.gate": "passed" if passed else "failed",
-        "champion.decision": "approved" if passed else "rejected",
-        "champion.model_digest": bundle.model_digest,
-        "champion.prompt": f"{prompt.name}@{prompt.version}",
-        "champion.prompt_digest": prompt.digest,
-        "champion.dataset_digest": bundle.dataset_digest,
-        "champion.weights_source": weights_source,
-        "champion.compared_with": expected_champion or "none (bootstrap rule)",
-        "champion.git_commit": commit,
-        "champion.pipeline_run": pipeline_run or "unknown",
-    }
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"{prompt.name}@{prompt.version} {bundle.short_id}"
-    ) as run:
-        mlflow.set_tags(tags)
-        mlflow.log_params(
-            {
-                "prompt": f"{prompt.name}@{prompt.version}",
-                "decoding": json.dumps(bundle.decoding, sort_keys=True),
-                "policy": decision.get("policy", ""),
-            }
-        )
-        mlflow.log_metrics({name: value for name, value in (metrics or {}).items() if math.isfinite(value)})
-        mlflow.log_metrics(interval_metrics(decision.get("checks", [])))
-        mlflow.log_dict(bundle.model_dump(mode="json") | {"id": bundle.id}, "bundle/bundle.json")
-        mlflow.log_dict(prompt.model_dump(mode="json"), "bundle/prompt.json")  # what a deployment applies
-        mlflow.log_dict(decision, "gate/decision.json")
-        _log_files(mlflow, files, "evaluation")
-        run_id = run.info.run_id
-        source = f"{run.info.artifact_uri}/bundle"
-    _ensure_registered_model(client, registered_model_name)
-    found = client.search_model_versions(f"name='{registered_model_name}' and tags.`champion.bundle_id`='{bundle.id}'")
-    if found:
-        version = str(found[0].version)
-        for key in ("champion.gate", "champion.decision"):
-            client.set_model_version_tag(registered_model_name, version, key, tags[key])
-    else:
-        version = str(
-            client.create_model_version(
-                registered_model_name, source=source, run_id=run_id, tags=tags, description=f"bundle {bundle.id}"
-            ).version
-        )
+    tags = _version_tags(bundle, prompt, passed, weights_source, expected_champion, commit, pipeline_run)
+    run_id, source = _log_evaluation(mlflow, experiment_id, bundle, prompt, decision, files, metrics or {}, tags)
+    version = _register_version(client, registered_model_name, bundle, tags, source, run_id)
     if expected_champion:  # the decision is part of the champion's record too
         champion_run = client.get_model_version(registered_model_name, expected_champion).run_id
         if champion_run:

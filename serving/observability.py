@@ -133,10 +133,9 @@ def _panel(panel_id: int, title: str, exprs: list[tuple[str, str]], x: int, y: i
     }
 
 
-def render_grafana_dashboard() -> dict:
-    """Live champion (traffic, errors, latency p50/p95, tokens), canary against stable (per bundle), gate history
-    and scheduled-evaluation scores."""
-    panels = [
+def _live_panels() -> list[dict]:
+    """The live champion per bundle: traffic, errors, latency p50/p95, tokens."""
+    return [
         _panel(
             1,
             "Traffic (requests/s) by bundle",
@@ -170,6 +169,12 @@ def render_grafana_dashboard() -> dict:
             12,
             8,
         ),
+    ]
+
+
+def _release_panels() -> list[dict]:
+    """Releases: canary against stable, gate history, scheduled-evaluation scores and health."""
+    return [
         _panel(
             5,
             "Canary against stable: share of traffic per bundle",
@@ -205,6 +210,12 @@ def render_grafana_dashboard() -> dict:
             24,
         ),
     ]
+
+
+def render_grafana_dashboard() -> dict:
+    """Live champion (traffic, errors, latency p50/p95, tokens), canary against stable (per bundle), gate history
+    and scheduled-evaluation scores."""
+    panels = [*_live_panels(), *_release_panels()]
     return {
         "title": "champion",
         "uid": "champion-overview",
