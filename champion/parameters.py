@@ -2,7 +2,7 @@
 type, default, bounds and help text.
 
 The pipeline signatures (``pipelines/promotion.py``, ``pipelines/scheduled_eval.py``), the CLI's
-options and defaults, the local runner, the deploy step's settings and the README's parameter table
+options and defaults, the local runner, the deploy step's settings and the docs' parameter tables (docs/reference/parameters.md, generated)
 are all derived from these models. Unknown names are errors with a suggestion, so a typo never
 silently falls back to a default.
 
@@ -65,7 +65,7 @@ def _transformer_image_default() -> str:
 DEFAULT_REGISTERED_MODEL = "champion-qa"
 REGISTERED_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
-# Groups order the README's table and say which part of the pipeline a parameter steers.
+# Groups order the docs' parameter table and say which part of the pipeline a parameter steers.
 SHADOW_MIN_PAIRS = 20  # the shadow gate's min_examples: fewer pairs can never pass
 
 GROUPS = ("data", "model", "fine-tuning", "generation", "evaluation", "registry", "deployment", "cluster")
@@ -76,7 +76,7 @@ def _param(
 ) -> Any:
     """A parameter: its default, help text, group, the options it has on the local commands
     (``{"run": "data"}`` is ``champion run --data``; elsewhere it is ``--param NAME=VALUE``), and how the
-    README shows a default that depends on where it is compiled."""
+    docs show a default that depends on where it is compiled."""
     extra: dict[str, Any] = {"group": group}
     if cli:
         extra["cli"] = cli
@@ -450,7 +450,9 @@ def parse(model: type[BaseModel], values: dict[str, Any], *, where: str = "param
         return model(**values)
     except ValidationError as exc:
         problems = field_problems(exc, with_input=True, prefix=f"{where} ")
-        raise ConfigError(problems, "see `champion run --help` or the README's parameter table.") from None
+        raise ConfigError(
+            problems, "see `champion run --help` or the parameter reference (docs/reference/parameters.md)."
+        ) from None
 
 
 def kfp_type(annotation: Any) -> type:
@@ -474,7 +476,7 @@ def default(model: type[BaseModel], name: str) -> Any:
 
 
 def _extra(model: type[BaseModel], name: str) -> dict[str, Any]:
-    """What ``_param`` recorded beside the default and help: group, CLI options, how the README shows it."""
+    """What ``_param`` recorded beside the default and help: group, CLI options, how the docs show it."""
     extra = model.model_fields[name].json_schema_extra
     return dict(extra) if isinstance(extra, dict) else {}
 
@@ -490,7 +492,7 @@ def cli_flag(model: type[BaseModel], name: str, command: str) -> str | None:
 
 
 def markdown_table(model: type[BaseModel], command: str) -> str:
-    """The README's table of a pipeline's parameters, in group order, with ``champion <command>``'s options."""
+    """The docs' table of a pipeline's parameters, in group order, with ``champion <command>``'s options."""
     import json
 
     lines = [f"| parameter | type | default | `champion {command}` | what it does |", "|---|---|---|---|---|"]
@@ -508,28 +510,3 @@ def markdown_table(model: type[BaseModel], command: str) -> str:
             f"| `{name}` | {kfp_type(field.annotation).__name__} | {shown} | {cli} | {help_text(model, name)} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def write_readme_tables(readme: "os.PathLike[str] | str") -> bool:
-    """Regenerate the README's parameter tables between their markers; True when something changed."""
-    from pathlib import Path
-
-    path = Path(readme)
-    text = original = path.read_text(encoding="utf-8")
-    for model, command in ((PromotionParameters, "run"), (ScheduledEvalParameters, "monitor")):
-        start, end = f"<!-- parameters:{model.__name__} -->\n", "<!-- /parameters -->"
-        head, found, rest = text.partition(start)
-        if not found:
-            raise ConfigError(
-                f"{path} has no {start.strip()} marker.",
-                f"add the markers {start.strip()} … {end} where the table belongs.",
-            )
-        text = head + start + markdown_table(model, command) + end + rest.partition(end)[2]
-    path.write_text(text, encoding="utf-8")
-    return text != original
-
-
-if __name__ == "__main__":  # python -m champion.parameters README.md
-    import sys
-
-    print("updated" if write_readme_tables(sys.argv[1] if len(sys.argv) > 1 else "README.md") else "up to date")

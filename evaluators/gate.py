@@ -340,12 +340,24 @@ def decide(
     metrics: Mapping[str, MetricInfo] | None = None,
     allow_unpaired: bool = False,
 ) -> Decision:
-    """Decide on one score table (one row per example: ``id``, optional ``tags``, one column per metric).
+    """Decide on one score table: the one engine behind the promotion gate, the monitor and the shadow gate.
 
-    ``champion_table``: the champion's scores on the same examples (paired), or, with ``allow_unpaired``
-    (the monitor, when the evaluation set changed), on other examples: a two-sample comparison, labelled
-    as such. ``metrics``: what each metric is (from the evaluator config); judge-produced metrics vote
-    only when ``judge_reliable``.
+    Args:
+        table: The challenger's scores, one row per example: ``id``, optional ``tags`` (a list of slice
+            names), and one column per metric.
+        policy: The gate policy (``evaluators.policy.load_policy("default")``).
+        champion_table: The champion's scores on the same examples, paired by ``id``; ``None`` on a first
+            run, when only the policy's floors vote.
+        judge_reliable: Whether the judge passed its bias battery; judge-produced metrics vote only then.
+        judge_reasons: Why the judge was excluded, repeated in the checks of the metrics it would have graded.
+        metrics: What each metric is (direction, range, whether the judge produces it), from the evaluator
+            config's ``available_metrics()``; metrics it does not name are looked up in the built-in catalogue.
+        allow_unpaired: Compare with a champion scored on other examples (two-sample, labelled as such);
+            the monitor uses it when the evaluation set changed.
+
+    Returns:
+        The decision: ``gate`` is ``passed`` only if every check passed; each check carries its interval,
+        threshold, verdict and reason.
 
     The checks, in the order the report lists them: the sample (size, unique ids, pairing), each metric over
     the whole set (judge exclusion, values, floor, comparison), each slice, then the comparisons resolved

@@ -49,11 +49,11 @@ class GuardConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    no_refusal: bool = True
-    no_secrets: bool = True
+    no_refusal: bool = Field(True, description="guard_no_refusal: the answer is not a refusal")
+    no_secrets: bool = Field(True, description="guard_no_secrets: no credential (detect-secrets' patterns)")
     banned_substrings: tuple[str, ...] = Field((), description="case-insensitive; an answer containing one fails")
     required_pattern: str = Field("", description="a regular expression every answer must contain a match of")
-    valid_json: bool = False
+    valid_json: bool = Field(False, description="guard_valid_json: the answer parses as JSON")
     max_reading_seconds: float | None = Field(None, gt=0, description="at 200 words per minute")
 
     @field_validator("required_pattern")

@@ -30,16 +30,35 @@ class MetricRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    direction: Literal["higher", "lower"]
-    kind: Literal["continuous", "binary"] = "continuous"  # binary: 0/1 per example, Tango's paired score interval
-    floor: float | None = Field(None, allow_inf_nan=False)
-    margin: float | None = Field(None, ge=0.0, allow_inf_nan=False)
-    margin_relative: float | None = Field(None, gt=0.0, lt=1.0, allow_inf_nan=False)
-    require_superiority: bool = False
-    compare: bool = True  # False: the metric only has a floor and is never compared with the champion
-    # True: the decision cannot be made without this metric's vote; an unreliable judge fails it instead of
-    # excluding it (a judged metric the policy rests on).
-    required: bool = False
+    direction: Literal["higher", "lower"] = Field(description="which way is better; must match the metric")
+    kind: Literal["continuous", "binary"] = Field(
+        "continuous",
+        description="binary: exactly 0/1 per example, compared with Tango's paired score interval; "
+        "continuous: a paired bootstrap of the differences",
+    )
+    floor: float | None = Field(
+        None, allow_inf_nan=False, description="the worst acceptable mean (a ceiling when lower is better)"
+    )
+    margin: float | None = Field(
+        None,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="non-inferiority margin in the metric's units: the interval's bound must clear -margin",
+    )
+    margin_relative: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        allow_inf_nan=False,
+        description="margin as a share of the champion's mean (non-negative amounts: tokens, seconds)",
+    )
+    require_superiority: bool = Field(False, description="the bound must clear 0: the challenger must be better")
+    compare: bool = Field(True, description="false: the metric only has a floor and is never compared")
+    required: bool = Field(
+        False,
+        description="the decision cannot be made without this metric's vote: an unreliable judge fails it "
+        "instead of excluding it",
+    )
 
     @model_validator(mode="after")
     def _one_margin_that_fits_the_kind(self) -> "MetricRule":
@@ -84,13 +103,17 @@ class SliceRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_examples: int = Field(ge=1)
-    metrics: tuple[str, ...] | None = None  # default: every compared metric of the policy
+    min_examples: int = Field(ge=1, description="fewer tagged examples than this fails the slice's check")
+    metrics: tuple[str, ...] | None = Field(
+        None, description="the metrics compared on this slice (default: every compared metric of the policy)"
+    )
     margin: float | None = Field(
-        None, ge=0.0, allow_inf_nan=False
-    )  # overrides the absolute margin of each metric in this slice
-    margin_relative: float | None = Field(None, gt=0.0, lt=1.0, allow_inf_nan=False)
-    floors: dict[str, float] = {}  # per-metric floors that apply to this slice's mean
+        None, ge=0.0, allow_inf_nan=False, description="overrides each metric's absolute margin in this slice"
+    )
+    margin_relative: float | None = Field(
+        None, gt=0.0, lt=1.0, allow_inf_nan=False, description="overrides each metric's margin, relatively"
+    )
+    floors: dict[str, float] = Field({}, description="per-metric floors on this slice's mean")
 
     @model_validator(mode="after")
     def _one_margin(self) -> "SliceRule":
@@ -100,18 +123,24 @@ class SliceRule(BaseModel):
 
 
 class GatePolicy(BaseModel):
+    """A versioned gate policy: how many examples, at what error rate, and how each metric votes."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    version: int = Field(ge=1)
-    min_examples: int = Field(ge=1)
-    primary: str | None = None
-    alpha: float = Field(0.05, gt=0.0, lt=0.5)  # family-wise one-sided error rate of the non-inferiority claims
-    multiplicity: Literal["holm", "bonferroni", "none"] = "holm"
-    seed: int = 0
-    bootstrap_resamples: int = Field(5000, ge=200, le=200_000)
-    metrics: dict[str, MetricRule] = Field(min_length=1)
-    slices: dict[str, SliceRule] = {}
+    name: str = Field(description="the policy's name, recorded with every decision as name@version")
+    version: int = Field(ge=1, description="bump it on every change: decisions record which version decided")
+    min_examples: int = Field(ge=1, description="fewer examples than this fails the gate")
+    primary: str | None = Field(None, description="the metric the reports lead with")
+    alpha: float = Field(
+        0.05, gt=0.0, lt=0.5, description="family-wise one-sided error rate of the non-inferiority claims"
+    )
+    multiplicity: Literal["holm", "bonferroni", "none"] = Field(
+        "holm", description="correction across the comparisons of all metrics and slices"
+    )
+    seed: int = Field(0, description="seed of the bootstrap resamples: the same scores give the same intervals")
+    bootstrap_resamples: int = Field(5000, ge=200, le=200_000, description="resamples per bootstrap interval")
+    metrics: dict[str, MetricRule] = Field(min_length=1, description="how each metric votes, by metric name")
+    slices: dict[str, SliceRule] = Field({}, description="tagged subsets checked on their own, by tag")
 
     @model_validator(mode="after")
     def _names_refer_to_metrics(self) -> "GatePolicy":
@@ -156,7 +185,14 @@ def _did_you_mean(name: str, options) -> str:
 
 
 def load_policy(ref: str) -> GatePolicy:
-    """A packaged policy by name (``default``) or a path to a YAML file."""
+    """Load and validate a gate policy.
+
+    Args:
+        ref: A packaged policy's name (``default``, ``sliced``, ``traffic``) or a YAML file's path.
+
+    Raises:
+        ConfigError: The file is missing, is not YAML, or breaks the schema; the message names the field.
+    """
     return load_versioned_yaml(ref, GatePolicy, POLICIES_DIR, "gate config")
 
 

@@ -11,7 +11,16 @@ from evaluators.base import Evaluator
 
 
 def score_examples(records: Sequence[dict], evaluators: Sequence[Evaluator]) -> list[dict]:
-    """One row per record: its id plus one column per metric."""
+    """Score every record with every evaluator.
+
+    Args:
+        records: One dict per example: ``id``, ``question``, ``reference``, ``output`` (and ``context`` for the
+            metrics that read it).
+        evaluators: Built evaluators (``SemanticSimilarity()``, ``TokenF1()``, or ``build_metrics(config)``).
+
+    Returns:
+        The score table ``decide`` takes: one row per record, its ``id`` plus one column per metric.
+    """
     table = [{"id": r["id"]} for r in records]
     for evaluator in evaluators:
         for row, value in zip(table, evaluator.score(records), strict=True):

@@ -10,7 +10,7 @@ import difflib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 from champion.errors import BackendError
 from prompts import Decoding
@@ -81,7 +81,20 @@ def engine_options(
     return options
 
 
-def get_generator(backend: str, model_path: str | Path, **options) -> Generator:
+def get_generator(backend: str, model_path: str | Path, **options: Any) -> Generator:
+    """A generation backend, imported only when asked for (the CPU image never needs vLLM).
+
+    Args:
+        backend: ``transformers``, ``vllm`` or ``openai`` (an OpenAI-compatible endpoint).
+        model_path: A safetensors folder (as ``fetch_weights`` writes), or for ``openai`` the served model's name.
+        **options: The backend's own settings, e.g. ``batch_size``, or vLLM's engine settings from ``engine_options``.
+
+    Returns:
+        A ``Generator``: ``generate(conversations, decoding)`` gives one ``Generation`` per conversation, in order.
+
+    Raises:
+        BackendError: An unknown backend name (with a suggestion).
+    """
     if backend not in BACKENDS:
         close = difflib.get_close_matches(backend, BACKENDS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""

@@ -1,8 +1,7 @@
 """One typed parameter set per pipeline: the compiled pipelines, the CLI, the local runner, the deploy
-step's settings and the README all come from champion/parameters.py, and unknown names are errors."""
+step's settings and the docs' tables all come from champion/parameters.py, and unknown names are errors."""
 
 import json
-import re
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 
 from champion import parameters as P
 from champion.errors import ConfigError
-from champion.parameters import PromotionParameters, ScheduledEvalParameters, markdown_table, parse
+from champion.parameters import PromotionParameters, ScheduledEvalParameters, parse
 from tests.conftest import REPO
 
 KFP_TYPES = {
@@ -120,17 +119,6 @@ def test_a_shadow_stage_with_its_records_is_accepted():
     values = {"serving_api": "llminferenceservice", "shadow_requests": 20, "request_log_url": "http://sink"}
     params = parse(PromotionParameters, values | {"log_content": True})
     assert params.shadow_requests == 20 and params.shadow_margin == 0.1
-
-
-def test_the_readme_parameter_tables_are_generated_from_the_models():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    for model in (PromotionParameters, ScheduledEvalParameters):
-        block = re.search(rf"<!-- parameters:{model.__name__} -->\n(.*?)<!-- /parameters -->", readme, re.S)
-        assert block, f"README lacks the {model.__name__} table"
-        command = "run" if model is PromotionParameters else "monitor"
-        assert block.group(1) == markdown_table(model, command), (
-            f"regenerate with: python -m champion.parameters README.md ({model.__name__})"
-        )
 
 
 @pytest.mark.parametrize("model, command", [(PromotionParameters, "run"), (ScheduledEvalParameters, "monitor")])

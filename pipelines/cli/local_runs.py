@@ -35,7 +35,7 @@ def run(
     bootstrap: bool = option("allow_bootstrap", flag="--bootstrap"),
     fail_on_reject: bool = typer.Option(False, help="Exit with status 1 when the gate rejects the bundle (for CI)."),
     param: list[str] = typer.Option(
-        [], help="Any other pipeline parameter, NAME=VALUE (repeatable; see the README's parameter table)."
+        [], help="Any other pipeline parameter, NAME=VALUE (repeatable; see docs/reference/parameters.md)."
     ),
     workspace: Path = WORKSPACE_OPTION,
     weights_cache: Optional[Path] = typer.Option(
