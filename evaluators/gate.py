@@ -21,9 +21,10 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, Mapping, Sequence
 
+import numpy as np
 from pydantic import BaseModel, computed_field
 
-from evaluators import catalog
+from evaluators import catalog, sequential
 from evaluators.catalog import MetricInfo
 from evaluators.policy import GatePolicy, MetricRule, load_policy  # noqa: F401  (load_policy: the public entry point)
 from evaluators.stats import (
@@ -78,14 +79,38 @@ class Check(BaseModel):
         return self.status == "excluded"
 
 
+class Look(BaseModel):
+    """Where a sequential decision stands: look ``index`` of ``of``, on ``examples`` of the set's ``total``."""
+
+    index: int
+    of: int
+    examples: int
+    total: int
+
+    @property
+    def last(self) -> bool:
+        return self.index >= self.of
+
+
 class Decision(BaseModel):
-    gate: Literal["passed", "failed"]
+    # "continue" only at a sequential look before the last, when the evidence does not decide yet
+    gate: Literal["passed", "failed", "continue"]
     mode: Literal["paired", "unpaired", "bootstrap"]
     policy: str
     policy_digest: str
     n_examples: int
     multiplicity: str
     checks: list[Check]
+    look: Look | None = None  # sequential policies: the look this decision was taken at
+
+    @property
+    def decided_at(self) -> str:
+        """Where a sequential decision was taken ("decided at look k of K, n of N examples"), or where it stands
+        while the gate continues; empty for a fixed-n decision."""
+        if self.look is None:
+            return ""
+        where = f"look {self.look.index} of {self.look.of}, {self.look.examples} of {self.look.total} examples"
+        return where if self.gate == "continue" else f"decided at {where}"
 
     @property
     def passed(self) -> bool:
@@ -339,6 +364,8 @@ def decide(
     judge_reasons: Sequence[str] = (),
     metrics: Mapping[str, MetricInfo] | None = None,
     allow_unpaired: bool = False,
+    look: Look | None = None,
+    upper_bounds: Mapping[str, float] | None = None,
 ) -> Decision:
     """Decide on one score table: the one engine behind the promotion gate, the monitor and the shadow gate.
 
@@ -354,6 +381,11 @@ def decide(
             config's ``available_metrics()``; metrics it does not name are looked up in the built-in catalogue.
         allow_unpaired: Compare with a champion scored on other examples (two-sample, labelled as such);
             the monitor uses it when the evaluation set changed.
+        look: With a sequential policy, the look these rows are (the first ``look.examples`` of the set's
+            seeded order): the comparisons use anytime-valid confidence sequences, and the gate is ``continue``
+            while they do not decide yet. ``None``: the fixed-n gate on the whole table.
+        upper_bounds: Known upper bounds of unbounded amounts for this run (``completion_tokens``: the
+            bundles' ``max_tokens``), which let a relative cost margin be tested sequentially.
 
     Returns:
         The decision: ``gate`` is ``passed`` only if every check passed; each check carries its interval,
@@ -380,7 +412,11 @@ def decide(
     }
     for tag, slice_rule in policy.slices.items():
         pending += _slice_checks(tag, slice_rule, policy, table, champion_rows, paired, usable, compared, checks)
-    if pending:
+    sequential = look is not None and policy.sequential and paired
+    if pending and sequential:
+        assert look is not None
+        checks += _sequential_comparisons(pending, policy, metrics, upper_bounds, look)
+    elif pending:
         for test in pending:  # the p-value at the margin does not depend on the level: it orders Holm's step-down
             test.p_value = _effect(test, policy, 1.0 - 2.0 * policy.alpha, paired)[0].p_value
         for test, (level, reached) in zip(pending, _levels(pending, policy)):
@@ -394,13 +430,20 @@ def decide(
                 reason="nothing voted: every metric was excluded, or had neither a floor nor a champion to compare with; an unexamined bundle is never promoted",
             )
         )
+    gate: Literal["passed", "failed", "continue"] = "passed" if all(c.passed for c in checks) else "failed"
+    if sequential:
+        assert look is not None
+        checks, gate = _sequential_outcome(checks, look, policy, table, metrics, len(pending))
     return Decision(
-        gate="passed" if all(c.passed for c in checks) else "failed",
+        gate=gate,
+        look=look if sequential else None,
         mode=mode,
         policy=f"{policy.name}@{policy.version}",
         policy_digest=policy.digest,
         n_examples=len(table),
-        multiplicity={
+        multiplicity=f"sequential: Bonferroni over {len(pending)} confidence sequence(s), family-wise α={policy.alpha}, valid at every look"
+        if sequential and policy.multiplicity != "none"
+        else {
             "holm": f"Holm step-down over {len(pending)} comparison(s), family-wise α={policy.alpha}",
             "bonferroni": f"Bonferroni over {len(pending)} comparison(s), family-wise α={policy.alpha}",
             "none": f"no correction: each comparison at α={policy.alpha} (the gate is an intersection-union test)",
@@ -681,3 +724,166 @@ def markdown_report(
             lines.append(f"| {tag} | {len(own)} | {'pass' if all(c.passed for c in own) else '**fail**'} |")
     lines += ["", "## Why", ""] + [f"- {reason}" for reason in decision.reasons]
     return "\n".join(lines) + "\n"
+
+
+# --- The sequential gate: confidence sequences at looks ---------------------------------------------------
+
+
+def _level(policy: GatePolicy, comparisons: int) -> float:
+    """Each confidence sequence's one-sided level: Bonferroni over the comparisons (valid at every look)."""
+    return policy.alpha / max(1, comparisons) if policy.multiplicity != "none" else policy.alpha
+
+
+def _sequential_comparisons(
+    pending: list[_PendingTest],
+    policy: GatePolicy,
+    metrics: Mapping[str, MetricInfo] | None,
+    upper_bounds: Mapping[str, float] | None,
+    look: Look,
+) -> list[Check]:
+    bounds = dict(upper_bounds or {})
+    level = _level(policy, len(pending))
+    return [
+        _sequential_check(
+            test,
+            dict(metrics or {}).get(test.metric) or catalog.info(test.metric),
+            bounds.get(test.metric),
+            policy,
+            level,
+            look,
+        )
+        for test in pending
+    ]
+
+
+def _sequential_outcome(
+    checks: list[Check],
+    look: Look,
+    policy: GatePolicy,
+    table: Sequence[dict],
+    metrics: Mapping[str, MetricInfo] | None,
+    comparisons: int,
+) -> tuple[list[Check], Literal["passed", "failed", "continue"]]:
+    """The checks as they stand at this look, and whether the gate stops (passed, failed) or continues."""
+    infos = {m: dict(metrics or {}).get(m) or catalog.info(m) for m in policy.metrics}
+    checks = [_at_look(check, look, policy, table, infos, _level(policy, comparisons)) for check in checks]
+    return checks, _sequential_gate(checks, look)
+
+
+def _sequential_check(
+    test: _PendingTest, info: MetricInfo | None, upper: float | None, policy: GatePolicy, level: float, look: Look
+) -> Check:
+    """One comparison at a look, by a confidence sequence where the metric's range is known; a metric with no
+    known range is compared once, on the whole set, by the fixed-n interval at the same level."""
+    sign = 1.0 if test.rule.direction == "higher" else -1.0
+    challenger, champion = np.asarray(test.challenger) * sign, np.asarray(test.champion) * sign
+    finite_range = info is not None and math.isfinite(info.high) and math.isfinite(info.low)
+    if test.relative and test.rule.direction == "lower" and (upper is not None or finite_range):
+        bound = upper if upper is not None else info.high  # type: ignore[union-attr]
+        effect = sequential.relative_cost(
+            -challenger, -champion, upper=bound, margin_relative=test.margin_relative or 0.0, alpha=level
+        )
+        scale, threshold, shown = "contrast", 0.0, f"(1 + {test.margin_relative:.0%}) x champion - challenger"
+    elif not test.relative and (finite_range or test.rule.kind == "binary"):
+        width = 1.0 if test.rule.kind == "binary" else info.high - info.low  # type: ignore[union-attr]
+        margin = 0.0 if test.superiority else (test.margin or 0.0)
+        effect = sequential.paired_difference(challenger, champion, width=width, margin=margin, alpha=level)
+        scale, threshold, shown = "difference", -margin, "difference"
+    elif look.last:  # no known range: decided once, on the whole set, like the fixed-n gate
+        return _comparison_check(test, policy, level, True, True)
+    else:
+        return Check(
+            metric=test.metric,
+            slice=test.slice,
+            test="superiority" if test.superiority else "non-inferiority",
+            status="inconclusive",
+            level=level,
+            direction=test.rule.direction,
+            votes=True,
+            method="fixed-n at the last look",
+            reason=f"{_where(test.metric, test.slice)}: no known range, so it cannot be tested before the whole set "
+            "is scored (fixed-n at the last look)",
+        )
+    low, high = sorted(
+        (effect.low * (1 if scale == "contrast" else sign), effect.high * (1 if scale == "contrast" else sign))
+    )
+    estimate = effect.estimate * (1 if scale == "contrast" else sign)
+    verdict = {
+        "non-inferior": ("pass", "superior" if test.superiority else "non-inferior: the sequence clears the margin"),
+        "worse": ("fail", "worse than the champion beyond the margin (the whole sequence lies past it)"),
+        "undecided": ("inconclusive", "undecided: the confidence sequence still straddles the margin"),
+    }[effect.verdict]
+    return Check(
+        metric=test.metric,
+        slice=test.slice,
+        test="superiority" if test.superiority else "non-inferiority",
+        status=verdict[0],
+        value=_mean(test.challenger),
+        champion=_mean(test.champion),
+        difference=estimate,
+        ci_low=low,
+        ci_high=high,
+        confidence=1.0 - 2.0 * level,
+        threshold=threshold * (1 if scale == "contrast" else sign),
+        scale="difference",
+        method=effect.method,
+        level=level,
+        direction=test.rule.direction,
+        votes=True,
+        reason=f"{_where(test.metric, test.slice)}: challenger {_mean(test.challenger):.3f} vs champion "
+        f"{_mean(test.champion):.3f}, {shown} {estimate:+.3f} [{low:+.3f}, {high:+.3f}] after {effect.n} examples "
+        f"(anytime-valid at level {level:.4f}): {verdict[1]}",
+    )
+
+
+def _at_look(
+    check: Check,
+    look: Look,
+    policy: GatePolicy,
+    table: Sequence[dict],
+    infos: Mapping[str, MetricInfo | None],
+    level: float,
+) -> Check:
+    """What a fixed-n check means before the last look: too few examples so far is not yet a failure, and a
+    floor missed by the mean so far fails only once the mean's confidence sequence lies wholly past it (more
+    examples may still lift it); data problems fail at once."""
+    if look.last or check.status != "fail":
+        return check
+    if check.test == "min_examples" and look.total >= policy.min_examples:
+        return check.model_copy(update={"status": "inconclusive", "reason": check.reason + " so far"})
+    if check.test != "floor" or check.threshold is None:
+        return check
+    info = infos.get(check.metric)
+    rows = _rows_with_tag(table, check.slice) if check.slice else table
+    if info is not None and math.isfinite(info.low) and math.isfinite(info.high):
+        sign = 1.0 if check.direction == "higher" else -1.0
+        ends = sorted((sign * info.low, sign * info.high))
+        values = np.array([sign * _number(r[check.metric]) for r in rows])
+        effect = sequential.mean_against(
+            values, sign * check.threshold, sequential.Range(*ends), level, "betting confidence sequence (mean)"
+        )
+        if effect.verdict == "worse":
+            low, high = sorted((sign * effect.low, sign * effect.high))
+            return check.model_copy(
+                update={
+                    "ci_low": low,
+                    "ci_high": high,
+                    "level": level,
+                    "method": effect.method,
+                    "reason": check.reason + f": the mean's confidence sequence [{low:.3f}, {high:.3f}] lies wholly "
+                    f"past it after {effect.n} examples (anytime-valid at level {level:.4f})",
+                }
+            )
+    return check.model_copy(
+        update={"status": "inconclusive", "reason": check.reason + " so far (the floor is checked when the gate stops)"}
+    )
+
+
+def _sequential_gate(checks: list[Check], look: Look) -> Literal["passed", "failed", "continue"]:
+    """Stop with a rejection as soon as anything fails, with a pass once every check passes; otherwise look
+    again, and at the last look an undecided check is inconclusive, which fails."""
+    if any(c.status == "fail" for c in checks):
+        return "failed"
+    if all(c.passed for c in checks):
+        return "passed"
+    return "failed" if look.last else "continue"

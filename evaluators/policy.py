@@ -12,7 +12,7 @@ import difflib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from champion.config import load_versioned_yaml
 from champion.digests import sha256_json
@@ -141,6 +141,26 @@ class GatePolicy(BaseModel):
     bootstrap_resamples: int = Field(5000, ge=200, le=200_000, description="resamples per bootstrap interval")
     metrics: dict[str, MetricRule] = Field(min_length=1, description="how each metric votes, by metric name")
     slices: dict[str, SliceRule] = Field({}, description="tagged subsets checked on their own, by tag")
+    sequential: bool = Field(
+        False,
+        description="decide at looks with anytime-valid confidence sequences: stop as soon as the evidence "
+        "decides, with the error still at most alpha (docs: the gate's statistics)",
+    )
+    looks: tuple[float, ...] = Field(
+        (0.25, 0.5, 0.75, 1.0), description="sequential: the shares of the set after which the gate looks"
+    )
+    look_size: int | None = Field(
+        None, ge=1, description="sequential: look after every N examples instead of at the shares in looks"
+    )
+
+    @field_validator("looks")
+    @classmethod
+    def _looks_end_at_the_whole_set(cls, looks: tuple[float, ...]) -> tuple[float, ...]:
+        if not looks or list(looks) != sorted(set(looks)) or looks[0] <= 0 or looks[-1] != 1.0:
+            raise ValueError(
+                "looks must be increasing shares of the set in (0, 1], ending at 1.0, e.g. [0.25, 0.5, 1.0]"
+            )
+        return looks
 
     @model_validator(mode="after")
     def _names_refer_to_metrics(self) -> "GatePolicy":
@@ -176,7 +196,11 @@ class GatePolicy(BaseModel):
 
     @property
     def digest(self) -> str:
-        return sha256_json(self.model_dump(mode="json"))
+        shape = self.model_dump(mode="json")
+        if not self.sequential:  # a fixed-n policy keeps the digest it had before looks existed
+            for key in ("sequential", "looks", "look_size"):
+                shape.pop(key)
+        return sha256_json(shape)
 
 
 def _did_you_mean(name: str, options) -> str:
@@ -275,17 +299,29 @@ def policy_problems(policy: GatePolicy, available: dict[str, MetricInfo]) -> lis
     return problems
 
 
+SEQUENTIAL_NOT_IN_PIPELINES = Problem(
+    "sequential",
+    "the pipelines do not evaluate in looks yet: `champion run` scores the whole set and would decide it as one "
+    "fixed-n gate, which is not what this policy asks for.",
+    "set sequential: false to run it in the pipeline, or decide in looks from Python with "
+    "evaluators.gate.decide(..., look=Look(...)); `champion plan` shows what the looks would need.",
+)
+
+
 def policy_warnings(policy: GatePolicy) -> list[str]:
+    warnings = []
     if not any(rule.floor is not None for rule in policy.metrics.values()):
-        return [
+        warnings.append(
             "no metric has a floor: without a champion (the first run) nothing votes, so no bundle can be promoted until one is seeded."
-        ]
-    return []
+        )
+    if policy.sequential:
+        warnings.append(f"{SEQUENTIAL_NOT_IN_PIPELINES.problem} {SEQUENTIAL_NOT_IN_PIPELINES.fix}")
+    return warnings
 
 
 def check_against(policy: GatePolicy, available: dict[str, MetricInfo], policy_ref: str = "") -> None:
     """Raise one ConfigError listing every problem (before any model loads)."""
-    problems = policy_problems(policy, available)
+    problems = policy_problems(policy, available) + ([SEQUENTIAL_NOT_IN_PIPELINES] if policy.sequential else [])
     if policy_ref.lstrip().startswith("{"):  # a policy pinned as JSON: name it, not its content
         policy_ref = f"{policy.name}@{policy.version}"
     if problems:

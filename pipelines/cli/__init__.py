@@ -10,13 +10,14 @@ champion lint / champion lock          check prompts against prompts/prompts.loc
 champion sync-prompts                  register every prompt version in MLflow's prompt registry
 champion monitor                       the scheduled evaluation of the live champion, locally
 champion upload / schedule / trigger   Kubeflow: upload pipelines, schedule evaluation, CI runs on prompt changes
+champion plan                          the examples a policy's margins need, fixed-n and with sequential looks
 
 Commands raise ``ChampionError``; ``pipelines.cli.app.ChampionGroup`` reports it once for all of them.
 A command imports what it runs (kfp, MLflow, the steps, the serving stack) inside its body: that keeps
 ``champion --help`` and a mistyped option at 0.4 s instead of 3 s.
 """
 
-from pipelines.cli import cluster, local_runs, prompt_files, serving
+from pipelines.cli import cluster, local_runs, policy, prompt_files, serving
 from pipelines.cli.app import app
 from pipelines.cli.labels import labels_app
 from pipelines.cli.policy import policy_app
@@ -33,6 +34,7 @@ app.command()(local_runs.monitor)
 app.command()(cluster.upload)
 app.command()(cluster.schedule)
 app.command()(cluster.trigger)
+app.command()(policy.plan)
 app.add_typer(labels_app, name="labels")
 app.add_typer(policy_app, name="policy")
 

@@ -1,0 +1,202 @@
+"""Anytime-valid statistics for the sequential gate, and the sample sizes a policy needs.
+
+A confidence sequence covers the true mean at every sample size at once, so the gate may look after every
+block of examples and stop as soon as a sequence clears, with its error still at most the level. Each
+sequence here is the *hedged capital* betting construction of Waudby-Smith & Ramdas, "Estimating means of
+bounded random variables by betting" (JRSS-B 2024): for a value m of the mean of X in [0, 1], the capital
+
+    K_t(m) = prod_{i<=t} (1 + lambda_i (X_i - m))
+
+is a nonnegative martingale when the mean is m, so by Ville's inequality it reaches 1/alpha with
+probability at most alpha, ever. The bets lambda_i are *predictable* (they use X_1..X_{i-1} only): the
+predictable plug-in lambda_i = sqrt(2 log(1/alpha) / (sigma2_{i-1} i log(1 + i))), truncated at c/m (or
+c/(1-m) for the other side) so that the capital stays positive. m is excluded from below (the mean is above
+m) once K_t(m) has reached 1/alpha at some t <= now: that is the running intersection, so the bounds only
+ever tighten. Each side is a one-sided test at ``alpha``; the pair is a two-sided (1 - 2 alpha) sequence,
+the same convention as the fixed-n gate's intervals.
+
+The sequences need a known range: a paired difference of a metric in [lo, hi] lies in [-(hi-lo), hi-lo];
+a relative cost margin needs an upper bound of the amount (completion tokens <= max_tokens). Metrics with
+no bound are not tested sequentially (the gate then decides them on the whole set, once).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+TRUNCATION = 0.5  # c in lambda <= c/m: half the largest bet that keeps the capital positive (WSR's default)
+GRID = 2001  # values of the mean at which the bounds are located (the decision itself is tested exactly)
+
+SequentialVerdict = Literal["non-inferior", "worse", "undecided"]
+
+
+def predictable_bets(x: np.ndarray, alpha: float) -> np.ndarray:
+    """The predictable plug-in bets for observations in [0, 1] (last axis is time), before truncation."""
+    t = np.arange(1, x.shape[-1] + 1, dtype=float)
+    mean = (0.5 + np.cumsum(x, axis=-1)) / (t + 1.0)  # a prior observation at 1/2, as in WSR
+    variance = (0.25 + np.cumsum((x - mean) ** 2, axis=-1)) / (t + 1.0)
+    previous = np.concatenate([np.full(x.shape[:-1] + (1,), 0.25), variance[..., :-1]], axis=-1)
+    return np.sqrt(2.0 * math.log(1.0 / alpha) / (previous * t * np.log1p(t)))
+
+
+def _log_capital(x: np.ndarray, m: np.ndarray | float, bets: np.ndarray, side: int) -> np.ndarray:
+    """log K_t(m) over time (last axis), betting that the mean is above m (side=+1) or below it (side=-1)."""
+    m = np.asarray(m, dtype=float)[..., None] if np.ndim(m) else float(m)
+    limit = TRUNCATION / (m if side > 0 else 1.0 - m)
+    lam = np.minimum(bets, limit)
+    return np.cumsum(np.log1p(side * lam * (x - m)), axis=-1)
+
+
+def rejects(x: np.ndarray, m: float, alpha: float, side: int) -> np.ndarray:
+    """Whether the sequence has excluded m by now: True where the mean is shown above m (side=+1) or below it
+    (side=-1) at level alpha. Works on one sample (1-d) or many at once (reps x time), at every time."""
+    if not 0.0 < m < 1.0:  # a value at the range's edge can never be excluded from its own side
+        return np.zeros(x.shape, dtype=bool)
+    reached = _log_capital(x, m, predictable_bets(x, alpha), side) >= math.log(1.0 / alpha)
+    return np.logical_or.accumulate(reached, axis=-1)
+
+
+def bounds(x: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The running-intersection confidence sequence for the mean of x in [0, 1], after the last observation."""
+    grid = np.linspace(0.0, 1.0, GRID)[1:-1]
+    bets = predictable_bets(x, alpha)
+    threshold = math.log(1.0 / alpha)
+    above = (_log_capital(x, grid, bets, +1) >= threshold).any(axis=-1)  # the mean is above these m
+    below = (_log_capital(x, grid, bets, -1) >= threshold).any(axis=-1)
+    low = float(grid[above].max()) if above.any() else 0.0
+    high = float(grid[below].min()) if below.any() else 1.0
+    return low, max(low, high)
+
+
+@dataclass(frozen=True)
+class SequentialEffect:
+    """A paired comparison (or a mean against a floor) after the examples seen so far, in the metric's units."""
+
+    estimate: float
+    low: float
+    high: float
+    verdict: SequentialVerdict
+    n: int
+    level: float
+    method: str
+
+
+@dataclass(frozen=True)
+class Range:
+    """Where the tested quantity lies: [low, high]. The sequences map it onto [0, 1]."""
+
+    low: float
+    high: float
+
+    def scale(self, values: np.ndarray) -> np.ndarray:
+        return np.clip((values - self.low) / (self.high - self.low), 0.0, 1.0)
+
+    def unscale(self, value: float) -> float:
+        return self.low + value * (self.high - self.low)
+
+
+def mean_against(
+    values: np.ndarray, boundary: float, value_range: Range, alpha: float, method: str
+) -> SequentialEffect:
+    """Is the mean of ``values`` above ``boundary`` ("non-inferior"), below it ("worse"), or not yet known?"""
+    x = value_range.scale(np.asarray(values, dtype=float))
+    m = (boundary - value_range.low) / (value_range.high - value_range.low)
+    above, below = rejects(x, m, alpha, +1)[-1], rejects(x, m, alpha, -1)[-1]
+    low, high = bounds(x, alpha)
+    verdict: SequentialVerdict = "non-inferior" if above else "worse" if below else "undecided"
+    return SequentialEffect(
+        estimate=float(np.mean(values)),
+        low=value_range.unscale(low),
+        high=value_range.unscale(high),
+        verdict=verdict,
+        n=len(values),
+        level=alpha,
+        method=method,
+    )
+
+
+def paired_difference(
+    challenger: np.ndarray, champion: np.ndarray, *, width: float, margin: float, alpha: float
+) -> SequentialEffect:
+    """Mean of the oriented per-example differences (positive = challenger better), each within [-width, width],
+    against the non-inferiority boundary -margin."""
+    differences = np.asarray(challenger, dtype=float) - np.asarray(champion, dtype=float)
+    return mean_against(differences, -margin, Range(-width, width), alpha, "betting confidence sequence (paired)")
+
+
+def relative_cost(
+    challenger: np.ndarray, champion: np.ndarray, *, upper: float, margin_relative: float, alpha: float
+) -> SequentialEffect:
+    """A lower-is-better amount in [0, upper] (tokens, seconds): non-inferior when mean(challenger) <=
+    (1 + r) mean(champion), i.e. when the mean of (1 + r) champion - challenger is above 0. The reported
+    estimate and bounds are of that contrast, in the amount's units."""
+    contrast = (1.0 + margin_relative) * np.asarray(champion, dtype=float) - np.asarray(challenger, dtype=float)
+    value_range = Range(-upper, (1.0 + margin_relative) * upper)
+    return mean_against(contrast, 0.0, value_range, alpha, "betting confidence sequence (relative margin)")
+
+
+# --- Planning: how many examples a margin needs ------------------------------------------------------------
+
+
+def fixed_n_required(sd: float, margin: float, alpha: float, power: float, effect: float = 0.0) -> int:
+    """Examples a fixed-n paired non-inferiority test needs: n = ((z_{1-alpha} + z_{power}) sd / (effect +
+    margin))^2, the normal approximation for a paired mean with known spread (``effect`` is the true
+    difference the plan assumes, 0 = as good as the champion). The fixed-n gate's "about N examples would
+    settle it" is this formula at power 1/2 with the observed spread."""
+    if effect + margin <= 0:
+        raise ValueError("a challenger worse than the margin cannot be shown non-inferior at any sample size")
+    if sd <= 0:
+        return 1
+    z = scipy_stats.norm.ppf(1.0 - alpha) + scipy_stats.norm.ppf(power)
+    return max(1, math.ceil((z * sd / (effect + margin)) ** 2))
+
+
+def looks_at(total: int, fractions: tuple[float, ...] = (), every: int | None = None) -> list[int]:
+    """The cumulative example counts at which the gate looks: fractions of the set, or every N examples."""
+    if every:
+        counts = list(range(every, total, every)) + [total]
+    else:
+        counts = [max(1, math.ceil(total * fraction)) for fraction in fractions]
+    return sorted(set(min(total, count) for count in counts))
+
+
+@dataclass(frozen=True)
+class SequentialPlan:
+    power: float
+    expected_examples: float
+    looks: list[int]
+
+
+def simulate_plan(
+    sd: float,
+    *,
+    width: float,
+    margin: float,
+    alpha: float,
+    looks: list[int],
+    effect: float = 0.0,
+    reps: int = 2000,
+    seed: int = 0,
+) -> SequentialPlan:
+    """Power and expected examples of the sequential test at these looks, for paired differences drawn from a
+    normal with this effect and spread, clipped to their range (a seeded Monte-Carlo estimate)."""
+    rng = np.random.default_rng(seed)
+    total = looks[-1]
+    differences = np.clip(rng.normal(effect, sd, size=(reps, total)), -width, width)
+    x = Range(-width, width).scale(differences)
+    m = (width - margin) / (2 * width)
+    above, below = rejects(x, m, alpha, +1), rejects(x, m, alpha, -1)
+    stop = np.full(reps, total)
+    passed = np.zeros(reps, dtype=bool)
+    decided = np.zeros(reps, dtype=bool)
+    for count in looks:
+        now = ~decided & (above[:, count - 1] | below[:, count - 1])
+        stop[now] = count
+        passed[now] = above[now, count - 1]
+        decided |= now
+    return SequentialPlan(power=float(passed.mean()), expected_examples=float(stop.mean()), looks=looks)
