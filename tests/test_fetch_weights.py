@@ -150,3 +150,15 @@ def test_unsupported_file_and_folder_without_config(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelSourceError, match="no config.json"):
         fetch_weights(str(tmp_path / "empty"), tmp_path / "out")
+
+
+def test_a_cache_under_a_dot_cache_folder_works_and_the_models_own_dot_cache_is_skipped(small_folder, tmp_path):
+    """The default weights cache is ~/.cache/champion/weights: a `.cache` folder in the path above the model must
+    not hide its files; only a `.cache/` inside the model folder (a Hugging Face download's) is skipped."""
+    under_cache = tmp_path / ".cache" / "champion" / "models" / "tiny"
+    shutil.copytree(small_folder, under_cache)
+    (under_cache / ".cache").mkdir()
+    (under_cache / ".cache" / "download.lock").write_text("huggingface_hub's own bookkeeping")
+    fetched = fetch_weights(str(under_cache), tmp_path / ".cache" / "out", cache_dir=tmp_path / ".cache" / "weights")
+    manifest = json.loads((fetched.path / MANIFEST_NAME).read_text())["files"]
+    assert set(manifest) == {"config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"}
