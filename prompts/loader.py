@@ -6,6 +6,7 @@ name fails before any GPU time is spent instead of silently producing an empty p
 
 from __future__ import annotations
 
+import contextvars
 import re
 from functools import cached_property
 from pathlib import Path
@@ -27,7 +28,60 @@ PROMPTS_DIR = Path(__file__).resolve().parent
 JUDGES_DIR = PROMPTS_DIR / "judges"
 _VERSION_FILE = re.compile(r"^v(\d+)\.ya?ml$")
 
-_SANDBOX = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+# A template is code run on every request: besides the sandbox's rules it gets bounded work. A prompt that
+# renders more than MAX_RENDERED characters, loops more than MAX_ITERATIONS times, or builds a huge string in one
+# expression is refused (at load, by the trial render, and at every render) instead of exhausting memory or CPU.
+MAX_RENDERED = 200_000  # characters per message: far beyond any model's context
+MAX_ITERATIONS = 100_000  # range() elements per render, across nested loops
+_range_budget: contextvars.ContextVar[int] = contextvars.ContextVar("range_budget", default=MAX_ITERATIONS)
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
+            raise jinja2.exceptions.SecurityError(f"an exponent of {right} is refused (at most 64)")
+        if operator == "*":
+            for sequence, count in ((left, right), (right, left)):
+                if isinstance(sequence, (str, list, tuple)) and isinstance(count, int):
+                    if len(sequence) * count > MAX_RENDERED:
+                        raise jinja2.exceptions.SecurityError(
+                            f"repeating a value {count} times would build more than {MAX_RENDERED} characters"
+                        )
+        return super().call_binop(context, operator, left, right)
+
+
+def _bounded_range(*args: int) -> range:
+    values = range(*args)
+    left = _range_budget.get()
+    if len(values) > left:
+        raise jinja2.exceptions.SecurityError(f"the template loops more than {MAX_ITERATIONS} times in one render")
+    _range_budget.set(left - len(values))
+    return values
+
+
+_SANDBOX = _BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
+_SANDBOX.globals["range"] = _bounded_range
+
+
+def _render_bounded(source: str, values: dict[str, str]) -> str:
+    """Render one message within the bounds; errors beyond Jinja2's own (recursion, overflow) become SecurityError."""
+    token = _range_budget.set(MAX_ITERATIONS)
+    try:
+        parts, size = [], 0
+        for chunk in _SANDBOX.from_string(source).generate(**values):
+            size += len(chunk)
+            if size > MAX_RENDERED:
+                raise jinja2.exceptions.SecurityError(f"the message renders to more than {MAX_RENDERED} characters")
+            parts.append(chunk)
+        return "".join(parts)
+    except RecursionError as exc:
+        raise jinja2.exceptions.SecurityError("the template recurses without end (a macro calling itself)") from exc
+    except (OverflowError, MemoryError) as exc:
+        raise jinja2.exceptions.SecurityError(f"the template asks for too much: {exc}") from exc
+    finally:
+        _range_budget.reset(token)
 LOCK_NAME = "prompts.lock"
 
 # What a served bundle receives from its clients (serving/transformer.py maps the user's message onto
@@ -100,7 +154,7 @@ class PromptTemplate(BaseModel):
         # render refuses it here, at load, instead of at the first served request.
         for message in self.messages:
             try:
-                _SANDBOX.from_string(message.content).render(**{name: "x" for name in declared})
+                _render_bounded(message.content, {name: "x" for name in declared})
             except jinja2.exceptions.SecurityError as exc:
                 raise ValueError(
                     f"a {message.role} message tried an unsafe operation ({exc}); templates may only use variables and filters"
@@ -129,11 +183,11 @@ class PromptTemplate(BaseModel):
         rendered = []
         for message in self.messages:
             try:
-                content = _SANDBOX.from_string(message.content).render(**values)
+                content = _render_bounded(message.content, values)
             except jinja2.exceptions.SecurityError as exc:
                 raise PromptError(
                     f"prompt {self.name} v{self.version} tried an unsafe operation: {exc}.",
-                    "templates may only use variables and filters, not Python attributes.",
+                    "templates may only use variables and filters, not Python attributes, with bounded loops and output.",
                 ) from exc
             except jinja2.UndefinedError as exc:
                 raise PromptError(

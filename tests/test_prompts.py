@@ -76,3 +76,56 @@ def test_invalid_yaml(tmp_path):
     path.write_text("name: [unclosed\n")
     with pytest.raises(PromptError, match="not valid YAML"):
         load_prompt(str(path))
+
+
+HOSTILE_TEMPLATES = {
+    "recursion": ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }} {{ question }}", "recurses without end"),
+    "huge loop": ("{% for i in range(10**9) %}x{% endfor %} {{ question }}", "loops more than"),
+    "nested loops": (
+        "{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}{{ question }}",
+        "loops more than",
+    ),
+    "huge string": ("{{ 'x' * 10**9 }} {{ question }}", "would build more than"),
+    "huge output": ("{% for i in range(90000) %}xxxxx{% endfor %}{{ question }}", "renders to more than"),
+}
+
+
+def _hostile_prompt(folder, body: str):
+    import yaml
+
+    (folder / "hostile").mkdir(parents=True, exist_ok=True)
+    path = folder / "hostile" / "v1.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "hostile",
+                "version": 1,
+                "variables": ["question"],
+                "messages": [{"role": "user", "content": body}],
+                "decoding": {"temperature": 0.0, "top_p": 1.0, "max_tokens": 8, "seed": 0},
+            }
+        )
+    )
+    return path
+
+
+@pytest.mark.parametrize("body, reason", HOSTILE_TEMPLATES.values(), ids=HOSTILE_TEMPLATES.keys())
+def test_templates_that_would_exhaust_memory_or_cpu_are_refused_at_load(body, reason, tmp_path):
+    with pytest.raises(PromptError, match=reason):
+        load_prompt(str(_hostile_prompt(tmp_path, body)))
+
+
+@pytest.mark.parametrize("body, reason", HOSTILE_TEMPLATES.values(), ids=HOSTILE_TEMPLATES.keys())
+def test_champion_lint_reports_a_hostile_template_without_a_traceback(body, reason, tmp_path):
+    import subprocess
+    import sys
+
+    _hostile_prompt(tmp_path, body)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "lint", "--prompts-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and reason in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
