@@ -6,12 +6,15 @@ shipped calibration set every run; the gate counts its grades only if it passed.
 """
 
 import math
+import shutil
 import tempfile
+import weakref
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from champion.cache import ExampleCache
 from champion.errors import ConfigError, DataError
-from champion.weights import fetch_weights
+from champion.weights import default_cache_dir, fetch_weights
 from evaluators import aggregate, catalog, score_examples
 from evaluators.config import EvaluatorConfig, JudgeConfig, Reliability, build_metrics
 from evaluators.judge import Judge, Sampling, preference
@@ -42,13 +45,16 @@ def build_judge(config: JudgeConfig, weights_cache: str = "", cache: ExampleCach
             api_key_env=config.api_key_env,
         )
     else:
-        weights = fetch_weights(
-            config.model, tempfile.mkdtemp(prefix="judge-weights-"), cache_dir=weights_cache or None
-        )
+        # The judge's files are placed (hard links from the cache) in a folder of its own under the weights
+        # cache, never in the system's temp directory, and removed with the judge or when the process ends.
+        staging = (Path(weights_cache) if weights_cache else default_cache_dir()) / "judges"
+        staging.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="judge-weights-", dir=staging))
+        weights = fetch_weights(config.model, folder, cache_dir=weights_cache or None)
         generator = cached_generator(
             config.backend, str(weights.path), cache, {"model_digest": weights.digest}, batch_size=0
         )
-    return Judge(
+    judge = Judge(
         generator,
         load_rubric(config.pointwise_rubric),
         load_rubric(config.pairwise_rubric),
@@ -56,6 +62,9 @@ def build_judge(config: JudgeConfig, weights_cache: str = "", cache: ExampleCach
         sampling=Sampling(config.samples, config.temperature, config.min_sample_agreement),
         reference_free=load_rubric(config.reference_free_rubric),
     )
+    if config.backend != "openai":
+        weakref.finalize(judge, shutil.rmtree, folder, True)
+    return judge
 
 
 def evaluate_generations(

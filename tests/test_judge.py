@@ -440,3 +440,25 @@ def test_too_few_probes_cannot_earn_a_vote(tmp_path):
     assert not report.reliable
     assert all(not f.measured and not f.passed for f in report.families)
     assert any(reason.startswith("tone: not measured: 6 probes") for reason in report.reasons)
+
+
+def test_the_local_judge_keeps_its_files_under_the_weights_cache_and_removes_them(weights_cache, tmp_path):
+    """Every judge build used to leave a judge-weights-* folder in the system temp directory."""
+    import gc
+    import tempfile
+    from pathlib import Path
+
+    from evaluators.config import JudgeConfig
+    from evaluators.evaluate import build_judge
+
+    def in_temp():
+        return set(Path(tempfile.gettempdir()).glob("judge-weights-*"))
+
+    before = in_temp()
+    judge = build_judge(JudgeConfig(model="smollm2"), weights_cache=str(weights_cache))
+    [folder] = list((weights_cache / "judges").glob("judge-weights-*"))
+    assert (folder / "config.json").exists()
+    del judge
+    gc.collect()
+    assert not folder.exists()
+    assert in_temp() == before

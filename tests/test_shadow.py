@@ -229,6 +229,28 @@ def test_replay_of_a_log_without_content_says_how_to_capture_it(tmp_path):
     assert result.returncode == 2 and "--log-content" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "arguments, named",
+    [
+        (["missing.jsonl"], "does not exist"),
+        (["requests.jsonl", "--limit", "-3"], "--limit"),
+        (["requests.jsonl", "--margin", "5"], "--margin"),
+        (["requests.jsonl", "--margin", "-0.5"], "--margin"),
+        (["requests.jsonl", "--min-examples", "0"], "--min-examples"),
+    ],
+)
+def test_replay_refuses_bad_arguments_up_front_without_a_traceback(arguments, named, tmp_path):
+    (tmp_path / "requests.jsonl").write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "replay", *arguments, "--bundle", CANDIDATE.id],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and named in result.stderr and "Traceback" not in result.stderr
+
+
 def test_records_sent_as_cloudevents_land_in_the_same_jsonl_format(tmp_path):
     """A cluster's transformers post to CHAMPION_REQUEST_LOG_URL; the sink writes what champion serve writes."""
     from serving.log_sink import RequestLogSink

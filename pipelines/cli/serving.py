@@ -169,23 +169,30 @@ def manifests(
 
 
 def replay(
-    log: Path = typer.Argument(..., help="A request log with content (`champion serve --log-content`)."),
+    log: Path = typer.Argument(
+        ...,
+        exists=True,
+        dir_okay=False,
+        readable=True,
+        help="A request log with content (`champion serve --log-content`).",
+    ),
     bundle: str = typer.Option(..., help="The candidate's bundle id (or a prefix): the server at --url must serve it."),
     url: str = typer.Option("http://127.0.0.1:8080", help="Where the candidate is served (`champion serve --bundle`)."),
     evaluator_config: str = typer.Option("default", help="Evaluator config whose judge compares the pairs."),
     limit: int = typer.Option(
-        0, help="Replay at most this many distinct logged questions (0: all), sampled with a seed."
+        0, min=0, help="Replay at most this many distinct logged questions (0: all), sampled with a seed."
     ),
     margin: float = typer.Option(
-        0.1, help="Non-inferiority margin on the judge's preference (candidate - live, in [-1, 1])."
+        0.1, min=0.0, max=1.0, help="Non-inferiority margin on the judge's preference (candidate - live, in [-1, 1])."
     ),
-    min_examples: int = typer.Option(20, help="Fewer replayed pairs than this: not promoted."),
+    min_examples: int = typer.Option(20, min=1, help="Fewer replayed pairs than this: not promoted."),
     workspace: Path = WORKSPACE_OPTION,
     output: Optional[Path] = typer.Option(None, help="Where to write the shadow decision (JSON)."),
 ) -> None:
     """The shadow gate locally: replay logged requests to a candidate, judge each answer against the logged live
     one (reference-free, both orders), and decide with the gate's engine. Exit 0 passed, 1 not passed."""
     import json
+    import os
 
     from champion.cache import ExampleCache
     from evaluators.config import load_evaluator_config
@@ -204,7 +211,9 @@ def replay(
         raise ConfigError(f"evaluator config {evaluator_config!r} has no judge.", "use one with a 'judge' section.")
     pairs = replay_requests(records, url, expected_bundle=bundle)
     cache = ExampleCache(workspace / "cache" / "examples")
-    judge = build_judge(config.judge, cache=cache)
+    # The judge's weights live in the workspace too (unless CHAMPION_WEIGHTS_CACHE says otherwise), like a run's.
+    weights_cache = os.environ.get("CHAMPION_WEIGHTS_CACHE") or str(workspace / "cache" / "weights")
+    judge = build_judge(config.judge, weights_cache=weights_cache, cache=cache)
     decision = shadow_gate(
         pairs, judge, judge_reliability(config, judge=judge), margin=margin, min_examples=min_examples
     )
