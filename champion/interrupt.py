@@ -31,13 +31,21 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 class Interrupted(ChampionError):
     """The command received SIGINT or SIGTERM; everything it started was stopped."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, promoted: str = "") -> None:
         self.signum = signum
         name = signal.Signals(signum).name
-        super().__init__(
-            f"stopped by {name}: every process this command started was terminated, and the run was recorded as cancelled.",
-            "run the same command again: finished work is reused from the cache.",
-        )
+        if promoted:  # the alias moved before the signal: say so, never "cancelled" as if nothing happened
+            super().__init__(
+                f"stopped by {name} after this run had already moved the champion alias ({promoted}): that promotion "
+                "stands; the steps still running were terminated and the rest of the run was recorded as cancelled.",
+                "nothing to redo for the promotion; to undo it, move the alias back in MLflow (the audit log has "
+                "the previous version).",
+            )
+        else:
+            super().__init__(
+                f"stopped by {name}: every process this command started was terminated, and the run was recorded as cancelled.",
+                "run the same command again: finished work is reused from the cache.",
+            )
 
     @property
     def exit_code(self) -> int:

@@ -176,7 +176,9 @@ def _check_folder(folder: Path, source: str, trust_remote_code: bool) -> list[Pa
             f"{source} has no config.json.", "point the model source at a Hugging Face model folder."
         )
     files = [
-        p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST_NAME and ".cache" not in p.relative_to(folder).parts
+        p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST_NAME and ".cache" not in p.relative_to(folder).parts
     ]
     weights = [p for p in files if p.suffix == ".safetensors"]
     if not weights:

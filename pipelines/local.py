@@ -230,6 +230,8 @@ def _run_locally(
         cache_root=str(settings.caches(workspace) / "steps"),
     )
     tracker = StepTracker(on_event)
+    audit_path = workspace.root / "audit.jsonl"
+    audit_start = audit_path.stat().st_size if audit_path.exists() else 0  # this run's events come after it
     # kfp.local swaps the root logger's handlers per task, from several threads when the scoring loop runs
     # its bundles in parallel; a handler bound to this run's log file can outlive the run. Put them back.
     root_handlers = logging.getLogger().handlers[:]
@@ -242,16 +244,20 @@ def _run_locally(
                 ledger.following() if ledger is not None else contextlib.nullcontext(),
             ):
                 outputs = pipeline_func(**arguments)
-        except Interrupted:
+        except Interrupted as interrupted:
+            promoted = _alias_moved_since(audit_path, audit_start)
             append_audit(
-                str(workspace.root / "audit.jsonl"),
+                str(audit_path),
                 {
                     "event": "run_cancelled",
                     "pipeline": name,
                     "log": str(log_path),
                     "reason": cancel_file.read_text(encoding="utf-8") if cancel_file.exists() else "",
+                    "after_alias_moved": bool(promoted),
                 },
             )
+            if promoted:
+                raise Interrupted(interrupted.signum, promoted) from None
             raise
         except Exception as exc:
             LocalRun(None, workspace, log_path, 0.0, tracker, started_ns, name, run_id, ledger).trace(
@@ -288,6 +294,20 @@ def _restored_handlers(handlers: list):
         yield
     finally:
         logging.getLogger().handlers[:] = handlers
+
+
+def _alias_moved_since(audit_path: Path, offset: int) -> str:
+    """The alias move this run made before it was stopped, as "model vN, bundle <id>", or ""."""
+    if not audit_path.exists():
+        return ""
+    with open(audit_path, "rb") as handle:
+        handle.seek(offset)
+        events = [json.loads(line) for line in handle.read().decode("utf-8").splitlines() if line.strip()]
+    moved = [event for event in events if event.get("event") == "alias_moved"]
+    if not moved:
+        return ""
+    last = moved[-1]
+    return f"{last.get('model')} v{last.get('to_version')}, bundle {str(last.get('bundle_id', ''))[:12]}"
 
 
 def mark_cancelled(workspace: Workspace, cancel_file: Path, signum: int, run_id: str = "") -> None:

@@ -54,8 +54,10 @@ PromotionOutputs = NamedTuple(
 )
 
 
-def deploy_or_skip(p, pins, data_task, champion_task, judge_task, gate_task, register_task):
-    """Deploy a released bundle (rollout, then the alias), or record why there is nothing to deploy."""
+def deploy_or_skip(p, pins, data_task, champion_task, judge_task, gate_task, register_task, drift_task):
+    """Deploy a released bundle (rollout, then the alias), or record why there is nothing to deploy. Both wait for
+    every other step (drift is the only one not upstream already): moving the alias is the run's last act, so a
+    run stopped after it has nothing left to cancel."""
     prompt = pins.outputs["prompt"]
     decision = gate_task.outputs["decision_json"]
     with dsl.If(register_task.outputs["release"] == True):  # noqa: E712
@@ -80,13 +82,13 @@ def deploy_or_skip(p, pins, data_task, champion_task, judge_task, gate_task, reg
                     cache_root=p.cache_root,
                 )
             )
-        )
+        ).after(drift_task)
     with dsl.Else():
         skip_task = configure(
             skip_deploy.skip_deploy_op(
                 gate_passed=register_task.outputs["approved"], fail_on_reject=p.fail_on_reject, decision=decision
             )
-        )
+        ).after(drift_task)
     return deploy_task, skip_task
 
 
@@ -160,7 +162,9 @@ def promotion_pipeline(p) -> PromotionOutputs:
             eval_metrics=gate_task.outputs["challenger_metrics"],
         )
     )
-    deploy_task, skip_task = deploy_or_skip(p, pins, data_task, champion_task, judge_task, gate_task, register_task)
+    deploy_task, skip_task = deploy_or_skip(
+        p, pins, data_task, champion_task, judge_task, gate_task, register_task, drift_task
+    )
 
     return PromotionOutputs(
         decision=decision,

@@ -175,3 +175,38 @@ def test_after_the_interruptions_the_next_run_succeeds_from_the_cache_and_serve_
     assert "Traceback" not in stderr
     with pytest.raises(requests.RequestException):
         requests.get(f"http://127.0.0.1:{port + 1}/v1/models", timeout=2)
+
+
+def test_moving_the_alias_is_the_runs_last_act(tmp_path):
+    """Ctrl-C while drift still ran after deploy used to leave a moved alias under a "cancelled" run: now deploy
+    (and skip_deploy) wait for every other step, drift included, so nothing runs after the alias moves."""
+    import yaml
+    from kfp import compiler
+
+    from pipelines.promotion import promotion_pipeline
+
+    compiler.Compiler().compile(promotion_pipeline, str(tmp_path / "promotion.yaml"))
+    spec = next(yaml.safe_load_all((tmp_path / "promotion.yaml").read_text()))  # the pipeline spec, then the platform's
+    # deploy and skip_deploy sit in the If/Else branches; the branches' task in the root DAG carries their dependencies.
+    branches = [task for name, task in spec["root"]["dag"]["tasks"].items() if name.startswith("condition-branches")]
+    assert branches and all("drift-op" in task["dependentTasks"] for task in branches)
+
+
+def test_a_stop_after_the_alias_moved_says_the_promotion_stands(tmp_path):
+    from champion.interrupt import Interrupted
+    from pipelines.local import _alias_moved_since
+
+    audit = tmp_path / "audit.jsonl"
+    audit.write_text(json.dumps({"event": "alias_moved", "model": "champion-qa", "to_version": "1"}) + "\n")
+    start = audit.stat().st_size  # an earlier run's move is not this run's
+    assert _alias_moved_since(audit, start) == ""
+    with audit.open("a") as handle:
+        handle.write(
+            json.dumps({"event": "alias_moved", "model": "champion-qa", "to_version": "2", "bundle_id": "ab" * 32})
+            + "\n"
+        )
+    promoted = _alias_moved_since(audit, start)
+    assert promoted == "champion-qa v2, bundle abababababab"
+    message = str(Interrupted(signal.SIGINT, promoted))
+    assert "already moved the champion alias" in message and "that promotion stands" in message
+    assert Interrupted(signal.SIGINT, promoted).exit_code == 130
