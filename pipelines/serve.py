@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import requests
 
 from champion.bundle import Bundle
-from champion.errors import ModelSourceError, PromptError, ServingError
+from champion.errors import ChampionError, ModelSourceError, PromptError, ServingError
 from champion.weights import fetch_weights
 from prompts import PromptTemplate
 from registry.registry import find_version
@@ -109,6 +110,73 @@ def ensure_port_free(host: str, port: int) -> None:
             ) from exc
 
 
+RESTARTS = 3  # a predictor that dies more often than this in a row is not restarted again
+
+
+class PredictorSupervisor:
+    """Keeps the local predictor running: when its process dies (the kernel's OOM killer, a crash) it is
+    restarted with backoff; after RESTARTS failed restarts in a row ``champion serve`` stops with exit status 2
+    and says why, instead of answering 503 to every later request."""
+
+    def __init__(self, command: list[str], ready_url: str, log_path: Path) -> None:
+        self.command, self.ready_url, self.log_path = command, ready_url, log_path
+        self.restarts = 0
+        self.stopped = threading.Event()
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            return subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            )
+
+    def wait_ready(self) -> None:
+        wait_until_ready(self.ready_url, self.process, self.log_path)
+
+    def watch(self) -> None:
+        threading.Thread(target=self._watch, name="predictor-supervisor", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self.stopped.wait(0.5):
+            if self.process.poll() is None:
+                continue
+            status = self.process.returncode
+            while self.restarts < RESTARTS and not self.stopped.is_set():
+                self.restarts += 1
+                print(
+                    f"champion serve: the predictor exited with status {status}; restarting it "
+                    f"({self.restarts} of {RESTARTS}, log: {self.log_path})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                time.sleep(2 ** (self.restarts - 1))
+                self.process = self._start()
+                try:
+                    self.wait_ready()
+                    self.restarts = 0
+                    break
+                except ChampionError:
+                    status = self.process.poll()
+            else:
+                if not self.stopped.is_set():
+                    print(
+                        f"error: the predictor keeps exiting (status {status}) and was restarted {RESTARTS} times; "
+                        f"champion serve stops.\nfix: see its log, {self.log_path} (the last lines say why: memory, "
+                        "a broken model folder).",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    os._exit(2)  # the transformer's server owns the main thread: end the process from here
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 def serve_bundle(
     served: ServedBundle,
     *,
@@ -118,11 +186,13 @@ def serve_bundle(
     log_dir: Path,
     request_log=None,
 ) -> None:
-    """Start the predictor, wait for it, then run the transformer in this process until interrupted."""
+    """Start the predictor, wait for it, then run the transformer in this process until interrupted; the
+    predictor is supervised meanwhile (restarted when it dies)."""
 
     predictor_port = predictor_port or port + 1
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"predictor-{served.bundle.short_id}.log"
+    log_path.write_text("", encoding="utf-8")
     command = [
         sys.executable,
         "-m",
@@ -136,12 +206,10 @@ def serve_bundle(
         "--host",
         host,
     ]
-    with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-        )
+    predictor = PredictorSupervisor(command, f"http://{host}:{predictor_port}/v1/models/{served.name}", log_path)
     try:
-        wait_until_ready(f"http://{host}:{predictor_port}/v1/models/{served.name}", process, log_path)
+        predictor.wait_ready()
+        predictor.watch()
         transformer = PromptTransformer(
             served.name,
             served.prompt,
@@ -152,8 +220,4 @@ def serve_bundle(
         )
         serve([transformer], host=host, port=port)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        predictor.stop()

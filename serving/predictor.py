@@ -17,8 +17,13 @@ import kserve
 from champion import tracing
 from champion.errors import ServingError
 from generation import Generator, get_generator
+from generation.context import context_limit
 from prompts import Decoding
 from serving.openai_api import ChatReply, ChatRequest, serve
+
+# No token of a real tokenizer spans more characters than this: a request longer than context x this cannot fit,
+# and is refused before the tokenizer spends time and memory on it.
+MAX_CHARACTERS_PER_TOKEN = 32
 
 
 def request_decoding(request: ChatRequest) -> Decoding:
@@ -45,13 +50,40 @@ class GeneratorModel(kserve.Model):
         self.trust_remote_code = trust_remote_code
         self.generator: Generator | None = None
         self._lock = asyncio.Lock()
+        self.context = context_limit(model_dir)
+        self.tokenizer = None
 
     def load(self) -> bool:
+        from transformers import AutoTokenizer
+
         self.generator = get_generator(
             self.backend, self.model_dir, batch_size=1, trust_remote_code=self.trust_remote_code
         )
+        if self.context is not None:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, trust_remote_code=self.trust_remote_code)
         self.ready = True
         return self.ready
+
+    def check_fits(self, conversation: list[dict[str, str]], decoding: Decoding) -> None:
+        """Refuse a request whose prompt cannot fit the model's context with room for its answer, as batch
+        generation does: a huge request is refused by its length before it is tokenized, a long one once counted."""
+        if self.context is None or self.tokenizer is None:
+            return
+        characters = sum(len(message["content"]) for message in conversation)
+        fix = f"send a shorter message: the model's context is {self.context} tokens, max_tokens included."
+        if characters > self.context * MAX_CHARACTERS_PER_TOKEN:
+            raise ServingError(
+                f"the request has {characters} characters, more than the model's context can hold.", fix, 400
+            )
+        rendered = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        tokens = len(self.tokenizer(rendered, add_special_tokens=False)["input_ids"])
+        if tokens + decoding.max_tokens > self.context:
+            raise ServingError(
+                f"the prompt is {tokens} tokens; with max_tokens={decoding.max_tokens} it exceeds the model's context "
+                f"of {self.context} tokens.",
+                fix,
+                400,
+            )
 
     async def chat(self, request: ChatRequest, request_id: str = "", trace_headers=None) -> ChatReply:
         """Generate one answer; a span continuing the caller's trace (the transformer's traceparent) times it."""
@@ -77,6 +109,7 @@ class GeneratorModel(kserve.Model):
                 "send temperature, top_p, max_tokens within OpenAI's ranges.",
                 400,
             ) from exc
+        await asyncio.to_thread(self.check_fits, conversation, decoding)
         async with self._lock:  # the model is not re-entrant; a queue of one keeps memory flat
             assert self.generator is not None, "load() runs before the server answers"
             generation = (await asyncio.to_thread(self.generator.generate, [conversation], decoding))[0]

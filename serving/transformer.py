@@ -180,6 +180,14 @@ class PromptTransformer(kserve.Model):
                 "check that the predictor is running and ready.",
                 503,
             ) from exc
+        if (
+            response.status_code == 400
+        ):  # the request itself (too long for the context, bad decoding): the client's to fix
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:300]
+            raise ServingError(message, "", 400)
         if response.status_code != 200:
             raise ServingError(
                 f"the predictor answered HTTP {response.status_code}: {response.text[:200]}",

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
@@ -261,3 +262,37 @@ def test_serve_an_unknown_bundle_id(served):
         timeout=120,
     )
     assert result.returncode == 2 and "0 versions of champion-qa match bundle id 'ffff'" in result.stderr
+
+
+# -- Hostile requests and a dying predictor (run last: they restart the module's server's predictor) ---------
+
+
+def test_requests_longer_than_the_context_are_refused_and_serving_goes_on(served):
+    huge = chat(served["port"], "x " * 5_000_000)  # ~10 MB: used to grow the predictor to 23 GB
+    assert huge.status_code == 400, huge.text
+    long = chat(served["port"], "What is this? " + "word " * 30_000)  # 150 KB: used to hold a core for minutes
+    assert long.status_code == 400 and "context" in long.text, long.text
+    assert chat(served["port"], QUESTIONS[0]).status_code == 200
+
+
+def test_a_killed_predictor_is_restarted_and_serving_resumes(served):
+    import psutil
+
+    def predictors():
+        return [
+            child
+            for child in psutil.Process(served["process"].pid).children(recursive=True)
+            if "serving.predictor" in " ".join(child.cmdline())
+        ]
+
+    [first] = predictors()
+    first.kill()  # what the kernel's OOM killer does
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        response = chat(served["port"], QUESTIONS[0])
+        if response.status_code == 200:
+            break
+        time.sleep(1)
+    assert response.status_code == 200, response.text
+    [second] = predictors()
+    assert second.pid != first.pid and served["process"].poll() is None
