@@ -12,7 +12,7 @@ import difflib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, field_validator, model_validator
 
 from champion.config import load_versioned_yaml
 from champion.digests import sha256_json
@@ -37,12 +37,13 @@ class MetricRule(BaseModel):
         "continuous: a paired bootstrap of the differences",
     )
     floor: float | None = Field(
-        None, allow_inf_nan=False, description="the worst acceptable mean (a ceiling when lower is better)"
+        None, allow_inf_nan=False, strict=True, description="the worst acceptable mean (a ceiling when lower is better)"
     )
     margin: float | None = Field(
         None,
         ge=0.0,
         allow_inf_nan=False,
+        strict=True,
         description="non-inferiority margin in the metric's units: the interval's bound must clear -margin",
     )
     margin_relative: float | None = Field(
@@ -50,6 +51,7 @@ class MetricRule(BaseModel):
         gt=0.0,
         lt=1.0,
         allow_inf_nan=False,
+        strict=True,
         description="margin as a share of the champion's mean (non-negative amounts: tokens, seconds)",
     )
     require_superiority: bool = Field(False, description="the bound must clear 0: the challenger must be better")
@@ -103,17 +105,21 @@ class SliceRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_examples: int = Field(ge=1, description="fewer tagged examples than this fails the slice's check")
+    min_examples: int = Field(ge=1, strict=True, description="fewer tagged examples than this fails the slice's check")
     metrics: tuple[str, ...] | None = Field(
         None, description="the metrics compared on this slice (default: every compared metric of the policy)"
     )
     margin: float | None = Field(
-        None, ge=0.0, allow_inf_nan=False, description="overrides each metric's absolute margin in this slice"
+        None,
+        ge=0.0,
+        allow_inf_nan=False,
+        strict=True,
+        description="overrides each metric's absolute margin in this slice",
     )
     margin_relative: float | None = Field(
-        None, gt=0.0, lt=1.0, allow_inf_nan=False, description="overrides each metric's margin, relatively"
+        None, gt=0.0, lt=1.0, allow_inf_nan=False, strict=True, description="overrides each metric's margin, relatively"
     )
-    floors: dict[str, float] = Field({}, description="per-metric floors on this slice's mean")
+    floors: dict[str, StrictFloat] = Field({}, description="per-metric floors on this slice's mean")
 
     @model_validator(mode="after")
     def _one_margin(self) -> "SliceRule":
@@ -129,10 +135,10 @@ class GatePolicy(BaseModel):
 
     name: str = Field(description="the policy's name, recorded with every decision as name@version")
     version: int = Field(ge=1, description="bump it on every change: decisions record which version decided")
-    min_examples: int = Field(ge=1, description="fewer examples than this fails the gate")
+    min_examples: int = Field(ge=1, strict=True, description="fewer examples than this fails the gate")
     primary: str | None = Field(None, description="the metric the reports lead with")
     alpha: float = Field(
-        0.05, gt=0.0, lt=0.5, description="family-wise one-sided error rate of the non-inferiority claims"
+        0.05, gt=0.0, lt=0.5, strict=True, description="family-wise one-sided error rate of the non-inferiority claims"
     )
     multiplicity: Literal["holm", "bonferroni", "none"] = Field(
         "holm", description="correction across the comparisons of all metrics and slices"

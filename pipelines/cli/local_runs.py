@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
 
+from champion.errors import ChampionError
 from champion.parameters import PromotionParameters, ScheduledEvalParameters
 from pipelines.cli.app import err
 from pipelines.cli.options import RUNNER_OPTION, WORKSPACE_OPTION, option, pipeline_parameters
@@ -58,41 +60,56 @@ def run(
     runner: Runner = RUNNER_OPTION,
 ) -> None:
     """Run the promotion pipeline locally (kfp.local) and print the decision."""
-    from pipelines.local import LocalSettings, run_promotion
+    with _json_on_failure(as_json):
+        from pipelines.local import LocalSettings, run_promotion
 
-    given = dict(
-        data_source=data,
-        prompt=prompt,
-        model_source=model,
-        gate_config=gate_config,
-        evaluator_config=evaluator_config,
-        limit=limit,
-        generation_backend=backend,
-        batch_size=batch_size,
-        registered_model_name=registered_model_name,
-        fine_tune_steps=fine_tune_steps,
-        eval_fraction=eval_fraction,
-        promote=promote,
-        context_overflow=context_overflow,
-        allow_bootstrap=bootstrap,
-    )
-    params = pipeline_parameters(PromotionParameters, given, param)
-    settings = LocalSettings(workspace=workspace, weights_cache=weights_cache, use_cache=use_cache, runner=runner)
-    with err.status("Starting the local pipeline…") as status:
-        summary = run_promotion(params, settings, progress(status))
-    if as_json:
-        sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    else:
-        print_summary(summary)
-    if fail_on_reject and (summary["decision"] == "rejected" or (params.promote and summary["decision"] != "promoted")):
-        raise typer.Exit(1)
-    if serve_after:
-        if not summary["promoted"]:
-            err.print("[yellow]not serving:[/] the bundle was not promoted.")
-            raise typer.Exit(1 if fail_on_reject else 0)
-        serve_locally(
-            workspace, params.registered_model_name, "", summary["bundle_id"], weights_cache, "127.0.0.1", port
+        given = dict(
+            data_source=data,
+            prompt=prompt,
+            model_source=model,
+            gate_config=gate_config,
+            evaluator_config=evaluator_config,
+            limit=limit,
+            generation_backend=backend,
+            batch_size=batch_size,
+            registered_model_name=registered_model_name,
+            fine_tune_steps=fine_tune_steps,
+            eval_fraction=eval_fraction,
+            promote=promote,
+            context_overflow=context_overflow,
+            allow_bootstrap=bootstrap,
         )
+        params = pipeline_parameters(PromotionParameters, given, param)
+        settings = LocalSettings(workspace=workspace, weights_cache=weights_cache, use_cache=use_cache, runner=runner)
+        with err.status("Starting the local pipeline…") as status:
+            summary = run_promotion(params, settings, progress(status))
+        if as_json:
+            sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        else:
+            print_summary(summary)
+        if fail_on_reject and (
+            summary["decision"] == "rejected" or (params.promote and summary["decision"] != "promoted")
+        ):
+            raise typer.Exit(1)
+        if serve_after:
+            if not summary["promoted"]:
+                err.print("[yellow]not serving:[/] the bundle was not promoted.")
+                raise typer.Exit(1 if fail_on_reject else 0)
+            serve_locally(
+                workspace, params.registered_model_name, "", summary["bundle_id"], weights_cache, "127.0.0.1", port
+            )
+
+
+@contextlib.contextmanager
+def _json_on_failure(as_json: bool) -> Iterator[None]:
+    """With --json, stdout always carries one JSON document: the summary, or the error that stopped the run."""
+    try:
+        yield
+    except ChampionError as exc:
+        if as_json:
+            error = {"problem": exc.problem, "fix": exc.fix, "exit_code": getattr(exc, "exit_code", 2)}
+            sys.stdout.write(json.dumps({"decision": None, "error": error}, indent=2, sort_keys=True) + "\n")
+        raise
 
 
 def monitor(

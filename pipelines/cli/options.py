@@ -11,7 +11,6 @@ from pydantic import BaseModel
 
 from champion.errors import ConfigError
 from champion.parameters import PromotionParameters, cli_flag, default, help_text, kfp_type, parse
-from pipelines.cli.app import fail
 
 
 def option(
@@ -61,10 +60,8 @@ def param_pairs(values: list[str]) -> dict[str, str]:
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            fail(
-                ConfigError(
-                    f"--param {item!r} is not NAME=VALUE.", "e.g. --param mlflow_tracking_uri=http://mlflow.mlflow:5000"
-                )
+            raise ConfigError(
+                f"--param {item!r} is not NAME=VALUE.", "e.g. --param mlflow_tracking_uri=http://mlflow.mlflow:5000"
             )
         params[key] = value
     return params
@@ -92,7 +89,7 @@ def decode_structured(model: type[BaseModel], values: dict[str, Any]) -> dict[st
             try:
                 decoded[key] = json.loads(value)
             except ValueError:
-                fail(ConfigError(f"--param {key} must be JSON, got {value!r}.", f"e.g. --param {key}='{{}}'"))
+                raise ConfigError(f"--param {key} must be JSON, got {value!r}.", f"e.g. --param {key}='{{}}'") from None
     return decoded
 
 
@@ -100,9 +97,15 @@ def pipeline_parameters(model: type[BaseModel], given: dict, param: list[str]) -
     """The parameter model from the command's options and its --param NAME=VALUE pairs (unknown names: did-you-mean)."""
 
     extra = decode_structured(model, param_pairs(param))
-    both = sorted(set(extra) & set(given))
+    # An option left at its default was not given: its --param wins. Only an option set on the command line
+    # (a value other than the model's default) and the same --param conflict.
+    set_here = {
+        name for name, value in given.items() if name not in model.model_fields or value != default(model, name)
+    }
+    given = {name: value for name, value in given.items() if name in set_here or name not in extra}
+    both = sorted(set(extra) & set_here)
     if both:
-        fail(ConfigError(f"{', '.join(both)} given both as an option and as --param.", "give each parameter once."))
+        raise ConfigError(f"{', '.join(both)} given both as an option and as --param.", "give each parameter once.")
     return parse(model, {**given, **extra})
 
 

@@ -1,0 +1,43 @@
+"""Hostile newcomer, round two: the small cases that misbehaved (issue 30). Each failed before its fix."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from champion.errors import ConfigError
+from champion.parameters import PromotionParameters, default
+from evaluators.policy import load_policy
+from pipelines.cli.options import pipeline_parameters
+
+
+@pytest.mark.parametrize(
+    "rule", ["{direction: higher, margin: true}", "{direction: higher, margin: 0.05, floor: false}"]
+)
+def test_a_boolean_is_not_a_policy_number(rule, tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text(f"name: p\nversion: 1\nmin_examples: 20\nmetrics:\n  token_f1: {rule}\n")
+    with pytest.raises(ConfigError, match="token_f1"):
+        load_policy(str(path))
+
+
+def test_a_param_for_an_option_left_at_its_default_is_taken():
+    defaults = {"batch_size": default(PromotionParameters, "batch_size"), "limit": 0}
+    assert pipeline_parameters(PromotionParameters, defaults, ["batch_size=4"]).batch_size == 4
+    with pytest.raises(ConfigError, match="given both"):
+        pipeline_parameters(PromotionParameters, {**defaults, "batch_size": 8}, ["batch_size=4"])
+
+
+def test_run_json_prints_one_json_document_even_when_the_run_fails(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", "--json", "--prompt", "nosuch", "--workspace", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    document = json.loads(done.stdout)
+    assert document["decision"] is None and "nosuch" in document["error"]["problem"] and document["error"]["fix"]
