@@ -41,3 +41,14 @@ def test_run_json_prints_one_json_document_even_when_the_run_fails(tmp_path):
     assert done.returncode == 2
     document = json.loads(done.stdout)
     assert document["decision"] is None and "nosuch" in document["error"]["problem"] and document["error"]["fix"]
+
+
+@pytest.mark.parametrize("cron", ["every day", "0 6 * * *", "* * * * * * *"])
+def test_schedule_refuses_an_invalid_cron_before_contacting_any_cluster(cron):
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "schedule", "--cron", cron, "--host", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "6-field cron" in done.stderr and "unreachable" not in done.stderr
