@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from champion.errors import ServingError
 
@@ -28,6 +28,21 @@ class ChatMessage(BaseModel):
 
     role: str
     content: str
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts(cls, content):
+        """OpenAI's content parts (``[{"type": "text", "text": ...}]``) are joined into one text; any other part
+        (an image, audio) is refused, since the bundle's prompt takes text."""
+        if not isinstance(content, list):
+            return content
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise ValueError(f"only text content parts are served, got a {kind!r} part")
+            texts.append(part["text"])
+        return "\n".join(texts)
 
 
 class ChatRequest(BaseModel):

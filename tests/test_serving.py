@@ -131,6 +131,22 @@ def test_bad_requests_get_openai_style_errors(transformer, body, status, message
     assert not predictor.requests
 
 
+def test_openai_text_content_parts_are_served_and_other_parts_refused(transformer):
+    port, predictor = transformer
+    url = f"http://127.0.0.1:{port}/openai/v1/chat/completions"
+    parts = [{"type": "text", "text": "What is the capital"}, {"type": "text", "text": "of France?"}]
+    response = requests.post(
+        url, json={"model": "champion-qa", "messages": [{"role": "user", "content": parts}]}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    assert predictor.requests[-1]["body"]["messages"] == PROMPT.render(question="What is the capital\nof France?")
+    image = [{"type": "image_url", "image_url": {"url": "http://example/cat.png"}}]
+    refused = requests.post(
+        url, json={"model": "champion-qa", "messages": [{"role": "user", "content": image}]}, timeout=30
+    )
+    assert refused.status_code == 400 and "only text content parts" in refused.text
+
+
 def test_an_unreachable_predictor_is_a_503(transformer):
     port, predictor = transformer
     predictor.close()
