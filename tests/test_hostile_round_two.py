@@ -52,3 +52,16 @@ def test_schedule_refuses_an_invalid_cron_before_contacting_any_cluster(cron):
         timeout=120,
     )
     assert done.returncode == 2 and "6-field cron" in done.stderr and "unreachable" not in done.stderr
+
+
+def test_labels_export_says_when_a_file_is_not_a_gate_report(tmp_path):
+    page = tmp_path / "index.html"
+    page.write_text("<html><body>hello</body></html>")
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "labels", "export", str(page), "--output", str(tmp_path / "x.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "is not a champion gate report" in done.stderr
+    assert "first run" not in done.stderr

@@ -22,7 +22,15 @@ def labels_export(
     """Write a gate report's example pairs for review; filled in, the file is a labelled set for the judge check."""
     from evaluators.reliability import review_items_from_report
 
-    items = review_items_from_report(read_text(report, "gate report"))
+    text = read_text(report, "gate report")
+    if 'id="decision"' not in text:  # every gate report states its decision under this id
+        fail(
+            ChampionError(
+                f"{report} is not a champion gate report.",
+                "pass the gate_report.html of a run (its path is in the run's summary, under reports).",
+            )
+        )
+    items = review_items_from_report(text)
     if not items:
         fail(
             ChampionError(
