@@ -31,10 +31,12 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 class Interrupted(ChampionError):
     """The command received SIGINT or SIGTERM; everything it started was stopped."""
 
-    def __init__(self, signum: int, promoted: str = "") -> None:
+    def __init__(self, signum: int, promoted: str = "", stopped: str = "") -> None:
         self.signum = signum
         name = signal.Signals(signum).name
-        if promoted:  # the alias moved before the signal: say so, never "cancelled" as if nothing happened
+        if stopped:  # a command that is not a run (serve): say what stopped, nothing about cancelled runs
+            super().__init__(f"stopped by {name}: {stopped}", "start it again with the same command.")
+        elif promoted:  # the alias moved before the signal: say so, never "cancelled" as if nothing happened
             super().__init__(
                 f"stopped by {name} after this run had already moved the champion alias ({promoted}): that promotion "
                 "stands; the steps still running were terminated and the rest of the run was recorded as cancelled.",
@@ -130,7 +132,7 @@ def terminate_tree(pid: int | None = None, grace_s: float = 5.0) -> list[int]:
 
 
 @contextlib.contextmanager
-def stop_on_signals(on_stop: Callable[[int], None] | None = None) -> Iterator[None]:
+def stop_on_signals(on_stop: Callable[[int], None] | None = None, stopped: str = "") -> Iterator[None]:
     """Within the block, SIGINT/SIGTERM run ``on_stop(signum)`` (mark the run cancelled), stop every
     child process, and raise ``Interrupted``. A second signal while stopping is ignored."""
     stopping: list[int] = []
@@ -145,7 +147,7 @@ def stop_on_signals(on_stop: Callable[[int], None] | None = None) -> Iterator[No
             except Exception as exc:  # the stop must go on; say why the marker could not be written
                 print(f"champion: could not record the cancellation: {exc}", file=sys.stderr)
         terminate_tree()
-        raise Interrupted(signum)
+        raise Interrupted(signum, stopped=stopped)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

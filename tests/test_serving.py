@@ -312,3 +312,13 @@ def test_a_killed_predictor_is_restarted_and_serving_resumes(served):
     assert response.status_code == 200, response.text
     [second] = predictors()
     assert second.pid != first.pid and served["process"].poll() is None
+
+
+def test_stopping_serve_says_the_server_stopped_not_that_a_run_was_cancelled(served):
+    """Runs last: it stops the module's server."""
+    process = served["process"]
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "the server and its predictor were stopped" in output
+    assert "recorded as cancelled" not in output and "reused from the cache" not in output

@@ -31,7 +31,8 @@ def serve_locally(
     log_content: bool = False,
 ) -> None:
 
-    with stop_on_signals():  # SIGTERM/SIGINT stop the predictor child too, then exit 143/130
+    # SIGTERM/SIGINT stop the predictor child too, then exit 143/130 saying so (serving is not a run: no cache)
+    with stop_on_signals(stopped="the server and its predictor were stopped."):
         _serve_until_stopped(
             workspace, registered_model_name, alias, bundle_id, weights_cache, host, port, request_log, log_content
         )
