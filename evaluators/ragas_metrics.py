@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import math
 import os
 import re
@@ -61,6 +62,9 @@ class RagasMetric:
         self._metric = self._FACTORIES[name](import_ragas())
 
     def score(self, records: Sequence[dict]) -> list[float]:
+        # rouge-score builds a scorer per pair and logs "Using default tokenizer." (absl, INFO) each time:
+        # hundreds of lines per evaluate step. Its logger says nothing else of use.
+        logging.getLogger("absl").setLevel(logging.WARNING)
         pairs = [{"reference": r["reference"], "response": r["output"]} for r in records]
         values = []
         for result in self._metric.batch_score(pairs):

@@ -65,3 +65,15 @@ def test_labels_export_says_when_a_file_is_not_a_gate_report(tmp_path):
     )
     assert done.returncode == 2 and "is not a champion gate report" in done.stderr
     assert "first run" not in done.stderr
+
+
+def test_rouge_scoring_does_not_flood_the_step_log(caplog):
+    import logging
+
+    from evaluators.ragas_metrics import RagasMetric
+
+    records = [{"reference": "Paris", "output": f"It is Paris {i}"} for i in range(20)]
+    with caplog.at_level(logging.INFO):
+        scores = RagasMetric("ragas_rouge_l").score(records)
+    assert len(scores) == 20 and all(0.0 < s <= 1.0 for s in scores)
+    assert "Using default tokenizer" not in caplog.text
