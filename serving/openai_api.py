@@ -113,18 +113,37 @@ def parse_chat_request(body: object) -> ChatRequest:
     return request
 
 
+def _lookup(registry, name: str):
+    """The served chat model a request names (or the only one served)."""
+    models = {model_name: model for model_name, model in registry.get_models().items() if hasattr(model, "chat")}
+    if name in models:
+        return name, models[name]
+    if not name and len(models) == 1:
+        return next(iter(models.items()))
+    raise ServingError(f"model {name!r} is not served here.", f"use one of {sorted(models)}.", 404)
+
+
+def _count_refusal(registry, body: object, request: Request, status: int) -> None:
+    """A request refused before any model saw it is still counted (/metrics) and logged, against the model it
+    named (or the only one served); an unknown model's requests have no bundle to count them under."""
+    name = body.get("model", "") if isinstance(body, dict) else ""
+    try:
+        _, model = _lookup(registry, name if isinstance(name, str) else "")
+    except ServingError:
+        return
+    if hasattr(model, "refused"):
+        model.refused(status, request.headers.get("x-request-id", ""))
+
+
 def add_openai_routes(app, registry) -> None:
     """Register the chat and models routes on KServe's FastAPI ``app`` for the models in ``registry``."""
 
     def lookup(name: str):
-        models = {model_name: model for model_name, model in registry.get_models().items() if hasattr(model, "chat")}
-        if name in models:
-            return name, models[name]
-        if not name and len(models) == 1:
-            return next(iter(models.items()))
-        raise ServingError(f"model {name!r} is not served here.", f"use one of {sorted(models)}.", 404)
+        return _lookup(registry, name)
 
     async def chat_completions(request: Request):
+        body: object = None
+        answered = False
         try:
             try:
                 body = await request.json()
@@ -138,10 +157,13 @@ def add_openai_routes(app, registry) -> None:
                 )
             # A mirrored request keeps its id (gateways copy the headers), so the shadow gate can pair
             # the live and the shadow answer to one request.
+            answered = True  # from here the model counts and logs the request itself
             reply = await model.chat(
                 chat, request_id=request.headers.get("x-request-id", ""), trace_headers=dict(request.headers)
             )
         except ServingError as exc:
+            if not answered:
+                _count_refusal(registry, body, request, exc.status)
             return JSONResponse(error_body(str(exc), exc.status), status_code=exc.status)
         return JSONResponse(completion_body(name, reply), headers=reply.headers)
 

@@ -163,6 +163,29 @@ class PromptTransformer(kserve.Model):
                     answer=reply.text if reply else None,
                 )
 
+    def refused(self, status: int, request_id: str = "") -> None:
+        """A request refused before it reached ``chat`` (not JSON, not a chat request, streaming): counted and
+        logged like any other answer, with no content (there was none to keep)."""
+        prompt = f"{self.prompt.name}@{self.prompt.version}"
+        metrics.observe(
+            bundle_id=self.bundle_id, prompt=prompt, status=status, latency_s=0.0, prompt_tokens=0, completion_tokens=0
+        )
+        if self.request_log is not None:
+            self.request_log.submit(
+                request_id=request_id or new_request_id(),
+                bundle_id=self.bundle_id,
+                prompt=prompt,
+                prompt_digest=self.prompt.digest,
+                model_digest=self.model_digest,
+                decoding=self.prompt.decoding.model_dump(mode="json"),
+                status=status,
+                latency_s=0.0,
+                prompt_tokens=0,
+                completion_tokens=0,
+                question=None,
+                answer=None,
+            )
+
     async def _forward(self, request: ChatRequest) -> ChatReply:
         body = chat_request(self.upstream_model, self.render(request), self.prompt.decoding)
         with tracing.tracer("champion.serving").start_as_current_span(

@@ -72,3 +72,35 @@ def test_a_served_bundle_shows_up_in_a_real_prometheus_with_its_labels(prometheu
     assert label_names == {"bundle", "prompt", "code", "le"}
     assert every_label == {live_id, candidate_id, "qa-concise@1", "2xx", "4xx", "5xx"}
     assert "request_predict_seconds" in exposed  # KServe's own metrics, on the same endpoint
+
+
+def test_requests_refused_before_the_model_are_counted_and_logged(tmp_path):
+    """Not JSON, not a chat request, streaming: each is a 4xx in /metrics and a line in the request log."""
+    import json
+    import re
+
+    log = tmp_path / "requests.jsonl"
+    served = Served(LIVE, True, tmp_path, CHAMPION_REQUEST_LOG=str(log))
+    url = f"{served.url}/openai/v1/chat/completions"
+    try:
+        bad = [
+            requests.post(url, data="not json", timeout=30),
+            requests.post(url, json={"model": "qa", "messages": []}, timeout=30),
+            requests.post(
+                url, json={"model": "qa", "messages": [{"role": "user", "content": "x"}], "stream": True}, timeout=30
+            ),
+            requests.post(
+                url, json={"model": "qa", "messages": [{"role": "user", "content": "x"}], "temperature": 9}, timeout=30
+            ),
+        ]
+        assert [r.status_code for r in bad] == [400, 400, 400, 400]
+        exposed = requests.get(f"{served.url}/metrics", timeout=10).text
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 4):
+            time.sleep(0.2)
+    finally:
+        served.close()
+    [count] = re.findall(r'champion_requests_total\{[^}]*code="4xx"[^}]*\} (\S+)', exposed)
+    assert float(count) == 4.0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["status"] for r in records] == [400, 400, 400, 400]
