@@ -314,8 +314,26 @@ SEQUENTIAL_NOT_IN_PIPELINES = Problem(
 )
 
 
-def policy_warnings(policy: GatePolicy) -> list[str]:
+LARGE_MARGIN_SHARE = 0.25  # a margin beyond this share of the metric's range lets clearly worse bundles through
+
+
+def policy_warnings(policy: GatePolicy, available: dict[str, MetricInfo] | None = None) -> list[str]:
+    """What is legal but probably not meant: no floor anywhere, margins so wide they hardly test anything."""
     warnings = []
+    for name, rule in policy.metrics.items():
+        metric = (available or {}).get(name)
+        width = metric.high - metric.low if metric is not None else float("inf")
+        if rule.margin is not None and width != float("inf") and rule.margin > LARGE_MARGIN_SHARE * width:
+            warnings.append(
+                f"metrics.{name}: a margin of {rule.margin:g} is {rule.margin / width:.0%} of the metric's range "
+                f"[{metric.low:g}, {metric.high:g}]: a challenger that much worse still passes (the packaged evasive "
+                "prompt does, at 0.6 on a similarity)."
+            )
+        if rule.margin_relative is not None and rule.margin_relative >= 0.5:
+            warnings.append(
+                f"metrics.{name}: margin_relative {rule.margin_relative:g} accepts a challenger {rule.margin_relative:.0%} "
+                "worse than the champion."
+            )
     if not any(rule.floor is not None for rule in policy.metrics.values()):
         warnings.append(
             "no metric has a floor: without a champion (the first run) nothing votes, so no bundle can be promoted until one is seeded."

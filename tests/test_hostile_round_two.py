@@ -77,3 +77,20 @@ def test_rouge_scoring_does_not_flood_the_step_log(caplog):
         scores = RagasMetric("ragas_rouge_l").score(records)
     assert len(scores) == 20 and all(0.0 < s <= 1.0 for s in scores)
     assert "Using default tokenizer" not in caplog.text
+
+
+@pytest.mark.parametrize("rule, named", [("margin: 0.6", "30% of the metric's range"), ("margin: 0.99", "50%")])
+def test_policy_check_warns_when_a_margin_hardly_tests_anything(rule, named, tmp_path):
+    path = tmp_path / "wide.yaml"
+    path.write_text(
+        "name: wide\nversion: 1\nmin_examples: 20\nmetrics:\n"
+        f"  semantic_similarity: {{direction: higher, {rule}}}\n  token_f1: {{direction: higher, floor: 0.1, margin: 0.05}}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "policy", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "warning: metrics.semantic_similarity" in done.stderr and named in done.stderr
+    assert "token_f1" not in done.stderr

@@ -35,7 +35,7 @@ def policy_check(
     problems = policy_problems(loaded, catalog)
     for problem in problems:
         err.print(f"[bold red]error:[/] {problem.where}: {problem.problem}\n  [bold]fix:[/] {problem.fix}")
-    for warning in policy_warnings(loaded):
+    for warning in policy_warnings(loaded, catalog):
         err.print(f"[yellow]warning:[/] {warning}")
     if problems:
         raise typer.Exit(2)
