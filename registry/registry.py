@@ -255,6 +255,7 @@ def promote_version(
         raise
     client.set_model_version_tag(name, version, "champion.decision", "promoted")
     client.set_prompt_alias(prompt_name, CHAMPION_ALIAS, prompt_version)
+    _release_previous_prompt_alias(client, name, previous, prompt_name)
     append_audit(
         audit_log,
         {
@@ -299,6 +300,21 @@ def ensure_prompt_version(client, prompt) -> int:
         model_config=prompt.decoding.model_dump(mode="json"),
     )
     return int(registered.version)
+
+
+def _release_previous_prompt_alias(client, name: str, previous: str | None, prompt_name: str) -> None:
+    """The ``champion`` alias of a prompt follows the live bundle: when the new champion uses another prompt,
+    the previous champion's prompt loses the alias (it is no longer live)."""
+    from mlflow.exceptions import MlflowException
+
+    if previous is None:
+        return
+    previous_prompt = client.get_model_version(name, previous).tags.get("champion.prompt", "").split("@")[0]
+    if previous_prompt and previous_prompt != prompt_name:
+        try:
+            client.delete_prompt_alias(previous_prompt, CHAMPION_ALIAS)
+        except MlflowException:  # already gone (deleted by hand): nothing to release
+            pass
 
 
 def sync_prompts(tracking_uri: str, registered_model_name: str, prompts: list) -> dict[str, int]:

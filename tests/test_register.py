@@ -103,6 +103,21 @@ def test_prompt_registry_holds_the_template_and_alias(registry):
     assert loaded.tags["champion.digest"] == prompt.digest
 
 
+def test_the_prompt_alias_follows_the_live_bundle(registry):
+    """Every prompt ever promoted used to keep the alias `champion`; only the live bundle's prompt has it."""
+    from mlflow.exceptions import MlflowException
+
+    first, second = load_prompt("qa-concise"), load_prompt("qa-oneline")
+    register(registry, make_bundle(first), first, passed=True)
+    live = register(
+        registry, make_bundle(second), second, passed=True, expected=current_champion(client_for(registry), "qa")
+    )
+    client = client_for(registry)
+    assert int(client.get_prompt_version_by_alias("qa-oneline", CHAMPION_ALIAS).version) == live.prompt_version
+    with pytest.raises(MlflowException):
+        client.get_prompt_version_by_alias("qa-concise", CHAMPION_ALIAS)
+
+
 def test_anything_but_an_explicit_pass_is_a_rejection(registry):
     prompt = load_prompt("qa-concise")
     result = register_bundle(
