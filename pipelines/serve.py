@@ -95,19 +95,23 @@ def wait_until_ready(
     raise ServingError(f"{url} was not ready after {timeout_s:.0f} s.", f"see {log_path or 'its output'}.", 503)
 
 
-def ensure_port_free(host: str, port: int) -> None:
-    """Fail before anything starts when the port is taken (uvicorn would say so only after "Serving on")."""
+def ensure_ports_free(host: str, port: int) -> None:
+    """Fail before anything starts when the server's port or its predictor's (port + 1) is taken (uvicorn would say
+    so only after "Serving on"). Like the servers, the probe sets SO_REUSEADDR: a port a stopped server left in
+    TIME_WAIT is free to them, so it is free here too."""
     import socket
 
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise ServingError(
-                f"port {port} on {host} is already in use ({exc.strerror}).",
-                f"stop what listens there, or pass --port with a free port (champion also needs {port + 1} for its predictor).",
-                503,
-            ) from exc
+    for number, role in ((port, "the server's"), (port + 1, "its predictor's (--port + 1)")):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, number))
+            except OSError as exc:
+                raise ServingError(
+                    f"port {number} on {host}, {role}, is already in use ({exc.strerror}).",
+                    "stop what listens there, or pass --port with a port P such that P and P + 1 are free.",
+                    503,
+                ) from exc
 
 
 RESTARTS = 3  # a predictor that dies more often than this in a row is not restarted again

@@ -94,3 +94,42 @@ def test_policy_check_warns_when_a_margin_hardly_tests_anything(rule, named, tmp
     )
     assert done.returncode == 0 and "warning: metrics.semantic_similarity" in done.stderr and named in done.stderr
     assert "token_f1" not in done.stderr
+
+
+def _two_free_ports() -> int:
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no two adjacent free ports")
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_server_is_free_and_a_taken_one_is_named():
+    import socket
+
+    from champion.errors import ServingError
+    from pipelines.serve import ensure_ports_free
+
+    port = _two_free_ports()
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", port))
+    server.listen()
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server closes first: its side of the connection stays in TIME_WAIT
+    server.close()
+    client.close()
+    ensure_ports_free("127.0.0.1", port)  # a restart within a minute is allowed, as uvicorn allows it
+    with socket.socket() as predictor:
+        predictor.bind(("127.0.0.1", port + 1))
+        predictor.listen()
+        with pytest.raises(ServingError, match=rf"port {port + 1} on 127.0.0.1, its predictor's"):
+            ensure_ports_free("127.0.0.1", port)

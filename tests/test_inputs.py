@@ -188,7 +188,7 @@ def test_serve_on_a_busy_port_says_so_before_serving(tmp_path):
         result = cli("serve", "--workspace", str(tmp_path / "ws"), "--port", str(port))
     assert (
         result.exit_code == 2
-        and f"port {port} on 127.0.0.1 is already in use" in result.output
+        and f"port {port} on 127.0.0.1, the server's, is already in use" in result.output
         and "Serving on" not in result.output
     )
 

@@ -62,10 +62,9 @@ def _serve_until_stopped(
                 "run `champion run` first (with the same --workspace) so a bundle is promoted.",
             )
         )
-    from pipelines.serve import ensure_port_free
+    from pipelines.serve import ensure_ports_free
 
-    ensure_port_free(host, port)
-    ensure_port_free(host, port + 1)
+    ensure_ports_free(host, port)
     with err.status("Fetching the bundle's weights and prompt…"):
         served = prepare(
             space.mlflow_uri,
