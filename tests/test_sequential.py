@@ -220,3 +220,15 @@ def test_champion_plan_reads_the_workspace_champion_and_prints_the_table(tmp_pat
         timeout=120,
     )
     assert empty.returncode == 2 and "champion run" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def test_champion_plan_on_a_table_without_the_policys_metrics_says_so(tmp_path):
+    table = tmp_path / "scores.jsonl"
+    table.write_text('{"id": "a"}\n{"id": "b"}\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "plan", "--scores", str(table)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "fewer than two scores" in done.stderr

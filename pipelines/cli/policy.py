@@ -107,6 +107,15 @@ def plan(
         pilot_rows=_rows(pilot) if pilot else None,
         correlation=correlation,
     )
+    compared = [name for name, rule in policy.metrics.items() if rule.compare]
+    missing = [name for name in compared if name not in {row.metric for row in plans}]
+    if not plans:
+        raise ChampionError(
+            f"{table_path} has fewer than two scores of each metric the policy compares ({', '.join(compared)}).",
+            "pass the scores.jsonl of a run scored with the evaluator config this policy judges.",
+        )
+    for name in missing:
+        err.print(f"[yellow]warning:[/] {name}: fewer than two scores in {table_path}, not planned.")
     out = Table(title=f"{policy.name}@{policy.version} on {examples} examples, power {power:.0%} (from {table_path})")
     for column in (
         "metric",
