@@ -22,7 +22,7 @@ import math
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
-from pydantic import BaseModel, computed_field
+from pydantic import BaseModel, Field, computed_field, model_validator
 
 from evaluators import catalog, sequential
 from evaluators.catalog import MetricInfo
@@ -82,10 +82,19 @@ class Check(BaseModel):
 class Look(BaseModel):
     """Where a sequential decision stands: look ``index`` of ``of``, on ``examples`` of the set's ``total``."""
 
-    index: int
-    of: int
-    examples: int
-    total: int
+    index: int = Field(ge=1)
+    of: int = Field(ge=1)
+    examples: int = Field(ge=0)
+    total: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _within_the_set(self) -> "Look":
+        if self.index > self.of or self.examples > self.total:
+            raise ValueError(
+                f"look {self.index} of {self.of} on {self.examples} of {self.total} examples is outside the set: "
+                "a look's index is at most the number of looks, its examples at most the set's size"
+            )
+        return self
 
     @property
     def last(self) -> bool:

@@ -232,3 +232,11 @@ def test_champion_plan_on_a_table_without_the_policys_metrics_says_so(tmp_path):
         timeout=120,
     )
     assert done.returncode == 2 and "fewer than two scores" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "look", [dict(index=5, of=4, examples=10, total=40), dict(index=1, of=4, examples=50, total=40)]
+)
+def test_a_look_outside_the_set_is_refused(look):
+    with pytest.raises(ValueError, match="outside the set"):
+        Look(**look)
