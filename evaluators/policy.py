@@ -323,7 +323,12 @@ def policy_warnings(policy: GatePolicy, available: dict[str, MetricInfo] | None 
     for name, rule in policy.metrics.items():
         metric = (available or {}).get(name)
         width = metric.high - metric.low if metric is not None else float("inf")
-        if rule.margin is not None and width != float("inf") and rule.margin > LARGE_MARGIN_SHARE * width:
+        if (
+            metric is not None
+            and rule.margin is not None
+            and width != float("inf")
+            and rule.margin > LARGE_MARGIN_SHARE * width
+        ):
             warnings.append(
                 f"metrics.{name}: a margin of {rule.margin:g} is {rule.margin / width:.0%} of the metric's range "
                 f"[{metric.low:g}, {metric.high:g}]: a challenger that much worse still passes (the packaged evasive "

@@ -82,6 +82,8 @@ def _render_bounded(source: str, values: dict[str, str]) -> str:
         raise jinja2.exceptions.SecurityError(f"the template asks for too much: {exc}") from exc
     finally:
         _range_budget.reset(token)
+
+
 LOCK_NAME = "prompts.lock"
 
 # What a served bundle receives from its clients (serving/transformer.py maps the user's message onto

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import Any
 
 import kserve
 
@@ -51,7 +52,7 @@ class GeneratorModel(kserve.Model):
         self.generator: Generator | None = None
         self._lock = asyncio.Lock()
         self.context = context_limit(model_dir)
-        self.tokenizer = None
+        self.tokenizer: Any = None  # the model's tokenizer, to measure prompts against the context
 
     def load(self) -> bool:
         from transformers import AutoTokenizer
