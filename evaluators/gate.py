@@ -698,7 +698,7 @@ def markdown_report(
 ) -> str:
     """The gate's Markdown summary. ``outcome`` is the decision word when known (promoted|approved|rejected)."""
     if isinstance(decision, dict):
-        decision = Decision.model_validate({k: decision[k] for k in Decision.model_fields})
+        decision = Decision.model_validate({k: decision[k] for k in Decision.model_fields if k in decision})
     word = outcome or ("approved" if decision.passed else "rejected")
     verdict = f"{'✅' if decision.passed else '❌'} gate **{decision.gate.upper()}**: {word}"
     lines = [
