@@ -213,7 +213,15 @@ def test_get_started_runs_as_written(tmp_path, shared_cache, weights_cache):
     assert targets == ["run", "test"]
     for target in targets:  # both targets exist and their recipes expand
         subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, check=True, timeout=60)
-    make_run = subprocess.run(["make", "-n", "run"], cwd=checkout, capture_output=True, text=True, check=True)
+    quiet = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under `make test`
+    make_run = subprocess.run(
+        ["make", "--no-print-directory", "-n", "run"],
+        cwd=checkout,
+        env=quiet,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     first_run = make_run.stdout.strip().splitlines()[-1]  # what `make run` runs once set up
     assert first_run == ".venv/bin/champion run"
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from champion.errors import ChampionError, ConfigError
+from champion.errors import ChampionError
 from champion.parameters import DEFAULT_REGISTERED_MODEL, PromotionParameters, ScheduledEvalParameters, parse
 from pipelines.cli.app import err
 from pipelines.cli.options import HOST_OPTION, NAMESPACE_OPTION, TOKEN_ENV_OPTION, WORKSPACE_OPTION, typed_params
@@ -97,21 +96,6 @@ def upload(
         typer.echo(f"{uploaded.pipeline} {uploaded.version} ({what}): {uploaded.link}")
 
 
-_CRON_FIELD = re.compile(
-    r"^(\*|\?|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?(,(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?)*$"
-)
-
-
-def check_cron(cron: str) -> None:
-    """KFP's cron has six fields, seconds first: refuse anything else before any cluster is contacted."""
-    fields = cron.split()
-    if len(fields) != 6 or not all(_CRON_FIELD.match(field) for field in fields):
-        raise ConfigError(
-            f"--cron {cron!r} is not a 6-field cron expression (seconds minutes hours day-of-month month day-of-week).",
-            "e.g. --cron '0 0 6 * * *' for 06:00 every day, or '0 */30 * * * *' for every 30 minutes.",
-        )
-
-
 def schedule(
     cron: str = typer.Option(..., help="6-field cron (seconds first), e.g. '0 0 6 * * *' for 06:00 daily."),
     name: str = typer.Option(
@@ -127,6 +111,7 @@ def schedule(
     token_env: str = TOKEN_ENV_OPTION,
 ) -> None:
     """Create or update the recurring scheduled evaluation of the live champion (no catch-up)."""
+    from pipelines.kubeflow import check_cron
     from pipelines.kubeflow import schedule as schedule_run
     from pipelines.scheduled_eval import PIPELINE_NAME
 
