@@ -48,19 +48,14 @@ KINDS = {  # name: (generator, range width of the differences, margin)
 
 def decide_all(differences: np.ndarray, width: float, margin: float, looks: list[int], level: float) -> dict:
     reps, n = differences.shape
-    x = sequential.Range(-width, width).scale(differences)
-    m = (width - margin) / (2.0 * width)
-    above, below = sequential.rejects(x, m, level, +1), sequential.rejects(x, m, level, -1)
-    seq_pass = np.zeros(reps, dtype=bool)
-    decided = np.zeros(reps, dtype=bool)
-    used = np.full(reps, n)
+    value_range = sequential.Range(-width, width)
+    x, m = value_range.scale(differences), value_range.position(-margin)
+    seq_pass, used = sequential.first_decisions(
+        sequential.rejects(x, m, level, +1), sequential.rejects(x, m, level, -1), looks
+    )
     peek_pass = np.zeros(reps, dtype=bool)
     z = scipy_stats.norm.ppf(1.0 - level)
     for count in looks:
-        now = ~decided & (above[:, count - 1] | below[:, count - 1])
-        seq_pass[now] = above[now, count - 1]
-        used[now] = count
-        decided |= now
         part = differences[:, :count]
         low = part.mean(axis=1) - z * part.std(axis=1, ddof=1) / math.sqrt(count)
         peek_pass |= low > -margin

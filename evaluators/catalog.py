@@ -7,6 +7,8 @@ reliable" instead of guessing from a name.
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from evaluators.base import MetricInfo
 from evaluators.guards import GUARDS, guard_info
 
@@ -104,6 +106,11 @@ def judge_metric(rubric_name: str) -> MetricInfo:
     return MetricInfo(
         name, "higher", 0.0, 1.0, judged=True, description=f"LLM judge grade ({rubric_name} rubric) mapped onto [0, 1]"
     )
+
+
+def resolve(name: str, configured: Mapping[str, MetricInfo] | None = None) -> MetricInfo | None:
+    """What ``name`` is: the evaluator config's entry when it names it (``configured``), else ``info(name)``."""
+    return dict(configured or {}).get(name) or info(name)
 
 
 def info(name: str) -> MetricInfo | None:

@@ -411,7 +411,7 @@ def decide(
     compared: list[str] = []  # whole-set metrics that vote and are compared (slices compare these)
     judge = (judge_reliable, judge_reasons)
     for metric, rule in policy.metrics.items():
-        info = dict(metrics or {}).get(metric) or catalog.info(metric)
+        info = catalog.resolve(metric, metrics)
         test = _whole_set_checks(metric, rule, info, table, champion_rows, judge, checks)
         if test is not None:
             compared.append(metric)
@@ -738,11 +738,6 @@ def markdown_report(
 # --- The sequential gate: confidence sequences at looks ---------------------------------------------------
 
 
-def _level(policy: GatePolicy, comparisons: int) -> float:
-    """Each confidence sequence's one-sided level: Bonferroni over the comparisons (valid at every look)."""
-    return policy.alpha / max(1, comparisons) if policy.multiplicity != "none" else policy.alpha
-
-
 def _sequential_comparisons(
     pending: list[_PendingTest],
     policy: GatePolicy,
@@ -751,16 +746,9 @@ def _sequential_comparisons(
     look: Look,
 ) -> list[Check]:
     bounds = dict(upper_bounds or {})
-    level = _level(policy, len(pending))
+    level = policy.sequential_level(len(pending))
     return [
-        _sequential_check(
-            test,
-            dict(metrics or {}).get(test.metric) or catalog.info(test.metric),
-            bounds.get(test.metric),
-            policy,
-            level,
-            look,
-        )
+        _sequential_check(test, catalog.resolve(test.metric, metrics), bounds.get(test.metric), policy, level, look)
         for test in pending
     ]
 
@@ -774,8 +762,8 @@ def _sequential_outcome(
     comparisons: int,
 ) -> tuple[list[Check], Literal["passed", "failed", "continue"]]:
     """The checks as they stand at this look, and whether the gate stops (passed, failed) or continues."""
-    infos = {m: dict(metrics or {}).get(m) or catalog.info(m) for m in policy.metrics}
-    checks = [_at_look(check, look, policy, table, infos, _level(policy, comparisons)) for check in checks]
+    infos = {name: catalog.resolve(name, metrics) for name in policy.metrics}
+    checks = [_at_look(check, look, policy, table, infos, policy.sequential_level(comparisons)) for check in checks]
     return checks, _sequential_gate(checks, look)
 
 
@@ -792,12 +780,13 @@ def _sequential_check(
         effect = sequential.relative_cost(
             -challenger, -champion, upper=bound, margin_relative=test.margin_relative or 0.0, alpha=level
         )
-        scale, threshold, shown = "contrast", 0.0, f"(1 + {test.margin_relative:.0%}) x champion - challenger"
+        # the contrast is already oriented (positive = the challenger is within the margin)
+        orient, threshold, shown = 1.0, 0.0, f"(1 + {test.margin_relative:.0%}) x champion - challenger"
     elif not test.relative and (finite_range or test.rule.kind == "binary"):
         width = 1.0 if test.rule.kind == "binary" else info.high - info.low  # type: ignore[union-attr]
         margin = 0.0 if test.superiority else (test.margin or 0.0)
         effect = sequential.paired_difference(challenger, champion, width=width, margin=margin, alpha=level)
-        scale, threshold, shown = "difference", -margin, "difference"
+        orient, threshold, shown = sign, -margin, "difference"  # back to the metric's own orientation
     elif look.last:  # no known range: decided once, on the whole set, like the fixed-n gate
         return _comparison_check(test, policy, level, True, True)
     else:
@@ -813,10 +802,8 @@ def _sequential_check(
             reason=f"{_where(test.metric, test.slice)}: no known range, so it cannot be tested before the whole set "
             "is scored (fixed-n at the last look)",
         )
-    low, high = sorted(
-        (effect.low * (1 if scale == "contrast" else sign), effect.high * (1 if scale == "contrast" else sign))
-    )
-    estimate = effect.estimate * (1 if scale == "contrast" else sign)
+    low, high = sorted((effect.low * orient, effect.high * orient))
+    estimate = effect.estimate * orient
     verdict = {
         "non-inferior": ("pass", "superior" if test.superiority else "non-inferior: the sequence clears the margin"),
         "worse": ("fail", "worse than the champion beyond the margin (the whole sequence lies past it)"),
@@ -833,7 +820,7 @@ def _sequential_check(
         ci_low=low,
         ci_high=high,
         confidence=1.0 - 2.0 * level,
-        threshold=threshold * (1 if scale == "contrast" else sign),
+        threshold=threshold * orient,
         scale="difference",
         method=effect.method,
         level=level,

@@ -52,12 +52,12 @@ def plan(
     """A plan per compared metric of ``policy``, assuming the challenger is as good as the champion (a true
     difference of 0), the hypothesis the gate must be able to confirm."""
     compared = [(name, rule) for name, rule in policy.metrics.items() if rule.compare]
-    level = policy.alpha / max(1, len(compared)) if policy.multiplicity != "none" else policy.alpha
+    level = policy.sequential_level(len(compared))
     looks = sequential.looks_at(examples, policy.looks, policy.look_size)
     by_id = {str(row.get("id")): row for row in (pilot_rows or [])}
     plans = []
     for name, rule in compared:
-        info = dict(metrics or {}).get(name) or catalog.info(name)
+        info = catalog.resolve(name, metrics)
         sign = 1.0 if rule.direction == "higher" else -1.0
         champion = _values(champion_rows, name, sign)
         if champion.size < 2:

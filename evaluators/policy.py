@@ -200,6 +200,11 @@ class GatePolicy(BaseModel):
             else tuple(name for name, metric in self.metrics.items() if metric.compare)
         )
 
+    def sequential_level(self, comparisons: int) -> float:
+        """Each confidence sequence's one-sided level: Bonferroni over the comparisons (valid at every look);
+        ``multiplicity: none`` tests each at alpha (the promotion is still an intersection-union test)."""
+        return self.alpha / max(1, comparisons) if self.multiplicity != "none" else self.alpha
+
     @property
     def digest(self) -> str:
         shape = self.model_dump(mode="json")

@@ -99,13 +99,17 @@ class Range:
     def unscale(self, value: float) -> float:
         return self.low + value * (self.high - self.low)
 
+    def position(self, value: float) -> float:
+        """Where ``value`` lies on the [0, 1] scale the sequences see (a boundary such as -margin)."""
+        return (value - self.low) / (self.high - self.low)
+
 
 def mean_against(
     values: np.ndarray, boundary: float, value_range: Range, alpha: float, method: str
 ) -> SequentialEffect:
     """Is the mean of ``values`` above ``boundary`` ("non-inferior"), below it ("worse"), or not yet known?"""
     x = value_range.scale(np.asarray(values, dtype=float))
-    m = (boundary - value_range.low) / (value_range.high - value_range.low)
+    m = value_range.position(boundary)
     above, below = rejects(x, m, alpha, +1)[-1], rejects(x, m, alpha, -1)[-1]
     low, high = bounds(x, alpha)
     verdict: SequentialVerdict = "non-inferior" if above else "worse" if below else "undecided"
@@ -165,6 +169,21 @@ def looks_at(total: int, fractions: tuple[float, ...] = (), every: int | None = 
     return sorted(set(min(total, count) for count in counts))
 
 
+def first_decisions(above: np.ndarray, below: np.ndarray, looks: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """For many samples at once (reps x time): whether each passed, and how many examples it used, when the gate
+    looks only at ``looks`` and stops at the first look where the sequence has decided (undecided: the whole set)."""
+    reps = above.shape[0]
+    used = np.full(reps, looks[-1])
+    passed = np.zeros(reps, dtype=bool)
+    decided = np.zeros(reps, dtype=bool)
+    for count in looks:
+        now = ~decided & (above[:, count - 1] | below[:, count - 1])
+        used[now] = count
+        passed[now] = above[now, count - 1]
+        decided |= now
+    return passed, used
+
+
 @dataclass(frozen=True)
 class SequentialPlan:
     power: float
@@ -188,15 +207,7 @@ def simulate_plan(
     rng = np.random.default_rng(seed)
     total = looks[-1]
     differences = np.clip(rng.normal(effect, sd, size=(reps, total)), -width, width)
-    x = Range(-width, width).scale(differences)
-    m = (width - margin) / (2 * width)
-    above, below = rejects(x, m, alpha, +1), rejects(x, m, alpha, -1)
-    stop = np.full(reps, total)
-    passed = np.zeros(reps, dtype=bool)
-    decided = np.zeros(reps, dtype=bool)
-    for count in looks:
-        now = ~decided & (above[:, count - 1] | below[:, count - 1])
-        stop[now] = count
-        passed[now] = above[now, count - 1]
-        decided |= now
-    return SequentialPlan(power=float(passed.mean()), expected_examples=float(stop.mean()), looks=looks)
+    value_range = Range(-width, width)
+    x, m = value_range.scale(differences), value_range.position(-margin)
+    passed, used = first_decisions(rejects(x, m, alpha, +1), rejects(x, m, alpha, -1), looks)
+    return SequentialPlan(power=float(passed.mean()), expected_examples=float(used.mean()), looks=looks)
