@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 from champion.errors import DataError
 from generation import Conversation
@@ -48,6 +48,12 @@ class ContextReport:
         return self.limit is not None
 
 
+def prompt_tokens(tokenizer: Any, conversation: Conversation) -> int:
+    """Tokens of a conversation as the model sees it: its chat template, with the generation prompt."""
+    rendered = tokenizer.apply_chat_template(list(conversation), tokenize=False, add_generation_prompt=True)
+    return len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+
+
 def measure(
     model_path: str | Path,
     conversations: Sequence[Conversation],
@@ -65,8 +71,7 @@ def measure(
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_path), trust_remote_code=trust_remote_code)
     for example_id, conversation in zip(ids, conversations, strict=True):
-        rendered = tokenizer.apply_chat_template(list(conversation), tokenize=False, add_generation_prompt=True)
-        count = len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+        count = prompt_tokens(tokenizer, conversation)
         report.prompt_tokens.append(count)
         if count + max_tokens > limit:
             report.overflowing.append((str(example_id), count))

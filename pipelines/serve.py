@@ -124,7 +124,6 @@ class PredictorSupervisor:
 
     def __init__(self, command: list[str], ready_url: str, log_path: Path) -> None:
         self.command, self.ready_url, self.log_path = command, ready_url, log_path
-        self.restarts = 0
         self.stopped = threading.Event()
         self.process = self._start()
 
@@ -142,35 +141,35 @@ class PredictorSupervisor:
 
     def _watch(self) -> None:
         while not self.stopped.wait(0.5):
-            if self.process.poll() is None:
-                continue
-            status = self.process.returncode
-            while self.restarts < RESTARTS and not self.stopped.is_set():
-                self.restarts += 1
+            if self.process.poll() is not None and not self._restart():
                 print(
-                    f"champion serve: the predictor exited with status {status}; restarting it "
-                    f"({self.restarts} of {RESTARTS}, log: {self.log_path})",
+                    f"error: the predictor keeps exiting (status {self.process.returncode}) and was restarted "
+                    f"{RESTARTS} times; champion serve stops.\nfix: see its log, {self.log_path} (the last lines "
+                    "say why: memory, a broken model folder).",
                     file=sys.stderr,
                     flush=True,
                 )
-                time.sleep(2 ** (self.restarts - 1))
-                self.process = self._start()
-                try:
-                    self.wait_ready()
-                    self.restarts = 0
-                    break
-                except ChampionError:
-                    status = self.process.poll()
-            else:
-                if not self.stopped.is_set():
-                    print(
-                        f"error: the predictor keeps exiting (status {status}) and was restarted {RESTARTS} times; "
-                        f"champion serve stops.\nfix: see its log, {self.log_path} (the last lines say why: memory, "
-                        "a broken model folder).",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    os._exit(2)  # the transformer's server owns the main thread: end the process from here
+                os._exit(2)  # the transformer's server owns the main thread: end the process from here
+
+    def _restart(self) -> bool:
+        """Start the predictor again, with backoff, until it is ready (True) or RESTARTS tries failed (False)."""
+        for attempt in range(1, RESTARTS + 1):
+            print(
+                f"champion serve: the predictor exited with status {self.process.returncode}; restarting it "
+                f"({attempt} of {RESTARTS}, log: {self.log_path})",
+                file=sys.stderr,
+                flush=True,
+            )
+            time.sleep(2 ** (attempt - 1))
+            if self.stopped.is_set():
+                return True
+            self.process = self._start()
+            try:
+                self.wait_ready()
+                return True
+            except ChampionError:
+                continue
+        return False
 
     def stop(self) -> None:
         self.stopped.set()

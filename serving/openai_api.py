@@ -138,9 +138,6 @@ def _count_refusal(registry, body: object, request: Request, status: int) -> Non
 def add_openai_routes(app, registry) -> None:
     """Register the chat and models routes on KServe's FastAPI ``app`` for the models in ``registry``."""
 
-    def lookup(name: str):
-        return _lookup(registry, name)
-
     async def chat_completions(request: Request):
         body: object = None
         answered = False
@@ -150,7 +147,7 @@ def add_openai_routes(app, registry) -> None:
             except ValueError as exc:
                 raise ServingError("the request body is not JSON.", "send a JSON chat request.", 400) from exc
             chat = parse_chat_request(body)
-            name, model = lookup(chat.model)
+            name, model = _lookup(registry, chat.model)
             if not model.ready:
                 raise ServingError(
                     f"model {name!r} is still loading.", "retry when /v2/health/ready reports ready.", 503

@@ -18,7 +18,7 @@ import kserve
 from champion import tracing
 from champion.errors import ServingError
 from generation import Generator, get_generator
-from generation.context import context_limit
+from generation.context import context_limit, prompt_tokens
 from prompts import Decoding
 from serving.openai_api import ChatReply, ChatRequest, serve
 
@@ -55,13 +55,15 @@ class GeneratorModel(kserve.Model):
         self.tokenizer: Any = None  # the model's tokenizer, to measure prompts against the context
 
     def load(self) -> bool:
-        from transformers import AutoTokenizer
-
         self.generator = get_generator(
             self.backend, self.model_dir, batch_size=1, trust_remote_code=self.trust_remote_code
         )
-        if self.context is not None:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, trust_remote_code=self.trust_remote_code)
+        if self.context is not None:  # the generator's own tokenizer when it has one (transformers), loaded once
+            self.tokenizer = getattr(self.generator, "tokenizer", None)
+            if self.tokenizer is None:
+                from transformers import AutoTokenizer
+
+                self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, trust_remote_code=self.trust_remote_code)
         self.ready = True
         return self.ready
 
@@ -76,8 +78,7 @@ class GeneratorModel(kserve.Model):
             raise ServingError(
                 f"the request has {characters} characters, more than the model's context can hold.", fix, 400
             )
-        rendered = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
-        tokens = len(self.tokenizer(rendered, add_special_tokens=False)["input_ids"])
+        tokens = prompt_tokens(self.tokenizer, conversation)
         if tokens + decoding.max_tokens > self.context:
             raise ServingError(
                 f"the prompt is {tokens} tokens; with max_tokens={decoding.max_tokens} it exceeds the model's context "

@@ -137,53 +137,43 @@ class PromptTransformer(kserve.Model):
                 span.set_attribute("gen_ai.usage.input_tokens", reply.prompt_tokens)
                 span.set_attribute("gen_ai.usage.output_tokens", reply.completion_tokens)
             span.end()
-            latency_s = time.perf_counter() - started
-            metrics.observe(
-                bundle_id=self.bundle_id,
-                prompt=f"{self.prompt.name}@{self.prompt.version}",
-                status=status,
-                latency_s=latency_s,
-                prompt_tokens=reply.prompt_tokens if reply else 0,
-                completion_tokens=reply.completion_tokens if reply else 0,
+            user_turns = [m.content for m in request.messages if m.role == "user"]
+            self._record(
+                request_id, status, time.perf_counter() - started, reply, user_turns[-1] if user_turns else None
             )
-            if self.request_log is not None:
-                user_turns = [m.content for m in request.messages if m.role == "user"]
-                self.request_log.submit(  # off the request path: written by the log's own thread
-                    request_id=request_id,
-                    bundle_id=self.bundle_id,
-                    prompt=f"{self.prompt.name}@{self.prompt.version}",
-                    prompt_digest=self.prompt.digest,
-                    model_digest=self.model_digest,
-                    decoding=self.prompt.decoding.model_dump(mode="json"),
-                    status=status,
-                    latency_s=round(latency_s, 6),
-                    prompt_tokens=reply.prompt_tokens if reply else 0,
-                    completion_tokens=reply.completion_tokens if reply else 0,
-                    question=user_turns[-1] if user_turns else None,
-                    answer=reply.text if reply else None,
-                )
 
     def refused(self, status: int, request_id: str = "") -> None:
         """A request refused before it reached ``chat`` (not JSON, not a chat request, streaming): counted and
         logged like any other answer, with no content (there was none to keep)."""
+        self._record(request_id or new_request_id(), status, 0.0, None, None)
+
+    def _record(
+        self, request_id: str, status: int, latency_s: float, reply: ChatReply | None, question: str | None
+    ) -> None:
+        """Every answer, whatever its status, in /metrics and (when one is configured) the request log."""
         prompt = f"{self.prompt.name}@{self.prompt.version}"
         metrics.observe(
-            bundle_id=self.bundle_id, prompt=prompt, status=status, latency_s=0.0, prompt_tokens=0, completion_tokens=0
+            bundle_id=self.bundle_id,
+            prompt=prompt,
+            status=status,
+            latency_s=latency_s,
+            prompt_tokens=reply.prompt_tokens if reply else 0,
+            completion_tokens=reply.completion_tokens if reply else 0,
         )
         if self.request_log is not None:
-            self.request_log.submit(
-                request_id=request_id or new_request_id(),
+            self.request_log.submit(  # off the request path: written by the log's own thread
+                request_id=request_id,
                 bundle_id=self.bundle_id,
                 prompt=prompt,
                 prompt_digest=self.prompt.digest,
                 model_digest=self.model_digest,
                 decoding=self.prompt.decoding.model_dump(mode="json"),
                 status=status,
-                latency_s=0.0,
-                prompt_tokens=0,
-                completion_tokens=0,
-                question=None,
-                answer=None,
+                latency_s=round(latency_s, 6),
+                prompt_tokens=reply.prompt_tokens if reply else 0,
+                completion_tokens=reply.completion_tokens if reply else 0,
+                question=question,
+                answer=reply.text if reply else None,
             )
 
     async def _forward(self, request: ChatRequest) -> ChatReply:
