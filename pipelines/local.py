@@ -32,7 +32,7 @@ from pipelines.kfp_local import StepState, StepTracker, task_label
 from pipelines.promotion import promotion_pipeline
 from pipelines.scheduled_eval import scheduled_eval_pipeline
 from registry.monitoring import MONITOR_EXPERIMENT
-from registry.registry import _alias_lock, append_audit, connect
+from registry.registry import _alias_lock, append_audit, audit_events, connect
 from registry.run_metrics import export, gate_metrics, monitor_metrics, step_metrics
 
 OFFLINE_ENV = {
@@ -298,12 +298,7 @@ def _restored_handlers(handlers: list):
 
 def _alias_moved_since(audit_path: Path, offset: int) -> str:
     """The alias move this run made before it was stopped, as "model vN, bundle <id>", or ""."""
-    if not audit_path.exists():
-        return ""
-    with open(audit_path, "rb") as handle:
-        handle.seek(offset)
-        events = [json.loads(line) for line in handle.read().decode("utf-8").splitlines() if line.strip()]
-    moved = [event for event in events if event.get("event") == "alias_moved"]
+    moved = [event for event in audit_events(audit_path, since=offset) if event.get("event") == "alias_moved"]
     if not moved:
         return ""
     last = moved[-1]

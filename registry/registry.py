@@ -123,21 +123,30 @@ def earlier_promotions(client, name: str, audit_log: str = "") -> list[str]:
         for v in versions
         if (v.tags or {}).get("champion.decision") == "promoted"
     ]
-    if (
-        audit_log
-        and "://" not in audit_log.removeprefix("file://")
-        and Path(audit_log.removeprefix("file://")).is_file()
-    ):
-        for line in Path(audit_log.removeprefix("file://")).read_text(encoding="utf-8").splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
+    if audit_log and "://" not in audit_log.removeprefix("file://"):
+        for event in audit_events(Path(audit_log.removeprefix("file://"))):
             if event.get("event") == "alias_moved" and event.get("model") == name:
                 evidence.append(
                     f"the audit log records an alias move to version {event.get('to_version')} at {event.get('time')}"
                 )
     return evidence
+
+
+def audit_events(path: Path, since: int = 0) -> list[dict]:
+    """The events of a local audit log (from byte offset ``since``: what was appended after it); a line that is not
+    JSON (a torn write) is skipped, a missing log has none."""
+    if not path.is_file():
+        return []
+    with open(path, "rb") as handle:
+        handle.seek(since)
+        lines = handle.read().decode("utf-8", errors="replace").splitlines()
+    events = []
+    for line in lines:
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    return events
 
 
 @dataclass

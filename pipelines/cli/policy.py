@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -46,14 +45,9 @@ def policy_check(
 
 def _champion_scores(workspace: Path) -> Path:
     """The scored table of the run that last moved the champion alias in this workspace (from its audit log)."""
-    audit = workspace / "audit.jsonl"
-    moves = [
-        event
-        for event in (
-            json.loads(line) for line in (audit.read_text(encoding="utf-8").splitlines() if audit.exists() else [])
-        )
-        if event.get("event") == "alias_moved"
-    ]
+    from registry.registry import audit_events
+
+    moves = [event for event in audit_events(workspace / "audit.jsonl") if event.get("event") == "alias_moved"]
     table = workspace / "reports" / str(moves[-1].get("pipeline_run")) / "scores.jsonl" if moves else None
     if table is None or not table.exists():
         raise ChampionError(
@@ -64,9 +58,11 @@ def _champion_scores(workspace: Path) -> Path:
 
 
 def _rows(path: Path) -> list[dict]:
+    from champion.jsonl import read_jsonl
+
     try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, json.JSONDecodeError) as exc:
+        return read_jsonl(path)
+    except (OSError, ValueError) as exc:
         raise ChampionError(f"cannot read the scored table {path}: {exc}", "pass a run's scores.jsonl.") from None
 
 
