@@ -59,24 +59,9 @@ def parameters_table(model_name: str, command: str) -> str:
 
 
 def cli_reference() -> str:
-    import typer
+    from pipelines.cli import commands
 
-    from pipelines.cli import app
-
-    root = typer.main.get_command(app)
-    return "\n".join(_command_section(f"champion {name}", command) for name, command in _commands(root))
-
-
-# Typer 0.29 carries its own copy of click (typer._click), so commands and parameters are told apart by what they
-# have (a group has ``commands``; a parameter names its kind in ``param_type_name``), not by click's classes.
-def _commands(group: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    found: list[tuple[str, Any]] = []
-    for name, command in getattr(group, "commands", {}).items():
-        if hasattr(command, "commands"):
-            found.extend(_commands(command, f"{prefix}{name} "))
-        else:
-            found.append((f"{prefix}{name}", command))
-    return found
+    return "\n".join(_command_section(f"champion {name}", command) for name, command in commands())
 
 
 def _command_section(title: str, command: Any) -> str:
