@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,6 @@ REPO = Path(__file__).resolve().parent.parent
 def _checkout_files() -> set[str]:
     """Files in the checkout that git does not ignore and does not track, plus MLflow's default stores
     (a run that fell back to MLflow's relative default writes one into the working directory)."""
-    import subprocess
-
     listed = subprocess.run(
         ["git", "ls-files", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=False
     ).stdout.split()
@@ -33,6 +33,13 @@ def nothing_written_into_the_checkout():
     yield
     gained = sorted(_checkout_files() - before)
     assert not gained, f"the test suite wrote into the checkout: {gained}"
+
+
+def champion_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``champion ARGS`` as a user runs it: a child process of this interpreter, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def free_port() -> int:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -12,6 +10,7 @@ from champion.errors import ConfigError
 from champion.parameters import PromotionParameters, default
 from evaluators.policy import load_policy
 from pipelines.cli.options import pipeline_parameters
+from tests.conftest import champion_cli
 
 
 @pytest.mark.parametrize(
@@ -32,12 +31,7 @@ def test_a_param_for_an_option_left_at_its_default_is_taken():
 
 
 def test_run_json_prints_one_json_document_even_when_the_run_fails(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", "--json", "--prompt", "nosuch", "--workspace", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = champion_cli("run", "--json", "--prompt", "nosuch", "--workspace", str(tmp_path))
     assert done.returncode == 2
     document = json.loads(done.stdout)
     assert document["decision"] is None and "nosuch" in document["error"]["problem"] and document["error"]["fix"]
@@ -45,12 +39,7 @@ def test_run_json_prints_one_json_document_even_when_the_run_fails(tmp_path):
 
 @pytest.mark.parametrize("cron", ["every day", "0 6 * * *", "* * * * * * *"])
 def test_schedule_refuses_an_invalid_cron_before_contacting_any_cluster(cron):
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "schedule", "--cron", cron, "--host", "http://127.0.0.1:9"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = champion_cli("schedule", "--cron", cron, "--host", "http://127.0.0.1:9")
     assert done.returncode == 2 and ("6-field cron" in done.stderr or "wants 6 (seconds first)" in done.stderr)
     assert "unreachable" not in done.stderr and "Traceback" not in done.stderr
 
@@ -58,12 +47,7 @@ def test_schedule_refuses_an_invalid_cron_before_contacting_any_cluster(cron):
 def test_labels_export_says_when_a_file_is_not_a_gate_report(tmp_path):
     page = tmp_path / "index.html"
     page.write_text("<html><body>hello</body></html>")
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "labels", "export", str(page), "--output", str(tmp_path / "x.jsonl")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = champion_cli("labels", "export", str(page), "--output", str(tmp_path / "x.jsonl"))
     assert done.returncode == 2 and "is not a champion gate report" in done.stderr
     assert "first run" not in done.stderr
 
@@ -87,12 +71,7 @@ def test_policy_check_warns_when_a_margin_hardly_tests_anything(rule, named, tmp
         "name: wide\nversion: 1\nmin_examples: 20\nmetrics:\n"
         f"  semantic_similarity: {{direction: higher, {rule}}}\n  token_f1: {{direction: higher, floor: 0.1, margin: 0.05}}\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "policy", "check", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = champion_cli("policy", "check", str(path))
     assert done.returncode == 0 and "warning: metrics.semantic_similarity" in done.stderr and named in done.stderr
     assert "token_f1" not in done.stderr
 

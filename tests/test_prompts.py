@@ -2,6 +2,7 @@ import pytest
 
 from champion.errors import PromptError
 from prompts import list_prompts, load_prompt
+from tests.conftest import champion_cli
 
 VALID = """
 name: custom
@@ -117,15 +118,8 @@ def test_templates_that_would_exhaust_memory_or_cpu_are_refused_at_load(body, re
 
 @pytest.mark.parametrize("body, reason", HOSTILE_TEMPLATES.values(), ids=HOSTILE_TEMPLATES.keys())
 def test_champion_lint_reports_a_hostile_template_without_a_traceback(body, reason, tmp_path):
-    import subprocess
-    import sys
 
     _hostile_prompt(tmp_path, body)
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "lint", "--prompts-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = champion_cli("lint", "--prompts-dir", str(tmp_path))
     assert done.returncode == 1 and reason in done.stdout + done.stderr
     assert "Traceback" not in done.stderr

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ from evaluators import sequential
 from evaluators.gate import Look, decide
 from evaluators.planning import plan
 from evaluators.policy import GatePolicy, MetricRule, check_against, load_policy
+from tests.conftest import champion_cli
 
 ALPHA = 0.05
 
@@ -67,12 +66,17 @@ def test_bounds_are_ordered_tighten_with_more_data_and_agree_with_the_tests(valu
     assert 0.0 <= low <= high <= 1.0
     low_before, high_before = sequential.bounds(x[:-1], alpha)
     assert low >= low_before - 1e-12 and high <= high_before + 1e-12  # a running intersection only tightens
-    grid_step = 1.0 / (sequential.GRID - 1)
-    for m in (low - 2 * grid_step, high + 2 * grid_step):
-        if 0.0 < m < 1.0:
-            shown_above = sequential.rejects(x, m, alpha, +1)[-1]
-            shown_below = sequential.rejects(x, m, alpha, -1)[-1]
-            assert shown_above == (m < low) or shown_below == (m > high)
+    # The bounds are exactly the edge of what the one-sided tests have excluded: the lower bound is the largest
+    # value shown to be below the mean (the next one up is not), the upper bound the smallest shown above it.
+    grid = np.linspace(0.0, 1.0, sequential.GRID)[1:-1]
+    if low > 0.0:
+        i = int(np.argmin(np.abs(grid - low)))
+        assert sequential.rejects(x, grid[i], alpha, +1)[-1]
+        assert i + 1 == len(grid) or not sequential.rejects(x, grid[i + 1], alpha, +1)[-1]
+    if low < high < 1.0:
+        j = int(np.argmin(np.abs(grid - high)))
+        assert sequential.rejects(x, grid[j], alpha, -1)[-1]
+        assert j == 0 or not sequential.rejects(x, grid[j - 1], alpha, -1)[-1]
 
 
 @settings(max_examples=40, deadline=None)
@@ -205,32 +209,17 @@ def test_champion_plan_reads_the_workspace_champion_and_prints_the_table(tmp_pat
     ]
     (run / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "audit.jsonl").write_text(json.dumps({"event": "alias_moved", "pipeline_run": "run-1"}) + "\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "plan", "--workspace", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = champion_cli("plan", "--workspace", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "token_f1" in done.stdout and "fixed-n needs" in done.stdout
-    empty = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "plan", "--workspace", str(tmp_path / "none")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    empty = champion_cli("plan", "--workspace", str(tmp_path / "none"))
     assert empty.returncode == 2 and "champion run" in empty.stderr and "Traceback" not in empty.stderr
 
 
 def test_champion_plan_on_a_table_without_the_policys_metrics_says_so(tmp_path):
     table = tmp_path / "scores.jsonl"
     table.write_text('{"id": "a"}\n{"id": "b"}\n')
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "plan", "--scores", str(table)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = champion_cli("plan", "--scores", str(table))
     assert done.returncode == 2 and "fewer than two scores" in done.stderr
 
 

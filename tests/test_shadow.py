@@ -22,7 +22,7 @@ from prompts import load_prompt
 from serving.request_log import RequestLog
 from serving.shadow import pair_logs
 from tests.answer_server import AnswerServer
-from tests.conftest import free_port
+from tests.conftest import champion_cli, free_port
 from tests.judge_server import JudgeServer
 from tests.test_deploy import make_bundle
 from tests.test_serving import stop, transformer_env, wait_until_ready
@@ -220,12 +220,7 @@ def test_replay_refuses_a_server_that_is_not_the_candidate(live_log, tmp_path):
 def test_replay_of_a_log_without_content_says_how_to_capture_it(tmp_path):
     log = RequestLog(tmp_path / "requests.jsonl")  # content capture off: nothing to replay
     live_record(log)
-    result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "replay", str(tmp_path / "requests.jsonl"), "--bundle", CANDIDATE.id],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = champion_cli("replay", str(tmp_path / "requests.jsonl"), "--bundle", CANDIDATE.id)
     assert result.returncode == 2 and "--log-content" in result.stderr
 
 
@@ -241,13 +236,7 @@ def test_replay_of_a_log_without_content_says_how_to_capture_it(tmp_path):
 )
 def test_replay_refuses_bad_arguments_up_front_without_a_traceback(arguments, named, tmp_path):
     (tmp_path / "requests.jsonl").write_text("")
-    result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "replay", *arguments, "--bundle", CANDIDATE.id],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = champion_cli("replay", *arguments, "--bundle", CANDIDATE.id, cwd=tmp_path)
     assert result.returncode == 2 and named in result.stderr and "Traceback" not in result.stderr
 
 
