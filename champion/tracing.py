@@ -144,13 +144,17 @@ def record_run(
     root = run_tracer.start_span(  # a root whatever span is current in the caller
         name, context=Context(), start_time=started_ns, attributes={"champion.run_id": run_id, **attributes}
     )
-    for step, times in steps.items():
+    for task, times in steps.items():
         if times["state"] == "cached":
+            # Named by its step as a step's own process names its span (a loop's ``fetch-weights-op[0]`` is
+            # the step ``fetch-weights-op``); the task, index included, is an attribute.
+            step = task.split("[", 1)[0]
+            attributes = {"champion.step": step, "champion.task": task, "champion.step_state": "cached"}
             run_tracer.start_span(
                 step,
                 context=run_context(run_id),
                 start_time=times["start_ns"],
-                attributes={"champion.step": step, "champion.step_state": "cached", "champion.run_id": run_id},
+                attributes={**attributes, "champion.run_id": run_id},
             ).end(end_time=times["end_ns"])
     root.end(end_time=ended_ns)
     return format(root.get_span_context().trace_id, "032x")

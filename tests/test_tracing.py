@@ -90,6 +90,7 @@ def test_the_outside_view_of_a_run_is_its_root_and_the_steps_no_process_ran(monk
             {
                 "gate-op": {"start_ns": 1_000, "end_ns": 2_000, "state": "succeeded"},
                 "preprocess-data-op": {"start_ns": 500, "end_ns": 600, "state": "cached"},
+                "fetch-weights-op[1]": {"start_ns": 700, "end_ns": 800, "state": "cached"},  # in the scoring loop
             },
             {"champion.bundle_id": LIVE.id},
             run_id=RUN_ID,
@@ -102,7 +103,14 @@ def test_the_outside_view_of_a_run_is_its_root_and_the_steps_no_process_ran(monk
         tracing.configure()
         receiver.close()
     assert receiver.content_types == ["application/x-protobuf"]
-    assert sorted(span.name for span in receiver.spans) == ["champion-promotion", "preprocess-data-op"]
+    # A cached step is named by its step, as a step's process names its own span; the loop index is an attribute.
+    assert sorted(span.name for span in receiver.spans) == [
+        "champion-promotion",
+        "fetch-weights-op",
+        "preprocess-data-op",
+    ]
+    looped = next(span for span in receiver.spans if span.name == "fetch-weights-op")
+    assert OTLPReceiver.attributes(looped)["champion.task"] == "fetch-weights-op[1]"
     root = next(span for span in receiver.spans if span.name == "champion-promotion")
     cached = next(span for span in receiver.spans if span.name == "preprocess-data-op")
     assert trace_id == RUN_ID.replace("-", "") == root.trace_id.hex() == cached.trace_id.hex()  # the run's UUID
