@@ -397,6 +397,13 @@ class PromotionRun(PipelineParameters):
         True, "Deploy a passing bundle and make it the champion (off: gate only).", "registry", cli={"run": "promote"}
     )
     fail_on_reject: bool = _param(False, "Fail the run when the gate rejects the bundle (a CI check).", "registry")
+    look: int = _param(
+        1,
+        "A sequential policy's look this run decides at: the challenger is scored on that look's first examples "
+        "(champion run runs looks 1, 2, … until the gate decides; a fixed-n policy has one look).",
+        "evaluation",
+        ge=1,
+    )
 
     @model_validator(mode="after")
     def _shards_score_fetched_weights(self) -> PromotionRun:

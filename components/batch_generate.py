@@ -6,7 +6,7 @@ from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from components import Step, gpu_step
 
-STEP = Step(title="Generate answers", version="1.6.0", cacheable=True)
+STEP = Step(title="Generate answers", version="1.7.0", cacheable=True)
 
 
 @gpu_step
@@ -18,6 +18,7 @@ def batch_generate_op(
     prompt: str,
     shard: int,
     shards: int,
+    rows: int,
     backend: str,
     batch_size: int,
     tensor_parallel_size: int,
@@ -30,7 +31,7 @@ def batch_generate_op(
     generations: Output[Dataset],
     metrics: Output[Metrics],
 ) -> NamedTuple("GenerateOutputs", [("bundle", str)]):
-    """batch_generate v1.6.0: one shard of the evaluation set; render the prompt for every example, check it fits the context, and generate (transformers: batches sized from free GPU memory, static KV cache on a GPU; or vLLM with its engine settings); unchanged examples come from the per-example cache."""
+    """batch_generate v1.7.0: one shard of the evaluation set's first `rows` examples (0: all of them); render the prompt for every example, check it fits the context, and generate (transformers: batches sized from free GPU memory, static KV cache on a GPU; or vLLM with its engine settings); unchanged examples come from the per-example cache."""
     from champion.step_process import begin_step
 
     begin_step()
@@ -59,7 +60,7 @@ def batch_generate_op(
         gpu_memory_utilization=gpu_memory_utilization,
     )
     generator = cached_generator(backend, model.path, cache, {"model_digest": model_digest}, **options)
-    examples = shard_rows(read_jsonl(eval_set.path), shard, shards)
+    examples = shard_rows(read_jsonl(eval_set.path)[: rows or None], shard, shards)
     run = generate_answers(examples, template, generator, model_path=model.path, context_overflow=context_overflow)
     if run.skipped:
         print(
@@ -93,6 +94,7 @@ def batch_generate_op(
         {
             "rows": len(run.rows),
             "shard": f"{shard + 1} of {shards}",
+            "set_rows": rows or "all",
             "skipped_context_overflow": len(run.skipped),
             "context_limit": run.context_limit or 0,
             "prompt": f"{template.name}@{template.version}",

@@ -6,7 +6,7 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
 
 from components import Step, cpu_step
 
-STEP = Step(title="Gate", version="4.1.0", cacheable=True)
+STEP = Step(title="Gate", version="4.2.0", cacheable=True)
 
 
 @cpu_step
@@ -21,6 +21,8 @@ def gate_op(
     champion_version: str,
     champion_model_digest: str,
     shards: int,
+    eval_set: Input[Dataset],
+    look: int,
     decision: Output[Artifact],
     report: Output[Markdown],
     html_report: Output[HTML],
@@ -28,7 +30,7 @@ def gate_op(
     challenger_scores: Output[Dataset],
     challenger_metrics: Output[Metrics],
 ) -> NamedTuple("GateOutputs", [("passed", bool), ("decision_json", str), ("bundle", str), ("weights_source", str)]):
-    """gate v4.1.0: challenger vs champion on the same examples (paired bootstrap or Tango intervals against each margin, Holm-corrected, per slice), or floors only without a champion. The scored bundles arrive in the run's order: the challenger first, then the champion when there is one."""
+    """gate v4.2.0: challenger vs champion on the same examples (paired bootstrap or Tango intervals against each margin, Holm-corrected, per slice; a sequential policy: confidence sequences at this run's look, passed, failed or continue), or floors only without a champion. The scored bundles arrive in the run's order: the challenger first, then the champion when there is one."""
     from champion.step_process import begin_step
 
     begin_step()
@@ -72,6 +74,8 @@ def gate_op(
         champion_rows=scored[1].table if has_champion else None,
         champion_bundle=Bundle.model_validate_json(bundles[1]) if has_champion else None,
         champion_version=champion_version if has_champion else "",
+        look=look,
+        set_ids=[str(row.get("id")) for row in read_jsonl(eval_set.path)],
     )
     record["reports"] = {"decision": decision.uri, "markdown": report.uri, "html": html_report.uri}
     write_json(record, decision.path)
@@ -82,7 +86,10 @@ def gate_op(
     metrics.log_metric("gate_passed", float(record["gate"] == "passed"))
     for name, value in interval_metrics(record["checks"]).items():
         metrics.log_metric(name, value)
-    decision.metadata.update({"gate": record["gate"], "decision": record["decision"], "bundle_id": record["bundle_id"]})
+    decision.metadata.update(
+        {"gate": record["gate"], "decision": record["decision"], "bundle_id": record["bundle_id"]}
+        | ({"decided_at": record["decided_at"]} if record["decided_at"] else {})
+    )
     # The challenger's scores and means, under their own names, for the steps after the gate.
     write_jsonl(scored[0].table, challenger_scores.path)
     challenger_scores.metadata.update(

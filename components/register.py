@@ -9,7 +9,7 @@ from kfp.dsl import Dataset, Input, Metrics
 
 from components import Step, cpu_step
 
-STEP = Step(title="Register in MLflow", version="3.3.0", cacheable=False)
+STEP = Step(title="Register in MLflow", version="3.4.0", cacheable=False)
 
 
 @cpu_step
@@ -30,7 +30,7 @@ def register_op(
 ) -> NamedTuple(
     "RegisterOutputs", [("model_version", str), ("approved", bool), ("release", bool), ("prompt_version", int)]
 ):
-    """register v3.3.0: record bundle and decision in MLflow as a model version, approved if the gate passed; release it if also asked to promote; push the decision to a Pushgateway when one is configured."""
+    """register v3.4.0: record bundle and decision in MLflow as a model version, approved if the gate passed; release it if also asked to promote; push the decision to a Pushgateway when one is configured. A sequential look that continues registers nothing (the audit log records the look)."""
     from champion.step_process import begin_step
 
     begin_step()
@@ -46,6 +46,20 @@ def register_op(
 
     verdict = json.loads(decision)
     record = Bundle.model_validate_json(bundle)
+    outputs = namedtuple("RegisterOutputs", ["model_version", "approved", "release", "prompt_version"])
+    audit_log = audit_log or default_audit_log(mlflow_tracking_uri)
+    if verdict["gate"] == "continue":  # a sequential look that does not decide: the next look's run does
+        from registry.register import record_look
+
+        record_look(
+            audit_log=audit_log,
+            registered_model_name=registered_model_name,
+            bundle=record,
+            decision=verdict,
+            pipeline_run=pipeline_run,
+        )
+        print(f"register: nothing registered; the gate looks again ({verdict['decided_at']})")
+        return outputs("", False, False, 0)
     report = tempfile.NamedTemporaryFile("w", suffix=".md", delete=False)
     report.write(
         markdown_report(
@@ -62,7 +76,7 @@ def register_op(
         files={"gate_report.md": report.name, "scores.jsonl": scores.path},
         weights_source=model_source,
         expected_champion=expected_champion or None,
-        audit_log=audit_log or default_audit_log(mlflow_tracking_uri),
+        audit_log=audit_log,
         metrics={name: value for name, value in eval_metrics.metadata.items() if isinstance(value, (int, float))},
         pipeline_run=pipeline_run,
     )
@@ -81,6 +95,4 @@ def register_op(
             )
         except ExportError as exc:
             print(f"register: WARNING: {exc}")
-    return namedtuple("RegisterOutputs", ["model_version", "approved", "release", "prompt_version"])(
-        result.model_version, result.approved, result.approved and promote, result.prompt_version
-    )
+    return outputs(result.model_version, result.approved, result.approved and promote, result.prompt_version)

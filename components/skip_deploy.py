@@ -6,14 +6,14 @@ from kfp.dsl import Markdown, Output
 
 from components import Step, cpu_step
 
-STEP = Step(title="Skip deployment", version="3.0.0", cacheable=False)
+STEP = Step(title="Skip deployment", version="3.1.0", cacheable=False)
 
 
 @cpu_step
 def skip_deploy_op(gate_passed: bool, fail_on_reject: bool, decision: str, report: Output[Markdown]) -> NamedTuple(
     "DeployOutputs", [("deployment", str), ("promoted", bool)]
 ):
-    """skip_deploy v3.0.0: say why nothing was deployed (the gate did not pass, or this run only gates); fail the run on a rejection if asked."""
+    """skip_deploy v3.1.0: say why nothing was deployed (the gate did not pass, this run only gates, or a sequential gate looks again); fail the run on a rejection if asked."""
     from champion.step_process import begin_step
 
     begin_step()
@@ -22,13 +22,19 @@ def skip_deploy_op(gate_passed: bool, fail_on_reject: bool, decision: str, repor
 
     from serving.deploy import GateRejected
 
-    reason = "the gate passed; this run only gates (promote=false)" if gate_passed else "the gate did not pass"
+    verdict = json.loads(decision)
+    if verdict.get("gate") == "continue":
+        reason = f"the gate looks again: undecided at {verdict.get('decided_at')}"
+    elif gate_passed:
+        reason = "the gate passed; this run only gates (promote=false)"
+    else:
+        reason = "the gate did not pass"
     with open(report.path, "w", encoding="utf-8") as handle:
         handle.write(
             f"# Deployment: skipped\n\nNothing was rendered or deployed, and the champion alias did not move: {reason}.\n"
         )
-    if fail_on_reject and not gate_passed:
-        reasons = json.loads(decision).get("reasons", [])
+    if fail_on_reject and verdict.get("gate") == "failed":
+        reasons = verdict.get("reasons", [])
         raise GateRejected(
             "the gate rejected the bundle: " + "; ".join(reasons),
             "see the gate report; change the prompt or model and push again.",

@@ -699,7 +699,7 @@ def markdown_report(
     """The gate's Markdown summary. ``outcome`` is the decision word when known (promoted|approved|rejected)."""
     if isinstance(decision, dict):
         decision = Decision.model_validate({k: decision[k] for k in Decision.model_fields if k in decision})
-    word = outcome or ("approved" if decision.passed else "rejected")
+    word = outcome or ("approved" if decision.passed else "continue" if decision.gate == "continue" else "rejected")
     verdict = f"{'✅' if decision.passed else '❌'} gate **{decision.gate.upper()}**: {word}"
     lines = [
         f"# Gate decision: {verdict}",
@@ -708,6 +708,7 @@ def markdown_report(
         f"- champion: {champion_label or 'none yet (bootstrap rule: absolute floors only)'}",
         f"- policy: `{decision.policy}` (digest `{decision.policy_digest[:12]}`), {decision.n_examples} examples, {decision.mode} comparison",
         f"- multiplicity: {decision.multiplicity}",
+        *([f"- sequential: {decision.decided_at}"] if decision.decided_at else []),
         "",
         "| metric | slice | test | challenger | champion | difference [interval] | threshold | result |",
         "|---|---|---|---|---|---|---|---|",

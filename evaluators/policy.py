@@ -310,15 +310,6 @@ def policy_problems(policy: GatePolicy, available: dict[str, MetricInfo]) -> lis
     return problems
 
 
-SEQUENTIAL_NOT_IN_PIPELINES = Problem(
-    "sequential",
-    "the pipelines do not evaluate in looks yet: `champion run` scores the whole set and would decide it as one "
-    "fixed-n gate, which is not what this policy asks for.",
-    "set sequential: false to run it in the pipeline, or decide in looks from Python with "
-    "evaluators.gate.decide(..., look=Look(...)); `champion plan` shows what the looks would need.",
-)
-
-
 LARGE_MARGIN_SHARE = 0.25  # a margin beyond this share of the metric's range lets clearly worse bundles through
 
 
@@ -348,14 +339,12 @@ def policy_warnings(policy: GatePolicy, available: dict[str, MetricInfo] | None 
         warnings.append(
             "no metric has a floor: without a champion (the first run) nothing votes, so no bundle can be promoted until one is seeded."
         )
-    if policy.sequential:
-        warnings.append(f"{SEQUENTIAL_NOT_IN_PIPELINES.problem} {SEQUENTIAL_NOT_IN_PIPELINES.fix}")
     return warnings
 
 
 def check_against(policy: GatePolicy, available: dict[str, MetricInfo], policy_ref: str = "") -> None:
     """Raise one ConfigError listing every problem (before any model loads)."""
-    problems = policy_problems(policy, available) + ([SEQUENTIAL_NOT_IN_PIPELINES] if policy.sequential else [])
+    problems = policy_problems(policy, available)
     if policy_ref.lstrip().startswith("{"):  # a policy pinned as JSON: name it, not its content
         policy_ref = f"{policy.name}@{policy.version}"
     if problems:

@@ -29,6 +29,8 @@ from typing import Literal
 import numpy as np
 from scipy import stats as scipy_stats
 
+from champion.errors import ConfigError
+
 TRUNCATION = 0.5  # c in lambda <= c/m: half the largest bet that keeps the capital positive (WSR's default)
 GRID = 2001  # values of the mean at which the bounds are located (the decision itself is tested exactly)
 
@@ -167,6 +169,18 @@ def looks_at(total: int, fractions: tuple[float, ...] = (), every: int | None = 
     else:
         counts = [max(1, math.ceil(total * fraction)) for fraction in fractions]
     return sorted(set(min(total, count) for count in counts))
+
+
+def look_counts(policy, total: int, look: int = 1) -> list[int]:
+    """How many of the set's first examples the challenger is scored on at each look of ``policy`` (a
+    fixed-n policy: one look, the whole set); refuses a ``look`` past the last one."""
+    counts = looks_at(total, policy.looks, policy.look_size) if policy.sequential else [total]
+    if not 1 <= look <= len(counts):
+        raise ConfigError(
+            f"look {look} is outside policy {policy.name}'s {len(counts)} look(s) on {total} examples.",
+            f"run looks 1 to {len(counts)} (champion run runs them in turn, from look 1).",
+        )
+    return counts
 
 
 def first_decisions(above: np.ndarray, below: np.ndarray, looks: list[int]) -> tuple[np.ndarray, np.ndarray]:

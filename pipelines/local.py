@@ -326,10 +326,30 @@ def run_promotion(
     settings: LocalSettings = LocalSettings(),
     on_event: Callable[[str, StepState], None] = lambda task, state: None,
 ) -> dict:
-    """Run the promotion pipeline locally and return its summary (what ``champion run --json`` prints)."""
+    """Run the promotion pipeline locally and return its summary (what ``champion run --json`` prints).
 
-    run = _run_locally(promotion_pipeline, params, settings, on_event)
+    With a sequential policy each look is one run of the pipeline, from ``params.look``: while the gate says
+    "continue" the next look's run scores the challenger on more of the set (what it already answered comes
+    from the per-example caches, the champion's scores from the step cache); ``looks`` lists them."""
+
+    looks: list[dict] = []
+    while True:
+        run = _run_locally(promotion_pipeline, params, settings, on_event)
+        decision = json.loads(run.outputs["decision"])
+        looks.append(
+            {
+                "look": params.look,
+                "gate": decision["gate"],
+                "examples": decision["n_examples"],
+                "seconds": round(run.seconds, 1),
+            }
+        )
+        if decision["gate"] != "continue":
+            break
+        params = params.model_copy(update={"look": params.look + 1})
     summary = summarise(run, params) | {"cache": run.steps.cache_totals(), "steps": run.steps.timeline()}
+    summary["looks"] = looks
+    summary["wall_seconds"] = round(sum(look["seconds"] for look in looks), 1)
     summary["runner"] = settings.runner
     if (containers := run.container_per_task()) is not None:
         summary["containers"] = containers
@@ -468,6 +488,8 @@ def summarise(run: LocalRun, params: PromotionParameters) -> dict:
         "reasons": decision["reasons"],
         "judge": decision.get("judge"),
         "mode": decision["mode"],
+        "look": decision.get("look"),  # a sequential decision: the look it was taken at (None: fixed-n)
+        "decided_at": decision.get("decided_at", ""),
         "champion": decision["champion"],
         "metrics": metrics,
         "intervals": intervals,

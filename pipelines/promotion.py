@@ -135,6 +135,8 @@ def promotion_pipeline(p) -> PromotionOutputs:
             bundles=scored.bundles,
             weights_sources=scored.weights_sources,
             shards=p.shards,
+            eval_set=data_task.outputs["eval_set"],
+            look=p.look,
             eval_metrics=scored.metrics,
             gate_config=pins.outputs["gate_config"],
             evaluator_config=pins.outputs["evaluator_config"],

@@ -175,6 +175,8 @@ def score_bundles(params, pins, data_task, champion_task, *, challenger: dict | 
             judge_pin=pins.outputs["judge_pin"],
             shards=params.shards,
             n_eval=data_task.outputs["n_eval"],
+            gate_config=pins.outputs["gate_config"],
+            look=getattr(params, "look", 1),  # a run without a challenger has no looks
         )
     )
     # One iteration per (bundle, shard): the evaluation set in `shards` parts, generated and scored in
@@ -262,6 +264,7 @@ def _generate(params, bundle, tune_task, data_task) -> dsl.PipelineTask:
                     prompt=bundle.prompt,
                     shard=bundle.shard,
                     shards=bundle.shards,
+                    rows=bundle.rows,
                     backend=params.generation_backend,
                     batch_size=params.batch_size,
                     tensor_parallel_size=params.tensor_parallel_size,

@@ -170,3 +170,22 @@ def register_bundle(
     }
     append_audit(audit_log, {"event": "gate_decision", **audit, "reasons": decision.get("reasons", [])})
     return Registration(model_version=version, approved=passed, run_id=run_id, prompt_version=prompt_version)
+
+
+def record_look(
+    *, audit_log: str, registered_model_name: str, bundle: Bundle, decision: dict, pipeline_run: str = ""
+) -> None:
+    """A sequential look that does not decide yet: nothing is registered (no version, the alias untouched); the
+    audit log says where the gate stands, and the next look's run decides."""
+    append_audit(
+        audit_log,
+        {
+            "event": "gate_look",
+            "bundle_id": bundle.id,
+            "model": registered_model_name,
+            "gate": decision.get("gate"),
+            "at": decision.get("decided_at", ""),
+            "compared_with": (decision.get("champion") or {}).get("version"),
+            "pipeline_run": pipeline_run,
+        },
+    )

@@ -26,6 +26,11 @@ pytestmark = pytest.mark.e2e
 
 LENIENT = "name: lenient\nversion: 1\nmin_examples: 3\nmetrics:\n  semantic_similarity: {direction: higher, floor: 0.3, margin: 0.5}\n"
 LEAN = str(REPO / "tests" / "configs" / "lean-evaluators.yaml")  # no judge: these runs test the pipeline, not the judge
+# Looks at a third, two thirds and all of the set, with the floor a clearly evasive prompt falls far below.
+SEQUENTIAL = (
+    "name: sequential-test\nversion: 1\nmin_examples: 10\nsequential: true\nlooks: [0.333, 0.667, 1.0]\n"
+    "metrics:\n  semantic_similarity: {direction: higher, floor: 0.45, margin: 0.05}\n"
+)
 IMPOSSIBLE = "name: impossible\nversion: 1\nmin_examples: 3\nmetrics:\n  semantic_similarity: {direction: higher, floor: 0.99, margin: 0.05}\n"
 
 
@@ -45,6 +50,7 @@ def policies(tmp_path_factory):
     folder = tmp_path_factory.mktemp("policies")
     (folder / "lenient.yaml").write_text(LENIENT)
     (folder / "impossible.yaml").write_text(IMPOSSIBLE)
+    (folder / "sequential.yaml").write_text(SEQUENTIAL)
     return folder
 
 
@@ -642,6 +648,41 @@ def test_a_sharded_run_gives_the_same_scores_and_decision_as_an_unsharded_one(tm
     assert {k: v for k, v in three["metrics"].items() if k not in timing} == pytest.approx(
         {k: v for k, v in one["metrics"].items() if k not in timing}, abs=1e-6
     )
+
+
+def test_a_sequential_gate_rejects_an_evasive_prompt_before_it_is_scored_on_the_whole_set(
+    promoted, policies, live_settings
+):
+    """Each look is one run: the challenger is scored on the look's first examples, the champion once on the
+    whole set; a look that does not decide registers nothing and moves nothing, and the run stops at the look
+    where the gate rejects, with where it stopped in the summary, the Markdown and the HTML report."""
+    workspace = live_settings.workspace
+    before = champion_version(workspace)
+    versions = len(mlflow_client(workspace).search_model_versions("name='champion-qa'"))
+    audited = len(open(workspace / "audit.jsonl").readlines())
+    params = lenient(policies, limit=36, prompt="qa-evasive", gate_config=str(policies / "sequential.yaml"))
+    summary = run_promotion(params, live_settings)
+    assert summary["decision"] == "rejected" and summary["gate"] == "failed", summary["reasons"]
+    looks = summary["looks"]
+    assert [look["look"] for look in looks] == list(range(1, len(looks) + 1)) and len(looks) < 3
+    assert [look["gate"] for look in looks] == ["continue"] * (len(looks) - 1) + ["failed"]
+    used = looks[-1]["examples"]
+    assert used == {1: 12, 2: 25}[len(looks)]  # the looks' first examples of 36, never the whole set
+    assert summary["look"] == {"index": len(looks), "of": 3, "examples": used, "total": 36}
+    assert summary["decided_at"] == f"decided at look {len(looks)} of 3, {used} of 36 examples"
+    assert len(open(summary["reports"]["scores"]).readlines()) == used  # only the look's examples were scored
+    assert summary["decided_at"] in open(summary["reports"]["gate_summary"]).read()
+    assert summary["decided_at"] in open(summary["reports"]["gate_report"]).read()
+    # The champion was paired on the challenger's examples; it was scored on the whole set once.
+    assert summary["mode"] == "paired" and summary["champion"]["version"] == before
+    # Nothing registered for a look that continued: one new version, the rejection; the alias did not move.
+    assert len(mlflow_client(workspace).search_model_versions("name='champion-qa'")) == versions + 1
+    assert champion_version(workspace) == before
+    events = [json.loads(line) for line in open(workspace / "audit.jsonl")][audited:]
+    assert [e["event"] for e in events if e["event"] in ("gate_look", "gate_decision")] == ["gate_look"] * (
+        len(looks) - 1
+    ) + ["gate_decision"]
+    assert all(e["at"].startswith("look ") for e in events if e["event"] == "gate_look")
 
 
 def test_re_running_the_live_bundle_compares_it_with_itself(promoted, policies, live_settings):

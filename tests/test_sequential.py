@@ -178,13 +178,82 @@ def test_looks_must_end_at_the_whole_set():
         _policy(looks=(0.5, 0.9))
 
 
-def test_the_pipeline_refuses_a_sequential_policy_with_the_fix():
-    from champion.errors import ConfigError
+def test_the_packaged_sequential_policy_fits_the_default_evaluators_and_looks_at_thirds():
     from evaluators.config import load_evaluator_config
 
-    with pytest.raises(ConfigError, match="do not evaluate in looks yet") as caught:
-        check_against(_policy(), load_evaluator_config("default").metric_catalog())
-    assert "sequential: false" in caught.value.fix
+    policy = load_policy("sequential")
+    check_against(policy, load_evaluator_config("default").metric_catalog())  # the pipeline runs it
+    assert sequential.look_counts(policy, 72) == [24, 49, 72]
+    assert sequential.look_counts(load_policy("default"), 72, 1) == [72]  # fixed-n: one look, the whole set
+
+
+def test_a_look_past_the_last_is_refused_with_the_looks_there_are():
+    from champion.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="look 4 is outside policy seq's 3 look") as caught:
+        sequential.look_counts(_policy(looks=(0.25, 0.5, 1.0)), 40, 4)
+    assert "looks 1 to 3" in caught.value.fix
+
+
+def _bundle(prompt_name: str):
+    from champion.bundle import Bundle
+    from prompts import load_prompt
+
+    template = load_prompt(prompt_name)
+    return Bundle(
+        model_digest="0" * 64,
+        prompt=template.ref,
+        decoding=template.decoding.model_dump(mode="json"),
+        dataset_digest="1" * 64,
+    )
+
+
+def test_a_runs_look_pairs_the_champion_on_the_examples_the_challenger_was_scored_on():
+    """What the pipeline's gate step does at a look: the challenger scored on the look's first examples, the
+    champion on the whole set; the gate pairs the champion's rows on those examples and says where it stands."""
+    from evaluators.decision import run_gate
+
+    rng = np.random.default_rng(11)
+    champion = _rows(rng.uniform(0.5, 1.0, 80))
+    policy = _policy(looks=(0.25, 0.5, 1.0)).model_dump_json()
+    set_ids = [row["id"] for row in champion]
+    for look, count in ((1, 20), (2, 40)):
+        record, markdown, html = run_gate(
+            [dict(row) for row in champion[:count]],  # identical answers: the gate cannot fail them
+            _bundle("qa-concise"),
+            policy,
+            "default",
+            {},
+            champion_rows=champion,
+            champion_bundle=_bundle("qa-concise"),
+            champion_version="1",
+            look=look,
+            set_ids=set_ids,
+        )
+        assert record["mode"] == "paired" and record["n_examples"] == count
+        assert record["look"] == {"index": look, "of": 3, "examples": count, "total": 80}
+        if record["gate"] == "continue":
+            assert (
+                record["decision"] == "continue" and record["decided_at"] == f"look {look} of 3, {count} of 80 examples"
+            )
+        else:
+            assert record["decided_at"] == f"decided at look {look} of 3, {count} of 80 examples"
+        assert record["decided_at"] in markdown and record["decided_at"] in html
+    worse = [dict(row, token_f1=0.0) for row in champion[:20]]  # far below the floor and the margin
+    record, _, _ = run_gate(
+        worse,
+        _bundle("qa-concise"),
+        policy,
+        "default",
+        {},
+        champion_rows=champion,
+        champion_bundle=_bundle("qa-concise"),
+        champion_version="1",
+        look=1,
+        set_ids=set_ids,
+    )
+    assert (record["gate"], record["decision"]) == ("failed", "rejected")
+    assert record["decided_at"] == "decided at look 1 of 3, 20 of 80 examples"
 
 
 def test_plan_uses_the_closed_form_and_the_pilot_spread():

@@ -47,6 +47,13 @@ def print_summary(summary: dict) -> None:
         }[word]
         + f"  (gate {summary['gate']})",
     )
+    if summary.get("decided_at"):  # a sequential gate: where it stopped, and what each look cost
+        looks = summary.get("looks") or []
+        table.add_row(
+            "looks",
+            summary["decided_at"]
+            + ("; " + ", ".join(f"look {x['look']}: {x['gate']} in {x['seconds']} s" for x in looks) if looks else ""),
+        )
     champion = summary["champion"]
     table.add_row(
         "compared with",
