@@ -27,7 +27,7 @@ def decision_record(decision, bundle, champion_bundle=None, champion_version: st
         "bundle_id": bundle.id,
         "bundle": bundle.model_dump(mode="json"),
         "gate": decision.gate,
-        "decision": "approved" if decision.passed else ("continue" if decision.gate == "continue" else "rejected"),
+        "decision": decision.outcome,
         "reasons": decision.reasons,
         "champion": {
             "version": champion_version,

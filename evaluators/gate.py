@@ -126,6 +126,12 @@ class Decision(BaseModel):
         return self.gate == "passed"
 
     @property
+    def outcome(self) -> Literal["approved", "rejected", "continue"]:
+        """What the gate's verdict means for the bundle: approved, rejected, or continue (a sequential gate
+        looks again); register and deploy turn an approved bundle into promoted."""
+        return "approved" if self.passed else "continue" if self.gate == "continue" else "rejected"
+
+    @property
     def reasons(self) -> list[str]:
         failed = [c.reason for c in self.checks if not c.passed]
         excluded = [c.reason for c in self.checks if c.excluded]
@@ -699,7 +705,7 @@ def markdown_report(
     """The gate's Markdown summary. ``outcome`` is the decision word when known (promoted|approved|rejected)."""
     if isinstance(decision, dict):
         decision = Decision.model_validate({k: decision[k] for k in Decision.model_fields if k in decision})
-    word = outcome or ("approved" if decision.passed else "continue" if decision.gate == "continue" else "rejected")
+    word = outcome or decision.outcome
     verdict = f"{'✅' if decision.passed else '❌'} gate **{decision.gate.upper()}**: {word}"
     lines = [
         f"# Gate decision: {verdict}",

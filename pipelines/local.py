@@ -484,7 +484,7 @@ def summarise(run: LocalRun, params: PromotionParameters) -> dict:
         "bundle_id": decision["bundle_id"],
         "gate": decision["gate"],
         # One word for what happened: promoted (the alias moved), approved (the gate passed, nothing moved), rejected.
-        "decision": "promoted" if promoted else ("approved" if decision["gate"] == "passed" else "rejected"),
+        "decision": "promoted" if promoted else decision["decision"],
         "reasons": decision["reasons"],
         "judge": decision.get("judge"),
         "mode": decision["mode"],

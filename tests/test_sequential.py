@@ -217,9 +217,10 @@ def test_a_runs_look_pairs_the_champion_on_the_examples_the_challenger_was_score
     champion = _rows(rng.uniform(0.5, 1.0, 80))
     policy = _policy(looks=(0.25, 0.5, 1.0)).model_dump_json()
     set_ids = [row["id"] for row in champion]
-    for look, count in ((1, 20), (2, 40)):
-        record, markdown, html = run_gate(
-            [dict(row) for row in champion[:count]],  # identical answers: the gate cannot fail them
+
+    def gate_at(look: int, challenger: list[dict]):
+        return run_gate(
+            challenger,
             _bundle("qa-concise"),
             policy,
             "default",
@@ -230,6 +231,9 @@ def test_a_runs_look_pairs_the_champion_on_the_examples_the_challenger_was_score
             look=look,
             set_ids=set_ids,
         )
+
+    for look, count in ((1, 20), (2, 40)):
+        record, markdown, html = gate_at(look, [dict(row) for row in champion[:count]])  # identical answers
         assert record["mode"] == "paired" and record["n_examples"] == count
         assert record["look"] == {"index": look, "of": 3, "examples": count, "total": 80}
         if record["gate"] == "continue":
@@ -239,19 +243,7 @@ def test_a_runs_look_pairs_the_champion_on_the_examples_the_challenger_was_score
         else:
             assert record["decided_at"] == f"decided at look {look} of 3, {count} of 80 examples"
         assert record["decided_at"] in markdown and record["decided_at"] in html
-    worse = [dict(row, token_f1=0.0) for row in champion[:20]]  # far below the floor and the margin
-    record, _, _ = run_gate(
-        worse,
-        _bundle("qa-concise"),
-        policy,
-        "default",
-        {},
-        champion_rows=champion,
-        champion_bundle=_bundle("qa-concise"),
-        champion_version="1",
-        look=1,
-        set_ids=set_ids,
-    )
+    record, _, _ = gate_at(1, [dict(row, token_f1=0.0) for row in champion[:20]])  # far below floor and margin
     assert (record["gate"], record["decision"]) == ("failed", "rejected")
     assert record["decided_at"] == "decided at look 1 of 3, 20 of 80 examples"
 
