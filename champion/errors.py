@@ -69,6 +69,10 @@ class DeployError(ChampionError):
     """The Kubernetes API refused or failed a deployment step, or the served bundle failed its checks."""
 
 
+class GateRejected(DeployError):
+    """The gate rejected the bundle and the run was asked to fail on rejection (a CI check)."""
+
+
 class ServingError(ChampionError):
     """A served endpoint received a request it cannot answer (bad body, unknown model, upstream failure)."""
 

@@ -129,8 +129,8 @@ class PipelineParameters(BaseModel):
     )
     batch_size: int = _param(
         0,
-        "Generation batch: on a CPU the batch (0 = 16); on a GPU the most sequences per batch (0 = up to 256), "
-        "each batch sized from free memory and its prompts.",
+        "Generation batch: the most sequences per batch (0 = up to 256), each batch sized from the device's free "
+        "memory (the host's on a CPU) and its prompts.",
         "generation",
         ge=0,
         le=4096,

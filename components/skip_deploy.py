@@ -6,21 +6,21 @@ from kfp.dsl import Markdown, Output
 
 from components import Step, cpu_step
 
-STEP = Step(title="Skip deployment", version="3.1.0", cacheable=False)
+STEP = Step(title="Skip deployment", version="3.1.1", cacheable=False)
 
 
 @cpu_step
 def skip_deploy_op(gate_passed: bool, fail_on_reject: bool, decision: str, report: Output[Markdown]) -> NamedTuple(
     "DeployOutputs", [("deployment", str), ("promoted", bool)]
 ):
-    """skip_deploy v3.1.0: say why nothing was deployed (the gate did not pass, this run only gates, or a sequential gate looks again); fail the run on a rejection if asked."""
+    """skip_deploy v3.1.1: say why nothing was deployed (the gate did not pass, this run only gates, or a sequential gate looks again); fail the run on a rejection if asked."""
     from champion.step_process import begin_step
 
     begin_step()
     import json
     from collections import namedtuple
 
-    from serving.deploy import GateRejected
+    from champion.errors import GateRejected
 
     verdict = json.loads(decision)
     if verdict.get("gate") == "continue":

@@ -51,9 +51,15 @@ def build_judge(config: JudgeConfig, weights_cache: str = "", cache: ExampleCach
         staging.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="judge-weights-", dir=staging))
         weights = fetch_weights(config.model, folder, cache_dir=weights_cache or None)
-        generator = cached_generator(
-            config.backend, str(weights.path), cache, {"model_digest": weights.digest}, batch_size=0
-        )
+        options: dict = {"batch_size": 0}
+        identity: dict = {"model_digest": weights.digest}
+        if config.backend == "transformers":
+            # The judge only reads (one forward pass per verdict, compute-bound on a CPU): it reads in bf16 where
+            # the hardware multiplies bf16 natively, as a GPU judge does. The dtype keys its cached verdicts.
+            from generation.transformers_backend import fast_dtype
+
+            options["dtype"] = identity["dtype"] = fast_dtype()
+        generator = cached_generator(config.backend, str(weights.path), cache, identity, **options)
     judge = Judge(
         generator,
         load_rubric(config.pointwise_rubric),

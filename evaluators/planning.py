@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy import stats as scipy_stats
+from scipy.special import ndtr, ndtri  # the normal's cdf and quantile, without importing scipy.stats
 
 from evaluators import catalog, sequential
 from evaluators.catalog import MetricInfo
@@ -74,7 +74,7 @@ def plan(
             sd = float(champion.std(ddof=1)) * math.sqrt(2.0 * (1.0 - correlation))
             spread_from = f"champion, rho={correlation:g}"
         fixed_n = sequential.fixed_n_required(sd, margin, level, power) if margin > 0 else 0
-        z = margin * math.sqrt(examples) / sd - scipy_stats.norm.ppf(1 - level) if sd > 0 else math.inf
+        z = margin * math.sqrt(examples) / sd - ndtri(1 - level) if sd > 0 else math.inf
         width = (
             1.0
             if rule.kind == "binary"
@@ -95,7 +95,7 @@ def plan(
                 spread_from=spread_from,
                 level=level,
                 fixed_n=fixed_n,
-                fixed_power=float(scipy_stats.norm.cdf(z)) if margin > 0 else 0.0,
+                fixed_power=float(ndtr(z)) if margin > 0 else 0.0,
                 sequential_power=seq_power,
                 expected_examples=expected,
                 note=note,

@@ -1,14 +1,18 @@
-"""How many sequences fit in one GPU batch: sized from free memory and the prompts, not a fixed number.
+"""How many sequences go in one batch: sized from the device's free memory and the prompts, not a fixed number.
 
-Decoding is bound by per-step overhead on a GPU, so throughput grows almost linearly with the batch up to a
-few hundred sequences (shared/notes/gpu.md: batch 256 gave 20x batch 16 on an H200). What limits the batch is
-the KV cache: with a static cache (what the backend uses on a GPU, 2.2x plain ``generate`` there) every
-sequence of a batch holds keys and values for the longest prompt plus ``max_new_tokens``, in every layer:
+Decoding reads every weight once per step whatever the batch, so throughput grows with the batch until the
+step turns compute-bound: on a GPU up to a few hundred sequences (shared/notes/gpu.md: batch 256 gave 20x
+batch 16 on an H200), and on CPU cores too (bench/prompt_loop.py: the demo's 72 questions in one batch
+generate in about half the time of batches of 16). What limits the batch is memory: every sequence of a
+batch holds keys and values for the longest prompt plus ``max_new_tokens``, in every layer, and while its
+prompt is read, one layer's MLP activations:
 
     per sequence = 2 (K, V) x layers x kv_heads x head_dim x dtype bytes x (longest prompt + new tokens)
+                   + 3 x intermediate x dtype bytes x longest prompt  (gate, up and their product, one layer)
                    + the last position's logits in fp32 (vocab x 4 bytes, x2 for the softmax)
 
-The batch is what fits in ``headroom`` of the free memory, at least 1 and at most ``cap``.
+The batch is what fits in ``headroom`` of the free memory (a GPU's, or the host's available memory on a
+CPU), at least 1 and at most ``cap``.
 """
 
 from __future__ import annotations
@@ -16,18 +20,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_CAP = 256
-CPU_BATCH = 16  # CPU behaviour is unchanged: more sequences per batch do not pay off on cores
 
 
 @dataclass(frozen=True)
 class KVShape:
-    """What one token costs in the KV cache, read from a model config."""
+    """What one token costs in the KV cache (and in one layer's MLP while a prompt is read), from a model config."""
 
     layers: int
     kv_heads: int
     head_dim: int
     dtype_bytes: int
     vocab: int
+    intermediate: int = 0
 
     @classmethod
     def of(cls, config, dtype_bytes: int) -> KVShape:
@@ -39,14 +43,16 @@ class KVShape:
             head_dim=head_dim,
             dtype_bytes=dtype_bytes,
             vocab=int(config.vocab_size),
+            intermediate=int(getattr(config, "intermediate_size", None) or 4 * config.hidden_size),
         )
 
-    def bytes_per_sequence(self, tokens: int) -> int:
+    def bytes_per_sequence(self, tokens: int, prompt_tokens: int = 0) -> int:
         kv = 2 * self.layers * self.kv_heads * self.head_dim * self.dtype_bytes * tokens
-        return kv + 2 * 4 * self.vocab
+        activations = 3 * self.intermediate * self.dtype_bytes * prompt_tokens
+        return kv + activations + 2 * 4 * self.vocab
 
 
-def gpu_batch_size(
+def fitting_batch_size(
     free_bytes: int,
     shape: KVShape,
     *,
@@ -55,9 +61,16 @@ def gpu_batch_size(
     headroom: float = 0.8,
     cap: int = DEFAULT_CAP,
 ) -> int:
-    """The most sequences whose cache fits in ``headroom`` of ``free_bytes`` (1 .. ``cap``)."""
+    """The most sequences whose cache and prompt activations fit in ``headroom`` of ``free_bytes`` (1 .. ``cap``)."""
     if not 0.0 < headroom <= 1.0:
         raise ValueError(f"headroom must be in (0, 1], got {headroom}")
-    per_sequence = shape.bytes_per_sequence(max(1, longest_prompt + max_new_tokens))
+    per_sequence = shape.bytes_per_sequence(max(1, longest_prompt + max_new_tokens), max(0, longest_prompt))
     fits = int(headroom * max(0, free_bytes) // per_sequence)
     return max(1, min(cap, fits))
+
+
+def available_host_memory() -> int:
+    """Bytes the host can still give (MemAvailable: free plus reclaimable caches), for sizing a CPU batch."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)

@@ -1,27 +1,56 @@
-"""Batched generation with transformers: CPU or GPU, left padding, safetensors only."""
+"""Batched generation with transformers: CPU or GPU, safetensors only.
+
+Prompts of one batch that start alike (a chat template's system turn, a prompt's fixed opening, a rubric's
+instructions) share that start: it is read once and its keys and values are repeated for every sequence, so
+on a CPU, where reading prompts is compute-bound, the demo's prompts cost a third of what they did. Each
+sequence is laid out as [shared prefix][padding][its own suffix]; position ids come from the attention mask,
+so every token keeps the position it has when the prompt is read alone, and greedy answers are the ones of
+plain left padding (tests/test_generation.py).
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from champion.errors import BackendError
 from generation import ADAPTER_DIR, ChoiceScores, Conversation, Generation
-from generation.sizing import CPU_BATCH, DEFAULT_CAP, KVShape, gpu_batch_size
+from generation.sizing import DEFAULT_CAP, KVShape, available_host_memory, fitting_batch_size
 from prompts import Decoding
 
 log = logging.getLogger(__name__)
+
+
+def fast_dtype() -> Literal["float32", "bfloat16"]:
+    """The faster dtype for reading prompts on this machine: bf16 on a GPU and on CPUs that multiply bf16 in
+    hardware (AVX512-BF16, AMX: 393 vs 133 GFLOPS for fp32 on the 2-core EPYC of bench/prompt_loop.py), fp32 on
+    CPUs that would emulate it (several times slower there)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "bfloat16"
+    native = [
+        getattr(torch.cpu, probe, lambda: False) for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    ]
+    return "bfloat16" if any(probe() for probe in native) else "float32"
 
 
 class TransformersGenerator:
     name = "transformers"
 
     def __init__(
-        self, model_path: str, *, batch_size: int = 0, device: str | None = None, trust_remote_code: bool = False
+        self,
+        model_path: str,
+        *,
+        batch_size: int = 0,
+        device: str | None = None,
+        dtype: Literal["auto", "float32", "bfloat16"] = "auto",
+        trust_remote_code: bool = False,
     ) -> None:
-        """``batch_size``: on a CPU the batch (0 = 16); on a GPU the most sequences in one batch (0 = up to 256),
-        each batch sized from free memory and its prompts (generation/sizing.py)."""
+        """``batch_size``: the most sequences in one batch (0 = up to 256), each batch sized from the device's
+        free memory (the host's on a CPU) and its prompts (generation/sizing.py). ``dtype``: ``auto`` is bf16 on
+        a GPU and fp32 on a CPU (answers as exact as the weights allow; see ``fast_dtype``)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -31,7 +60,7 @@ class TransformersGenerator:
                 "pass a positive batch size, or 0.",
             )
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.batch_size = batch_size or (CPU_BATCH if self.device == "cpu" else DEFAULT_CAP)
+        self.batch_size = batch_size or DEFAULT_CAP
         # Left padding keeps every prompt's last token next to the first generated one, so batched
         # and one-by-one greedy decoding give the same text.
         # Any: transformers types apply_chat_template and .to() for every input shape at once, too loosely to check.
@@ -44,9 +73,11 @@ class TransformersGenerator:
             raise BackendError(
                 f"the tokenizer in {model_path} has no chat template.", "use an instruction-tuned model that ships one."
             )
-        dtype = torch.float32 if self.device == "cpu" else torch.bfloat16  # bf16 is ~3x slower than fp32 on CPUs
+        if dtype == "auto":
+            dtype = "float32" if self.device == "cpu" else "bfloat16"
+        self.dtype = dtype
         loaded: Any = AutoModelForCausalLM.from_pretrained(
-            model_path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+            model_path, dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=trust_remote_code
         )
         self.model: Any = loaded.to(self.device)
         adapter = Path(model_path) / ADAPTER_DIR
@@ -56,26 +87,59 @@ class TransformersGenerator:
             self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload()
         self.model.eval()
         self._torch = torch
-        self._kv_shape = KVShape.of(self.model.config, 4 if dtype == torch.float32 else 2)
+        self._kv_shape = KVShape.of(self.model.config, 4 if dtype == "float32" else 2)
 
-    def _batch_for(self, prompts: Sequence[str], new_tokens: int) -> int:
-        """The batch for these prompts: ``batch_size`` on a CPU; on a GPU what fits in free memory for the
-        longest of them (at most ``batch_size``)."""
+    def _tokenize(self, conversations: Sequence[Conversation], suffix: str = "") -> list[list[int]]:
+        """Each conversation's prompt (the chat template's, plus ``suffix``) as token ids, tokenised once."""
+        prompts = [
+            self.tokenizer.apply_chat_template(list(conv), tokenize=False, add_generation_prompt=True) + suffix
+            for conv in conversations
+        ]
+        return self.tokenizer(prompts, add_special_tokens=False).input_ids
+
+    def _batch_for(self, prompts: Sequence[list[int]], new_tokens: int) -> int:
+        """The batch for these prompts: what fits in the device's free memory for the longest of them (at most
+        ``batch_size``)."""
+        longest = max(len(p) for p in prompts)
         if self.device == "cpu":
-            return self.batch_size
-        longest = max(len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts)
-        free, _ = self._torch.cuda.mem_get_info(self.device)
-        size = gpu_batch_size(
+            free = available_host_memory()
+        else:
+            free, _ = self._torch.cuda.mem_get_info(self.device)
+        size = fitting_batch_size(
             free, self._kv_shape, longest_prompt=longest, max_new_tokens=new_tokens, cap=self.batch_size
         )
         log.info("batch of %d sequences (%d prompt tokens at most, %.1f GiB free)", size, longest, free / 2**30)
         return size
 
+    def _encode(self, ids: list[list[int]], share_prefix: bool) -> tuple[Any, Any, Any, int]:
+        """``input_ids`` and ``attention_mask`` laid out [shared prefix][padding][suffix] (plain left padding when
+        ``share_prefix`` is off or nothing is shared), the prefix's KV cache repeated for every sequence (or None),
+        and the prefix's length. At least one token of every prompt stays outside the prefix: it is what the
+        model reads next."""
+        torch = self._torch
+        shared = 0
+        if share_prefix and len(ids) > 1:
+            shortest = min(len(i) for i in ids)
+            while shared < shortest - 1 and all(i[shared] == ids[0][shared] for i in ids):
+                shared += 1
+        width = max(len(i) for i in ids) - shared
+        pad = self.tokenizer.pad_token_id
+        rows, masks = [], []
+        for i in ids:
+            gap = width - (len(i) - shared)
+            rows.append(i[:shared] + [pad] * gap + i[shared:])
+            masks.append([1] * shared + [0] * gap + [1] * (len(i) - shared))
+        input_ids = torch.tensor(rows, device=self.device)
+        attention_mask = torch.tensor(masks, device=self.device)
+        if not shared:
+            return input_ids, attention_mask, None, 0
+        with torch.inference_mode():
+            cache = self.model(input_ids[:1, :shared], use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_repeat_interleave(len(ids))
+        return input_ids, attention_mask, cache, shared
+
     def generate(self, conversations: Sequence[Conversation], decoding: Decoding) -> list[Generation]:
-        prompts = [
-            self.tokenizer.apply_chat_template(list(conv), tokenize=False, add_generation_prompt=True)
-            for conv in conversations
-        ]
+        prompts = self._tokenize(conversations)
         # Sorting by length puts similar prompts in one batch (less padding); results go back in input order.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[Generation | None] = [None] * len(prompts)
@@ -86,9 +150,12 @@ class TransformersGenerator:
                 results[index] = generation
         return results  # type: ignore[return-value]
 
-    def _generate_batch(self, prompts: list[str], decoding: Decoding) -> list[Generation]:
+    def _generate_batch(self, prompts: list[list[int]], decoding: Decoding) -> list[Generation]:
         torch = self._torch
-        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        # On a GPU the static KV cache (a compiled forward) is what pays (2.2x plain generate at batch 256 on an
+        # H200, shared/notes/gpu.md), and reading prompts is cheap there: prompts are not shared on a GPU.
+        static = self.device != "cpu"
+        input_ids, attention_mask, prefix_cache, _ = self._encode(prompts, share_prefix=not static)
         sampling = decoding.temperature > 0
         kwargs = dict(max_new_tokens=decoding.max_tokens, do_sample=sampling, pad_token_id=self.tokenizer.pad_token_id)
         if sampling:
@@ -99,14 +166,14 @@ class TransformersGenerator:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if decoding.stop:
             kwargs.update(stop_strings=list(decoding.stop), tokenizer=self.tokenizer)
-        if self.device != "cpu":
-            # A static KV cache (compiled forward) halves the per-step overhead that bounds GPU decoding
-            # (2.2x plain generate at batch 256 on an H200, shared/notes/gpu.md); on CPUs it does not pay.
+        if static:
             kwargs.update(cache_implementation="static")
+        elif prefix_cache is not None:
+            kwargs.update(past_key_values=prefix_cache)
         with torch.inference_mode():
-            output = self.model.generate(**encoded, **kwargs)
-        prompt_width = encoded["input_ids"].shape[1]
-        prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
+            output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        prompt_width = input_ids.shape[1]
+        prompt_tokens = attention_mask.sum(dim=1).tolist()
         eos_ids = self._eos_ids()
         generations = []
         for row, n_prompt in zip(output[:, prompt_width:].tolist(), prompt_tokens):
@@ -149,26 +216,31 @@ class TransformersGenerator:
                 f"the labels {list(choices)} share a first token in this tokenizer.",
                 "use labels that start differently.",
             )
-        prompts = [
-            self.tokenizer.apply_chat_template(list(conv), tokenize=False, add_generation_prompt=True)
-            + prefix.rstrip()
-            + " "
-            for conv in conversations
-        ]
-        results: list[ChoiceScores] = []
+        prompts = self._tokenize(conversations, suffix=prefix.rstrip() + " ")
+        results: list[ChoiceScores | None] = [None] * len(prompts)
         size = self._batch_for(prompts, 1) if prompts else 1
-        for start in range(0, len(prompts), size):
-            encoded = self.tokenizer(
-                prompts[start : start + size], return_tensors="pt", padding=True, add_special_tokens=False
-            ).to(self.device)
+        for batch in _packed(prompts, size):
+            input_ids, attention_mask, prefix_cache, shared = self._encode([prompts[i] for i in batch], True)
+            # The prefix's positions are in its cache; the rest are read here, at the positions the mask gives.
+            positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)[:, shared:]
             with torch.inference_mode():
-                logits = self.model(**encoded).logits[:, -1, :].float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            for row, length in zip(logprobs, encoded["attention_mask"].sum(dim=1).tolist()):
-                results.append(
-                    ChoiceScores({choice: float(row[token]) for choice, token in first_tokens.items()}, int(length))
+                logits = (
+                    self.model(
+                        input_ids=input_ids[:, shared:],
+                        attention_mask=attention_mask,
+                        position_ids=positions,
+                        past_key_values=prefix_cache,
+                        logits_to_keep=1,  # only the next token's distribution is read
+                    )
+                    .logits[:, -1, :]
+                    .float()
                 )
-        return results
+            logprobs = torch.log_softmax(logits, dim=-1)
+            for index, row, length in zip(batch, logprobs, attention_mask.sum(dim=1).tolist()):
+                results[index] = ChoiceScores(
+                    {choice: float(row[token]) for choice, token in first_tokens.items()}, int(length)
+                )
+        return results  # type: ignore[return-value]
 
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
@@ -176,3 +248,21 @@ class TransformersGenerator:
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return ids
+
+
+def _packed(prompts: Sequence[Sequence[int]], size: int, waste: float = 1 / 8) -> list[list[int]]:
+    """Indices of ``prompts`` in batches of at most ``size`` sequences of similar length: reading a prompt is
+    compute-bound, and a batch is padded to its longest, so a batch closes before its padding would exceed
+    ``waste`` of its real tokens (shortest first; each index appears once)."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for index in order:
+        length = len(prompts[index])
+        if current and (len(current) >= size or (len(current) + 1) * length > (1 + waste) * (real + length)):
+            batches.append(current)
+            current, real = [], 0
+        current.append(index)
+        real += length
+    return batches + [current] if current else batches

@@ -493,7 +493,3 @@ def deployment_report(result: DeployResult, settings: DeploySettings) -> str:
             "Apply it to a cluster with `kubectl apply -f manifest.yaml`, or run the pipeline on Kubeflow with deploy_target=kserve.",
         ]
     return "\n".join(lines) + "\n"
-
-
-class GateRejected(DeployError):
-    """The gate rejected the bundle and the run was asked to fail on rejection (a CI check)."""

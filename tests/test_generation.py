@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from champion.errors import BackendError
 from generation import get_generator
 from generation.batch import generate_answers
-from generation.sizing import KVShape, gpu_batch_size
+from generation.sizing import KVShape, fitting_batch_size
 from generation.vllm_backend import sampling_kwargs
 from prompts import Decoding, load_prompt
 
@@ -131,31 +131,141 @@ SHAPES = st.builds(
     new=st.integers(1, 4_096),
     cap=st.integers(1, 1024),
 )
-def test_a_gpu_batch_fits_its_cache_in_free_memory_and_never_exceeds_the_cap(shape, free, prompt, new, cap):
-    size = gpu_batch_size(free, shape, longest_prompt=prompt, max_new_tokens=new, cap=cap)
+def test_a_batch_fits_its_cache_in_free_memory_and_never_exceeds_the_cap(shape, free, prompt, new, cap):
+    size = fitting_batch_size(free, shape, longest_prompt=prompt, max_new_tokens=new, cap=cap)
     assert 1 <= size <= cap
     if size > 1:  # every sequence's cache fits in the headroom (a single one is always tried)
-        assert size * shape.bytes_per_sequence(prompt + new) <= 0.8 * free
+        assert size * shape.bytes_per_sequence(prompt + new, prompt) <= 0.8 * free
     # More free memory never gives a smaller batch; longer prompts never a larger one.
-    assert gpu_batch_size(2 * free, shape, longest_prompt=prompt, max_new_tokens=new, cap=cap) >= size
-    assert gpu_batch_size(free, shape, longest_prompt=2 * prompt, max_new_tokens=new, cap=cap) <= size
+    assert fitting_batch_size(2 * free, shape, longest_prompt=prompt, max_new_tokens=new, cap=cap) >= size
+    assert fitting_batch_size(free, shape, longest_prompt=2 * prompt, max_new_tokens=new, cap=cap) <= size
 
 
 def test_the_h200_measurement_would_have_run_at_the_cap():
     """SmolLM2-1.7B's shape (24 layers, 32 KV heads of 64, bf16) with 120 GiB free and the demo's short prompts:
     the cache of 256 sequences needs a few GiB, so the batch is the cap (the note's 20x over batch 16)."""
     shape = KVShape(layers=24, kv_heads=32, head_dim=64, dtype_bytes=2, vocab=49_152)
-    assert gpu_batch_size(120 * 2**30, shape, longest_prompt=60, max_new_tokens=64) == 256
-    assert gpu_batch_size(2 * 2**30, shape, longest_prompt=4_000, max_new_tokens=512) < 16
+    assert fitting_batch_size(120 * 2**30, shape, longest_prompt=60, max_new_tokens=64) == 256
+    assert fitting_batch_size(2 * 2**30, shape, longest_prompt=4_000, max_new_tokens=512) < 16
 
 
-def test_on_a_cpu_batch_size_zero_is_the_old_fixed_sixteen(smollm2):
+def test_on_a_cpu_the_batch_is_sized_from_the_hosts_memory_up_to_the_cap(smollm2):
+    """The demo's 72 questions are one batch on a CPU (they fit many times over), not batches of 16."""
+    from generation.sizing import available_host_memory
     from generation.transformers_backend import TransformersGenerator
 
     generator = TransformersGenerator(str(smollm2.path), batch_size=0, device="cpu")
-    assert generator.batch_size == 16 and generator._batch_for(["anything"], 8) == 16
+    prompt = [1] * 60
+    assert generator.batch_size == 256
+    expected = fitting_batch_size(available_host_memory(), generator._kv_shape, longest_prompt=60, max_new_tokens=32)
+    assert generator._batch_for([prompt] * 72, 32) == expected >= 72
+    generator.batch_size = 8
+    assert generator._batch_for([prompt] * 72, 32) == 8
     with pytest.raises(BackendError, match="0 \\(sized for the device\\) or positive"):
         TransformersGenerator(str(smollm2.path), batch_size=-1, device="cpu")
+
+
+def _left_padded_greedy(generator, conversations, decoding) -> list[str]:
+    """The reference: plain left padding, every prompt read in full (what the backend did before prefixes were shared)."""
+    import torch
+
+    tokenizer, model = generator.tokenizer, generator.model
+    prompts = [
+        tokenizer.apply_chat_template(list(c), tokenize=False, add_generation_prompt=True) for c in conversations
+    ]
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.inference_mode():
+        output = model.generate(
+            **encoded,
+            max_new_tokens=decoding.max_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    eos = generator._eos_ids()
+    texts = []
+    for row in output[:, encoded["input_ids"].shape[1] :].tolist():
+        kept = row[: next((i for i, token in enumerate(row) if token in eos), len(row))]
+        texts.append(tokenizer.decode(kept, skip_special_tokens=True).strip())
+    return texts
+
+
+@pytest.mark.parametrize("prompt_name", ["qa-evasive", "qa-concise"])
+def test_a_shared_prefix_gives_the_answers_plain_left_padding_gives(smollm2, prompt_name):
+    """The backend reads a batch's common start once (its KV repeated) and pads between prefix and suffix; greedy
+    answers must be those of reading every prompt in full with left padding, on real demo questions."""
+    from champion.data import preprocess_data
+    from generation.transformers_backend import TransformersGenerator
+
+    generator = TransformersGenerator(str(smollm2.path), device="cpu")
+    prompt = load_prompt(prompt_name)
+    conversations = [prompt.render(question=row["question"]) for row in preprocess_data("demo", limit=12).eval_rows]
+    shared = [g.text for g in generator.generate(conversations, prompt.decoding)]
+    assert shared == _left_padded_greedy(generator, conversations, prompt.decoding)
+    ids = generator._tokenize(conversations)
+    _, mask, cache, prefix = generator._encode(ids, share_prefix=True)
+    assert prefix >= 20 and cache is not None  # the chat template's system turn and the prompt's opening
+    assert mask[:, :prefix].all() and (mask.sum(dim=1).tolist() == [len(i) for i in ids])
+
+
+def test_shared_prefix_label_scores_match_reading_each_prompt_alone(smollm2):
+    """The judge's constrained choice: batched with a shared prefix, packed by length, only the last position's
+    logits computed; every label's log-probability within float noise of one prompt read alone."""
+    from champion.data import preprocess_data
+    from generation.transformers_backend import TransformersGenerator
+    from prompts import load_rubric
+
+    generator = TransformersGenerator(str(smollm2.path), device="cpu")
+    rubric = load_rubric("correctness")
+    rows = preprocess_data("demo", limit=10).eval_rows
+    answers = ["Paris", "I don't know", "", "a poem about the sea, rolling waves and salt"] * 3
+    conversations = [
+        rubric.render(question=r["question"], reference=r["reference"], answer=a) for r, a in zip(rows, answers)
+    ]
+    batched = generator.choice_logprobs(conversations, rubric.labels, rubric.verdict_prefix)
+    alone = [generator.choice_logprobs([c], rubric.labels, rubric.verdict_prefix)[0] for c in conversations]
+    for together, single in zip(batched, alone):
+        assert together.prompt_tokens == single.prompt_tokens
+        assert max(abs(together.logprobs[label] - single.logprobs[label]) for label in rubric.labels) < 1e-3
+
+
+@settings(max_examples=300, deadline=None)
+@given(lengths=st.lists(st.integers(1, 400), max_size=60), size=st.integers(1, 64))
+def test_packed_batches_hold_every_prompt_once_and_pad_little(lengths, size):
+    from generation.transformers_backend import _packed
+
+    prompts = [[0] * n for n in lengths]
+    batches = _packed(prompts, size)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        assert 1 <= len(batch) <= size
+        widths = [lengths[i] for i in batch]
+        if len(batch) > 1:  # a batch of one pads nothing; a longer one pads at most an eighth of its tokens
+            assert len(batch) * max(widths) <= (1 + 1 / 8) * sum(widths) + 1e-9
+
+
+def test_the_judge_reads_in_the_fast_dtype_and_its_verdicts_are_keyed_by_it(weights_cache, tmp_path):
+    """On CPUs that multiply bf16 natively the judge reads in bf16 (its grades move by float noise, not by
+    a verdict); the dtype is part of its cache key, so fp32 and bf16 verdicts never mix."""
+    from champion.cache import ExampleCache
+    from evaluators.config import load_evaluator_config
+    from evaluators.evaluate import build_judge
+    from generation.transformers_backend import fast_dtype
+
+    config = load_evaluator_config("default")
+    judge = build_judge(config.judge, str(weights_cache), ExampleCache(tmp_path / "cache"))
+    assert judge.generator.identity["dtype"] == fast_dtype()
+    assert judge.generator.generator.dtype == fast_dtype()
+    records = [
+        {"question": "What is the capital of France?", "reference": "Paris", "output": answer}
+        for answer in ("Paris", "London", "The capital of France is Paris.", "a poem about the sea")
+    ]
+    fast = judge.score(records)
+    exact = build_judge(config.judge, str(weights_cache), None)
+    exact.generator.generator.model.float()  # the same judge reading in fp32
+    assert max(abs(a - b) for a, b in zip(fast, exact.score(records))) < 0.05
 
 
 def test_vllm_engine_settings_come_from_the_pipeline_parameters():
