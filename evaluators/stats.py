@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 # scipy.special only (a tenth of a second): scipy.stats and scipy.optimize take a second more to import, and
-# every gate, plan and deploy step imports this module; the two tests that need them import them where used.
+# every gate, plan and deploy step imports this module; the two functions that need them import them where used.
 from scipy.special import ndtr, ndtri
 
 

@@ -70,7 +70,29 @@ def fitting_batch_size(
 
 
 def available_host_memory() -> int:
-    """Bytes the host can still give (MemAvailable: free plus reclaimable caches), for sizing a CPU batch."""
+    """Bytes this process can still use, for sizing a CPU batch: the host's available memory (free plus
+    reclaimable caches), or less where a container's memory limit (a pod's, a ``docker run -m``) leaves less:
+    /proc/meminfo shows the node's memory, not the limit the kernel kills at."""
     import psutil
 
-    return int(psutil.virtual_memory().available)
+    available = int(psutil.virtual_memory().available)
+    return min(available, _cgroup_headroom() or available)
+
+
+def _cgroup_headroom(root: str = "/sys/fs/cgroup") -> int | None:
+    """The cgroup's limit minus its usage (cgroup v2, else v1); None without a limit."""
+    from pathlib import Path
+
+    for limit_file, usage_file in (
+        ("memory.max", "memory.current"),
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),
+    ):
+        try:
+            limit = (Path(root) / limit_file).read_text().strip()
+            usage = int((Path(root) / usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:  # "max" (v2) or a huge number (v1): no limit
+            return max(0, int(limit) - usage)
+        return None
+    return None

@@ -87,6 +87,16 @@ class TransformersGenerator:
             self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload()
         self.model.eval()
         self._torch = torch
+        # Sharing a prompt prefix needs positions taken from the attention mask. Sliding-window attention counts
+        # distance by index (padding between prefix and suffix would push the prefix out of the window), a model
+        # whose generation config fixes its own cache cannot take one passed in, and remote code may not accept
+        # position ids or a cache: those read every prompt in full, with plain left padding.
+        text_config = getattr(self.model.config, "get_text_config", lambda: self.model.config)()
+        sliding = getattr(text_config, "sliding_window", None) or any(
+            "sliding" in str(kind) for kind in getattr(text_config, "layer_types", None) or ()
+        )
+        fixed_cache = self.model.generation_config.cache_implementation not in (None, "dynamic")
+        self._can_share_prefix = not (sliding or fixed_cache or trust_remote_code)
         self._kv_shape = KVShape.of(self.model.config, 4 if dtype == "float32" else 2)
 
     def _tokenize(self, conversations: Sequence[Conversation], suffix: str = "") -> list[list[int]]:
@@ -118,7 +128,7 @@ class TransformersGenerator:
         model reads next."""
         torch = self._torch
         shared = 0
-        if share_prefix and len(ids) > 1:
+        if share_prefix and self._can_share_prefix and len(ids) > 1:
             shortest = min(len(i) for i in ids)
             while shared < shortest - 1 and all(i[shared] == ids[0][shared] for i in ids):
                 shared += 1

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -163,6 +165,50 @@ def test_on_a_cpu_the_batch_is_sized_from_the_hosts_memory_up_to_the_cap(smollm2
     assert generator._batch_for([prompt] * 72, 32) == 8
     with pytest.raises(BackendError, match="0 \\(sized for the device\\) or positive"):
         TransformersGenerator(str(smollm2.path), batch_size=-1, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("files", "headroom"),
+    [
+        ({"memory.max": "max\n", "memory.current": "100\n"}, None),  # cgroup v2 without a limit
+        ({"memory.max": "8589934592\n", "memory.current": "1073741824\n"}, 7 * 2**30),  # a pod's 8 GiB limit
+        ({"memory/memory.limit_in_bytes": "9223372036854771712", "memory/memory.usage_in_bytes": "5"}, None),  # v1
+        ({"memory/memory.limit_in_bytes": "4096", "memory/memory.usage_in_bytes": "5000"}, 0),  # over its limit
+        ({}, None),  # no cgroup files at all
+    ],
+)
+def test_a_containers_memory_limit_bounds_the_cpu_batch(tmp_path, files, headroom):
+    """/proc/meminfo shows the node's memory; a pod is killed at its cgroup's limit, so that is what sizes a batch."""
+    from generation.sizing import _cgroup_headroom
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert _cgroup_headroom(str(tmp_path)) == headroom
+
+
+def test_a_sliding_window_model_reads_every_prompt_in_full(smollm2, tmp_path):
+    """Sliding-window attention counts distance by index, so padding between a shared prefix and the suffix would
+    change what a token sees: such a model (here SmolLM2 declared with a window) gets plain left padding."""
+    import json
+    import os
+
+    from generation.transformers_backend import TransformersGenerator
+
+    folder = tmp_path / "windowed"
+    folder.mkdir()
+    for path in Path(smollm2.path).iterdir():
+        if path.is_file():
+            os.link(path, folder / path.name)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").unlink()
+    (folder / "config.json").write_text(json.dumps({**config, "sliding_window": 16}))
+    windowed = TransformersGenerator(str(folder), device="cpu")
+    ids = windowed._tokenize([[{"role": "user", "content": q}] for q in QUESTIONS])
+    _, mask, cache, shared = windowed._encode(ids, share_prefix=True)
+    assert not windowed._can_share_prefix and cache is None and shared == 0
+    assert all(row[-1] == 1 for row in mask.tolist())  # left padding: every prompt ends at the batch's edge
+    assert TransformersGenerator(str(smollm2.path), device="cpu")._can_share_prefix
 
 
 def _left_padded_greedy(generator, conversations, decoding) -> list[str]:
