@@ -292,28 +292,6 @@ def test_packed_batches_hold_every_prompt_once_and_pad_little(lengths, size):
             assert len(batch) * max(widths) <= (1 + 1 / 8) * sum(widths) + 1e-9
 
 
-def test_the_judge_reads_in_the_fast_dtype_and_its_verdicts_are_keyed_by_it(weights_cache, tmp_path):
-    """On CPUs that multiply bf16 natively the judge reads in bf16 (its grades move by float noise, not by
-    a verdict); the dtype is part of its cache key, so fp32 and bf16 verdicts never mix."""
-    from champion.cache import ExampleCache
-    from evaluators.config import load_evaluator_config
-    from evaluators.evaluate import build_judge
-    from generation.transformers_backend import fast_dtype
-
-    config = load_evaluator_config("default")
-    judge = build_judge(config.judge, str(weights_cache), ExampleCache(tmp_path / "cache"))
-    assert judge.generator.identity["dtype"] == fast_dtype()
-    assert judge.generator.generator.dtype == fast_dtype()
-    records = [
-        {"question": "What is the capital of France?", "reference": "Paris", "output": answer}
-        for answer in ("Paris", "London", "The capital of France is Paris.", "a poem about the sea")
-    ]
-    fast = judge.score(records)
-    exact = build_judge(config.judge, str(weights_cache), None)
-    exact.generator.generator.model.float()  # the same judge reading in fp32
-    assert max(abs(a - b) for a, b in zip(fast, exact.score(records))) < 0.05
-
-
 def test_vllm_engine_settings_come_from_the_pipeline_parameters():
     from champion.errors import ConfigError
     from champion.parameters import PromotionParameters, parse
