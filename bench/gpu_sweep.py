@@ -130,7 +130,7 @@ def main() -> None:
     results: dict = {"device": device, "torch": torch.__version__, "shapes": {}}
     for shape in args.shapes.split(","):
         folder = build_model(shape, tokenizer_dir, out)
-        generator = TransformersGenerator(str(folder), batch_size=0, dtype="bfloat16")
+        generator = TransformersGenerator(str(folder), batch_size=0)  # bf16 on a GPU
         generator.model.generation_config.eos_token_id = None  # every answer runs to max-tokens: equal work per batch
         generator.model.generation_config.suppress_tokens = [generator.tokenizer.eos_token_id]
         automatic = tokens_per_second(generator, conversations, decoding)

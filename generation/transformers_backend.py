@@ -11,8 +11,9 @@ plain left padding (tests/test_generation.py).
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 from champion.errors import BackendError
 from generation import ADAPTER_DIR, ChoiceScores, Conversation, Generation
@@ -31,13 +32,10 @@ class TransformersGenerator:
         *,
         batch_size: int = 0,
         device: str | None = None,
-        dtype: Literal["auto", "float32", "bfloat16"] = "auto",
         trust_remote_code: bool = False,
     ) -> None:
         """``batch_size``: the most sequences in one batch (0 = up to 256), each batch sized from the device's
-        free memory (the host's on a CPU) and its prompts (generation/sizing.py). ``dtype``: ``auto`` is bf16 on
-        a GPU and fp32 on a CPU: bf16 would be 3x faster on CPUs that multiply it natively, but its results move
-        with a batch's padding and neighbours, and greedy answers and grades must not."""
+        free memory (the host's on a CPU) and its prompts (generation/sizing.py)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -60,11 +58,11 @@ class TransformersGenerator:
             raise BackendError(
                 f"the tokenizer in {model_path} has no chat template.", "use an instruction-tuned model that ships one."
             )
-        if dtype == "auto":
-            dtype = "float32" if self.device == "cpu" else "bfloat16"
-        self.dtype = dtype
+        # fp32 on a CPU: bf16 is 3x faster on CPUs that multiply it natively, but its results move with a batch's
+        # padding and neighbours, and greedy answers and grades must not.
+        dtype = torch.float32 if self.device == "cpu" else torch.bfloat16
         loaded: Any = AutoModelForCausalLM.from_pretrained(
-            model_path, dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=trust_remote_code
+            model_path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
         )
         self.model: Any = loaded.to(self.device)
         adapter = Path(model_path) / ADAPTER_DIR
@@ -84,7 +82,7 @@ class TransformersGenerator:
         )
         fixed_cache = self.model.generation_config.cache_implementation not in (None, "dynamic")
         self._can_share_prefix = not (sliding or fixed_cache or trust_remote_code)
-        self._kv_shape = KVShape.of(self.model.config, 4 if dtype == "float32" else 2)
+        self._kv_shape = KVShape.of(self.model.config, 4 if dtype == torch.float32 else 2)
 
     def _tokenize(self, conversations: Sequence[Conversation], suffix: str = "") -> list[list[int]]:
         """Each conversation's prompt (the chat template's, plus ``suffix``) as token ids, tokenised once."""
@@ -137,12 +135,11 @@ class TransformersGenerator:
 
     def generate(self, conversations: Sequence[Conversation], decoding: Decoding) -> list[Generation]:
         prompts = self._tokenize(conversations)
-        # Sorting by length puts similar prompts in one batch (less padding); results go back in input order.
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[Generation | None] = [None] * len(prompts)
         size = self._batch_for(prompts, decoding.max_tokens) if prompts else 1
-        for start in range(0, len(order), size):
-            batch = order[start : start + size]
+        # Shortest first, in full batches: decoding re-reads every weight each step, so a fuller batch pays more
+        # than the padding it adds costs; results go back in input order.
+        for batch in _packed(prompts, size, waste=math.inf):
             for index, generation in zip(batch, self._generate_batch([prompts[i] for i in batch], decoding)):
                 results[index] = generation
         return results  # type: ignore[return-value]
@@ -248,9 +245,9 @@ class TransformersGenerator:
 
 
 def _packed(prompts: Sequence[Sequence[int]], size: int, waste: float = 1 / 8) -> list[list[int]]:
-    """Indices of ``prompts`` in batches of at most ``size`` sequences of similar length: reading a prompt is
-    compute-bound, and a batch is padded to its longest, so a batch closes before its padding would exceed
-    ``waste`` of its real tokens (shortest first; each index appears once)."""
+    """Indices of ``prompts`` in batches of at most ``size`` sequences, shortest first (each index once). A batch
+    is padded to its longest, so where reading prompts is the work (the judge's one forward pass, compute-bound)
+    a batch closes before its padding would exceed ``waste`` of its real tokens; ``math.inf`` fills every batch."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     batches: list[list[int]] = []
     current: list[int] = []
