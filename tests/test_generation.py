@@ -1,3 +1,4 @@
+import math
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,14 @@ QUESTIONS = [
 @pytest.fixture(scope="module")
 def generator(smollm2):
     return get_generator("transformers", smollm2.path, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def sized_generator(smollm2):
+    """The backend as the pipeline builds it on a CPU: batches sized from memory, prefixes shared."""
+    from generation.transformers_backend import TransformersGenerator
+
+    return TransformersGenerator(str(smollm2.path), device="cpu")
 
 
 def test_batched_greedy_equals_one_by_one(generator):
@@ -151,18 +160,21 @@ def test_the_h200_measurement_would_have_run_at_the_cap():
     assert fitting_batch_size(2 * 2**30, shape, longest_prompt=4_000, max_new_tokens=512) < 16
 
 
-def test_on_a_cpu_the_batch_is_sized_from_the_hosts_memory_up_to_the_cap(smollm2):
+def test_on_a_cpu_the_batch_is_sized_from_the_hosts_memory_up_to_the_cap(smollm2, sized_generator):
     """The demo's 72 questions are one batch on a CPU (they fit many times over), not batches of 16."""
     from generation.sizing import available_host_memory
     from generation.transformers_backend import TransformersGenerator
 
-    generator = TransformersGenerator(str(smollm2.path), batch_size=0, device="cpu")
+    generator = sized_generator  # built with batch_size 0
     prompt = [1] * 60
     assert generator.batch_size == 256
     expected = fitting_batch_size(available_host_memory(), generator._kv_shape, longest_prompt=60, max_new_tokens=32)
     assert generator._batch_for([prompt] * 72, 32) == expected >= 72
-    generator.batch_size = 8
-    assert generator._batch_for([prompt] * 72, 32) == 8
+    try:
+        generator.batch_size = 8
+        assert generator._batch_for([prompt] * 72, 32) == 8
+    finally:
+        generator.batch_size = 256
     with pytest.raises(BackendError, match="0 \\(sized for the device\\) or positive"):
         TransformersGenerator(str(smollm2.path), batch_size=-1, device="cpu")
 
@@ -187,7 +199,7 @@ def test_a_containers_memory_limit_bounds_the_cpu_batch(tmp_path, files, headroo
     assert _cgroup_headroom(str(tmp_path)) == headroom
 
 
-def test_a_sliding_window_model_reads_every_prompt_in_full(smollm2, tmp_path):
+def test_a_sliding_window_model_reads_every_prompt_in_full(smollm2, sized_generator, tmp_path):
     """Sliding-window attention counts distance by index, so padding between a shared prefix and the suffix would
     change what a token sees: such a model (here SmolLM2 declared with a window) gets plain left padding."""
     import json
@@ -208,7 +220,7 @@ def test_a_sliding_window_model_reads_every_prompt_in_full(smollm2, tmp_path):
     _, mask, cache, shared = windowed._encode(ids, share_prefix=True)
     assert not windowed._can_share_prefix and cache is None and shared == 0
     assert all(row[-1] == 1 for row in mask.tolist())  # left padding: every prompt ends at the batch's edge
-    assert TransformersGenerator(str(smollm2.path), device="cpu")._can_share_prefix
+    assert sized_generator._can_share_prefix
 
 
 def _left_padded_greedy(generator, conversations, decoding) -> list[str]:
@@ -239,13 +251,12 @@ def _left_padded_greedy(generator, conversations, decoding) -> list[str]:
 
 
 @pytest.mark.parametrize("prompt_name", ["qa-evasive", "qa-concise"])
-def test_a_shared_prefix_gives_the_answers_plain_left_padding_gives(smollm2, prompt_name):
+def test_a_shared_prefix_gives_the_answers_plain_left_padding_gives(sized_generator, prompt_name):
     """The backend reads a batch's common start once (its KV repeated) and pads between prefix and suffix; greedy
     answers must be those of reading every prompt in full with left padding, on real demo questions."""
     from champion.data import preprocess_data
-    from generation.transformers_backend import TransformersGenerator
 
-    generator = TransformersGenerator(str(smollm2.path), device="cpu")
+    generator = sized_generator
     prompt = load_prompt(prompt_name)
     conversations = [prompt.render(question=row["question"]) for row in preprocess_data("demo", limit=12).eval_rows]
     shared = [g.text for g in generator.generate(conversations, prompt.decoding)]
@@ -256,14 +267,13 @@ def test_a_shared_prefix_gives_the_answers_plain_left_padding_gives(smollm2, pro
     assert mask[:, :prefix].all() and (mask.sum(dim=1).tolist() == [len(i) for i in ids])
 
 
-def test_shared_prefix_label_scores_match_reading_each_prompt_alone(smollm2):
+def test_shared_prefix_label_scores_match_reading_each_prompt_alone(sized_generator):
     """The judge's constrained choice: batched with a shared prefix, packed by length, only the last position's
     logits computed; every label's log-probability within float noise of one prompt read alone."""
     from champion.data import preprocess_data
-    from generation.transformers_backend import TransformersGenerator
     from prompts import load_rubric
 
-    generator = TransformersGenerator(str(smollm2.path), device="cpu")
+    generator = sized_generator
     rubric = load_rubric("correctness")
     rows = preprocess_data("demo", limit=10).eval_rows
     answers = ["Paris", "I don't know", "", "a poem about the sea, rolling waves and salt"] * 3
@@ -290,6 +300,9 @@ def test_packed_batches_hold_every_prompt_once_and_pad_little(lengths, size):
         widths = [lengths[i] for i in batch]
         if len(batch) > 1:  # a batch of one pads nothing; a longer one pads at most an eighth of its tokens
             assert len(batch) * max(widths) <= (1 + 1 / 8) * sum(widths) + 1e-9
+    # Unbounded padding (generation): the prompts shortest first, in full batches of `size`.
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    assert _packed(prompts, size, waste=math.inf) == [order[i : i + size] for i in range(0, len(order), size)]
 
 
 def test_vllm_engine_settings_come_from_the_pipeline_parameters():
