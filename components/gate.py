@@ -6,7 +6,7 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
 
 from components import Step, cpu_step
 
-STEP = Step(title="Gate", version="4.2.0", cacheable=True)
+STEP = Step(title="Gate", version="4.3.0", cacheable=True)
 
 
 @cpu_step
@@ -29,8 +29,10 @@ def gate_op(
     metrics: Output[Metrics],
     challenger_scores: Output[Dataset],
     challenger_metrics: Output[Metrics],
-) -> NamedTuple("GateOutputs", [("passed", bool), ("decision_json", str), ("bundle", str), ("weights_source", str)]):
-    """gate v4.2.0: challenger vs champion on the same examples (paired bootstrap or Tango intervals against each margin, Holm-corrected, per slice; a sequential policy: confidence sequences at this run's look, passed, failed or continue), or floors only without a champion. The scored bundles arrive in the run's order: the challenger first, then the champion when there is one."""
+) -> NamedTuple(
+    "GateOutputs", [("passed", bool), ("gate", str), ("decision_json", str), ("bundle", str), ("weights_source", str)]
+):
+    """gate v4.3.0: challenger vs champion on the same examples (paired bootstrap or Tango intervals against each margin, Holm-corrected, per slice; a sequential policy: confidence sequences at this run's look, passed, failed or continue, the word in its `gate` output), or floors only without a champion. The scored bundles arrive in the run's order: the challenger first, then the champion when there is one."""
     from champion.step_process import begin_step
 
     begin_step()
@@ -97,5 +99,11 @@ def gate_op(
     )
     challenger_metrics.metadata.update(scored[0].metrics)
     persist_metadata(metrics, challenger_metrics)
-    outputs = namedtuple("GateOutputs", ["passed", "decision_json", "bundle", "weights_source"])
-    return outputs(record["gate"] == "passed", json.dumps(record, sort_keys=True), bundles[0], weights_sources[0])
+    outputs = namedtuple("GateOutputs", ["passed", "gate", "decision_json", "bundle", "weights_source"])
+    return outputs(
+        record["gate"] == "passed",
+        record["gate"],
+        json.dumps(record, sort_keys=True),
+        bundles[0],
+        weights_sources[0],
+    )

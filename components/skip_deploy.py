@@ -6,14 +6,14 @@ from kfp.dsl import Markdown, Output
 
 from components import Step, cpu_step
 
-STEP = Step(title="Skip deployment", version="3.1.1", cacheable=False)
+STEP = Step(title="Skip deployment", version="3.2.0", cacheable=False)
 
 
 @cpu_step
 def skip_deploy_op(gate_passed: bool, fail_on_reject: bool, decision: str, report: Output[Markdown]) -> NamedTuple(
     "DeployOutputs", [("deployment", str), ("promoted", bool)]
 ):
-    """skip_deploy v3.1.1: say why nothing was deployed (the gate did not pass, this run only gates, or a sequential gate looks again); fail the run on a rejection if asked."""
+    """skip_deploy v3.2.0: say why nothing was deployed (the gate did not pass, or this run only gates; a sequential gate's undecided look ends in look_again); fail the run on a rejection if asked."""
     from champion.step_process import begin_step
 
     begin_step()
@@ -23,9 +23,7 @@ def skip_deploy_op(gate_passed: bool, fail_on_reject: bool, decision: str, repor
     from champion.errors import GateRejected
 
     verdict = json.loads(decision)
-    if verdict.get("gate") == "continue":
-        reason = f"the gate looks again: undecided at {verdict.get('decided_at')}"
-    elif gate_passed:
+    if gate_passed:
         reason = "the gate passed; this run only gates (promote=false)"
     else:
         reason = "the gate did not pass"

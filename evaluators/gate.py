@@ -785,14 +785,21 @@ def _sequential_check(
     if test.relative and test.rule.direction == "lower" and (upper is not None or finite_range):
         bound = upper if upper is not None else info.high  # type: ignore[union-attr]
         effect = sequential.relative_cost(
-            -challenger, -champion, upper=bound, margin_relative=test.margin_relative or 0.0, alpha=level
+            -challenger,
+            -champion,
+            upper=bound,
+            margin_relative=test.margin_relative or 0.0,
+            alpha=level,
+            settle=look.last,
         )
         # the contrast is already oriented (positive = the challenger is within the margin)
         orient, threshold, shown = 1.0, 0.0, f"(1 + {test.margin_relative:.0%}) x champion - challenger"
     elif not test.relative and (finite_range or test.rule.kind == "binary"):
         width = 1.0 if test.rule.kind == "binary" else info.high - info.low  # type: ignore[union-attr]
         margin = 0.0 if test.superiority else (test.margin or 0.0)
-        effect = sequential.paired_difference(challenger, champion, width=width, margin=margin, alpha=level)
+        effect = sequential.paired_difference(
+            challenger, champion, width=width, margin=margin, alpha=level, settle=look.last
+        )
         orient, threshold, shown = sign, -margin, "difference"  # back to the metric's own orientation
     elif look.last:  # no known range: decided once, on the whole set, like the fixed-n gate
         return _comparison_check(test, policy, level, True, True)
@@ -816,6 +823,17 @@ def _sequential_check(
         "worse": ("fail", "worse than the champion beyond the margin (the whole sequence lies past it)"),
         "undecided": ("inconclusive", "undecided: the confidence sequence still straddles the margin"),
     }[effect.verdict]
+    if effect.verdict == "undecided" and look.last:
+        needed = effect.settling_examples
+        verdict = (
+            "inconclusive",
+            "inconclusive: the confidence sequence still straddles the margin after the whole set; "
+            + (
+                f"about {needed} examples would settle it if the differences stay as they are"
+                if needed
+                else f"more than {sequential.SETTLING_CAP} examples would be needed at this margin"
+            ),
+        )
     return Check(
         metric=test.metric,
         slice=test.slice,
@@ -833,6 +851,7 @@ def _sequential_check(
         level=level,
         direction=test.rule.direction,
         votes=True,
+        settling_examples=effect.settling_examples,
         reason=f"{_where(test.metric, test.slice)}: challenger {_mean(test.challenger):.3f} vs champion "
         f"{_mean(test.champion):.3f}, {shown} {estimate:+.3f} [{low:+.3f}, {high:+.3f}] after {effect.n} examples "
         f"(anytime-valid at level {level:.4f}): {verdict[1]}",

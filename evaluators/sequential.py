@@ -86,6 +86,7 @@ class SequentialEffect:
     n: int
     level: float
     method: str
+    settling_examples: int | None = None  # an undecided effect, when asked: see settling_examples()
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,10 @@ class Range:
 
 
 def mean_against(
-    values: np.ndarray, boundary: float, value_range: Range, alpha: float, method: str
+    values: np.ndarray, boundary: float, value_range: Range, alpha: float, method: str, settle: bool = False
 ) -> SequentialEffect:
-    """Is the mean of ``values`` above ``boundary`` ("non-inferior"), below it ("worse"), or not yet known?"""
+    """Is the mean of ``values`` above ``boundary`` ("non-inferior"), below it ("worse"), or not yet known?
+    ``settle``: for an undecided mean, also about how many examples would decide it (settling_examples)."""
     x = value_range.scale(np.asarray(values, dtype=float))
     m = value_range.position(boundary)
     above, below = rejects(x, m, alpha, +1)[-1], rejects(x, m, alpha, -1)[-1]
@@ -123,27 +125,58 @@ def mean_against(
         n=len(values),
         level=alpha,
         method=method,
+        settling_examples=settling_examples(x, m, alpha) if settle and verdict == "undecided" else None,
     )
 
 
+SETTLING_CAP = 100_000  # examples: past this, "more than 100000" is as useful an answer as any
+
+
+def settling_examples(x: np.ndarray, m: float, alpha: float, reps: int = 64, seed: int = 0) -> int | None:
+    """About how many examples the sequence needs before it excludes ``m`` from one side or the other, if the
+    observations (scaled to [0, 1]) kept coming as they did: the median, over seeded resamples of the observed
+    ones, of the first count at which it decides (a resample that stays undecided counts as never). None when
+    the median lies past SETTLING_CAP examples. What "about N examples would settle it" says for a sequential
+    check, as fixed_n_required does for a fixed-n one."""
+    rng = np.random.default_rng(seed)
+    x = np.asarray(x, dtype=float)
+    horizon = len(x)
+    while True:
+        horizon = min(SETTLING_CAP, max(4 * horizon, 1000))
+        draws = rng.choice(x, size=(reps, horizon), replace=True)
+        decided = rejects(draws, m, alpha, +1) | rejects(draws, m, alpha, -1)
+        first = np.where(decided.any(axis=-1), decided.argmax(axis=-1) + 1, SETTLING_CAP + 1)
+        needed = int(np.median(first))
+        if needed <= horizon or horizon == SETTLING_CAP:
+            return needed if needed <= SETTLING_CAP else None
+
+
 def paired_difference(
-    challenger: np.ndarray, champion: np.ndarray, *, width: float, margin: float, alpha: float
+    challenger: np.ndarray, champion: np.ndarray, *, width: float, margin: float, alpha: float, settle: bool = False
 ) -> SequentialEffect:
     """Mean of the oriented per-example differences (positive = challenger better), each within [-width, width],
     against the non-inferiority boundary -margin."""
     differences = np.asarray(challenger, dtype=float) - np.asarray(champion, dtype=float)
-    return mean_against(differences, -margin, Range(-width, width), alpha, "betting confidence sequence (paired)")
+    return mean_against(
+        differences, -margin, Range(-width, width), alpha, "betting confidence sequence (paired)", settle
+    )
 
 
 def relative_cost(
-    challenger: np.ndarray, champion: np.ndarray, *, upper: float, margin_relative: float, alpha: float
+    challenger: np.ndarray,
+    champion: np.ndarray,
+    *,
+    upper: float,
+    margin_relative: float,
+    alpha: float,
+    settle: bool = False,
 ) -> SequentialEffect:
     """A lower-is-better amount in [0, upper] (tokens, seconds): non-inferior when mean(challenger) <=
     (1 + r) mean(champion), i.e. when the mean of (1 + r) champion - challenger is above 0. The reported
     estimate and bounds are of that contrast, in the amount's units."""
     contrast = (1.0 + margin_relative) * np.asarray(champion, dtype=float) - np.asarray(challenger, dtype=float)
     value_range = Range(-upper, (1.0 + margin_relative) * upper)
-    return mean_against(contrast, 0.0, value_range, alpha, "betting confidence sequence (relative margin)")
+    return mean_against(contrast, 0.0, value_range, alpha, "betting confidence sequence (relative margin)", settle)
 
 
 # --- Planning: how many examples a margin needs ------------------------------------------------------------

@@ -21,7 +21,7 @@ from champion import tracing
 from champion.digests import sha256_json
 from champion.errors import ChampionError
 from champion.provenance import git_commit
-from components import by_task_name
+from components import by_task_name, registry
 from prompts.lock import current_digests
 from registry.run_metrics import export, step_metrics
 
@@ -364,6 +364,13 @@ class RunResult:
     @property
     def succeeded(self) -> bool:
         return self.state.upper() == "SUCCEEDED"
+
+    @property
+    def looks_again(self) -> bool:
+        """A sequential gate's look did not decide: the run ended in its look_again step, and the next look is
+        another run (pipeline parameter look + 1)."""
+        task = registry()["look_again"].task_name
+        return self.succeeded and self.steps.get(task, {}).get("state") == "succeeded"
 
 
 def record_watched_run(result: RunResult, *, pipeline: str, model: str, pushgateway_url: str = "") -> list[str]:

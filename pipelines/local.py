@@ -344,7 +344,8 @@ def run_promotion(
                 "seconds": round(run.seconds, 1),
             }
         )
-        if decision["gate"] != "continue":
+        # The run's own branch says whether to look again (its look_again step ran), as a cluster run's does.
+        if json.loads(run.outputs["deployment"])["status"] != "look_again":
             break
         params = params.model_copy(update={"look": params.look + 1})
     summary = summarise(run, params) | {"cache": run.steps.cache_totals(), "steps": run.steps.timeline()}

@@ -4,7 +4,8 @@
     resolve_champion ──────────────┴─► for each bundle (challenger, then champion if any):
                                            fetch_weights ─► fine_tune ─► batch_generate ─► evaluate
     check_judge ──────────────────────────► gate (paired with a champion, floors without) ─► register
-    drift (challenger's answers)               ─► If approved and promote: deploy, else skip_deploy
+    drift (challenger's answers)               ─► If approved and promote: deploy,
+                                                   elif a sequential look did not decide: look_again, else skip_deploy
 
 pin_inputs fixes what every mutable input holds (data, weights, prompt, evaluator config, policy, drift
 reference) before anything reads it; the steps after it take pins and content, so KFP's step cache
@@ -24,7 +25,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Dataset, Markdown, Metrics
 
 from champion.parameters import DeploySettings, PromotionParameters
-from components import deploy, drift, gate, register, resolve_champion, skip_deploy
+from components import deploy, drift, gate, look_again, register, resolve_champion, skip_deploy
 from pipelines.wiring import (
     configure,
     fields_of,
@@ -55,9 +56,10 @@ PromotionOutputs = NamedTuple(
 
 
 def deploy_or_skip(p, pins, data_task, champion_task, judge_task, gate_task, register_task, drift_task):
-    """Deploy a released bundle (rollout, then the alias), or record why there is nothing to deploy. Both wait for
-    every other step (drift is the only one not upstream already): moving the alias is the run's last act, so a
-    run stopped after it has nothing left to cancel."""
+    """Deploy a released bundle (rollout, then the alias); or, where a sequential gate's look did not decide, end
+    in look_again (the next look is the next run, and its task is how a watcher of the run knows); or record why
+    there is nothing to deploy. All three wait for every other step (drift is the only one not upstream already):
+    moving the alias is the run's last act, so a run stopped after it has nothing left to cancel."""
     prompt = pins.outputs["prompt"]
     decision = gate_task.outputs["decision_json"]
     with dsl.If(register_task.outputs["release"] == True):  # noqa: E712
@@ -83,13 +85,15 @@ def deploy_or_skip(p, pins, data_task, champion_task, judge_task, gate_task, reg
                 )
             )
         ).after(drift_task)
+    with dsl.Elif(gate_task.outputs["gate"] == "continue"):
+        look_again_task = configure(look_again.look_again_op(decision=decision)).after(drift_task)
     with dsl.Else():
         skip_task = configure(
             skip_deploy.skip_deploy_op(
                 gate_passed=register_task.outputs["approved"], fail_on_reject=p.fail_on_reject, decision=decision
             )
         ).after(drift_task)
-    return deploy_task, skip_task
+    return deploy_task, look_again_task, skip_task
 
 
 @dsl.pipeline(
@@ -164,7 +168,7 @@ def promotion_pipeline(p) -> PromotionOutputs:
             eval_metrics=gate_task.outputs["challenger_metrics"],
         )
     )
-    deploy_task, skip_task = deploy_or_skip(
+    deploy_task, look_again_task, skip_task = deploy_or_skip(
         p, pins, data_task, champion_task, judge_task, gate_task, register_task, drift_task
     )
 
@@ -177,6 +181,10 @@ def promotion_pipeline(p) -> PromotionOutputs:
         judge_report=judge_task.outputs["report"],
         drift_report=drift_task.outputs["report"],
         drift_metrics=drift_task.outputs["metrics"],
-        deployment=dsl.OneOf(deploy_task.outputs["deployment"], skip_task.outputs["deployment"]),
-        promoted=dsl.OneOf(deploy_task.outputs["promoted"], skip_task.outputs["promoted"]),
+        deployment=dsl.OneOf(
+            deploy_task.outputs["deployment"], look_again_task.outputs["deployment"], skip_task.outputs["deployment"]
+        ),
+        promoted=dsl.OneOf(
+            deploy_task.outputs["promoted"], look_again_task.outputs["promoted"], skip_task.outputs["promoted"]
+        ),
     )

@@ -87,7 +87,7 @@ class PromotionTarget:
 
 @dataclass
 class DeployResult:
-    status: str  # rolled_out | rolled_back | rendered (deploy_target=none); "skipped" comes from skip_deploy_op
+    status: str  # rolled_out | rolled_back | rendered (deploy_target=none); "skipped" comes from skip_deploy_op, "look_again" from look_again_op
     promoted: bool  # the alias moved: the bundle is the champion
     reason: str
     manifest: dict

@@ -333,6 +333,60 @@ def test_trigger_submits_one_gate_only_run_per_changed_bundle_and_fails_on_a_rej
     )
 
 
+def test_trigger_runs_a_sequential_gates_looks_one_run_each_until_one_decides(repo, kfp, tmp_path):
+    """On Kubeflow a look is a run: a look that does not decide ends in the look_again step (the compiled
+    pipeline's branch for gate "continue"), and trigger reads that task from the run object and starts the next
+    look; the first run that ends otherwise is the bundle's row. Here the cluster (the fake API server) decides
+    at look 3 for one bundle and rejects at look 2 for the other."""
+    for name in ("qa-oneline", "qa-evasive"):
+        data = yaml.safe_load((repo / f"prompts/{name}/v1.yaml").read_text()) | {"version": 2}
+        (repo / f"prompts/{name}/v2.yaml").write_text(yaml.safe_dump(data))
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "lock", "--prompts-dir", str(repo / "prompts")],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+    )
+    commit(repo, "new versions")
+
+    def evasive(run):
+        return "poem" in run["runtime_config"]["parameters"]["prompt"]
+
+    def look(run):
+        return int(run["runtime_config"]["parameters"]["look"])
+
+    def step(name):
+        return {"run_id": "r", "task_id": name, "display_name": name, "state": "SUCCEEDED"}
+
+    kfp.run_outcome = lambda run: (
+        ("FAILED", "step skip-deploy-op failed: GateRejected: the gate rejected the bundle: token_f1 is worse")
+        if evasive(run) and look(run) == 2
+        else ("SUCCEEDED", "")
+    )
+    kfp.run_tasks = lambda run: [
+        step("gate-op"),
+        step("look-again-op" if look(run) < (2 if evasive(run) else 3) else "skip-deploy-op"),
+    ]
+    summary = tmp_path / "summary.md"
+    result = run_trigger(repo, kfp.url, "--timeout", "60", "--param", "gate_config=sequential", summary=summary)
+    assert result.returncode == 1, result.stderr
+    submitted = sorted(
+        (run["display_name"].split("-v2-")[0], look(run), run["display_name"]) for run in kfp.runs.values()
+    )
+    assert [(prompt, at) for prompt, at, _ in submitted] == [
+        ("ci-qa-evasive", 1),
+        ("ci-qa-evasive", 2),
+        ("ci-qa-oneline", 1),
+        ("ci-qa-oneline", 2),
+        ("ci-qa-oneline", 3),
+    ]
+    assert [name.endswith(f"-look{at}") for _, at, name in submitted] == [False, True, False, True, True]
+    assert "look 1 did not decide: running look 2" in result.stderr
+    text = summary.read_text()
+    assert "| `qa-oneline@2` | `smollm2` | ✅ passed | gate passed (decided at look 3, after 2 undecided)" in text
+    assert "| `qa-evasive@2` | `smollm2` | ❌ failed |" in text and "token_f1 is worse (decided at look 2" in text
+
+
 def test_a_watched_cluster_run_gets_its_root_span_and_its_step_metrics(kfp, packages, prometheus_binaries, monkeypatch):
     """What ``champion trigger`` adds once the run ends, from the KFP run object: the trace's root (ids from the
     run's UUID, which the steps' own spans are children of) with a span for each step the cache answered, and

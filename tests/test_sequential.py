@@ -154,6 +154,37 @@ def test_an_undecided_last_look_is_inconclusive_and_fails():
     assert any(c.status == "inconclusive" and c.test == "non-inferiority" for c in decision.checks)
 
 
+def test_an_identical_bundle_undecided_at_the_last_look_says_how_many_examples_would_settle_it():
+    """Identical answers on 72 examples cannot clear a 0.05 margin on token F1 (differences in [-1, 1]) at any
+    valid level: the last look is inconclusive and names the count at which the same zeros would clear it, which
+    is exactly where the sequence on that many zeros first says non-inferior."""
+    rows = _rows(np.random.default_rng(5).uniform(0.2, 1.0, 72))
+    policy = _policy(metrics={"token_f1": MetricRule(direction="higher", margin=0.05)}, looks=(0.5, 1.0))
+    decision = _run_looks(policy, [dict(r) for r in rows], rows)
+    check = next(c for c in decision.checks if c.test == "non-inferiority")
+    assert decision.gate == "failed" and check.status == "inconclusive"
+    needed = check.settling_examples
+    assert needed and needed > 72 and f"about {needed} examples would settle it" in check.reason
+    level = policy.sequential_level(1)
+    at = {
+        n: sequential.paired_difference(np.zeros(n), np.zeros(n), width=1.0, margin=0.05, alpha=level).verdict
+        for n in (needed - 1, needed)
+    }
+    assert at == {needed - 1: "undecided", needed: "non-inferior"}
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.05, 0.95), st.floats(0.01, 0.3), st.sampled_from([0.05, 0.01]))
+def test_a_constant_samples_settling_count_is_where_its_sequence_first_decides(value, gap, alpha):
+    """For constant observations the resamples are the observations, so the count is exact: the first n at
+    which n copies exclude m (from below when the value lies above m, from above otherwise)."""
+    m = value - gap if value - gap > 0 else value + gap
+    needed = sequential.settling_examples(np.full(10, value), m, alpha)
+    direct = sequential.rejects(np.full(sequential.SETTLING_CAP, value), m, alpha, +1 if value > m else -1)
+    first = int(direct.argmax()) + 1 if direct.any() else None
+    assert needed == first
+
+
 def test_too_few_examples_so_far_continues_rather_than_fails():
     rows = _rows(np.full(10, 0.9))
     decision = decide(rows, _policy(), champion_table=rows, look=Look(index=1, of=4, examples=10, total=40))

@@ -199,7 +199,9 @@ def _promote_here(bundle, given: dict, workspace: Path, promote: bool) -> dict:
 def _promote_on_kubeflow(
     bundle, params: dict, repo: Path, client, package, namespace: str, timeout: int, promote: bool
 ):
-    """One changed bundle as a Kubeflow run, waited for; its row of the summary (and the run's step metrics)."""
+    """One changed bundle as Kubeflow runs, waited for: one run per look of a sequential gate (a look that does
+    not decide ends in the look_again step, and the next look is the next run), one run otherwise. Its row of the
+    summary (and each run's step metrics)."""
     from pipelines.kubeflow import name_commit, record_watched_run, submit_and_wait  # kfp's client, only when used
     from pipelines.promotion import PIPELINE_NAME
     from registry.run_metrics import ExportError
@@ -212,27 +214,37 @@ def _promote_on_kubeflow(
         "promote": promote,
         "fail_on_reject": True,
     }
-    result = submit_and_wait(
-        client,
-        package,
-        run_name=f"ci-{bundle.prompt.replace('@', '-v')}-{name_commit(repo)}",
-        arguments=arguments,
-        experiment="champion-ci",
-        namespace=namespace,
-        timeout_s=timeout,
-    )
-    try:
-        record_watched_run(
-            result,
-            pipeline=PIPELINE_NAME,
-            model=arguments.get("registered_model_name") or DEFAULT_REGISTERED_MODEL,
-            pushgateway_url=arguments.get("pushgateway_url") or "",
+    first = look = int(arguments.get("look", 1))
+    run_name = f"ci-{bundle.prompt.replace('@', '-v')}-{name_commit(repo)}"
+    # The engine bounds the loop: a policy's last look decides (undecided there is "inconclusive"), and a look
+    # past the last one fails its run.
+    while True:
+        result = submit_and_wait(
+            client,
+            package,
+            run_name=run_name if look == first else f"{run_name}-look{look}",
+            arguments=arguments | {"look": look},
+            experiment="champion-ci",
+            namespace=namespace,
+            timeout_s=timeout,
         )
-    except ExportError as exc:  # the run's outcome stands; its step metrics are missing
-        err.print(f"[yellow]warning:[/] {exc}")
+        try:
+            record_watched_run(
+                result,
+                pipeline=PIPELINE_NAME,
+                model=arguments.get("registered_model_name") or DEFAULT_REGISTERED_MODEL,
+                pushgateway_url=arguments.get("pushgateway_url") or "",
+            )
+        except ExportError as exc:  # the run's outcome stands; its step metrics are missing
+            err.print(f"[yellow]warning:[/] {exc}")
+        if not result.looks_again:
+            break
+        err.print(f"  look {look} did not decide: running look {look + 1}")
+        look += 1
+    looked = f" (decided at look {look}, after {look - first} undecided)" if look > first else ""
     return dict(
         passed=result.succeeded,
         result=result.state.lower(),
-        details=result.message or ("gate passed" if result.succeeded else ""),
+        details=(result.message or ("gate passed" if result.succeeded else "")) + looked,
         link=result.link,
     )
