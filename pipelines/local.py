@@ -24,7 +24,7 @@ from champion.errors import STEP_ERRORS_ENV, ChampionError, ConfigError, DataErr
 from champion.inputs import check_folder
 from champion.interrupt import CANCEL_ENV, Interrupted, stop_on_signals
 from champion.parameters import PipelineParameters, PromotionParameters, ScheduledEvalParameters
-from champion.provenance import git_commit
+from champion.provenance import code_digest, git_commit
 from components import CPU_IMAGE, GPU_IMAGE
 from evaluators.run_inputs import load_run_configs
 from pipelines.containers import ContainerLedger, Runner, docker_runner, input_paths, stop_containers, with_images
@@ -227,7 +227,7 @@ def _run_locally(
         pipeline_root=str(workspace.runs),
         raise_on_error=True,
         enable_caching=settings.use_cache,
-        cache_root=str(settings.caches(workspace) / "steps"),
+        cache_root=str(settings.caches(workspace) / "steps" / code_digest()[:16]),
     )
     tracker = StepTracker(on_event)
     audit_path = workspace.root / "audit.jsonl"

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from champion.parameters import PromotionParameters, ScheduledEvalParameters
+from champion.provenance import code_digest
 from pipelines.local import LocalSettings, PipelineFailed, run_promotion
 from serving.manifests import validate_strict
 from tests.conftest import REPO
@@ -578,6 +579,8 @@ def test_editing_one_row_reruns_exactly_the_steps_that_read_the_data(tmp_path, p
     }
     again = run_promotion(params, settings)
     assert set(again["cache"]["steps"]) == pure and again["bundle_id"] == first["bundle_id"]
+    # The step cache is kept per version of the code the steps run, as a cluster's is per image.
+    assert [p.name for p in (tmp_path / "ws" / "cache" / "steps").iterdir()] == [code_digest()[:16]]
     assert {s for s, e in again["steps"].items() if e["state"] == "succeeded"} == {
         "pin-inputs-op",
         "resolve-champion-op",

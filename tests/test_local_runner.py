@@ -72,3 +72,24 @@ def test_the_hook_keeps_the_previous_one(tmp_path, monkeypatch):
     record_step_errors(str(tmp_path))
     sys.excepthook(ValueError, ValueError("boom"), None)
     assert seen == [ValueError] and list(tmp_path.glob("*.json"))
+
+
+def test_the_local_step_cache_is_kept_per_version_of_the_code_the_steps_run(tmp_path):
+    """An upgraded gate must not serve a decision the old one cached: the local step cache's folder is named by
+    the steps' code (a cluster's cache keys on the step's image). A change to that code is a new folder;
+    bytecode and files outside the step packages are not code the steps run."""
+    import shutil
+
+    from champion.provenance import SOURCE, STEP_PACKAGES, code_digest
+
+    for package in STEP_PACKAGES:
+        shutil.copytree(SOURCE / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    assert code_digest(tmp_path) == code_digest()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.md").write_text("prose\n")
+    (tmp_path / "evaluators" / "__pycache__").mkdir(exist_ok=True)
+    (tmp_path / "evaluators" / "__pycache__" / "gate.cpython-311.pyc").write_bytes(b"\0")
+    assert code_digest(tmp_path) == code_digest()
+    gate = tmp_path / "evaluators" / "gate.py"
+    gate.write_text(gate.read_text() + "\n# a fix to the engine\n")
+    assert code_digest(tmp_path) != code_digest()
