@@ -823,15 +823,16 @@ def _sequential_check(
         "worse": ("fail", "worse than the champion beyond the margin (the whole sequence lies past it)"),
         "undecided": ("inconclusive", "undecided: the confidence sequence still straddles the margin"),
     }[effect.verdict]
-    if effect.verdict == "undecided" and look.last:
-        needed = effect.settling_examples
+    settling = effect.settling
+    if effect.verdict == "undecided" and look.last and settling is not None:
+        outcome = {"non-inferior": "show it non-inferior", "worse": "show it worse"}.get(settling.side, "settle it")
         verdict = (
             "inconclusive",
             "inconclusive: the confidence sequence still straddles the margin after the whole set; "
             + (
-                f"about {needed} examples would settle it if the differences stay as they are"
-                if needed
-                else f"more than {sequential.SETTLING_CAP} examples would be needed at this margin"
+                f"about {settling.examples} examples in all would {outcome} if the differences kept coming as they did"
+                if settling.examples
+                else f"no set of up to {sequential.SETTLING_CAP} examples would settle it at this margin"
             ),
         )
     return Check(
@@ -851,7 +852,7 @@ def _sequential_check(
         level=level,
         direction=test.rule.direction,
         votes=True,
-        settling_examples=effect.settling_examples,
+        settling_examples=settling.examples if settling else None,
         reason=f"{_where(test.metric, test.slice)}: challenger {_mean(test.challenger):.3f} vs champion "
         f"{_mean(test.champion):.3f}, {shown} {estimate:+.3f} [{low:+.3f}, {high:+.3f}] after {effect.n} examples "
         f"(anytime-valid at level {level:.4f}): {verdict[1]}",

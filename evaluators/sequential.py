@@ -75,6 +75,18 @@ def bounds(x: np.ndarray, alpha: float) -> tuple[float, float]:
     return low, max(low, high)
 
 
+SETTLING_CAP = 20_000  # examples: past this, "more than 20000" is as useful an answer as any
+SETTLING_RESAMPLES = 65  # odd, so the median is one resample's count
+
+
+@dataclass(frozen=True)
+class Settling:
+    """About how many examples in all would decide an undecided sequence, and which way most resamples went."""
+
+    examples: int | None  # None: not within SETTLING_CAP (or the boundary sits at the edge of the range)
+    side: SequentialVerdict  # "non-inferior" or "worse": the decision most resamples reached; "undecided" if none
+
+
 @dataclass(frozen=True)
 class SequentialEffect:
     """A paired comparison (or a mean against a floor) after the examples seen so far, in the metric's units."""
@@ -86,7 +98,7 @@ class SequentialEffect:
     n: int
     level: float
     method: str
-    settling_examples: int | None = None  # an undecided effect, when asked: see settling_examples()
+    settling: Settling | None = None  # an undecided effect, when asked: see settling_examples()
 
 
 @dataclass(frozen=True)
@@ -125,30 +137,34 @@ def mean_against(
         n=len(values),
         level=alpha,
         method=method,
-        settling_examples=settling_examples(x, m, alpha) if settle and verdict == "undecided" else None,
+        settling=settling_examples(x, m, alpha) if settle and verdict == "undecided" else None,
     )
 
 
-SETTLING_CAP = 100_000  # examples: past this, "more than 100000" is as useful an answer as any
-
-
-def settling_examples(x: np.ndarray, m: float, alpha: float, reps: int = 64, seed: int = 0) -> int | None:
-    """About how many examples the sequence needs before it excludes ``m`` from one side or the other, if the
-    observations (scaled to [0, 1]) kept coming as they did: the median, over seeded resamples of the observed
-    ones, of the first count at which it decides (a resample that stays undecided counts as never). None when
-    the median lies past SETTLING_CAP examples. What "about N examples would settle it" says for a sequential
-    check, as fixed_n_required does for a fixed-n one."""
-    rng = np.random.default_rng(seed)
+def settling_examples(x: np.ndarray, m: float, alpha: float, seed: int = 0) -> Settling:
+    """If the observations (scaled to [0, 1]) kept coming as they did: the sequence seen so far is continued with
+    seeded resamples of them, and the median over SETTLING_RESAMPLES continuations of the total count at which it
+    first excludes ``m`` (a continuation that never does counts as never). The median is the fixed-n gate's power
+    of 1/2 (fixed_n_required): half of such continuations would still be undecided there. Continuing the observed
+    sequence, rather than starting afresh, keeps the count above the examples already seen."""
     x = np.asarray(x, dtype=float)
-    horizon = len(x)
-    while True:
-        horizon = min(SETTLING_CAP, max(4 * horizon, 1000))
-        draws = rng.choice(x, size=(reps, horizon), replace=True)
-        decided = rejects(draws, m, alpha, +1) | rejects(draws, m, alpha, -1)
-        first = np.where(decided.any(axis=-1), decided.argmax(axis=-1) + 1, SETTLING_CAP + 1)
-        needed = int(np.median(first))
-        if needed <= horizon or horizon == SETTLING_CAP:
-            return needed if needed <= SETTLING_CAP else None
+    n = len(x)
+    if not 0.0 < m < 1.0 or n >= SETTLING_CAP:
+        return Settling(None, "undecided")
+    reps = 1 if np.ptp(x) == 0 else SETTLING_RESAMPLES  # a constant sample has one continuation
+    draws = np.random.default_rng(seed).choice(x, size=(reps, SETTLING_CAP - n), replace=True)
+    paths = np.concatenate([np.broadcast_to(x, (reps, n)), draws], axis=-1)
+    above, below = rejects(paths, m, alpha, +1), rejects(paths, m, alpha, -1)
+    decided = above | below
+    ever = decided.any(axis=-1)
+    at = decided.argmax(axis=-1)  # the first decision's index, on the paths that decide
+    first = np.where(ever, at + 1, np.iinfo(np.int64).max)
+    median = int(np.sort(first)[reps // 2])
+    shown_above = int((ever & above[np.arange(reps), at]).sum())  # which way each path decided first
+    side: SequentialVerdict = (
+        "undecided" if not ever.any() else "non-inferior" if 2 * shown_above >= int(ever.sum()) else "worse"
+    )
+    return Settling(median if median <= SETTLING_CAP else None, side)
 
 
 def paired_difference(

@@ -688,6 +688,33 @@ def test_a_sequential_gate_rejects_an_evasive_prompt_before_it_is_scored_on_the_
     assert all(e["at"].startswith("look ") for e in events if e["event"] == "gate_look")
 
 
+def test_the_live_bundle_against_itself_looks_at_every_look_and_says_what_would_settle_it(
+    promoted, policies, live_settings
+):
+    """Identical answers cannot clear a 0.05 margin on 36 examples at any valid level: every look but the last
+    ends in the look_again step (the run's own branch is what makes champion run look again), and the last is
+    inconclusive with the count that would settle it. Nothing is registered for the looks that continued."""
+    workspace = live_settings.workspace
+    before = champion_version(workspace)
+    audited = len(open(workspace / "audit.jsonl").readlines())
+    params = lenient(policies, limit=36, promote=False, gate_config=str(policies / "sequential.yaml"))
+    summary = run_promotion(params, live_settings)
+    assert [(look["look"], look["gate"], look["examples"]) for look in summary["looks"]] == [
+        (1, "continue", 12),
+        (2, "continue", 25),
+        (3, "failed", 36),
+    ]
+    assert summary["decided_at"] == "decided at look 3 of 3, 36 of 36 examples"
+    comparison = next(r for r in summary["reasons"] if r.startswith("semantic_similarity: challenger"))
+    assert "difference +0.000" in comparison and "inconclusive" in comparison, comparison
+    assert "examples in all would show it non-inferior if the differences kept coming as they did" in comparison
+    events = [json.loads(line) for line in open(workspace / "audit.jsonl")][audited:]
+    assert [e["event"] for e in events if e["event"] in ("gate_look", "gate_decision")] == ["gate_look"] * 2 + [
+        "gate_decision"
+    ]
+    assert champion_version(workspace) == before
+
+
 def test_re_running_the_live_bundle_compares_it_with_itself(promoted, policies, live_settings):
     """The challenger identical to the champion (the same bundle, run again): two bundles in the gate, paired,
     passed; never one merged table with every id twice."""

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
@@ -156,15 +156,15 @@ def test_an_undecided_last_look_is_inconclusive_and_fails():
 
 def test_an_identical_bundle_undecided_at_the_last_look_says_how_many_examples_would_settle_it():
     """Identical answers on 72 examples cannot clear a 0.05 margin on token F1 (differences in [-1, 1]) at any
-    valid level: the last look is inconclusive and names the count at which the same zeros would clear it, which
-    is exactly where the sequence on that many zeros first says non-inferior."""
+    valid level: the last look is inconclusive and names the count at which the same zeros would show it
+    non-inferior, which is exactly where the sequence on that many zeros first says so."""
     rows = _rows(np.random.default_rng(5).uniform(0.2, 1.0, 72))
     policy = _policy(metrics={"token_f1": MetricRule(direction="higher", margin=0.05)}, looks=(0.5, 1.0))
     decision = _run_looks(policy, [dict(r) for r in rows], rows)
     check = next(c for c in decision.checks if c.test == "non-inferiority")
     assert decision.gate == "failed" and check.status == "inconclusive"
     needed = check.settling_examples
-    assert needed and needed > 72 and f"about {needed} examples would settle it" in check.reason
+    assert needed and needed > 72 and f"about {needed} examples in all would show it non-inferior" in check.reason
     level = policy.sequential_level(1)
     at = {
         n: sequential.paired_difference(np.zeros(n), np.zeros(n), width=1.0, margin=0.05, alpha=level).verdict
@@ -174,15 +174,39 @@ def test_an_identical_bundle_undecided_at_the_last_look_says_how_many_examples_w
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.floats(0.05, 0.95), st.floats(0.01, 0.3), st.sampled_from([0.05, 0.01]))
-def test_a_constant_samples_settling_count_is_where_its_sequence_first_decides(value, gap, alpha):
-    """For constant observations the resamples are the observations, so the count is exact: the first n at
-    which n copies exclude m (from below when the value lies above m, from above otherwise)."""
+@given(st.floats(0.05, 0.95), st.floats(0.01, 0.3), st.sampled_from([0.05, 0.01]), st.integers(1, 50))
+def test_a_constant_samples_settling_count_is_where_its_sequence_first_decides(value, gap, alpha, n):
+    """For constant observations the continuation is the observations, so the count is exact: the first count
+    at which that many copies exclude m (from below when the value lies above m, from above otherwise)."""
     m = value - gap if value - gap > 0 else value + gap
-    needed = sequential.settling_examples(np.full(10, value), m, alpha)
-    direct = sequential.rejects(np.full(sequential.SETTLING_CAP, value), m, alpha, +1 if value > m else -1)
+    side = +1 if value > m else -1
+    direct = sequential.rejects(np.full(sequential.SETTLING_CAP, value), m, alpha, side)
     first = int(direct.argmax()) + 1 if direct.any() else None
-    assert needed == first
+    assume(first is None or first > n)  # the sample seen so far is undecided
+    settling = sequential.settling_examples(np.full(n, value), m, alpha)
+    assert settling.examples == first
+    assert settling.side == ("undecided" if first is None else "non-inferior" if side > 0 else "worse")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 1.0), min_size=5, max_size=80),
+    st.floats(0.05, 0.95),
+    st.sampled_from([0.05, 0.0125]),
+)
+def test_an_undecided_samples_settling_count_lies_past_what_was_seen_and_is_reproducible(values, m, alpha):
+    """The observed sequence is continued, not restarted, so the count always exceeds the examples seen; the
+    resamples are seeded, so the same sample says the same count (a cached gate decision stays true)."""
+    x = np.array(values)
+    assume(not (sequential.rejects(x, m, alpha, +1)[-1] or sequential.rejects(x, m, alpha, -1)[-1]))
+    settling = sequential.settling_examples(x, m, alpha)
+    assert settling.examples is None or settling.examples > len(x)
+    assert settling.side != "undecided" or settling.examples is None  # no path decided: no count
+    assert sequential.settling_examples(x, m, alpha) == settling
+
+
+def test_a_boundary_at_the_edge_of_the_range_is_never_settled():
+    assert sequential.settling_examples(np.full(10, 0.5), 1.0, 0.05) == sequential.Settling(None, "undecided")
 
 
 def test_too_few_examples_so_far_continues_rather_than_fails():
