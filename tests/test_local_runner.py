@@ -76,20 +76,39 @@ def test_the_hook_keeps_the_previous_one(tmp_path, monkeypatch):
 
 def test_the_local_step_cache_is_kept_per_version_of_the_code_the_steps_run(tmp_path):
     """An upgraded gate must not serve a decision the old one cached: the local step cache's folder is named by
-    the steps' code (a cluster's cache keys on the step's image). A change to that code is a new folder;
-    bytecode and files outside the step packages are not code the steps run."""
+    the steps' code (a cluster's cache keys on the step's image). A change to that code is a new folder; an
+    edited prompt (a pinned input) and an editor's lock file are not code, and every process of the environment
+    computes the same digest, wherever it runs from."""
+    import os
     import shutil
+    import subprocess
+    import sys
 
     from champion.provenance import SOURCE, STEP_PACKAGES, code_digest
 
     for package in STEP_PACKAGES:
         shutil.copytree(SOURCE / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     assert code_digest(tmp_path) == code_digest()
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "notes.md").write_text("prose\n")
-    (tmp_path / "evaluators" / "__pycache__").mkdir(exist_ok=True)
-    (tmp_path / "evaluators" / "__pycache__" / "gate.cpython-311.pyc").write_bytes(b"\0")
+    prompt = next((tmp_path / "prompts").rglob("v1.yaml"))
+    prompt.write_text(prompt.read_text() + "# reworded\n")
+    (tmp_path / "evaluators" / ".#gate.py").symlink_to("root@host.1234:1700000000")  # Emacs's lock: dangling
     assert code_digest(tmp_path) == code_digest()
     gate = tmp_path / "evaluators" / "gate.py"
     gate.write_text(gate.read_text() + "\n# a fix to the engine\n")
-    assert code_digest(tmp_path) != code_digest()
+    fixed = code_digest(tmp_path)
+    assert fixed != code_digest()
+    lexicon = next((tmp_path / "evaluators" / "nltk_data").rglob("*.zip"))  # data a cacheable step reads
+    lexicon.write_bytes(lexicon.read_bytes() + b"\0")
+    assert code_digest(tmp_path) != fixed
+
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "stray-1.0.dist-info").mkdir(parents=True)  # "" on sys.path must not bring it in
+    other = subprocess.run(
+        [sys.executable, "-c", "from champion.provenance import code_digest; print(code_digest())"],
+        cwd=elsewhere,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert other.stdout.strip() == code_digest()
