@@ -21,7 +21,8 @@ from champion import tracing
 from champion.digests import sha256_json
 from champion.errors import ChampionError
 from champion.provenance import git_commit
-from components import by_task_name, registry
+from components import by_task_name
+from components import registry as step_registry
 from prompts.lock import current_digests
 from registry.run_metrics import export, step_metrics
 
@@ -365,12 +366,22 @@ class RunResult:
     def succeeded(self) -> bool:
         return self.state.upper() == "SUCCEEDED"
 
+    def _ran(self, *steps: str) -> set[str]:
+        """The final states of these steps' tasks in the run (from its task details)."""
+        tasks = [step_registry()[step].task_name for step in steps]
+        return {self.steps[task]["state"] for task in tasks if task in self.steps}
+
     @property
     def looks_again(self) -> bool:
         """A sequential gate's look did not decide: the run ended in its look_again step, and the next look is
         another run (pipeline parameter look + 1)."""
-        task = registry()["look_again"].task_name
-        return self.succeeded and self.steps.get(task, {}).get("state") == "succeeded"
+        return self.succeeded and "succeeded" in self._ran("look_again")
+
+    @property
+    def decided(self) -> bool:
+        """The gate decided: the run reached its deploy or skip_deploy step (a rejection fails skip_deploy when
+        the run fails on one). A run without either in its details decided nothing anyone can read."""
+        return bool(self._ran("deploy", "skip_deploy"))
 
 
 def record_watched_run(result: RunResult, *, pipeline: str, model: str, pushgateway_url: str = "") -> list[str]:

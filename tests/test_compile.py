@@ -150,6 +150,11 @@ def test_the_champion_is_scored_only_when_listed_and_deploy_only_when_approved(c
         "plan-bundles-op-Output"
     )  # challenger, then the champion if any
     assert "register-op-release" in _branch_condition(spec, "deploy-op")
+    # A sequential look that did not decide ends in look_again, only when nothing was released; the rest skip.
+    released = "(inputs.parameter_values['pipelinechannel--register-op-release'] == true)"
+    undecided = "inputs.parameter_values['pipelinechannel--gate-op-gate'] == 'continue'"
+    assert _branch_condition(spec, "look-again-op") == f"!{released} && {undecided}"
+    assert _branch_condition(spec, "skip-deploy-op") == f"!{released} && !({undecided})"
 
 
 def test_no_runtime_pip_install_and_images_come_from_the_environment(tmp_path):

@@ -312,6 +312,14 @@ def test_trigger_submits_one_gate_only_run_per_changed_bundle_and_fails_on_a_rej
         if "poem" in run["runtime_config"]["parameters"]["prompt"]
         else ("SUCCEEDED", "")
     )
+    kfp.run_tasks = lambda run: [  # the run's last step: skip_deploy, which fails the run on a rejection
+        {
+            "run_id": run["run_id"],
+            "task_id": "skip",
+            "display_name": "skip-deploy-op",
+            "state": "FAILED" if "poem" in run["runtime_config"]["parameters"]["prompt"] else "SUCCEEDED",
+        }
+    ]
     summary = tmp_path / "summary.md"
     result = run_trigger(repo, kfp.url, "--timeout", "60", summary=summary)
     assert result.returncode == 1, result.stderr
@@ -355,8 +363,8 @@ def test_trigger_runs_a_sequential_gates_looks_one_run_each_until_one_decides(re
     def look(run):
         return int(run["runtime_config"]["parameters"]["look"])
 
-    def step(name):
-        return {"run_id": "r", "task_id": name, "display_name": name, "state": "SUCCEEDED"}
+    def step(name, state="SUCCEEDED"):
+        return {"run_id": "r", "task_id": name, "display_name": name, "state": state}
 
     kfp.run_outcome = lambda run: (
         ("FAILED", "step skip-deploy-op failed: GateRejected: the gate rejected the bundle: token_f1 is worse")
@@ -365,7 +373,9 @@ def test_trigger_runs_a_sequential_gates_looks_one_run_each_until_one_decides(re
     )
     kfp.run_tasks = lambda run: [
         step("gate-op"),
-        step("look-again-op" if look(run) < (2 if evasive(run) else 3) else "skip-deploy-op"),
+        step("look-again-op")
+        if look(run) < (2 if evasive(run) else 3)
+        else step("skip-deploy-op", "FAILED" if evasive(run) else "SUCCEEDED"),
     ]
     summary = tmp_path / "summary.md"
     result = run_trigger(repo, kfp.url, "--timeout", "60", "--param", "gate_config=sequential", summary=summary)
@@ -384,7 +394,28 @@ def test_trigger_runs_a_sequential_gates_looks_one_run_each_until_one_decides(re
     assert "look 1 did not decide: running look 2" in result.stderr
     text = summary.read_text()
     assert "| `qa-oneline@2` | `smollm2` | ✅ passed | gate passed (decided at look 3, after 2 undecided)" in text
-    assert "| `qa-evasive@2` | `smollm2` | ❌ failed |" in text and "token_f1 is worse (decided at look 2" in text
+    assert (
+        "| `qa-evasive@2` | `smollm2` | ❌ failed |" in text and "token_f1 is worse (decided at look 2, after 1" in text
+    )
+
+
+def test_a_cluster_run_that_succeeds_without_reaching_its_decision_does_not_pass(repo, kfp, tmp_path):
+    """Fail closed: a run whose details show neither deploy nor skip_deploy (another pipeline, details missing)
+    decided nothing anyone can read, so its bundle's row does not pass, whatever the run's state."""
+    data = yaml.safe_load((repo / "prompts/qa-oneline/v1.yaml").read_text()) | {"version": 2}
+    (repo / "prompts/qa-oneline/v2.yaml").write_text(yaml.safe_dump(data))
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "lock", "--prompts-dir", str(repo / "prompts")],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+    )
+    commit(repo, "a new version")
+    kfp.run_tasks = lambda run: [{"run_id": "r", "task_id": "g", "display_name": "gate-op", "state": "SUCCEEDED"}]
+    summary = tmp_path / "summary.md"
+    result = run_trigger(repo, kfp.url, "--timeout", "60", summary=summary)
+    assert result.returncode == 1, result.stderr
+    assert "❌ succeeded | the run succeeded without a deploy-op or skip-deploy-op task" in summary.read_text()
 
 
 def test_a_watched_cluster_run_gets_its_root_span_and_its_step_metrics(kfp, packages, prometheus_binaries, monkeypatch):

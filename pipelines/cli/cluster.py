@@ -241,10 +241,16 @@ def _promote_on_kubeflow(
             break
         err.print(f"  look {look} did not decide: running look {look + 1}")
         look += 1
-    looked = f" (decided at look {look}, after {look - first} undecided)" if look > first else ""
-    return dict(
-        passed=result.succeeded,
-        result=result.state.lower(),
-        details=(result.message or ("gate passed" if result.succeeded else "")) + looked,
-        link=result.link,
+    # Fail closed: a run passes only where it is seen to reach its decision (deploy or skip_deploy) and succeed.
+    passed = result.succeeded and result.decided
+    looked = ""
+    if look > first:
+        looked = f" ({'decided' if result.decided else 'ended'} at look {look}, after {look - first} undecided)"
+    details = result.message or (
+        "gate passed"
+        if passed
+        else "the run succeeded without a deploy-op or skip-deploy-op task in its details, so no decision can be read"
+        if result.succeeded
+        else ""
     )
+    return dict(passed=passed, result=result.state.lower(), details=details + looked, link=result.link)
