@@ -14,3 +14,22 @@ def persist_metadata(*artifacts) -> None:
             os.makedirs(os.path.dirname(artifact.path), exist_ok=True)
             with open(artifact.path, "w", encoding="utf-8") as handle:
                 json.dump(artifact.metadata, handle, sort_keys=True, indent=2)
+
+
+def nothing_deployed(report, status: str, heading: str, reason: str, then: str = "") -> str:
+    """For a run that deploys nothing (skip_deploy, look_again): write its Markdown ``report`` and return its
+    ``deployment`` output, the deploy step's record with nothing rendered and the alias unmoved."""
+    with open(report.path, "w", encoding="utf-8") as handle:
+        handle.write(
+            f"# Deployment: {heading}\n\nNothing was rendered or deployed, and the champion alias did not move: "
+            f"{reason}.{then}\n"
+        )
+    record = {
+        "status": status,
+        "promoted": False,
+        "reason": reason,
+        "target": "",
+        "manifest": None,
+        "report": report.uri,
+    }
+    return json.dumps(record, sort_keys=True)

@@ -6,20 +6,21 @@ from kfp.dsl import Markdown, Output
 
 from components import Step, cpu_step
 
-STEP = Step(title="Skip deployment", version="3.2.0", cacheable=False)
+STEP = Step(title="Skip deployment", version="3.2.1", cacheable=False)
 
 
 @cpu_step
 def skip_deploy_op(gate_passed: bool, fail_on_reject: bool, decision: str, report: Output[Markdown]) -> NamedTuple(
     "DeployOutputs", [("deployment", str), ("promoted", bool)]
 ):
-    """skip_deploy v3.2.0: say why nothing was deployed (the gate did not pass, or this run only gates; a sequential gate's undecided look ends in look_again); fail the run on a rejection if asked."""
+    """skip_deploy v3.2.1: say why nothing was deployed (the gate did not pass, or this run only gates; a sequential gate's undecided look ends in look_again); fail the run on a rejection if asked."""
     from champion.step_process import begin_step
 
     begin_step()
     import json
     from collections import namedtuple
 
+    from champion.artifacts import nothing_deployed
     from champion.errors import GateRejected
 
     verdict = json.loads(decision)
@@ -27,22 +28,11 @@ def skip_deploy_op(gate_passed: bool, fail_on_reject: bool, decision: str, repor
         reason = "the gate passed; this run only gates (promote=false)"
     else:
         reason = "the gate did not pass"
-    with open(report.path, "w", encoding="utf-8") as handle:
-        handle.write(
-            f"# Deployment: skipped\n\nNothing was rendered or deployed, and the champion alias did not move: {reason}.\n"
-        )
+    deployment = nothing_deployed(report, "skipped", "skipped", reason)
     if fail_on_reject and verdict.get("gate") == "failed":
         reasons = verdict.get("reasons", [])
         raise GateRejected(
             "the gate rejected the bundle: " + "; ".join(reasons),
             "see the gate report; change the prompt or model and push again.",
         )
-    deployment = {
-        "status": "skipped",
-        "promoted": False,
-        "reason": reason,
-        "target": "",
-        "manifest": None,
-        "report": report.uri,
-    }
-    return namedtuple("DeployOutputs", ["deployment", "promoted"])(json.dumps(deployment, sort_keys=True), False)
+    return namedtuple("DeployOutputs", ["deployment", "promoted"])(deployment, False)
