@@ -54,12 +54,14 @@ def _log_capital(x: np.ndarray, m: np.ndarray | float, bets: np.ndarray, side: i
     return np.cumsum(np.log1p(side * lam * (x - m)), axis=-1)
 
 
-def rejects(x: np.ndarray, m: float, alpha: float, side: int) -> np.ndarray:
+def rejects(x: np.ndarray, m: float, alpha: float, side: int, bets: np.ndarray | None = None) -> np.ndarray:
     """Whether the sequence has excluded m by now: True where the mean is shown above m (side=+1) or below it
-    (side=-1) at level alpha. Works on one sample (1-d) or many at once (reps x time), at every time."""
+    (side=-1) at level alpha. Works on one sample (1-d) or many at once (reps x time), at every time. ``bets``:
+    predictable_bets(x, alpha), when the caller tests both sides of the same x."""
     if not 0.0 < m < 1.0:  # a value at the range's edge can never be excluded from its own side
         return np.zeros(x.shape, dtype=bool)
-    reached = _log_capital(x, m, predictable_bets(x, alpha), side) >= math.log(1.0 / alpha)
+    bets = predictable_bets(x, alpha) if bets is None else bets
+    reached = _log_capital(x, m, bets, side) >= math.log(1.0 / alpha)
     return np.logical_or.accumulate(reached, axis=-1)
 
 
@@ -154,7 +156,8 @@ def settling_examples(x: np.ndarray, m: float, alpha: float, seed: int = 0) -> S
     reps = 1 if np.ptp(x) == 0 else SETTLING_RESAMPLES  # a constant sample has one continuation
     draws = np.random.default_rng(seed).choice(x, size=(reps, SETTLING_CAP - n), replace=True)
     paths = np.concatenate([np.broadcast_to(x, (reps, n)), draws], axis=-1)
-    above, below = rejects(paths, m, alpha, +1), rejects(paths, m, alpha, -1)
+    bets = predictable_bets(paths, alpha)  # both sides bet the same amounts
+    above, below = rejects(paths, m, alpha, +1, bets), rejects(paths, m, alpha, -1, bets)
     decided = above | below
     ever = decided.any(axis=-1)
     at = decided.argmax(axis=-1)  # the first decision's index, on the paths that decide
