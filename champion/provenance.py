@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+
+from champion.digests import sha256_file, sha256_json
 
 SOURCE = Path(__file__).resolve().parent.parent
 # The packages a step's process runs: the steps and the library code under them (pipelines/ only wires them).
@@ -24,21 +25,14 @@ def code_digest(root: Path = SOURCE) -> str:
     new release never reuses an older one's outputs; the local step cache is kept per this digest for the same
     reason (an upgraded gate must not serve a decision the old one made), and a commit that changes no code
     keeps it."""
-    digest = hashlib.sha256(f"{sys.version}\0".encode())
-    for package in STEP_PACKAGES:
-        for path in sorted((root / package).rglob("*")):
-            # Regular files only: an editor's lock file (.#gate.py) is a dangling link.
-            if (
-                path.suffix in CODE_SUFFIXES
-                and "__pycache__" not in path.parts
-                and path.is_file()
-                and not path.is_symlink()
-            ):
-                digest.update(f"{path.relative_to(root)}\0".encode())
-                digest.update(path.read_bytes())
-    for name in _installed():
-        digest.update(f"{name}\0".encode())
-    return digest.hexdigest()
+    files = {
+        str(path.relative_to(root)): sha256_file(path)
+        for package in STEP_PACKAGES
+        for path in sorted((root / package).rglob("*"))
+        # Regular files only: an editor's lock file (.#gate.py) is a dangling link.
+        if path.suffix in CODE_SUFFIXES and "__pycache__" not in path.parts and path.is_file() and not path.is_symlink()
+    }
+    return sha256_json({"python": sys.version, "files": files, "installed": _installed()})
 
 
 @functools.cache
