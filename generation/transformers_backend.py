@@ -82,7 +82,7 @@ class TransformersGenerator:
         )
         fixed_cache = self.model.generation_config.cache_implementation not in (None, "dynamic")
         self._can_share_prefix = not (sliding or fixed_cache or trust_remote_code)
-        self._kv_shape = KVShape.of(self.model.config, 4 if dtype == torch.float32 else 2)
+        self._kv_shape = KVShape.of(self.model.config, dtype.itemsize)
 
     def _tokenize(self, conversations: Sequence[Conversation], suffix: str = "") -> list[list[int]]:
         """Each conversation's prompt (the chat template's, plus ``suffix``) as token ids, tokenised once."""

@@ -246,11 +246,11 @@ def _promote_on_kubeflow(
     looked = ""
     if look > first:
         looked = f" ({'decided' if result.decided else 'ended'} at look {look}, after {look - first} undecided)"
-    details = result.message or (
-        "gate passed"
-        if passed
-        else "the run succeeded without a deploy-op or skip-deploy-op task in its details, so no decision can be read"
-        if result.succeeded
-        else ""
-    )
+    details = result.message
+    if not details and result.succeeded:
+        details = (
+            "gate passed"
+            if passed
+            else "the run succeeded without a deploy-op or skip-deploy-op task in its details, so no decision can be read"
+        )
     return dict(passed=passed, result=result.state.lower(), details=details + looked, link=result.link)
