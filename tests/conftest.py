@@ -42,6 +42,22 @@ def champion_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> s
     )
 
 
+def publish_version_two(prompts: Path, *names: str) -> None:
+    """Version 2 of each named prompt in ``prompts`` (its v1 with ``version: 2``), locked as ``champion lock``
+    does: a changed bundle for the trigger to find."""
+    import yaml
+
+    for name in names:
+        data = yaml.safe_load((prompts / name / "v1.yaml").read_text()) | {"version": 2}
+        (prompts / name / "v2.yaml").write_text(yaml.safe_dump(data))
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "lock", "--prompts-dir", str(prompts)],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+    )
+
+
 def free_port() -> int:
     """A 127.0.0.1 port nothing listens on (once this returns) for a server a test starts."""
     import socket

@@ -20,7 +20,7 @@ from champion.parameters import PromotionParameters, ScheduledEvalParameters
 from champion.provenance import code_digest
 from pipelines.local import LocalSettings, PipelineFailed, run_promotion
 from serving.manifests import validate_strict
-from tests.conftest import REPO
+from tests.conftest import REPO, publish_version_two
 from tests.otlp import OTLPReceiver
 
 pytestmark = pytest.mark.e2e
@@ -496,14 +496,7 @@ def test_trigger_local_runs_a_gate_only_promotion_for_a_changed_prompt(
     git("-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-qm", "prompts")
     git("checkout", "-qb", "change")
     # v2 of the champion's own prompt: same messages and decoding, so the paired gate sees no difference.
-    data = yaml.safe_load((root / "prompts/qa-concise/v1.yaml").read_text()) | {"version": 2}
-    (root / "prompts/qa-concise/v2.yaml").write_text(yaml.safe_dump(data))
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "lock", "--prompts-dir", str(root / "prompts")],
-        check=True,
-        cwd=REPO,
-        capture_output=True,
-    )
+    publish_version_two(root / "prompts", "qa-concise")
     git("add", ".")
     git("-c", "user.email=ci@example.com", "-c", "user.name=CI", "commit", "-qm", "qa-concise v2")
     before = champion_version(workspace)

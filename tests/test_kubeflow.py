@@ -32,7 +32,7 @@ from pipelines.kubeflow import (
 )
 from pipelines.trigger import TriggerError, changed_bundles
 from prompts.loader import PROMPTS_DIR
-from tests.conftest import REPO
+from tests.conftest import REPO, publish_version_two
 from tests.fake_kfp import FakeKFP
 
 
@@ -293,16 +293,13 @@ def run_trigger(repo, kfp_url, *extra, summary=None):
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
 
 
+def finished_task(name: str, state: str = "SUCCEEDED") -> dict:
+    """One step task of a finished run, as the KFP API's run_details.task_details lists it."""
+    return {"run_id": "r", "task_id": name, "display_name": name, "state": state}
+
+
 def test_trigger_submits_one_gate_only_run_per_changed_bundle_and_fails_on_a_rejection(repo, kfp, tmp_path):
-    for name in ("qa-oneline", "qa-evasive"):
-        data = yaml.safe_load((repo / f"prompts/{name}/v1.yaml").read_text()) | {"version": 2}
-        (repo / f"prompts/{name}/v2.yaml").write_text(yaml.safe_dump(data))
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "lock", "--prompts-dir", str(repo / "prompts")],
-        check=True,
-        cwd=REPO,
-        capture_output=True,
-    )
+    publish_version_two(repo / "prompts", "qa-oneline", "qa-evasive")
     commit(repo, "new versions")
     kfp.run_outcome = lambda run: (
         (
@@ -313,12 +310,9 @@ def test_trigger_submits_one_gate_only_run_per_changed_bundle_and_fails_on_a_rej
         else ("SUCCEEDED", "")
     )
     kfp.run_tasks = lambda run: [  # the run's last step: skip_deploy, which fails the run on a rejection
-        {
-            "run_id": run["run_id"],
-            "task_id": "skip",
-            "display_name": "skip-deploy-op",
-            "state": "FAILED" if "poem" in run["runtime_config"]["parameters"]["prompt"] else "SUCCEEDED",
-        }
+        finished_task(
+            "skip-deploy-op", "FAILED" if "poem" in run["runtime_config"]["parameters"]["prompt"] else "SUCCEEDED"
+        )
     ]
     summary = tmp_path / "summary.md"
     result = run_trigger(repo, kfp.url, "--timeout", "60", summary=summary)
@@ -346,15 +340,7 @@ def test_trigger_runs_a_sequential_gates_looks_one_run_each_until_one_decides(re
     pipeline's branch for gate "continue"), and trigger reads that task from the run object and starts the next
     look; the first run that ends otherwise is the bundle's row. Here the cluster (the fake API server) decides
     at look 3 for one bundle and rejects at look 2 for the other."""
-    for name in ("qa-oneline", "qa-evasive"):
-        data = yaml.safe_load((repo / f"prompts/{name}/v1.yaml").read_text()) | {"version": 2}
-        (repo / f"prompts/{name}/v2.yaml").write_text(yaml.safe_dump(data))
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "lock", "--prompts-dir", str(repo / "prompts")],
-        check=True,
-        cwd=REPO,
-        capture_output=True,
-    )
+    publish_version_two(repo / "prompts", "qa-oneline", "qa-evasive")
     commit(repo, "new versions")
 
     def evasive(run):
@@ -363,19 +349,16 @@ def test_trigger_runs_a_sequential_gates_looks_one_run_each_until_one_decides(re
     def look(run):
         return int(run["runtime_config"]["parameters"]["look"])
 
-    def step(name, state="SUCCEEDED"):
-        return {"run_id": "r", "task_id": name, "display_name": name, "state": state}
-
     kfp.run_outcome = lambda run: (
         ("FAILED", "step skip-deploy-op failed: GateRejected: the gate rejected the bundle: token_f1 is worse")
         if evasive(run) and look(run) == 2
         else ("SUCCEEDED", "")
     )
     kfp.run_tasks = lambda run: [
-        step("gate-op"),
-        step("look-again-op")
+        finished_task("gate-op"),
+        finished_task("look-again-op")
         if look(run) < (2 if evasive(run) else 3)
-        else step("skip-deploy-op", "FAILED" if evasive(run) else "SUCCEEDED"),
+        else finished_task("skip-deploy-op", "FAILED" if evasive(run) else "SUCCEEDED"),
     ]
     summary = tmp_path / "summary.md"
     result = run_trigger(repo, kfp.url, "--timeout", "60", "--param", "gate_config=sequential", summary=summary)
@@ -402,16 +385,9 @@ def test_trigger_runs_a_sequential_gates_looks_one_run_each_until_one_decides(re
 def test_a_cluster_run_that_succeeds_without_reaching_its_decision_does_not_pass(repo, kfp, tmp_path):
     """Fail closed: a run whose details show neither deploy nor skip_deploy (another pipeline, details missing)
     decided nothing anyone can read, so its bundle's row does not pass, whatever the run's state."""
-    data = yaml.safe_load((repo / "prompts/qa-oneline/v1.yaml").read_text()) | {"version": 2}
-    (repo / "prompts/qa-oneline/v2.yaml").write_text(yaml.safe_dump(data))
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "lock", "--prompts-dir", str(repo / "prompts")],
-        check=True,
-        cwd=REPO,
-        capture_output=True,
-    )
+    publish_version_two(repo / "prompts", "qa-oneline")
     commit(repo, "a new version")
-    kfp.run_tasks = lambda run: [{"run_id": "r", "task_id": "g", "display_name": "gate-op", "state": "SUCCEEDED"}]
+    kfp.run_tasks = lambda run: [finished_task("gate-op")]
     summary = tmp_path / "summary.md"
     result = run_trigger(repo, kfp.url, "--timeout", "60", summary=summary)
     assert result.returncode == 1, result.stderr
