@@ -22,6 +22,12 @@ from prompts import Decoding
 
 log = logging.getLogger(__name__)
 
+# On a CPU a forward pass that reads prompts is compute-bound, and past a few thousand tokens its activations (the
+# MLP's hidden states, 1,536 wide in SmolLM2) no longer fit the processor's cache: the demo judge's grade (7,739
+# tokens) took 0.79 of the time in passes of at most 2,048 tokens that it took in one pass, 0.81 to 0.85 with
+# 1,536 to 4,096 (bench/judge_batching.py, 2 cores). Label probabilities move by 3e-6 with the batches' padding.
+CPU_READ_TOKENS = 2048
+
 
 class TransformersGenerator:
     name = "transformers"
@@ -46,6 +52,9 @@ class TransformersGenerator:
             )
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = batch_size or DEFAULT_CAP
+        # The most prompt tokens (padding included) one forward pass reads where that pass is the whole work (the
+        # judge's constrained choice); a GPU reads any batch that fits its memory at full speed.
+        self.read_tokens = CPU_READ_TOKENS if self.device == "cpu" else math.inf
         # Left padding keeps every prompt's last token next to the first generated one, so batched
         # and one-by-one greedy decoding give the same text.
         # Any: transformers types apply_chat_template and .to() for every input shape at once, too loosely to check.
@@ -213,7 +222,7 @@ class TransformersGenerator:
         prompts = self._tokenize(conversations, suffix=prefix.rstrip() + " ")
         results: list[ChoiceScores | None] = [None] * len(prompts)
         size = self._batch_for(prompts, 1) if prompts else 1
-        for batch in _packed(prompts, size):
+        for batch in _packed(prompts, size, tokens=self.read_tokens):
             input_ids, attention_mask, prefix_cache, shared = self._encode([prompts[i] for i in batch], True)
             # The prefix's positions are in its cache; the rest are read here, at the positions the mask gives.
             positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)[:, shared:]
@@ -244,17 +253,21 @@ class TransformersGenerator:
         return ids
 
 
-def _packed(prompts: Sequence[Sequence[int]], size: int, waste: float = 1 / 8) -> list[list[int]]:
+def _packed(
+    prompts: Sequence[Sequence[int]], size: int, waste: float = 1 / 8, tokens: float = math.inf
+) -> list[list[int]]:
     """Indices of ``prompts`` in batches of at most ``size`` sequences, shortest first (each index once). A batch
     is padded to its longest, so where reading prompts is the work (the judge's one forward pass, compute-bound)
-    a batch closes before its padding would exceed ``waste`` of its real tokens; ``math.inf`` fills every batch."""
+    a batch closes before its padding would exceed ``waste`` of its real tokens, or before it would read more than
+    ``tokens`` (padding included; a longer prompt goes alone); ``math.inf`` fills every batch."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     batches: list[list[int]] = []
     current: list[int] = []
     real = 0
     for index in order:
         length = len(prompts[index])
-        if current and (len(current) >= size or (len(current) + 1) * length > (1 + waste) * (real + length)):
+        padded = (len(current) + 1) * length  # the batch's tokens with this prompt, the longest so far, in it
+        if current and (len(current) >= size or padded > (1 + waste) * (real + length) or padded > tokens):
             batches.append(current)
             current, real = [], 0
         current.append(index)

@@ -288,18 +288,27 @@ def test_shared_prefix_label_scores_match_reading_each_prompt_alone(sized_genera
 
 
 @settings(max_examples=300, deadline=None)
-@given(lengths=st.lists(st.integers(1, 400), max_size=60), size=st.integers(1, 64))
-def test_packed_batches_hold_every_prompt_once_and_pad_little(lengths, size):
+@given(
+    lengths=st.lists(st.integers(1, 400), max_size=60),
+    size=st.integers(1, 64),
+    tokens=st.one_of(st.just(math.inf), st.integers(1, 4096)),
+)
+def test_packed_batches_hold_every_prompt_once_and_pad_little(lengths, size, tokens):
     from generation.transformers_backend import _packed
 
     prompts = [[0] * n for n in lengths]
-    batches = _packed(prompts, size)
+    batches = _packed(prompts, size, tokens=tokens)
     assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
     for batch in batches:
         assert 1 <= len(batch) <= size
         widths = [lengths[i] for i in batch]
         if len(batch) > 1:  # a batch of one pads nothing; a longer one pads at most an eighth of its tokens
             assert len(batch) * max(widths) <= (1 + 1 / 8) * sum(widths) + 1e-9
+            assert len(batch) * max(widths) <= tokens  # and reads at most `tokens`, padding included
+    # A batch closes only for a reason: the next prompt would break the size, the padding or the token bound.
+    for batch, following in zip(batches, batches[1:]):
+        n, longest, real = len(batch) + 1, lengths[following[0]], sum(lengths[i] for i in batch) + lengths[following[0]]
+        assert n > size or n * longest > (1 + 1 / 8) * real or n * longest > tokens
     # Unbounded padding (generation): the prompts shortest first, in full batches of `size`.
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     assert _packed(prompts, size, waste=math.inf) == [order[i : i + size] for i in range(0, len(order), size)]
