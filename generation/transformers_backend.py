@@ -23,9 +23,11 @@ from prompts import Decoding
 log = logging.getLogger(__name__)
 
 # On a CPU a forward pass that reads prompts is compute-bound, and past a few thousand tokens its activations (the
-# MLP's hidden states, 1,536 wide in SmolLM2) no longer fit the processor's cache: the demo judge's grade (7,739
-# tokens) took 0.79 of the time in passes of at most 2,048 tokens that it took in one pass, 0.81 to 0.85 with
-# 1,536 to 4,096 (bench/judge_batching.py, 2 cores). Label probabilities move by 3e-6 with the batches' padding.
+# MLP's hidden states, 1,536 wide in SmolLM2) no longer fit the processor's cache. The demo judge's grade read 71 of
+# its 72 prompts in one pass (7,739 tokens past their shared start); in passes of at most 2,048 tokens (prompts
+# counted in full, shared start and padding included, as _packed counts them) it took 0.79 and 0.87 of that time in
+# two runs, 0.81 to 0.88 with bounds from 1,536 to 4,096 (bench/judge_batching.py, 2 cores, best of 3 each). Label
+# probabilities move by 3e-6 with the batches' padding.
 CPU_READ_TOKENS = 2048
 
 
@@ -52,8 +54,8 @@ class TransformersGenerator:
             )
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = batch_size or DEFAULT_CAP
-        # The most prompt tokens (padding included) one forward pass reads where that pass is the whole work (the
-        # judge's constrained choice); a GPU reads any batch that fits its memory at full speed.
+        # The most prompt tokens (counted as _packed counts them) in one forward pass where that pass is the whole
+        # work (the judge's constrained choice); unbounded on a GPU, where the cache effect was not measured.
         self.read_tokens = CPU_READ_TOKENS if self.device == "cpu" else math.inf
         # Left padding keeps every prompt's last token next to the first generated one, so batched
         # and one-by-one greedy decoding give the same text.
@@ -222,7 +224,7 @@ class TransformersGenerator:
         prompts = self._tokenize(conversations, suffix=prefix.rstrip() + " ")
         results: list[ChoiceScores | None] = [None] * len(prompts)
         size = self._batch_for(prompts, 1) if prompts else 1
-        for batch in _packed(prompts, size, tokens=self.read_tokens):
+        for batch in _packed(prompts, size, read_tokens=self.read_tokens):
             input_ids, attention_mask, prefix_cache, shared = self._encode([prompts[i] for i in batch], True)
             # The prefix's positions are in its cache; the rest are read here, at the positions the mask gives.
             positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)[:, shared:]
@@ -254,12 +256,13 @@ class TransformersGenerator:
 
 
 def _packed(
-    prompts: Sequence[Sequence[int]], size: int, waste: float = 1 / 8, tokens: float = math.inf
+    prompts: Sequence[Sequence[int]], size: int, waste: float = 1 / 8, read_tokens: float = math.inf
 ) -> list[list[int]]:
     """Indices of ``prompts`` in batches of at most ``size`` sequences, shortest first (each index once). A batch
     is padded to its longest, so where reading prompts is the work (the judge's one forward pass, compute-bound)
-    a batch closes before its padding would exceed ``waste`` of its real tokens, or before it would read more than
-    ``tokens`` (padding included; a longer prompt goes alone); ``math.inf`` fills every batch."""
+    a batch closes before its padding would exceed ``waste`` of its real tokens, or before it would hold more than
+    ``read_tokens`` (padding included; a longer prompt goes alone); ``waste=math.inf`` with no ``read_tokens``
+    bound fills every batch."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     batches: list[list[int]] = []
     current: list[int] = []
@@ -267,7 +270,7 @@ def _packed(
     for index in order:
         length = len(prompts[index])
         padded = (len(current) + 1) * length  # the batch's tokens with this prompt, the longest so far, in it
-        if current and (len(current) >= size or padded > (1 + waste) * (real + length) or padded > tokens):
+        if current and (len(current) >= size or padded > (1 + waste) * (real + length) or padded > read_tokens):
             batches.append(current)
             current, real = [], 0
         current.append(index)

@@ -2,7 +2,7 @@ import math
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from champion.errors import BackendError
@@ -267,19 +267,26 @@ def test_a_shared_prefix_gives_the_answers_plain_left_padding_gives(sized_genera
     assert mask[:, :prefix].all() and (mask.sum(dim=1).tolist() == [len(i) for i in ids])
 
 
-def test_shared_prefix_label_scores_match_reading_each_prompt_alone(sized_generator):
-    """The judge's constrained choice: batched with a shared prefix, packed by length, only the last position's
-    logits computed; every label's log-probability within float noise of one prompt read alone."""
+@pytest.mark.parametrize("read_tokens", [math.inf, 300])
+def test_shared_prefix_label_scores_match_reading_each_prompt_alone(sized_generator, monkeypatch, read_tokens):
+    """The judge's constrained choice: batched with a shared prefix, packed by length (in one batch, or in several
+    under a bound on the tokens a pass reads), only the last position's logits computed; every label's
+    log-probability within float noise of one prompt read alone, in the order the prompts were given."""
     from champion.data import preprocess_data
+    from generation.transformers_backend import _packed
     from prompts import load_rubric
 
     generator = sized_generator
+    monkeypatch.setattr(generator, "read_tokens", read_tokens)
     rubric = load_rubric("correctness")
     rows = preprocess_data("demo", limit=10).eval_rows
     answers = ["Paris", "I don't know", "", "a poem about the sea, rolling waves and salt"] * 3
     conversations = [
         rubric.render(question=r["question"], reference=r["reference"], answer=a) for r, a in zip(rows, answers)
     ]
+    ids = generator._tokenize(conversations, suffix=rubric.verdict_prefix.rstrip() + " ")
+    if read_tokens != math.inf:  # the bound splits the 10 prompts into several passes
+        assert len(_packed(ids, generator.batch_size, read_tokens=read_tokens)) > 1
     batched = generator.choice_logprobs(conversations, rubric.labels, rubric.verdict_prefix)
     alone = [generator.choice_logprobs([c], rubric.labels, rubric.verdict_prefix)[0] for c in conversations]
     for together, single in zip(batched, alone):
@@ -291,26 +298,27 @@ def test_shared_prefix_label_scores_match_reading_each_prompt_alone(sized_genera
 @given(
     lengths=st.lists(st.integers(1, 400), max_size=60),
     size=st.integers(1, 64),
-    tokens=st.one_of(st.just(math.inf), st.integers(1, 4096)),
+    read_tokens=st.one_of(st.just(math.inf), st.integers(1, 4096)),
 )
-def test_packed_batches_hold_every_prompt_once_and_pad_little(lengths, size, tokens):
+@example(lengths=[2, 2], size=2, read_tokens=4)  # exactly at the bound: one batch
+def test_packed_batches_hold_every_prompt_once_pad_little_and_keep_to_the_token_bound(lengths, size, read_tokens):
     from generation.transformers_backend import _packed
 
     prompts = [[0] * n for n in lengths]
-    batches = _packed(prompts, size, tokens=tokens)
-    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    batches = _packed(prompts, size, read_tokens=read_tokens)
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    assert [i for batch in batches for i in batch] == order  # every prompt once, shortest first
     for batch in batches:
         assert 1 <= len(batch) <= size
         widths = [lengths[i] for i in batch]
         if len(batch) > 1:  # a batch of one pads nothing; a longer one pads at most an eighth of its tokens
             assert len(batch) * max(widths) <= (1 + 1 / 8) * sum(widths) + 1e-9
-            assert len(batch) * max(widths) <= tokens  # and reads at most `tokens`, padding included
+            assert len(batch) * max(widths) <= read_tokens  # and holds at most `read_tokens`, padding included
     # A batch closes only for a reason: the next prompt would break the size, the padding or the token bound.
     for batch, following in zip(batches, batches[1:]):
         n, longest, real = len(batch) + 1, lengths[following[0]], sum(lengths[i] for i in batch) + lengths[following[0]]
-        assert n > size or n * longest > (1 + 1 / 8) * real or n * longest > tokens
+        assert n > size or n * longest > (1 + 1 / 8) * real or n * longest > read_tokens
     # Unbounded padding (generation): the prompts shortest first, in full batches of `size`.
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     assert _packed(prompts, size, waste=math.inf) == [order[i : i + size] for i in range(0, len(order), size)]
 
 
