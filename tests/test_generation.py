@@ -273,21 +273,31 @@ def test_shared_prefix_label_scores_match_reading_each_prompt_alone(sized_genera
     under a bound on the tokens a pass reads), only the last position's logits computed; every label's
     log-probability within float noise of one prompt read alone, in the order the prompts were given."""
     from champion.data import preprocess_data
-    from generation.transformers_backend import _packed
     from prompts import load_rubric
 
     generator = sized_generator
     monkeypatch.setattr(generator, "read_tokens", read_tokens)
+    passes = []  # (rows, tokens per row counting the cached shared start) of each pass that reads the prompts
+
+    def record(module, args, kwargs):
+        rows, width = (kwargs["input_ids"] if "input_ids" in kwargs else args[0]).shape
+        cache = kwargs.get("past_key_values")
+        passes.append((rows, width + (cache.get_seq_length() if cache is not None else 0)))
+
     rubric = load_rubric("correctness")
     rows = preprocess_data("demo", limit=10).eval_rows
     answers = ["Paris", "I don't know", "", "a poem about the sea, rolling waves and salt"] * 3
     conversations = [
         rubric.render(question=r["question"], reference=r["reference"], answer=a) for r, a in zip(rows, answers)
     ]
-    ids = generator._tokenize(conversations, suffix=rubric.verdict_prefix.rstrip() + " ")
-    if read_tokens != math.inf:  # the bound splits the 10 prompts into several passes
-        assert len(_packed(ids, generator.batch_size, read_tokens=read_tokens)) > 1
-    batched = generator.choice_logprobs(conversations, rubric.labels, rubric.verdict_prefix)
+    hook = generator.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        batched = generator.choice_logprobs(conversations, rubric.labels, rubric.verdict_prefix)
+    finally:
+        hook.remove()
+    reads = [(rows, tokens) for rows, tokens in passes if rows > 1]  # the shared start's own pass reads one row
+    if read_tokens != math.inf:  # the bound splits the 10 prompts into several passes, each within it
+        assert len(reads) > 1 and all(rows * tokens <= read_tokens for rows, tokens in reads)
     alone = [generator.choice_logprobs([c], rubric.labels, rubric.verdict_prefix)[0] for c in conversations]
     for together, single in zip(batched, alone):
         assert together.prompt_tokens == single.prompt_tokens
